@@ -1,0 +1,255 @@
+package idempotency
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Kind is what a transport must do with a request.
+type Kind int
+
+const (
+	// Pass: let the request through untouched; nothing is recorded.
+	Pass Kind = iota + 1
+	// Proceed: let the request through and settle Decision.Lease with the
+	// response (Complete) or without one (Abandon).
+	Proceed
+	// Replay: answer with Decision.Record plus Idempotent-Replayed: true;
+	// the upstream is not called.
+	Replay
+	// Reject: answer with Decision.Problem; the upstream is not called.
+	Reject
+)
+
+func (k Kind) String() string {
+	return [...]string{"invalid", "pass", "proceed", "replay", "reject"}[min(int(k), 4)]
+}
+
+// Decision is the engine's answer to Begin.
+type Decision struct {
+	Kind    Kind
+	Lease   *Lease
+	Record  *Record
+	Problem *Problem
+	// Err explains a Reject, or a Pass caused by fail-open.
+	Err error
+	// KeyID is a short, non-reversible id of the storage key for logs.
+	KeyID string
+}
+
+// Hooks observe the engine, for metrics. Nil fields are skipped. They run
+// on the request path, so they must be fast and must not block.
+type Hooks struct {
+	// Decided is called once per Begin with its outcome label: pass,
+	// proceed, replay, or the problem slug of a reject.
+	Decided func(outcome string)
+	// StoreCall is called after every store operation.
+	StoreCall func(op string, took time.Duration, err error)
+	// LeaseRenewed is called after each renewal attempt.
+	LeaseRenewed func(err error)
+	// Settled is called when a lease ends: completed, released (not
+	// stored, or the upstream provably never saw the request), abandoned
+	// (left to expire) or lost.
+	Settled func(how string, bodyBytes int)
+}
+
+// Engine runs the idempotency state machine over a Store. It is safe for
+// concurrent use; per-request state lives in Decision and Lease.
+type Engine struct {
+	store  Store
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
+	hooks  Hooks
+	logger *slog.Logger
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithClock replaces time.Now and the sleeps used when waiting and renewing
+// (tests use a fake clock).
+func WithClock(now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) Option {
+	return func(e *Engine) { e.now, e.sleep = now, sleep }
+}
+
+// WithHooks installs observers.
+func WithHooks(h Hooks) Option { return func(e *Engine) { e.hooks = h } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
+
+// New returns an engine over store.
+func New(store Store, opts ...Option) *Engine {
+	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() Store { return e.store }
+
+// Begin decides what to do with r under p. It never returns an error:
+// every failure becomes a Reject (or a Pass under fail-open) carrying the
+// problem to send, so no transport can forget to fail closed.
+func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request) Decision {
+	d := e.begin(ctx, p, r)
+	if e.hooks.Decided != nil {
+		label := d.Kind.String()
+		if d.Kind == Reject {
+			label = d.Problem.Slug()
+		}
+		e.hooks.Decided(label)
+	}
+	return d
+}
+
+func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
+	if !p.Applies(r.Method) {
+		return Decision{Kind: Pass}
+	}
+	key, hasKey, err := e.key(p, r)
+	if err != nil {
+		return reject(err, "")
+	}
+	if key == "" {
+		return Decision{Kind: Pass}
+	}
+	if p.NeedsBody(hasKey) && int64(len(r.Body)) > p.MaxRequestBody {
+		return reject(fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, p.MaxRequestBody), "")
+	}
+	skey := StorageKey(Scope(p, r), key)
+	keyID := skey[:12]
+	fp := Fingerprint(p, r)
+	res, err := e.acquire(ctx, skey, fp, p.Lease)
+	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
+		res, err = e.wait(ctx, p, skey, fp, res)
+	}
+	if err != nil {
+		if p.FailOpen && ctx.Err() == nil {
+			e.logger.WarnContext(ctx, "idempotency store failed; passing request through (fail-open)", "key_id", keyID, "error", err)
+			return Decision{Kind: Pass, Err: err, KeyID: keyID}
+		}
+		e.logger.ErrorContext(ctx, "idempotency store failed; rejecting request (fail-closed)", "key_id", keyID, "error", err)
+		return reject(err, keyID)
+	}
+	switch res.Outcome {
+	case Acquired:
+		return Decision{Kind: Proceed, KeyID: keyID, Lease: &Lease{e: e, p: p, key: skey, token: res.Token}}
+	case Completed:
+		if res.Record.TooLarge {
+			return reject(ErrRecordTooLarge, keyID)
+		}
+		return Decision{Kind: Replay, Record: res.Record, KeyID: keyID}
+	case InFlight:
+		d := reject(ErrInFlight, keyID)
+		d.Problem.RetryAfter = max(res.RetryAfter, time.Second)
+		return d
+	case Mismatch:
+		return reject(ErrMismatch, keyID)
+	}
+	return reject(fmt.Errorf("store returned unknown outcome %d", res.Outcome), keyID)
+}
+
+func reject(err error, keyID string) Decision {
+	return Decision{Kind: Reject, Problem: ProblemFor(err), Err: err, KeyID: keyID}
+}
+
+// key returns the client's key, a derived key, or "" when the request
+// carries none and the route does not require one.
+func (e *Engine) key(p *Policy, r *Request) (key string, fromHeader bool, err error) {
+	vals := r.Header.Values(p.KeyHeader)
+	switch {
+	case len(vals) > 1:
+		return "", false, fmt.Errorf("%w: %d %s fields sent, exactly one allowed", ErrKeyMalformed, len(vals), p.KeyHeader)
+	case len(vals) == 1:
+		k, err := ParseKey(vals[0])
+		return k, true, err
+	case p.AutoKey != nil:
+		return DeriveKey(p.AutoKey, r), false, nil
+	case p.KeyRequired:
+		return "", false, ErrKeyMissing
+	}
+	return "", false, nil
+}
+
+// HasKey reports whether r carries a key header under p, so a transport
+// can decide whether it must read the body (Policy.NeedsBody).
+func HasKey(p *Policy, r *Request) bool { return len(r.Header.Values(p.KeyHeader)) > 0 }
+
+// Precheck validates what can be validated from the headers alone, so a
+// transport can reject a bad or missing key before reading the body. It
+// returns a Reject decision or a Decision with Kind Pass meaning "go on".
+func (e *Engine) Precheck(p *Policy, r *Request) (Decision, bool) {
+	if !p.Applies(r.Method) {
+		return Decision{Kind: Pass}, false
+	}
+	key, _, err := e.key(p, &Request{Method: r.Method, Path: r.Path, Header: r.Header})
+	if err != nil {
+		d := reject(err, "")
+		if e.hooks.Decided != nil {
+			e.hooks.Decided(d.Problem.Slug())
+		}
+		return d, false
+	}
+	if key == "" {
+		if e.hooks.Decided != nil {
+			e.hooks.Decided(Pass.String())
+		}
+		return Decision{Kind: Pass}, false
+	}
+	return Decision{Kind: Pass}, true
+}
+
+func (e *Engine) acquire(ctx context.Context, key, fp string, lease time.Duration) (AcquireResult, error) {
+	start := time.Now()
+	res, err := e.store.Acquire(ctx, key, fp, lease)
+	e.observe("acquire", start, err)
+	if err != nil {
+		return res, fmt.Errorf("acquire: %w", err)
+	}
+	return res, nil
+}
+
+// wait polls until the in-flight request settles or p.WaitInFlight passes.
+// Polling keeps the Store contract to one atomic call; the interval grows
+// from 25ms to 500ms so a long wait costs few round trips.
+func (e *Engine) wait(ctx context.Context, p *Policy, key, fp string, res AcquireResult) (AcquireResult, error) {
+	deadline := e.now().Add(p.WaitInFlight)
+	step := 25 * time.Millisecond
+	for res.Outcome == InFlight {
+		left := deadline.Sub(e.now())
+		if left <= 0 {
+			return res, nil
+		}
+		if err := e.sleep(ctx, min(step, left, res.RetryAfter+time.Millisecond)); err != nil {
+			return res, fmt.Errorf("wait for in-flight request: %w", err)
+		}
+		step = min(step*2, 500*time.Millisecond)
+		var err error
+		if res, err = e.acquire(ctx, key, fp, p.Lease); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (e *Engine) observe(op string, start time.Time, err error) {
+	if e.hooks.StoreCall != nil {
+		e.hooks.StoreCall(op, time.Since(start), err)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

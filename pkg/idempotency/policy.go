@@ -1,0 +1,228 @@
+package idempotency
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FingerprintMode says which parts of a request bind it to its key.
+type FingerprintMode string
+
+const (
+	// FingerprintBody hashes method, path with query, selected headers and
+	// the body. It is the default.
+	FingerprintBody FingerprintMode = "body"
+	// FingerprintHeadersOnly hashes method, path with query and selected
+	// headers; the body is never read.
+	FingerprintHeadersOnly FingerprintMode = "headers-only"
+	// FingerprintNone binds nothing: any request reusing a key replays.
+	FingerprintNone FingerprintMode = "none"
+)
+
+// Defaults of a Policy; DefaultPolicy returns them together.
+const (
+	DefaultKeyHeader       = "Idempotency-Key"
+	DefaultRetention       = 24 * time.Hour
+	DefaultLease           = 30 * time.Second
+	DefaultMaxRequestBody  = 1 << 20
+	DefaultMaxResponseBody = 1 << 20
+)
+
+// Policy is what one route asks of the engine. The zero value is not
+// usable; start from DefaultPolicy and change fields, then call Validate.
+type Policy struct {
+	// Methods the policy applies to; other methods pass through.
+	Methods []string
+	// KeyHeader names the request header carrying the key.
+	KeyHeader string
+	// KeyRequired makes a missing key a 400 instead of a pass-through.
+	KeyRequired bool
+	// Retention is how long a completed record replays.
+	Retention time.Duration
+	// Lease is how long an in-flight claim lives without renewal.
+	Lease time.Duration
+	// Fingerprint selects what binds a request to its key.
+	Fingerprint FingerprintMode
+	// FingerprintHeaders are request headers included in the fingerprint.
+	FingerprintHeaders []string
+	// CanonicalJSON makes JSON bodies hash by value, so key order and
+	// whitespace do not count. Non-JSON bodies hash as bytes.
+	CanonicalJSON bool
+	// ScopeHeaders name request headers whose values, hashed, make the
+	// caller scope. A caller never sees another scope's records.
+	ScopeHeaders []string
+	// ScopePrincipal adds Request.Principal (for example the mTLS peer) to
+	// the scope.
+	ScopePrincipal bool
+	// DoNotStore lists response statuses that are not recorded; the key is
+	// released so a retry may run.
+	DoNotStore StatusSet
+	// ReplayDenylist headers are never replayed (hop-by-hop headers never
+	// are, whatever the lists say).
+	ReplayDenylist []string
+	// ReplayAllowlist, when set, replays only these headers.
+	ReplayAllowlist []string
+	// MaxRequestBody caps the body read for fingerprinting; larger requests
+	// get 413.
+	MaxRequestBody int64
+	// MaxResponseBody caps a stored body; larger responses store a
+	// tombstone.
+	MaxResponseBody int64
+	// WaitInFlight, when positive, makes a duplicate of an in-flight
+	// request wait up to this long for the first to finish and replay it,
+	// instead of getting 409 at once.
+	WaitInFlight time.Duration
+	// FailOpen lets requests through without idempotency when the store is
+	// unreachable. Off by default: fail closed with 503.
+	FailOpen bool
+	// AutoKey, when set, derives a key from request content when the
+	// client sends none.
+	AutoKey *AutoKey
+}
+
+// AutoKey chooses the request parts hashed into a derived key. Method and
+// path are always included.
+type AutoKey struct {
+	Headers []string
+	Body    bool
+	// JSONFields are top-level or dotted paths (a.b.c) read from a JSON
+	// body; when set, only these fields are hashed, not the whole body.
+	JSONFields []string
+}
+
+// DefaultPolicy returns the defaults of the design brief: POST and PATCH,
+// key optional, scope from Authorization, fingerprint over the body, 24h
+// retention, 30s lease, 5xx/408/429 not stored.
+func DefaultPolicy() Policy {
+	return Policy{
+		Methods:         []string{http.MethodPost, http.MethodPatch},
+		KeyHeader:       DefaultKeyHeader,
+		Retention:       DefaultRetention,
+		Lease:           DefaultLease,
+		Fingerprint:     FingerprintBody,
+		ScopeHeaders:    []string{"Authorization"},
+		DoNotStore:      MustStatusSet("5xx", "408", "429"),
+		ReplayDenylist:  []string{"Set-Cookie", "Set-Cookie2", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Date", "Server", "X-Envoy-Upstream-Service-Time"},
+		MaxRequestBody:  DefaultMaxRequestBody,
+		MaxResponseBody: DefaultMaxResponseBody,
+	}
+}
+
+// Validate reports every problem with p at once.
+func (p *Policy) Validate() error {
+	var errs []error
+	if len(p.Methods) == 0 {
+		errs = append(errs, errors.New("methods: at least one method is required"))
+	}
+	for _, m := range p.Methods {
+		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t") {
+			errs = append(errs, fmt.Errorf("methods: %q is not an upper-case HTTP method", m))
+		}
+	}
+	if !validHeaderName(p.KeyHeader) {
+		errs = append(errs, fmt.Errorf("key_header: %q is not a valid header name", p.KeyHeader))
+	}
+	if p.Retention <= 0 {
+		errs = append(errs, errors.New("retention: must be positive"))
+	}
+	if p.Lease < 10*time.Millisecond {
+		errs = append(errs, errors.New("lease: must be at least 10ms"))
+	}
+	switch p.Fingerprint {
+	case FingerprintBody, FingerprintHeadersOnly, FingerprintNone:
+	default:
+		errs = append(errs, fmt.Errorf("fingerprint: %q is not one of body, headers-only, none", p.Fingerprint))
+	}
+	for _, lists := range [][]string{p.FingerprintHeaders, p.ScopeHeaders, p.ReplayDenylist, p.ReplayAllowlist} {
+		for _, h := range lists {
+			if !validHeaderName(h) {
+				errs = append(errs, fmt.Errorf("header %q is not a valid header name", h))
+			}
+		}
+	}
+	if p.MaxRequestBody <= 0 || p.MaxResponseBody <= 0 {
+		errs = append(errs, errors.New("max_request_body and max_response_body: must be positive"))
+	}
+	if p.WaitInFlight < 0 {
+		errs = append(errs, errors.New("wait_in_flight: must not be negative"))
+	}
+	if p.AutoKey != nil && len(p.AutoKey.Headers) == 0 && !p.AutoKey.Body && len(p.AutoKey.JSONFields) == 0 {
+		errs = append(errs, errors.New("auto_key: choose headers, body or json_fields"))
+	}
+	return errors.Join(errs...)
+}
+
+// Applies reports whether method is one the policy guards.
+func (p *Policy) Applies(method string) bool { return slices.Contains(p.Methods, method) }
+
+// NeedsBody reports whether Begin needs the request body for a request that
+// does or does not carry a key. Transports use it to avoid buffering bodies
+// they do not need.
+func (p *Policy) NeedsBody(hasKey bool) bool {
+	if p.Fingerprint == FingerprintBody {
+		return true
+	}
+	return !hasKey && p.AutoKey != nil && (p.AutoKey.Body || len(p.AutoKey.JSONFields) > 0)
+}
+
+// Stores reports whether a response with status is recorded.
+func (p *Policy) Stores(status int) bool { return !p.DoNotStore.Contains(status) }
+
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// StatusSet is a set of HTTP statuses written as codes ("408") or classes
+// ("5xx").
+type StatusSet struct {
+	codes   []int
+	classes []int
+	src     []string
+}
+
+// ParseStatusSet parses codes and classes.
+func ParseStatusSet(items ...string) (StatusSet, error) {
+	var s StatusSet
+	for _, it := range items {
+		t := strings.ToLower(strings.TrimSpace(it))
+		if len(t) == 3 && strings.HasSuffix(t, "xx") && t[0] >= '1' && t[0] <= '5' {
+			s.classes = append(s.classes, int(t[0]-'0'))
+		} else if n, err := strconv.Atoi(t); err == nil && n >= 100 && n <= 599 {
+			s.codes = append(s.codes, n)
+		} else {
+			return StatusSet{}, fmt.Errorf("status %q is neither a code (100-599) nor a class (1xx-5xx)", it)
+		}
+		s.src = append(s.src, t)
+	}
+	return s, nil
+}
+
+// MustStatusSet is ParseStatusSet for constants; it panics on a bad item.
+func MustStatusSet(items ...string) StatusSet {
+	s, err := ParseStatusSet(items...)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Contains reports whether status is in the set.
+func (s StatusSet) Contains(status int) bool {
+	return slices.Contains(s.codes, status) || slices.Contains(s.classes, status/100)
+}
+
+func (s StatusSet) String() string { return strings.Join(s.src, ",") }

@@ -1,0 +1,161 @@
+package idempotency
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"hash"
+	"net/http"
+	"strings"
+)
+
+// Request is the transport-neutral view of an HTTP request that the engine
+// needs. Transports fill it from net/http, Gin, Echo or ext_proc messages.
+type Request struct {
+	Method string
+	// Path is the request target: path plus query, as sent.
+	Path   string
+	Header http.Header
+	// Body is nil when the policy does not need it (see Policy.NeedsBody).
+	Body []byte
+	// Principal is an authenticated identity the transport vouches for,
+	// such as an mTLS peer; used when Policy.ScopePrincipal is set.
+	Principal string
+}
+
+// fieldHash writes length-prefixed fields so no two field lists collide.
+type fieldHash struct{ h hash.Hash }
+
+func newFieldHash(domain string) fieldHash {
+	f := fieldHash{sha256.New()}
+	f.add(domain)
+	return f
+}
+
+func (f fieldHash) add(s string) { f.addBytes([]byte(s)) }
+
+func (f fieldHash) addBytes(b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	f.h.Write(n[:])
+	f.h.Write(b)
+}
+
+func (f fieldHash) addHeaders(h http.Header, names []string) {
+	for _, name := range names {
+		f.add(strings.ToLower(name))
+		f.add(strings.Join(h.Values(name), "\x00"))
+	}
+}
+
+func (f fieldHash) sum() []byte { return f.h.Sum(nil) }
+
+// Fingerprint returns the hex SHA-256 binding r to its key under p, or ""
+// when p.Fingerprint is FingerprintNone.
+func Fingerprint(p *Policy, r *Request) string {
+	if p.Fingerprint == FingerprintNone {
+		return ""
+	}
+	f := newFieldHash("gopotency/fingerprint/v1")
+	f.add(r.Method)
+	f.add(r.Path)
+	f.addHeaders(r.Header, p.FingerprintHeaders)
+	if p.Fingerprint == FingerprintBody {
+		body := r.Body
+		if p.CanonicalJSON {
+			body = canonicalJSON(body)
+		}
+		f.addBytes(body)
+	}
+	return hex.EncodeToString(f.sum())
+}
+
+// canonicalJSON re-encodes a JSON document with sorted keys and no
+// insignificant whitespace. Numbers keep their literal text. A body that is
+// not a single JSON value is returned unchanged, so it hashes as bytes.
+func canonicalJSON(body []byte) []byte {
+	v, ok := decodeJSON(body)
+	if !ok {
+		return body
+	}
+	out, err := json.Marshal(v) // encoding/json sorts map keys
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+func decodeJSON(body []byte) (any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return nil, false
+	}
+	return v, true
+}
+
+// StorageKey builds the opaque key a Store sees from the caller scope and
+// the client's key: base64url(SHA-256), 43 bytes. Raw keys and credentials
+// are never stored.
+func StorageKey(scope, key string) string {
+	f := newFieldHash("gopotency/key/v1")
+	f.add(scope)
+	f.add(key)
+	return base64.RawURLEncoding.EncodeToString(f.sum())
+}
+
+// Scope hashes the caller identity chosen by p. It is "" for an anonymous
+// caller (no scope header sent and no principal).
+func Scope(p *Policy, r *Request) string {
+	var parts []string
+	for _, name := range p.ScopeHeaders {
+		if vs := r.Header.Values(name); len(vs) > 0 {
+			parts = append(parts, strings.ToLower(name), strings.Join(vs, "\x00"))
+		}
+	}
+	if p.ScopePrincipal && r.Principal != "" {
+		parts = append(parts, ":principal", r.Principal)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	f := newFieldHash("gopotency/scope/v1")
+	for _, s := range parts {
+		f.add(s)
+	}
+	return hex.EncodeToString(f.sum())
+}
+
+// DeriveKey computes an automatic key from the request parts chosen by a.
+func DeriveKey(a *AutoKey, r *Request) string {
+	f := newFieldHash("gopotency/autokey/v1")
+	f.add(r.Method)
+	f.add(r.Path)
+	f.addHeaders(r.Header, a.Headers)
+	if len(a.JSONFields) > 0 {
+		doc, _ := decodeJSON(r.Body)
+		for _, path := range a.JSONFields {
+			f.add(path)
+			v, _ := json.Marshal(jsonField(doc, path))
+			f.addBytes(v)
+		}
+	} else if a.Body {
+		f.addBytes(r.Body)
+	}
+	return "auto." + hex.EncodeToString(f.sum())
+}
+
+func jsonField(doc any, path string) any {
+	for _, part := range strings.Split(path, ".") {
+		m, ok := doc.(map[string]any)
+		if !ok {
+			return nil
+		}
+		doc = m[part]
+	}
+	return doc
+}
