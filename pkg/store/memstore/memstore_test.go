@@ -1,0 +1,23 @@
+package memstore_test
+
+import (
+	"testing"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/store/memstore"
+	"github.com/gopotency/gopotency/pkg/store/storetest"
+)
+
+func newStore(tb testing.TB) idempotency.Store {
+	s := memstore.New(memstore.Options{})
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) idempotency.Store { return newStore(t) })
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) idempotency.Store { return newStore(b) })
+}
