@@ -1,0 +1,40 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// readyProbeKey is a storage key no request can produce (storage keys are
+// base64url SHA-256 digests, never containing '!').
+const readyProbeKey = "gopotency!readiness-probe"
+
+func (a *App) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if a.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		// A read of a key that cannot exist proves the store answers.
+		if _, err := a.store.Get(ctx, readyProbeKey); err != nil && !errors.Is(err, idempotency.ErrNotFound) {
+			a.log.Warn("readiness: store unreachable", "error", err)
+			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}

@@ -1,0 +1,185 @@
+// Package app wires the server: configuration, logging, metrics, the
+// store, the ext_proc gRPC service with health checking, the admin HTTP
+// endpoints, and graceful shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/extproc"
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/metrics"
+)
+
+// Main runs the server until ctx is done. args exclude the program name.
+func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := config.Load(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := New(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if err := a.Listen(); err != nil {
+		a.closeStore()
+		return err
+	}
+	return a.Serve(ctx)
+}
+
+// App is a configured server. New, then Listen, then Serve.
+type App struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	store    idempotency.Store
+	closeFn  func() error
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *http.Server
+	grpcLn   net.Listener
+	adminLn  net.Listener
+	draining atomic.Bool
+}
+
+// New builds the server from cfg: it opens the store but binds nothing.
+func New(ctx context.Context, cfg *config.Config, stderr io.Writer) (*App, error) {
+	log := newLogger(cfg, stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	store, closeFn, err := OpenStore(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log))
+	srv, err := extproc.New(extproc.Options{
+		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
+		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
+	})
+	if err != nil {
+		_ = closeFn()
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer()}
+	a.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(maxBody(cfg))+1<<20), // a buffered body plus headers and framing
+		// Envoy pings idle HTTP/2 connections; grpc-go's default policy
+		// (5 min, no pings without streams) answers faster pings with
+		// GOAWAY too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	extprocv3.RegisterExternalProcessorServer(a.grpc, srv)
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	return a, nil
+}
+
+func maxBody(cfg *config.Config) int64 {
+	n := cfg.Default.MaxRequestBody
+	for _, p := range cfg.Policies {
+		n = max(n, p.MaxRequestBody)
+	}
+	return n
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Listen binds the gRPC and admin addresses.
+func (a *App) Listen() error {
+	var err error
+	if a.grpcLn, err = net.Listen("tcp", a.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("grpc listener: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
+		_ = a.grpcLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	return nil
+}
+
+// GRPCAddr and AdminAddr return the bound addresses (after Listen).
+func (a *App) GRPCAddr() string  { return a.grpcLn.Addr().String() }
+func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
+
+// Serve runs until ctx is done, then shuts down gracefully: health turns
+// NOT_SERVING first so Envoy moves traffic away, then in-flight streams get
+// ShutdownGrace to finish before they are cut.
+func (a *App) Serve(ctx context.Context) error {
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	errc := make(chan error, 2)
+	go func() { errc <- a.grpc.Serve(a.grpcLn) }()
+	go func() {
+		if err := a.admin.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	a.log.Info("gopotency serving", "grpc_addr", a.GRPCAddr(), "admin_addr", a.AdminAddr(), "store", redactURL(a.cfg.Store),
+		"policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		a.log.Error("server failed", "error", serveErr)
+	}
+	a.shutdown()
+	return serveErr
+}
+
+func (a *App) shutdown() {
+	a.draining.Store(true)
+	a.health.Shutdown() // every service NOT_SERVING
+	a.log.Info("shutting down", "drain_delay", a.cfg.DrainDelay.String(), "grace", a.cfg.ShutdownGrace.String())
+	time.Sleep(a.cfg.DrainDelay)
+	done := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.cfg.ShutdownGrace):
+		a.log.Warn("grace period over; cutting remaining streams (their keys stay locked until their leases expire)")
+		a.grpc.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.admin.Shutdown(ctx)
+	a.closeStore()
+	a.log.Info("stopped")
+}
+
+func (a *App) closeStore() {
+	if err := a.closeFn(); err != nil {
+		a.log.Warn("closing store", "error", err)
+	}
+}

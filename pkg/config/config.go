@@ -1,0 +1,171 @@
+// Package config loads the server configuration: flags, then environment
+// variables, then an optional YAML file, then defaults. Validation reports
+// every problem at once, so an operator fixes a bad deployment in one go.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Defaults of the server settings.
+const (
+	DefaultGRPCAddr  = ":9002"
+	DefaultAdminAddr = ":9003"
+	DefaultStore     = "memory://"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "json"
+)
+
+// Config is the whole server configuration.
+type Config struct {
+	GRPCAddr  string
+	AdminAddr string
+	// Store is a URL: memory://, redis://, rediss://, redis+cluster://,
+	// redis+sentinel://, postgres://, sqlite:///path.
+	Store     string
+	LogLevel  string
+	LogFormat string
+	// ShutdownGrace bounds graceful shutdown of in-flight streams.
+	ShutdownGrace time.Duration
+	// DrainDelay is how long the server reports NOT_SERVING before it
+	// stops accepting streams, so Envoy's health checks move traffic away.
+	DrainDelay time.Duration
+	// Default applies to routes that name no policy.
+	Default idempotency.Policy
+	// Policies are selected per route by name.
+	Policies map[string]*idempotency.Policy
+	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
+	PolicyHeader      string
+	MaxMessageTimeout time.Duration
+}
+
+// file is the YAML document. Unknown fields are errors.
+type file struct {
+	GRPCAddr      string                         `yaml:"grpc_addr"`
+	AdminAddr     string                         `yaml:"admin_addr"`
+	Store         string                         `yaml:"store"`
+	ShutdownGrace *duration                      `yaml:"shutdown_grace"`
+	DrainDelay    *duration                      `yaml:"drain_delay"`
+	Log           struct{ Level, Format string } `yaml:"log"`
+	DefaultPolicy policyFile                     `yaml:"default_policy"`
+	Policies      map[string]policyFile          `yaml:"policies"`
+	ExtProc       struct {
+		PolicyHeader      string    `yaml:"policy_header"`
+		MaxMessageTimeout *duration `yaml:"max_message_timeout"`
+	} `yaml:"ext_proc"`
+}
+
+// Load builds the configuration from args (without the program name), the
+// environment lookup and the file named by --config. Every problem found is
+// reported in one joined error.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("gopotency", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c Config
+	var cfgPath string
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("GOPOTENCY_GRPC_ADDR", ""), "gRPC listen address for Envoy (env GOPOTENCY_GRPC_ADDR; default "+DefaultGRPCAddr+")")
+	fs.StringVar(&c.AdminAddr, "admin-addr", env("GOPOTENCY_ADMIN_ADDR", ""), "HTTP address for /metrics, /healthz, /readyz (env GOPOTENCY_ADMIN_ADDR; default "+DefaultAdminAddr+")")
+	fs.StringVar(&c.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
+	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
+	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var f file
+	if cfgPath != "" {
+		raw, err := os.ReadFile(cfgPath)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", cfgPath, err)
+		}
+	}
+	return c.merge(&f)
+}
+
+// merge fills unset settings from the file and defaults, then validates.
+func (c *Config) merge(f *file) (*Config, error) {
+	first := func(vals ...string) string {
+		for _, v := range vals {
+			if v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
+	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
+	c.Store = first(c.Store, f.Store, DefaultStore)
+	c.LogLevel = first(c.LogLevel, f.Log.Level, DefaultLogLevel)
+	c.LogFormat = first(f.Log.Format, DefaultLogFormat)
+	c.PolicyHeader = first(f.ExtProc.PolicyHeader, "x-gopotency-policy")
+	c.ShutdownGrace = f.ShutdownGrace.or(30 * time.Second)
+	c.DrainDelay = f.DrainDelay.or(0)
+	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
+
+	var errs []error
+	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
+		}
+	}
+	if !strings.Contains(c.Store, "://") {
+		errs = append(errs, fmt.Errorf("store: %q is not a URL (memory://, redis://..., postgres://..., sqlite:///path)", c.Store))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log format: %q is not json or text", c.LogFormat))
+	}
+	c.Default = idempotency.DefaultPolicy()
+	if err := f.DefaultPolicy.apply(&c.Default); err != nil {
+		errs = append(errs, fmt.Errorf("default_policy: %w", err))
+	} else if err := c.Default.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("default_policy: %w", err))
+	}
+	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
+	for name, pf := range f.Policies {
+		p := c.Default // named policies inherit the default policy
+		if err := pf.apply(&p); err != nil {
+			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
+			continue
+		}
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
+		}
+		c.Policies[name] = &p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c, nil
+}
