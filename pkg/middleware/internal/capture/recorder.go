@@ -1,0 +1,100 @@
+// Package capture records the response a handler sends, for the engine to
+// store, and writes stored responses and problems back. It is shared by the
+// net/http, Gin and Echo middleware.
+package capture
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Recorder accumulates what a handler sent: the status and header fields at
+// the moment the head went out, and the body up to a cap. It is not safe for
+// concurrent use; a handler writes its response from one goroutine.
+type Recorder struct {
+	max      int64
+	status   int
+	headers  []idempotency.Header
+	body     []byte
+	sent     bool
+	tooLarge bool
+	implicit bool
+	hijacked bool
+}
+
+// NewRecorder returns a recorder keeping at most maxBody body bytes.
+func NewRecorder(maxBody int64) *Recorder { return &Recorder{max: maxBody} }
+
+// Head records the status and a snapshot of h, the fields sent with it.
+// Only the first call counts: later changes to the header map were never
+// sent, so they are not recorded either.
+func (r *Recorder) Head(status int, h http.Header) {
+	if r.sent {
+		return
+	}
+	r.sent, r.status = true, status
+	names := make([]string, 0, len(h))
+	n := 0
+	for name, vs := range h {
+		// Trailers announced with the "Trailer:" prefix are not head fields.
+		if !strings.HasPrefix(name, http.TrailerPrefix) {
+			names = append(names, name)
+			n += len(vs)
+		}
+	}
+	// Distinct names have no order on the wire (net/http sorts them); sorting
+	// keeps records deterministic. Repeated values keep their order.
+	slices.Sort(names)
+	r.headers = make([]idempotency.Header, 0, n)
+	for _, name := range names {
+		for _, v := range h[name] {
+			r.headers = append(r.headers, idempotency.Header{Name: name, Value: v})
+		}
+	}
+	if cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && cl > 0 && cl <= r.max {
+		r.body = make([]byte, 0, cl)
+	}
+}
+
+// Body records p, or marks the response too large once the cap is passed
+// (the client still gets every byte; only the stored copy stops).
+func (r *Recorder) Body(p []byte) {
+	if r.tooLarge || len(p) == 0 {
+		return
+	}
+	if int64(len(r.body))+int64(len(p)) > r.max {
+		r.tooLarge, r.body = true, nil
+		return
+	}
+	r.body = append(r.body, p...)
+}
+
+// Sent reports whether the head was recorded.
+func (r *Recorder) Sent() bool { return r.sent }
+
+// SetImplicit notes that the handler returned without sending anything, so
+// the head about to be recorded is the framework's default answer.
+func (r *Recorder) SetImplicit() { r.implicit = true }
+
+// Implicit reports whether the handler returned without answering.
+func (r *Recorder) Implicit() bool { return r.implicit }
+
+// SetHijacked notes that the handler took over the connection: whatever it
+// sent cannot be known.
+func (r *Recorder) SetHijacked() { r.hijacked = true }
+
+// Hijacked reports whether the handler took over the connection.
+func (r *Recorder) Hijacked() bool { return r.hijacked }
+
+// Response returns what was recorded, for Lease.Complete.
+func (r *Recorder) Response() *idempotency.Response {
+	status := r.status
+	if !r.sent {
+		status = http.StatusOK
+	}
+	return &idempotency.Response{Status: status, Headers: r.headers, Body: r.body, TooLarge: r.tooLarge}
+}
