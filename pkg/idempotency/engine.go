@@ -24,7 +24,10 @@ const (
 )
 
 func (k Kind) String() string {
-	return [...]string{"invalid", "pass", "proceed", "replay", "reject"}[min(int(k), 4)]
+	if k < Pass || k > Reject {
+		return "invalid"
+	}
+	return [...]string{"", "pass", "proceed", "replay", "reject"}[k]
 }
 
 // Decision is the engine's answer to Begin.

@@ -101,8 +101,10 @@ func (l *Lease) Extend(ctx context.Context) error {
 }
 
 // KeepAlive renews the lease every third of its length until the lease is
-// settled or ctx ends, so a slow upstream never lets a duplicate through.
-// It is safe to call once; settling the lease stops it.
+// settled or lost, so a slow upstream never lets a duplicate through. It
+// keeps ctx's values but not its cancellation (a client hanging up does
+// not stop a running handler), so the transport must always settle the
+// lease. Calling it again is a no-op.
 func (l *Lease) KeepAlive(ctx context.Context) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,7 +75,7 @@ func ProblemFor(err error) *Problem {
 }
 
 // Slug is the last segment of the type URI, used as a metrics label.
-func (p *Problem) Slug() string { return p.Type[len(ProblemTypeBase):] }
+func (p *Problem) Slug() string { return strings.TrimPrefix(p.Type, ProblemTypeBase) }
 
 // Body returns the problem as JSON.
 func (p *Problem) Body() []byte {

@@ -92,7 +92,12 @@ func decodeJSON(body []byte) (any, bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	// dec.More is false before a stray ']' or '}', so check the rest
+	// directly: only JSON whitespace may follow the value.
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
 		return nil, false
 	}
 	return v, true

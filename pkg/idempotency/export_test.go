@@ -1,0 +1,4 @@
+package idempotency
+
+// CanonicalJSON exposes canonicalJSON to the external tests and fuzz targets.
+var CanonicalJSON = canonicalJSON
