@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/app"
+	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/internal/envoyrun"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
+)
+
+// stack is Envoy + gopotency + an upstream, all on loopback.
+type stack struct {
+	envoy    *envoyrun.Envoy
+	app      *app.App
+	stopApp  context.CancelFunc
+	appDone  chan error
+	URL      string
+	upstream *http.Server
+}
+
+type stackOptions struct {
+	store    string             // store URL, memory:// by default
+	config   string             // gopotency YAML, envoy/gopotency.yaml by default
+	upstream http.Handler       // the application
+	tweak    func([]byte) []byte // edits the Envoy config after the address rewrite
+}
+
+// startStack runs the shipped envoy/envoy.yaml and gopotency config.
+func startStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	bin, err := envoyrun.Find()
+	if err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	root, err := envoyrun.ModuleRoot()
+	require.NoError(t, err)
+	if o.store == "" {
+		o.store = "memory://"
+	}
+	if o.config == "" {
+		o.config = filepath.Join(root, "envoy", "gopotency.yaml")
+	}
+	s := &stack{}
+
+	// Upstream on a free port.
+	upLn := listen(t)
+	s.upstream = &http.Server{Handler: o.upstream, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.upstream.Serve(upLn) }()
+	t.Cleanup(func() { _ = s.upstream.Close() })
+
+	// gopotency, wired exactly as cmd/gopotency wires it.
+	s.startApp(t, o)
+
+	ports := freePorts(t, 2)
+	raw, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+	require.NoError(t, err)
+	cfg, err := envoyrun.Rewrite(raw, envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: s.app.GRPCAddr(), App: upLn.Addr().String()})
+	require.NoError(t, err)
+	if o.tweak != nil {
+		cfg = o.tweak(cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.envoy, err = envoyrun.Start(ctx, bin, t.TempDir(), cfg, envoyrun.Addrs{Listen: ports[0], Admin: ports[1]})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		s.envoy.Stop()
+		if t.Failed() {
+			t.Logf("envoy log tail:\n%s", s.envoy.Log())
+		}
+	})
+	s.URL = s.envoy.URL
+	return s
+}
+
+func (s *stack) startApp(t *testing.T, o stackOptions) {
+	t.Helper()
+	args := []string{"--config", o.config, "--store", o.store, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
+	cfg, err := config.Load(args, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	cfg.DrainDelay, cfg.ShutdownGrace = 0, 2*time.Second
+	logw := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, logw)
+	require.NoError(t, err)
+	require.NoError(t, a.Listen())
+	s.app, s.stopApp, s.appDone = a, cancel, make(chan error, 1)
+	go func() { s.appDone <- a.Serve(ctx) }()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("gopotency log tail:\n%s", logw.tail(6000))
+		}
+	})
+}
+
+// stop ends the gopotency server (idempotent).
+func (s *stack) stop() {
+	if s.stopApp != nil {
+		s.stopApp()
+		<-s.appDone
+		s.stopApp = nil
+	}
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.b.Bytes()
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+func freePorts(t *testing.T, n int) []int {
+	ports := make([]int, n)
+	for i := range ports {
+		p, err := envoyrun.FreePort()
+		require.NoError(t, err)
+		ports[i] = p
+	}
+	return ports
+}
+
+// result is a response read whole.
+type result struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+
+func do(t *testing.T, method, url, key string, body string, hdr ...string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
+	require.NoError(t, err)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return result{resp.StatusCode, resp.Header, b}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
