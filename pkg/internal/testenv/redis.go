@@ -1,0 +1,249 @@
+package testenv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var sharedRedis struct {
+	once sync.Once
+	url  string
+	err  error
+}
+
+// Redis returns the URL of a Redis server: GOPOTENCY_TEST_REDIS_URL, or a
+// redis-server this test binary starts once, on a free loopback port, and
+// stops at Cleanup. Tests share it, so they must use keys of their own.
+func Redis(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv("GOPOTENCY_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		Unavailable(t, "GOPOTENCY_TEST_REDIS_URL is unset and redis-server is not installed")
+	}
+	sharedRedis.once.Do(func() {
+		dir, err := os.MkdirTemp("", "gopotency-redis-")
+		if err != nil {
+			sharedRedis.err = err
+			return
+		}
+		s, err := startRedisServer(dir)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			sharedRedis.err = err
+			return
+		}
+		OnCleanup(func() { s.Stop(); _ = os.RemoveAll(dir) })
+		sharedRedis.url = s.URL()
+	})
+	if sharedRedis.err != nil {
+		t.Fatalf("testenv: start redis-server: %v", sharedRedis.err)
+	}
+	return sharedRedis.url
+}
+
+// RedisServer is a redis-server process owned by one test, for fault tests:
+// Stop it to make the store unreachable, Start it again on the same port.
+type RedisServer struct {
+	Addr string // 127.0.0.1:port
+	dir  string
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd exits
+}
+
+// StartRedis starts a private redis-server (it does not honour
+// GOPOTENCY_TEST_REDIS_URL: the test needs to control the process). extra
+// are more redis-server arguments. t.Cleanup stops it.
+func StartRedis(t testing.TB, extra ...string) *RedisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		Unavailable(t, "redis-server is not installed")
+	}
+	s, err := startRedisServer(t.TempDir(), extra...)
+	if err != nil {
+		t.Fatalf("testenv: start redis-server: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL returns redis://Addr.
+func (s *RedisServer) URL() string { return "redis://" + s.Addr }
+
+// startRedisServer starts redis-server in dir on a free port, retrying if
+// another process took the port between picking and binding it.
+func startRedisServer(dir string, extra ...string) (*RedisServer, error) {
+	var err error
+	for range 3 {
+		var ports []int
+		if ports, err = freePorts(1); err != nil {
+			return nil, err
+		}
+		s := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), dir: dir}
+		s.args = append([]string{
+			"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--logfile", filepath.Join(dir, "redis-"+strconv.Itoa(ports[0])+".log"),
+		}, extra...)
+		if err = s.Start(); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
+// Start runs the server (again) with its original port and arguments and
+// waits until it answers PING.
+func (s *RedisServer) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("redis-server already running")
+	}
+	cmd := exec.Command("redis-server", s.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	killWithParent(cmd.SysProcAttr)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	if err := waitRedis(s.Addr, done, "PING", "PONG"); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%w; log: %s", err, tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log")))
+	}
+	s.cmd, s.done = cmd, done
+	return nil
+}
+
+// Stop terminates the server and waits for it to exit. Stopping a stopped
+// server does nothing.
+func (s *RedisServer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd, s.done = nil, nil
+}
+
+// waitRedis polls addr with cmd until the reply contains want, the process
+// exits (done closes) or 15s pass.
+func waitRedis(addr string, done <-chan struct{}, cmd, want string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on %s exited during start-up", addr)
+		default:
+		}
+		reply, err := redisCommand(addr, strings.Fields(cmd)...)
+		if err == nil && strings.Contains(reply, want) {
+			return nil
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("%s replied %q", cmd, reply)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server on %s not ready: %v", addr, last)
+}
+
+// redisCommand sends one command and returns its reply as text (simple,
+// integer or bulk string). It spares testenv a Redis client dependency.
+func redisCommand(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case line == "":
+		return "", errors.New("empty reply")
+	case line[0] == '-':
+		return "", errors.New(line[1:])
+	case line[0] == '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("bad bulk reply %q", line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return line[1:], nil
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close() // held until all are picked, so they differ
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// tail returns the end of a log file for error messages.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	if len(b) > 1500 {
+		b = b[len(b)-1500:]
+	}
+	return string(b)
+}

@@ -1,0 +1,95 @@
+package testenv
+
+import (
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestRedisShared(t *testing.T) {
+	u := Redis(t)
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("bad URL %q: %v", u, err)
+	}
+	if Redis(t) != u {
+		t.Fatal("a second call must return the same server")
+	}
+	if parsed.User != nil {
+		t.Skip("server needs credentials; PING over the raw helper would fail")
+	}
+	reply, err := redisCommand(parsed.Host, "PING")
+	if err != nil || reply != "PONG" {
+		t.Fatalf("PING %s: %q %v", parsed.Host, reply, err)
+	}
+}
+
+func TestStartRedisStopStart(t *testing.T) {
+	s := StartRedis(t)
+	if host, _, _ := net.SplitHostPort(s.Addr); host != "127.0.0.1" {
+		t.Fatalf("not loopback: %s", s.Addr)
+	}
+	if _, err := redisCommand(s.Addr, "SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if _, err := redisCommand(s.Addr, "PING"); err == nil {
+		t.Fatal("a stopped server still answers")
+	}
+	s.Stop() // no-op
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := redisCommand(s.Addr, "PING"); err != nil || reply != "PONG" {
+		t.Fatalf("after restart: %q %v", reply, err)
+	}
+	if err := s.Start(); err == nil {
+		t.Fatal("starting a running server must fail")
+	}
+}
+
+func TestRedisCluster(t *testing.T) {
+	addrs := RedisCluster(t)
+	if len(addrs) < 3 {
+		t.Fatalf("want at least 3 nodes, got %v", addrs)
+	}
+	info, err := redisCommand(addrs[0], "CLUSTER", "INFO")
+	if err != nil {
+		t.Skipf("cannot query the cluster without credentials: %v", err)
+	}
+	for _, want := range []string{"cluster_state:ok", "cluster_slots_assigned:16384"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("CLUSTER INFO lacks %q:\n%s", want, info)
+		}
+	}
+	nodes, err := redisCommand(addrs[0], "CLUSTER", "NODES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(nodes, "master"); n < 3 {
+		t.Errorf("want 3 masters, CLUSTER NODES shows %d:\n%s", n, nodes)
+	}
+}
+
+func TestCleanupRunsInReverseOnce(t *testing.T) {
+	// Cleanup drains the whole registry, so isolate it from services
+	// registered by other tests and restore them afterwards.
+	cleanupMu.Lock()
+	saved := cleanups
+	cleanups = nil
+	cleanupMu.Unlock()
+	t.Cleanup(func() {
+		cleanupMu.Lock()
+		cleanups = append(saved, cleanups...)
+		cleanupMu.Unlock()
+	})
+	var order []int
+	OnCleanup(func() { order = append(order, 1) })
+	OnCleanup(func() { order = append(order, 2) })
+	Cleanup()
+	Cleanup()
+	if len(order) != 2 || order[0] != 2 || order[1] != 1 {
+		t.Fatalf("order %v, want [2 1]", order)
+	}
+}
