@@ -28,6 +28,7 @@ type stack struct {
 	appDone  chan error
 	URL      string
 	upstream *http.Server
+	logs     *logBuffer
 }
 
 type stackOptions struct {
@@ -96,7 +97,7 @@ func (s *stack) startApp(t *testing.T, o stackOptions) {
 	a, err := app.New(ctx, cfg, logw)
 	require.NoError(t, err)
 	require.NoError(t, a.Listen())
-	s.app, s.stopApp, s.appDone = a, cancel, make(chan error, 1)
+	s.app, s.stopApp, s.appDone, s.logs = a, cancel, make(chan error, 1), logw
 	go func() { s.appDone <- a.Serve(ctx) }()
 	t.Cleanup(func() {
 		s.stop()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"testing"
 
@@ -12,3 +13,5 @@ func listen(t *testing.T) net.Listener {
 	require.NoError(t, err)
 	return l
 }
+
+func fmtSscan(s string, f *float64) (int, error) { return fmt.Sscan(s, f) }

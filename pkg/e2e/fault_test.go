@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// shortLeaseConfig writes a gopotency config whose default lease is lease.
+func shortLeaseConfig(t *testing.T, lease string) string {
+	p := filepath.Join(t.TempDir(), "gopotency.yaml")
+	cfg := "ext_proc: {max_message_timeout: 30s}\ndefault_policy: {lease: " + lease + "}\nlog: {level: debug}\n"
+	require.NoError(t, os.WriteFile(p, []byte(cfg), 0o600))
+	return p
+}
+
+func metric(t *testing.T, s *stack, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + s.app.AdminAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			_, _ = fmtSscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
+// TestServerDownFailsClosed: with gopotency gone, Envoy answers
+// status_on_error (503) and the upstream never runs.
+func TestServerDownFailsClosed(t *testing.T) {
+	up := newCounter()
+	s := startStack(t, stackOptions{upstream: up})
+	require.Equal(t, 201, do(t, "POST", s.URL+"/orders", "k-"+itoa(int(time.Now().UnixNano())), `{}`).Status)
+	s.stop()
+	before := up.total.Load()
+	for _, key := range []string{"down-1", ""} {
+		r := do(t, "POST", s.URL+"/orders", key, `{}`)
+		assert.Equal(t, 503, r.Status, "key %q: body %s", key, r.Body)
+	}
+	assert.Equal(t, before, up.total.Load(), "fail closed: nothing reaches the upstream")
+}
+
+// TestSlowUpstreamPastLease: the lease (300ms) is much shorter than the
+// upstream (1.5s); renewal keeps duplicates out the whole time.
+func TestSlowUpstreamPastLease(t *testing.T) {
+	up := newCounter()
+	s := startStack(t, stackOptions{upstream: up, config: shortLeaseConfig(t, "300ms")})
+	key := "slow-" + itoa(int(time.Now().UnixNano()))
+	done := make(chan result, 1)
+	go func() { done <- do(t, "POST", s.URL+"/orders?sleep=1500ms", key, `{}`) }()
+	require.Eventually(t, func() bool { return up.count(key) == 1 }, 5*time.Second, 5*time.Millisecond)
+	for range 4 { // duplicates at ~0.3s, 0.6s, 0.9s, 1.2s: all past the original lease
+		time.Sleep(300 * time.Millisecond)
+		r := do(t, "POST", s.URL+"/orders?sleep=1500ms", key, `{}`)
+		require.Equal(t, 409, r.Status, "body: %s", r.Body)
+	}
+	require.Equal(t, 201, (<-done).Status)
+	assert.Equal(t, 1, up.count(key), "renewal kept the duplicate out")
+	assert.GreaterOrEqual(t, metric(t, s, `gopotency_lease_renewals_total{result="ok"}`), 3.0)
+}
+
+// TestClientDisconnect: the client gives up while the upstream runs. The
+// outcome is unknown, so no record is completed and no duplicate runs
+// while the lease lives; after it expires a retry may run.
+func TestClientDisconnect(t *testing.T) {
+	up := newCounter()
+	s := startStack(t, stackOptions{upstream: up, config: shortLeaseConfig(t, "1500ms")})
+	key := "gone-" + itoa(int(time.Now().UnixNano()))
+	url := s.URL + "/orders?sleep=800ms"
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewBufferString(`{}`))
+	req.Header.Set("Idempotency-Key", key)
+	_, err := client.Do(req)
+	require.Error(t, err, "the client must time out")
+	require.Equal(t, 1, up.count(key))
+
+	r := do(t, "POST", url, key, `{}`)
+	require.Equal(t, 409, r.Status, "outcome unknown: the lease holds; body %s", r.Body)
+	time.Sleep(1200 * time.Millisecond) // past the upstream's end: still no completed record
+	r = do(t, "POST", url, key, `{}`)
+	require.NotEqual(t, "true", r.Header.Get("Idempotent-Replayed"), "an interrupted request must not be recorded")
+	require.Eventually(t, func() bool {
+		return do(t, "POST", url, key, `{}`).Status == 201
+	}, 5*time.Second, 100*time.Millisecond, "after the lease expires a retry runs")
+	assert.Equal(t, 2, up.count(key))
+	assert.GreaterOrEqual(t, metric(t, s, `gopotency_leases_settled_total{how="abandoned"}`), 1.0)
+}
+
+// TestUpstream5xxNotStored: a 500 from the upstream releases the key.
+func TestUpstream5xxNotStored(t *testing.T) {
+	calls := 0
+	s := startStack(t, stackOptions{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if calls == 1 {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})})
+	key := "5xx-" + itoa(int(time.Now().UnixNano()))
+	assert.Equal(t, 500, do(t, "POST", s.URL+"/orders", key, `{}`).Status)
+	assert.Equal(t, 201, do(t, "POST", s.URL+"/orders", key, `{}`).Status, "the retry runs")
+	r := do(t, "POST", s.URL+"/orders", key, `{}`)
+	assert.Equal(t, "true", r.Header.Get("Idempotent-Replayed"))
+	assert.Equal(t, 2, calls)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
