@@ -1,0 +1,40 @@
+package redisstore
+
+import (
+	_ "embed"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed lua/acquire.lua
+	acquireSrc string
+	//go:embed lua/complete.lua
+	completeSrc string
+	//go:embed lua/release.lua
+	releaseSrc string
+	//go:embed lua/extend.lua
+	extendSrc string
+	//go:embed lua/get.lua
+	getSrc string
+)
+
+// The scripts hold only their source and SHA-1; sharing them between
+// stores is safe.
+var (
+	acquireScript  = redis.NewScript(acquireSrc)
+	completeScript = redis.NewScript(completeSrc)
+	releaseScript  = redis.NewScript(releaseSrc)
+	extendScript   = redis.NewScript(extendSrc)
+	getScript      = redis.NewScript(getSrc)
+
+	allScripts = []*redis.Script{acquireScript, completeScript, releaseScript, extendScript, getScript}
+)
+
+// Reply codes of the acquire script.
+const (
+	replyAcquired  = 1
+	replyCompleted = 2
+	replyInFlight  = 3
+	replyMismatch  = 4
+)

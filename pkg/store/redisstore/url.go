@@ -1,0 +1,223 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NewFromURL connects to the Redis that rawURL names, checks it with Ping,
+// and returns a Store that owns the client (Close closes it). Forms:
+//
+//	redis://[user:password@]host[:port][/db][?option=value&...]   one server
+//	rediss://...                                                   the same over TLS
+//	unix://[user:password@]/path/to/redis.sock[?db=N]
+//	redis+cluster://[user:password@]host:port,host:port[/][?...]   Cluster seed nodes
+//	redis+sentinel://[user:password@]host:port,host:port/master[/db][?...]
+//
+// rediss+cluster and rediss+sentinel use TLS. Cluster credentials may also
+// be given as ?username=...&password=... . In a Sentinel URL the userinfo
+// authenticates to the sentinels and ?username=/?password= to the master,
+// as in go-redis. Ports default to 6379 (26379 for sentinels).
+//
+// Options are go-redis option names in snake case (dial_timeout=2s,
+// pool_size=50, ...), plus prefix=<key prefix>, which the store consumes.
+// context_timeout_enabled defaults to true so a ctx deadline bounds every
+// call. Errors never echo the URL, which may hold a password; a reachable
+// but failing server gives an error wrapping idempotency.ErrStoreUnavailable.
+func NewFromURL(ctx context.Context, rawURL string) (*Store, error) {
+	opts, prefix, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	var client redis.UniversalClient
+	switch o := opts.(type) {
+	case *redis.ClusterOptions:
+		client = redis.NewClusterClient(o)
+	case *redis.FailoverOptions:
+		client = redis.NewFailoverClient(o)
+	case *redis.Options:
+		client = redis.NewClient(o)
+	}
+	s, err := New(Options{Client: client, Prefix: prefix})
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	s.owned = true
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseURL turns rawURL into *redis.Options, *redis.ClusterOptions or
+// *redis.FailoverOptions, and the key prefix.
+func parseURL(rawURL string) (opts any, prefix string, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("redisstore: bad Redis URL: %w", err)
+		}
+	}()
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, "", errors.New(`no scheme; want redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://`)
+	}
+	base, topo, _ := strings.Cut(strings.ToLower(scheme), "+")
+	if (base != "redis" && base != "rediss" && base != "unix") || (base == "unix" && topo != "") {
+		return nil, "", fmt.Errorf("unsupported scheme %q; want redis, rediss, unix, redis+cluster or redis+sentinel", scheme)
+	}
+	// Host lists are not valid URL hosts: set the authority aside and let
+	// net/url parse userinfo, path and query.
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	userinfo := ""
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, authority = authority[:i+1], authority[i+1:]
+	}
+	u, err := url.Parse(base + "://" + userinfo + "placeholder" + tail)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the whole URL, password included
+		}
+		return nil, "", err
+	}
+	if u.Fragment != "" {
+		return nil, "", errors.New("unexpected #fragment")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, "", err
+	}
+	prefix = q.Get("prefix")
+	q.Del("prefix")
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, "", errors.New("prefix must not contain braces")
+	}
+	// Not every go-redis URL parser reads this option; it defaults to on
+	// here so a ctx deadline bounds each call.
+	ctxTimeout := true
+	if q.Has("context_timeout_enabled") {
+		if ctxTimeout, err = strconv.ParseBool(q.Get("context_timeout_enabled")); err != nil {
+			return nil, "", fmt.Errorf("context_timeout_enabled: %w", err)
+		}
+		q.Del("context_timeout_enabled")
+	}
+	switch topo {
+	case "":
+		if strings.Contains(authority, ",") {
+			return nil, "", errors.New("several hosts need redis+cluster:// or redis+sentinel://")
+		}
+		u.Host, u.RawQuery = authority, q.Encode()
+		o, err := redis.ParseURL(u.String())
+		if err != nil {
+			return nil, "", err
+		}
+		o.ContextTimeoutEnabled = ctxTimeout
+		return o, prefix, nil
+	case "cluster":
+		o, err := clusterOptions(base, u, q, authority)
+		if err != nil {
+			return nil, "", err
+		}
+		o.ContextTimeoutEnabled = ctxTimeout
+		return o, prefix, nil
+	case "sentinel":
+		o, err := failoverOptions(base, u, q, authority)
+		if err != nil {
+			return nil, "", err
+		}
+		o.ContextTimeoutEnabled = ctxTimeout
+		return o, prefix, nil
+	}
+	return nil, "", fmt.Errorf("unsupported scheme %q; want redis, rediss, unix, redis+cluster or redis+sentinel", scheme)
+}
+
+func clusterOptions(base string, u *url.URL, q url.Values, authority string) (*redis.ClusterOptions, error) {
+	hosts, err := splitHosts(authority, "6379")
+	if err != nil {
+		return nil, err
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, errors.New("a Redis Cluster has no databases; drop the path")
+	}
+	if q.Has("addr") {
+		return nil, errors.New("list Cluster nodes in the host part, comma separated, not as addr=")
+	}
+	user := u.User
+	if q.Has("username") || q.Has("password") {
+		if user != nil {
+			return nil, errors.New("credentials given both before @ and as query options")
+		}
+		user = url.UserPassword(q.Get("username"), q.Get("password"))
+		q.Del("username")
+		q.Del("password")
+	}
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	cu := url.URL{Scheme: base, User: user, Host: hosts[0], RawQuery: q.Encode()}
+	return redis.ParseClusterURL(cu.String())
+}
+
+func failoverOptions(base string, u *url.URL, q url.Values, authority string) (*redis.FailoverOptions, error) {
+	hosts, err := splitHosts(authority, "26379")
+	if err != nil {
+		return nil, err
+	}
+	segs := strings.FieldsFunc(u.Path, func(r rune) bool { return r == '/' })
+	if len(segs) == 0 || len(segs) > 2 {
+		return nil, errors.New("a Sentinel URL needs the master name as its path: redis+sentinel://host:26379,host:26379/mymaster[/db]")
+	}
+	if q.Has("master_name") || q.Has("addr") {
+		return nil, errors.New("give the master name as the path and the sentinels in the host part, not as query options")
+	}
+	q.Set("master_name", segs[0])
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	fu := url.URL{Scheme: base, User: u.User, Host: hosts[0], RawQuery: q.Encode()}
+	if len(segs) == 2 {
+		fu.Path = "/" + segs[1]
+	}
+	return redis.ParseFailoverURL(fu.String())
+}
+
+// splitHosts validates a comma-separated host[:port] list and fills in the
+// default port.
+func splitHosts(authority, defPort string) ([]string, error) {
+	if authority == "" {
+		return nil, errors.New("no hosts")
+	}
+	parts := strings.Split(authority, ",")
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		host, port := p, defPort
+		bracketed := strings.HasPrefix(p, "[") && strings.HasSuffix(p, "]")
+		if !bracketed && strings.Contains(p, ":") {
+			var err error
+			if host, port, err = net.SplitHostPort(p); err != nil {
+				return nil, fmt.Errorf("host %q: %w", p, err)
+			}
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if host == "" {
+			return nil, fmt.Errorf("empty host in %q", authority)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("host %q: bad port %q", p, port)
+		}
+		out = append(out, net.JoinHostPort(host, port))
+	}
+	return out, nil
+}
