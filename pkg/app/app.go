@@ -61,8 +61,22 @@ type App struct {
 	draining atomic.Bool
 }
 
+// Option changes how New builds the server.
+type Option func(*options)
+
+type options struct {
+	store      idempotency.Store
+	closeStore func() error
+}
+
+// WithStore uses store instead of opening cfg.Store (tests wrap stores to
+// inject faults); closeFn runs at shutdown.
+func WithStore(store idempotency.Store, closeFn func() error) Option {
+	return func(o *options) { o.store, o.closeStore = store, closeFn }
+}
+
 // New builds the server from cfg: it opens the store but binds nothing.
-func New(ctx context.Context, cfg *config.Config, stderr io.Writer) (*App, error) {
+func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Option) (*App, error) {
 	log := newLogger(cfg, stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -70,9 +84,18 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer) (*App, error
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	store, closeFn, err := OpenStore(ctx, cfg.Store)
-	if err != nil {
-		return nil, err
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	store, closeFn := o.store, o.closeStore
+	if closeFn == nil {
+		closeFn = func() error { return nil }
+	}
+	if store == nil {
+		if store, closeFn, err = OpenStore(ctx, cfg.Store); err != nil {
+			return nil, err
+		}
 	}
 	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log))
 	srv, err := extproc.New(extproc.Options{

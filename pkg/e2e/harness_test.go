@@ -32,10 +32,13 @@ type stack struct {
 }
 
 type stackOptions struct {
-	store    string             // store URL, memory:// by default
-	config   string             // gopotency YAML, envoy/gopotency.yaml by default
-	upstream http.Handler       // the application
+	store    string              // store URL, memory:// by default
+	config   string              // gopotency YAML, envoy/gopotency.yaml by default
+	upstream http.Handler        // the application
 	tweak    func([]byte) []byte // edits the Envoy config after the address rewrite
+	// configure edits the loaded gopotency configuration.
+	configure func(*config.Config)
+	appOpts   []app.Option
 }
 
 // startStack runs the shipped envoy/envoy.yaml and gopotency config.
@@ -92,9 +95,12 @@ func (s *stack) startApp(t *testing.T, o stackOptions) {
 	cfg, err := config.Load(args, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
 	cfg.DrainDelay, cfg.ShutdownGrace = 0, 2*time.Second
+	if o.configure != nil {
+		o.configure(cfg)
+	}
 	logw := &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, logw)
+	a, err := app.New(ctx, cfg, logw, o.appOpts...)
 	require.NoError(t, err)
 	require.NoError(t, a.Listen())
 	s.app, s.stopApp, s.appDone, s.logs = a, cancel, make(chan error, 1), logw

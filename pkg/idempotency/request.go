@@ -141,8 +141,13 @@ func DeriveKey(a *AutoKey, r *Request) string {
 	f.add(r.Method)
 	f.add(r.Path)
 	f.addHeaders(r.Header, a.Headers)
-	if len(a.JSONFields) > 0 {
-		doc, _ := decodeJSON(r.Body)
+	doc, isJSON := decodeJSON(r.Body)
+	if len(a.JSONFields) > 0 && !isJSON {
+		// Without a JSON document the chosen fields are all absent; hash
+		// the bytes so unrelated requests never share a derived key.
+		f.add("!not-json")
+		f.addBytes(r.Body)
+	} else if len(a.JSONFields) > 0 {
 		for _, path := range a.JSONFields {
 			f.add(path)
 			v, _ := json.Marshal(jsonField(doc, path))
