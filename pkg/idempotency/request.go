@@ -141,19 +141,22 @@ func DeriveKey(a *AutoKey, r *Request) string {
 	f.add(r.Method)
 	f.add(r.Path)
 	f.addHeaders(r.Header, a.Headers)
-	doc, isJSON := decodeJSON(r.Body)
-	if len(a.JSONFields) > 0 && !isJSON {
-		// Without a JSON document the chosen fields are all absent; hash
-		// the bytes so unrelated requests never share a derived key.
-		f.add("!not-json")
-		f.addBytes(r.Body)
-	} else if len(a.JSONFields) > 0 {
+	switch {
+	case len(a.JSONFields) > 0:
+		doc, isJSON := decodeJSON(r.Body)
+		if !isJSON {
+			// Without a JSON document the chosen fields are all absent;
+			// hash the bytes so unrelated requests never share a key.
+			f.add("!not-json")
+			f.addBytes(r.Body)
+			break
+		}
 		for _, path := range a.JSONFields {
 			f.add(path)
 			v, _ := json.Marshal(jsonField(doc, path))
 			f.addBytes(v)
 		}
-	} else if a.Body {
+	case a.Body:
 		f.addBytes(r.Body)
 	}
 	return "auto." + hex.EncodeToString(f.sum())
