@@ -1,0 +1,213 @@
+// Package behaviortest is the black-box HTTP behaviour suite every front
+// end of GoPotency must pass: the net/http, Gin and Echo middleware, and
+// Envoy with the ext_proc server. It sends real HTTP requests to a base URL
+// and reads a counting Upstream, so it works for front ends in or out of
+// the test's process.
+//
+// To run it, put Upstream behind the front end, apply Routes() to the paths
+// under their prefixes, and call Run:
+//
+//	up := behaviortest.NewUpstream()
+//	srv := httptest.NewServer(frontEnd(up, behaviortest.Routes()))
+//	defer srv.Close()
+//	behaviortest.Run(t, behaviortest.Target{BaseURL: srv.URL, Upstream: up})
+//
+// Each row of the behaviour table in DESIGN.md is a subtest. Keys carry a
+// random prefix per run, so the suite may run twice against one store.
+package behaviortest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Target is the front end under test.
+type Target struct {
+	// BaseURL is where the front end listens, e.g. http://127.0.0.1:10000
+	// (loopback only). Paths of Routes() are appended to it.
+	BaseURL string
+	// Upstream is the application behind the front end.
+	Upstream *Upstream
+	// Client sends the requests (each bounded by a 20s timeout). The
+	// default does no transparent compression, so headers are compared as
+	// sent, and opens at most 256 connections, which keeps the concurrency
+	// row under the race detector's limit of 8128 goroutines.
+	Client *http.Client
+	// StoreOutage, when set, makes the front end's store unreachable until
+	// the returned function is called; the StoreUnavailable row runs only
+	// then. In-process front ends can use OutageStore.Outage.
+	StoreOutage func(t testing.TB) (restore func())
+}
+
+// Concurrency row size: keys, and simultaneous duplicates of each.
+const (
+	ConcurrencyKeys       = 200
+	ConcurrencyDuplicates = 10
+)
+
+// requestTimeout bounds every request of the suite.
+const requestTimeout = 20 * time.Second
+
+type suite struct {
+	base   string
+	up     *Upstream
+	client *http.Client
+	prefix string
+	outage func(t testing.TB) func()
+}
+
+// Run runs every row of the behaviour table against target.
+func Run(t *testing.T, target Target) {
+	s := newSuite(t, target)
+	t.Run("KeyAbsent", s.keyAbsent)
+	t.Run("MalformedKey", s.malformedKey)
+	t.Run("KeyForms", s.keyForms)
+	t.Run("FirstRequestAndReplay", s.firstAndReplay)
+	t.Run("ClientErrorStored", s.clientErrorStored)
+	t.Run("DifferentFingerprint", s.differentFingerprint)
+	t.Run("DifferentCaller", s.differentCaller)
+	t.Run("NotStoredStatuses", s.notStored)
+	t.Run("ResponseOverCap", s.responseOverCap)
+	t.Run("RequestOverCap", s.requestOverCap)
+	t.Run("AutomaticKey", s.automaticKey)
+	t.Run("NoRoute", s.noRoute)
+	t.Run("StoreUnavailable", s.storeUnavailable)
+	t.Run("InFlight", func(t *testing.T) {
+		t.Run("Conflict", s.inFlightConflict)
+		t.Run("WaitMode", s.inFlightWait)
+		t.Run("SlowHandlerPastLease", s.slowPastLease)
+	})
+	t.Run("Concurrency", s.concurrency)
+}
+
+func newSuite(t *testing.T, target Target) *suite {
+	t.Helper()
+	if target.BaseURL == "" || target.Upstream == nil {
+		t.Fatal("behaviortest: Target needs BaseURL and Upstream")
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	s := &suite{base: strings.TrimSuffix(target.BaseURL, "/"), up: target.Upstream, client: target.Client,
+		prefix: "bt" + hex.EncodeToString(b[:]), outage: target.StoreOutage}
+	if s.client == nil {
+		tr := &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
+		t.Cleanup(tr.CloseIdleConnections)
+		s.client = &http.Client{Transport: tr}
+	}
+	return s
+}
+
+// id returns a run-unique key and tag for a row.
+func (s *suite) id(name string) string { return s.prefix + "." + name }
+
+// call is one request of the suite; POST unless method says otherwise.
+type call struct {
+	method string
+	path   string
+	key    string   // raw Idempotency-Key value; "" sends none
+	keys   []string // several raw fields, instead of key
+	auth   string
+	tag    string
+	body   string
+}
+
+// answer is a response read in full.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) String() string {
+	b := a.body
+	if len(b) > 200 {
+		b = append(b[:200:200], "…"...)
+	}
+	return fmt.Sprintf("%d %v %q", a.status, a.header, b)
+}
+
+// do sends c. It is safe from any goroutine.
+func (s *suite) do(c call) (answer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	method := c.method
+	if method == "" {
+		method = http.MethodPost
+	}
+	var body io.Reader
+	if c.body != "" {
+		body = strings.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.base+c.path, body)
+	if err != nil {
+		return answer{}, fmt.Errorf("build %s %s: %w", method, c.path, err)
+	}
+	if c.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header["Idempotency-Key"] = []string{c.key}
+	}
+	if c.keys != nil {
+		req.Header["Idempotency-Key"] = c.keys
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	if c.tag != "" {
+		req.Header.Set(TagHeader, c.tag)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return answer{}, fmt.Errorf("%s %s: %w", method, c.path, err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return answer{}, fmt.Errorf("%s %s: read body: %w", method, c.path, err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: buf.Bytes()}, nil
+}
+
+// send is do for the test's own goroutine: a transport error ends the test.
+func (s *suite) send(t testing.TB, c call) answer {
+	t.Helper()
+	a, err := s.do(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// sendAsync sends c from a goroutine; the channel yields its outcome.
+func (s *suite) sendAsync(c call) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		a, err := s.do(c)
+		ch <- result{a, err}
+	}()
+	return ch
+}
+
+type result struct {
+	a   answer
+	err error
+}
+
+// wait receives an async result, ending the test on a transport error.
+func wait(t testing.TB, ch <-chan result) answer {
+	t.Helper()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.a
+}
