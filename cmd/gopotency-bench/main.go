@@ -239,8 +239,21 @@ func machineFacts(o *options, envoyBin string) facts {
 	return facts{
 		Command: strings.Join(cmd, " "), Date: time.Now().UTC().Format("2006-01-02"),
 		CPUs: runtime.NumCPU(), CPUModel: cpuModel(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(),
-		Envoy: envoyVersion(envoyBin), Workers: o.workers, Duration: o.duration.String(), Warmup: o.warmup.String(), Rounds: o.rounds,
+		LoadAvg: loadAvg(), Envoy: envoyVersion(envoyBin), Workers: o.workers, Duration: o.duration.String(), Warmup: o.warmup.String(), Rounds: o.rounds,
 	}
+}
+
+// loadAvg reads the 1-minute load average ("" where there is none): other
+// processes on the machine skew every figure.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }
 
 // cpuModel reads the first "model name" of /proc/cpuinfo ("" elsewhere).

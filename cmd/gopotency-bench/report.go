@@ -28,6 +28,7 @@ type facts struct {
 	CPUs     int    `json:"cpus"`
 	CPUModel string `json:"cpu_model,omitempty"`
 	Platform string `json:"platform"`
+	LoadAvg  string `json:"load_avg_before,omitempty"` // 1-minute load average when the run started
 	Go       string `json:"go"`
 	Envoy    string `json:"envoy"`
 	Redis    string `json:"redis,omitempty"`
@@ -128,6 +129,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "Machine: %s, %s; %s; Envoy %s with --concurrency 2", machine, f.Platform, f.Go, f.Envoy)
 	if f.Redis != "" {
 		fmt.Fprintf(w, "; %s", f.Redis)
+	}
+	if f.LoadAvg != "" {
+		fmt.Fprintf(w, "; load average %s before the run", f.LoadAvg)
 	}
 	fmt.Fprintf(w, ".\nThe %d CPUs are shared by Envoy, gopotency, the upstream, Redis and the load generator: the figures compare "+
 		"configurations measured in one run on one machine, they are not capacity figures.\n\n", f.CPUs)
