@@ -1,0 +1,97 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
+)
+
+// ops calls every Store method once on key (held by token).
+func ops(s *Store, key, token string) map[string]func(context.Context) error {
+	rec := &idempotency.Record{Status: 201, Body: []byte("x")}
+	return map[string]func(context.Context) error{
+		"Acquire":  func(c context.Context) error { _, err := s.Acquire(c, key, "fp", time.Minute); return err },
+		"Complete": func(c context.Context) error { return s.Complete(c, key, token, rec, time.Hour) },
+		"Release":  func(c context.Context) error { return s.Release(c, key, token) },
+		"Extend":   func(c context.Context) error { return s.Extend(c, key, token, time.Minute) },
+		"Get":      func(c context.Context) error { _, err := s.Get(c, key); return err },
+		"Delete":   func(c context.Context) error { return s.Delete(c, key) },
+	}
+}
+
+// A stopped server makes every call fail fast with ErrStoreUnavailable
+// (so the engine answers 503), and the store recovers once it is back.
+func TestServerStoppedIsUnavailable(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ctx := context.Background()
+	s, err := NewFromURL(ctx, srv.URL())
+	require.NoError(t, err)
+	defer s.Close()
+	res, err := s.Acquire(ctx, "k", "fp", time.Minute)
+	require.NoError(t, err)
+
+	srv.Stop()
+	// In parallel: each call spends go-redis' default dial retries (about
+	// 1.5s in all), and the test need not add them up.
+	var wg sync.WaitGroup
+	for name, op := range ops(s, "k", res.Token) {
+		wg.Go(func() {
+			c, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := op(c)
+			if assert.Error(t, err, name) {
+				assert.ErrorIs(t, err, idempotency.ErrStoreUnavailable, name)
+				assert.False(t, errors.Is(err, context.DeadlineExceeded), "%s: the ctx did not end: %v", name, err)
+			}
+			assert.Less(t, time.Since(start), 3*time.Second, "%s must fail promptly, not hang", name)
+		})
+	}
+	wg.Wait()
+
+	require.NoError(t, srv.Start())
+	require.Eventually(t, func() bool {
+		r, err := s.Acquire(ctx, "k2", "fp", time.Minute)
+		return err == nil && r.Outcome == idempotency.Acquired
+	}, 5*time.Second, 50*time.Millisecond, "the store reconnects after a restart")
+}
+
+// A server that accepts connections but never answers must not hold a call
+// past its ctx deadline.
+func TestServerSilentHonoursDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() }) // hold it open, say nothing
+		}
+	}()
+	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ContextTimeoutEnabled: true})
+	defer c.Close()
+	s, err := New(Options{Client: c})
+	require.NoError(t, err)
+	for name, op := range ops(s, "k", "tok") {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := op(ctx)
+		cancel()
+		require.Error(t, err, name)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, name)
+		assert.Less(t, time.Since(start), 2*time.Second, "%s must stop at the deadline", name)
+	}
+}

@@ -1,0 +1,74 @@
+package redisstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// One entry is one hash, holding exactly the fields the package doc lists,
+// with the deadline as its TTL.
+func TestEntryIsOneHash(t *testing.T) {
+	ctx := context.Background()
+	c := redisClient(t)
+	s := newStore(t, c)
+	key := "entry"
+	res, err := s.Acquire(ctx, key, "fp", time.Minute)
+	require.NoError(t, err)
+
+	keys, err := c.Keys(ctx, s.prefix+":*").Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{s.prefix + ":{entry}"}, keys)
+	fields, err := c.HGetAll(ctx, s.Key(key)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"f": "fp", "t": res.Token}, fields)
+	ttl, err := c.PTTL(ctx, s.Key(key)).Result()
+	require.NoError(t, err)
+	assert.InDelta(t, time.Minute.Seconds(), ttl.Seconds(), 5)
+
+	require.NoError(t, s.Complete(ctx, key, res.Token, &idempotency.Record{Status: 201}, time.Hour))
+	fields, err = c.HGetAll(ctx, s.Key(key)).Result()
+	require.NoError(t, err)
+	assert.Len(t, fields, 2)
+	assert.Equal(t, "fp", fields["f"])
+	assert.Contains(t, fields, "r")
+	ttl, err = c.PTTL(ctx, s.Key(key)).Result()
+	require.NoError(t, err)
+	assert.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5)
+	keys, err = c.Keys(ctx, s.prefix+":*").Result()
+	require.NoError(t, err)
+	assert.Len(t, keys, 1, "completing adds no key")
+}
+
+// The hash tag puts an entry in the slot of its storage key alone, whatever
+// the prefix, and the entry really lives on the master serving that slot.
+func TestClusterHashTag(t *testing.T) {
+	ctx := context.Background()
+	c := clusterClient(t)
+	a, b := newStore(t, c), newStore(t, c)
+	slots := map[int64]bool{}
+	for _, key := range []string{"k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"} {
+		want, err := c.ClusterKeySlot(ctx, key).Result()
+		require.NoError(t, err)
+		slots[want] = true
+		for _, s := range []*Store{a, b} {
+			got, err := c.ClusterKeySlot(ctx, s.Key(key)).Result()
+			require.NoError(t, err)
+			assert.Equal(t, want, got, "slot of %s", s.Key(key))
+		}
+		res, err := a.Acquire(ctx, key, "fp", time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, a.Complete(ctx, key, res.Token, &idempotency.Record{Status: 200}, time.Minute))
+		node, err := c.MasterForKey(ctx, key)
+		require.NoError(t, err)
+		n, err := node.Exists(ctx, a.Key(key)).Result()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n, "%s is on the master of slot %d", a.Key(key), want)
+	}
+	assert.Greater(t, len(slots), 1, "the keys spread over several slots")
+}
