@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		closeFn = func() error { return nil }
 	}
 	if store == nil {
-		if store, closeFn, err = OpenStore(ctx, cfg.Store); err != nil {
+		if store, closeFn, err = OpenStore(ctx, cfg.Store, log); err != nil {
 			return nil, err
 		}
 	}
