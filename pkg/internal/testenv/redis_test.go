@@ -93,3 +93,17 @@ func TestCleanupRunsInReverseOnce(t *testing.T) {
 		t.Fatalf("order %v, want [2 1]", order)
 	}
 }
+
+func TestStartRedisSentinel(t *testing.T) {
+	rs := StartRedisSentinel(t)
+	if reply, err := redisCommand(rs.Sentinel.Addr, "PING"); err != nil || reply != "PONG" {
+		t.Fatalf("sentinel PING: %q %v", reply, err)
+	}
+	info, err := redisCommand(rs.Sentinel.Addr, "INFO", "sentinel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "name=" + rs.MasterName + ",status=ok,address=" + rs.Master.Addr; !strings.Contains(info, want) {
+		t.Fatalf("INFO sentinel lacks %q:\n%s", want, info)
+	}
+}

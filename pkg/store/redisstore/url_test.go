@@ -184,3 +184,20 @@ func TestNewRejects(t *testing.T) {
 	assert.Equal(t, "gopotency:{k}", s.Key("k"))
 	assert.NoError(t, s.Close(), "a passed-in client is not ours to close")
 }
+
+func TestNewFromURLSentinel(t *testing.T) {
+	rs := testenv.StartRedisSentinel(t)
+	ctx := context.Background()
+	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?prefix="+testPrefix())
+	require.NoError(t, err)
+	defer s.Close()
+	res, err := s.Acquire(ctx, "k", "fp", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Acquired, res.Outcome)
+	// The claim landed on the master the sentinel names.
+	c := redis.NewClient(&redis.Options{Addr: rs.Master.Addr})
+	defer c.Close()
+	n, err := c.Exists(ctx, s.Key("k")).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+}
