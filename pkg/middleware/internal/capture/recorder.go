@@ -4,6 +4,7 @@
 package capture
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 // concurrent use; a handler writes its response from one goroutine.
 type Recorder struct {
 	max      int64
+	outer    http.Header
 	status   int
 	headers  []idempotency.Header
 	body     []byte
@@ -26,8 +28,20 @@ type Recorder struct {
 	hijacked bool
 }
 
-// NewRecorder returns a recorder keeping at most maxBody body bytes.
-func NewRecorder(maxBody int64) *Recorder { return &Recorder{max: maxBody} }
+// NewRecorder returns a recorder keeping at most maxBody body bytes. before
+// is the response header map as the handler is about to run: fields outer
+// middleware already set there (CORS, request ids) belong to every answer,
+// not to this one, so they are recorded only if the handler changes them,
+// and a replay gets the outer middleware's fresh values.
+func NewRecorder(maxBody int64, before http.Header) *Recorder {
+	r := &Recorder{max: maxBody}
+	if len(before) > 0 {
+		// Set replaces a field's slice and Add appends past its old length,
+		// so a shallow copy keeps the old values.
+		r.outer = maps.Clone(before)
+	}
+	return r
+}
 
 // Head records the status and a snapshot of h, the fields sent with it.
 // Only the first call counts: later changes to the header map were never
@@ -41,7 +55,7 @@ func (r *Recorder) Head(status int, h http.Header) {
 	n := 0
 	for name, vs := range h {
 		// Trailers announced with the "Trailer:" prefix are not head fields.
-		if !strings.HasPrefix(name, http.TrailerPrefix) {
+		if !strings.HasPrefix(name, http.TrailerPrefix) && !r.fromOuter(name, vs) {
 			names = append(names, name)
 			n += len(vs)
 		}
@@ -58,6 +72,12 @@ func (r *Recorder) Head(status int, h http.Header) {
 	if cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && cl > 0 && cl <= r.max {
 		r.body = make([]byte, 0, cl)
 	}
+}
+
+// fromOuter reports whether a field is as outer middleware left it.
+func (r *Recorder) fromOuter(name string, vs []string) bool {
+	old, ok := r.outer[name]
+	return ok && slices.Equal(old, vs)
 }
 
 // Body records p, or marks the response too large once the cap is passed

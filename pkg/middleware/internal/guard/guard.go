@@ -116,7 +116,7 @@ func (g *Guard[C]) Serve(c C, w http.ResponseWriter, r *http.Request, pass func(
 	}
 	switch d.Kind {
 	case idempotency.Proceed:
-		g.proceed(r.Context(), d.Lease, p, run)
+		g.proceed(r.Context(), w, d.Lease, p, run)
 	case idempotency.Replay:
 		capture.WriteRecord(w, d.Record)
 	case idempotency.Reject:
@@ -127,8 +127,8 @@ func (g *Guard[C]) Serve(c C, w http.ResponseWriter, r *http.Request, pass func(
 }
 
 // proceed runs the handler under the lease and settles it.
-func (g *Guard[C]) proceed(ctx context.Context, l *idempotency.Lease, p *idempotency.Policy, run func(*capture.Recorder)) {
-	rec := capture.NewRecorder(p.MaxResponseBody)
+func (g *Guard[C]) proceed(ctx context.Context, w http.ResponseWriter, l *idempotency.Lease, p *idempotency.Policy, run func(*capture.Recorder)) {
+	rec := capture.NewRecorder(p.MaxResponseBody, w.Header())
 	l.KeepAlive(ctx)
 	returned := false
 	defer func() {
