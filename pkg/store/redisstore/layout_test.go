@@ -1,7 +1,9 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -71,4 +73,25 @@ func TestClusterHashTag(t *testing.T) {
 		assert.Equal(t, int64(1), n, "%s is on the master of slot %d", a.Key(key), want)
 	}
 	assert.Greater(t, len(slots), 1, "the keys spread over several slots")
+}
+
+// A record the store cannot decode fails closed (ErrStoreUnavailable) and
+// is logged; it is never taken for an absent key that may run again.
+func TestCorruptRecordFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	c := miniClient(t)
+	var logs bytes.Buffer
+	s, err := New(Options{Client: c, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	require.NoError(t, c.HSet(ctx, s.Key("bad"), "f", "fp", "r", "\x0a\xff").Err())
+	_, err = s.Acquire(ctx, "bad", "fp", time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	_, err = s.Get(ctx, "bad")
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	assert.Contains(t, logs.String(), "unreadable entry")
+
+	// A key of another type is a server error, not a panic or a claim.
+	require.NoError(t, c.Set(ctx, s.Key("str"), "x", 0).Err())
+	_, err = s.Acquire(ctx, "str", "fp", time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
 }
