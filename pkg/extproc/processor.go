@@ -72,6 +72,12 @@ func (p *processor) reply(resp *extprocv3.ProcessingResponse) error {
 }
 
 func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if p.lease != nil {
+		// Envoy sends request headers once per stream. A repeat must not
+		// win a second lease and orphan the first (whose renewal would
+		// then run forever).
+		return continueRequestHeaders(nil)
+	}
 	pseudo, header := splitHeaders(h.GetHeaders())
 	p.req = idempotency.Request{Method: pseudo[":method"], Path: pseudo[":path"], Header: header,
 		Principal: attribute(req, "source.principal")}

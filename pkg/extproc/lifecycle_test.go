@@ -1,0 +1,208 @@
+package extproc
+
+import (
+	"testing"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// TestCancelAfterForwardingKeepsKeyLocked: the upstream may still be
+// running, so the key stays locked until its lease expires.
+func TestCancelAfterForwardingKeepsKeyLocked(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "short") // 150ms lease
+	s.do(reqHeaders("POST", "/slow", "k-cut", false))
+	s.do(reqBody("x", true))
+	s.do(respHeaders("200", false))
+	s.do(respBody("partial", false))
+	s.cancel() // client gone or upstream reset: Envoy resets the stream
+	e.waitIdle(t)
+
+	ent := e.entry(t, "k-cut")
+	require.NotNil(t, ent)
+	require.Equal(t, idempotency.StateInFlight, ent.State, "outcome unknown: not released, not recorded")
+	r := e.open(t, "short")
+	r.do(reqHeaders("POST", "/slow", "k-cut", false))
+	requireProblem(t, r.do(reqBody("x", true)), 409)
+
+	// Renewal stopped with the stream, so the lease runs out and a retry
+	// may take the key over.
+	require.Eventually(t, func() bool { return e.entry(t, "k-cut") == nil }, 2*time.Second, 10*time.Millisecond)
+	n := e.open(t, "short")
+	n.do(reqHeaders("POST", "/slow", "k-cut", false))
+	require.NotNil(t, n.do(reqBody("x", true)).GetRequestBody())
+}
+
+// TestLeaseIsRenewedWhileInFlight: a slow upstream never lets a duplicate
+// through, however long it takes.
+func TestLeaseIsRenewedWhileInFlight(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "renew") // 300ms lease, renewed every 100ms
+	s.do(reqHeaders("POST", "/slow", "k-renew", false))
+	s.do(reqBody("x", true))
+	time.Sleep(900 * time.Millisecond) // three lease lengths
+	ent := e.entry(t, "k-renew")
+	require.NotNil(t, ent, "the lease was not renewed")
+	require.Equal(t, idempotency.StateInFlight, ent.State)
+	s.do(respHeaders("200", true))
+	require.Equal(t, idempotency.StateCompleted, e.entry(t, "k-renew").State)
+}
+
+// TestEndBeforeForwardingLocksNothing: a stream that ends while the server
+// waits for the body never acquired anything.
+func TestEndBeforeForwardingLocksNothing(t *testing.T) {
+	e := newEnv(t)
+	for _, end := range []string{"cancel", "close"} {
+		t.Run(end, func(t *testing.T) {
+			s := e.open(t, "")
+			s.do(reqHeaders("POST", "/o", "k-early-"+end, false))
+			if end == "cancel" {
+				s.cancel()
+			} else {
+				require.NoError(t, s.s.CloseSend())
+			}
+			e.waitIdle(t)
+			require.Nil(t, e.entry(t, "k-early-"+end))
+		})
+	}
+	require.Zero(t, e.store.Len())
+}
+
+func TestEnvoyMadeResponses(t *testing.T) {
+	for _, c := range []struct {
+		details string
+		locked  bool
+	}{
+		// Envoy could not connect: the upstream never saw the request.
+		{"upstream_reset_before_response_started{remote_connection_failure}", false},
+		{"no_healthy_upstream", false},
+		// The upstream may have run: outcome unknown.
+		{"response_timeout", true},
+		{"upstream_reset_before_response_started{remote_reset}", true},
+	} {
+		t.Run(c.details, func(t *testing.T) {
+			e := newEnv(t)
+			s := e.open(t, "")
+			s.do(reqHeaders("POST", "/o", "k-env", false))
+			s.do(reqBody("x", true))
+			resp := s.do(withAttr(respHeaders("503", false, "content-type", "text/plain"), "response.code_details", c.details))
+			require.NotNil(t, resp.GetResponseHeaders())
+			s.do(respBody("upstream connect error", true)) // must not record either way
+			ent := e.entry(t, "k-env")
+			if !c.locked {
+				require.Nil(t, ent, "released: a retry may run")
+				return
+			}
+			require.NotNil(t, ent)
+			require.Equal(t, idempotency.StateInFlight, ent.State, "left locked until the lease expires")
+			s.cancel()
+			e.waitIdle(t)
+			require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-env").State)
+		})
+	}
+}
+
+func TestEnvoyMadeSuccessIsNotRecorded(t *testing.T) {
+	// A non-upstream response is never recorded, whatever its status.
+	e := newEnv(t)
+	s := e.open(t, "")
+	s.do(reqHeaders("POST", "/o", "k-local", false))
+	s.do(reqBody("x", true))
+	s.do(withAttr(respHeaders("200", true), "response.code_details", "direct_response"))
+	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-local").State)
+}
+
+func TestObservabilityModeGetsNoAnswer(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "")
+	obs := reqHeaders("POST", "/o", "k-obs", false)
+	obs.ObservabilityMode = true
+	s.send(obs)
+	obsBody := reqBody("x", true)
+	obsBody.ObservabilityMode = true
+	s.send(obsBody)
+	// The first answer on the stream belongs to the next real message.
+	resp := s.do(respTrailers())
+	require.NotNil(t, resp.GetResponseTrailers())
+	require.Nil(t, e.entry(t, "k-obs"), "observed messages are not acted on")
+}
+
+func TestStreamStartingWithResponseHeadersContinues(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "")
+	// An earlier filter sent a local reply: no request context.
+	resp := s.do(respHeaders("403", false, "content-type", "text/plain"))
+	require.NotNil(t, resp.GetResponseHeaders())
+	require.Equal(t, extprocv3.CommonResponse_CONTINUE, resp.GetResponseHeaders().GetResponse().GetStatus())
+	require.NotNil(t, s.do(respBody("denied", true)).GetResponseBody())
+	e.endAll(t)
+	require.Zero(t, e.store.Len())
+}
+
+// TestWaitInFlightExtendsMessageTimeout: a duplicate that may wait first
+// asks Envoy for a longer message timeout, then replays the first's answer.
+func TestWaitInFlightExtendsMessageTimeout(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxMessageTimeout = 5 * time.Second })
+	first := e.open(t, "wait") // WaitInFlight 2s
+	first.do(reqHeaders("POST", "/w", "k-wait", false))
+	first.send(reqBody("x", true))
+	// The first request also gets an override (it cannot know it will not
+	// wait), then its CONTINUE.
+	ov := first.recv()
+	require.Nil(t, ov.GetResponse(), "an override travels alone")
+	require.NotNil(t, first.recv().GetRequestBody())
+
+	dup := e.open(t, "wait")
+	dup.do(reqHeaders("POST", "/w", "k-wait", false))
+	dup.send(reqBody("x", true))
+	ov = dup.recv()
+	require.Nil(t, ov.GetResponse())
+	require.NotNil(t, ov.GetOverrideMessageTimeout())
+	// WaitInFlight*1.5 + 500ms, capped by MaxMessageTimeout.
+	require.Equal(t, 3500*time.Millisecond, ov.GetOverrideMessageTimeout().AsDuration())
+
+	time.Sleep(50 * time.Millisecond) // the duplicate is now waiting
+	first.do(respHeaders("201", false))
+	first.do(respBody("made", true))
+
+	ir := immediateOf(t, dup.recv())
+	require.EqualValues(t, 201, ir.GetStatus().GetCode())
+	require.Equal(t, "made", string(ir.GetBody()))
+}
+
+func TestNoOverrideWithoutMaxMessageTimeout(t *testing.T) {
+	e := newEnv(t) // MaxMessageTimeout 0: Envoy would reject an override
+	s := e.open(t, "wait")
+	s.do(reqHeaders("POST", "/w", "k-noov", false))
+	resp := s.do(reqBody("x", true)) // do fails on an override message
+	require.NotNil(t, resp.GetRequestBody())
+}
+
+func TestOverrideIsCappedByMaxMessageTimeout(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxMessageTimeout = 700 * time.Millisecond })
+	s := e.open(t, "wait")
+	s.send(reqHeaders("POST", "/w", "k-cap", true)) // no body: acquires at headers
+	ov := s.recv()
+	require.Equal(t, 700*time.Millisecond, ov.GetOverrideMessageTimeout().AsDuration())
+	require.NotNil(t, s.recv().GetRequestHeaders())
+}
+
+func TestStreamsActiveIsBalanced(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.open(t, ""), e.open(t, "")
+	a.do(reqHeaders("GET", "/", "", true))
+	b.do(reqHeaders("GET", "/", "", true))
+	require.EqualValues(t, 2, e.active.Load())
+	a.cancel()
+	require.NoError(t, b.s.CloseSend())
+	e.waitIdle(t)
+}
+
+func TestNewRequiresEngineAndDefault(t *testing.T) {
+	_, err := New(Options{})
+	require.Error(t, err)
+}
