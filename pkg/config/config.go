@@ -9,8 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,6 +95,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	var f file
+	var fieldErr error
 	if cfgPath != "" {
 		raw, err := os.ReadFile(cfgPath)
 		if err != nil {
@@ -101,14 +104,21 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config %s: %w", cfgPath, err)
+			// Unknown fields and bad values (TypeError) leave the rest
+			// decoded: report them with every other problem.
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, fmt.Errorf("config %s: %w", cfgPath, err)
+			}
+			fieldErr = fmt.Errorf("config %s: %w", cfgPath, err)
 		}
 	}
-	return c.merge(&f)
+	return c.merge(&f, fieldErr)
 }
 
 // merge fills unset settings from the file and defaults, then validates.
-func (c *Config) merge(f *file) (*Config, error) {
+// fileErr, if any, is reported first among the problems.
+func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	first := func(vals ...string) string {
 		for _, v := range vals {
 			if v != "" {
@@ -127,7 +137,7 @@ func (c *Config) merge(f *file) (*Config, error) {
 	c.DrainDelay = f.DrainDelay.or(0)
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
 
-	var errs []error
+	errs := []error{fileErr}
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
@@ -149,18 +159,25 @@ func (c *Config) merge(f *file) (*Config, error) {
 	c.Default = idempotency.DefaultPolicy()
 	if err := f.DefaultPolicy.apply(&c.Default); err != nil {
 		errs = append(errs, fmt.Errorf("default_policy: %w", err))
-	} else if err := c.Default.Validate(); err != nil {
+	}
+	// Named policies inherit the default's problems; report those once.
+	inherited := map[string]bool{}
+	for _, err := range split(c.Default.Validate()) {
+		inherited[err.Error()] = true
 		errs = append(errs, fmt.Errorf("default_policy: %w", err))
 	}
 	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
-	for name, pf := range f.Policies {
+	for _, name := range slices.Sorted(maps.Keys(f.Policies)) {
+		pf := f.Policies[name]
 		p := c.Default // named policies inherit the default policy
 		if err := pf.apply(&p); err != nil {
 			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
 			continue
 		}
-		if err := p.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
+		for _, err := range split(p.Validate()) {
+			if !inherited[err.Error()] {
+				errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
+			}
 		}
 		c.Policies[name] = &p
 	}
@@ -168,4 +185,15 @@ func (c *Config) merge(f *file) (*Config, error) {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, nil
+}
+
+// split unpacks an errors.Join result so each problem gets its own prefix.
+func split(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
 }
