@@ -50,7 +50,10 @@ func TestHandlerErrors(t *testing.T) {
 	runs := map[string]int{}
 	e := echo.New()
 	mw := newMW(t)
-	e.POST("/missing", func(c echo.Context) error { runs["missing"]++; return echo.NewHTTPError(http.StatusNotFound, "no such order") }, mw)
+	e.POST("/missing", func(c echo.Context) error {
+		runs["missing"]++
+		return echo.NewHTTPError(http.StatusNotFound, "no such order")
+	}, mw)
 	e.POST("/broken", func(c echo.Context) error { runs["broken"]++; return errors.New("database down") }, mw)
 	e.POST("/empty", func(c echo.Context) error { runs["empty"]++; return c.NoContent(http.StatusNoContent) }, mw)
 	e.POST("/free", func(c echo.Context) error { runs["free"]++; return c.String(http.StatusOK, "free") })
