@@ -1,0 +1,341 @@
+// Package sqlcore is the driver-free half of the SQL stores: the statements
+// for each dialect, the embedded schema migrations and the
+// idempotency.Store logic over any database/sql-shaped connection.
+//
+// sqlstore (database/sql with its own drivers) and gormstore (a caller's
+// *gorm.DB) both build on it. It imports no driver, so gormstore can use it
+// without linking sqlstore's SQLite driver, which registers the same
+// database/sql name ("sqlite") as GORM's pure-Go SQLite driver.
+package sqlcore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Conn runs statements; *sql.DB, *sql.Conn and *sql.Tx satisfy it, and
+// gormstore adapts a *gorm.DB to it.
+type Conn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Config says how to talk to the database.
+type Config struct {
+	Dialect Dialect
+	Bind    Bind
+	// Table defaults to DefaultTable; see ValidateTable.
+	Table string
+	// Name prefixes error messages ("sqlstore", "gormstore").
+	Name string
+}
+
+// Store implements idempotency.Store over a Conn. It holds no state of its
+// own beyond the compiled statements, so any number of Stores (in any
+// number of processes) may share a table.
+type Store struct {
+	conn Conn
+	name string
+	d    Dialect
+	st   statements
+}
+
+var _ idempotency.Store = (*Store)(nil)
+
+// New checks cfg and compiles the statements; it does not touch the
+// database.
+func New(conn Conn, cfg Config) (*Store, error) {
+	if cfg.Name == "" {
+		cfg.Name = "sqlcore"
+	}
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if !cfg.Dialect.valid() {
+		return nil, fmt.Errorf("%s: unsupported dialect %v", cfg.Name, cfg.Dialect)
+	}
+	if cfg.Bind != BindDollar && cfg.Bind != BindQuestion {
+		return nil, fmt.Errorf("%s: unsupported bind style %d", cfg.Name, cfg.Bind)
+	}
+	if err := ValidateTable(cfg.Table); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+	}
+	return &Store{conn: conn, name: cfg.Name, d: cfg.Dialect, st: compileAll(cfg.Dialect, cfg.Bind, cfg.Table)}, nil
+}
+
+// maxClaimAttempts bounds Acquire's retries. A retry happens only when a
+// concurrent writer changed the key between the claim's conflict check and
+// the read that reports the winner, so even a few in a row mean a key
+// churning faster than it can be observed.
+const maxClaimAttempts = 5
+
+func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.AcquireResult, error) {
+	if err := ctx.Err(); err != nil {
+		return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
+	}
+	tok := newToken()
+	for range maxClaimAttempts {
+		won, r, err := s.claim(ctx, key, fingerprint, tok, millis(lease))
+		if err != nil {
+			return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
+		}
+		if won {
+			return idempotency.AcquireResult{Outcome: idempotency.Acquired, Token: tok}, nil
+		}
+		if r == nil || !r.live() {
+			continue // the key changed under us: look again
+		}
+		switch {
+		case string(r.fingerprint) != fingerprint:
+			return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
+		case r.status.Valid:
+			rec, err := r.record()
+			if err != nil {
+				return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
+			}
+			return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: rec}, nil
+		default:
+			left := time.Duration(r.expires-r.now) * time.Millisecond
+			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(left, time.Millisecond)}, nil
+		}
+	}
+	return idempotency.AcquireResult{}, fmt.Errorf("%s: acquire: %w: the key changed under %d claims in a row", s.name, idempotency.ErrStoreUnavailable, maxClaimAttempts)
+}
+
+// claim runs one claim attempt. It reports whether tok won, and otherwise
+// the row that stopped it as seen just after (nil if none was visible).
+func (s *Store) claim(ctx context.Context, key, fp, tok string, leaseMS int64) (bool, *row, error) {
+	// Never a nil slice: drivers bind nil as NULL, and an empty
+	// fingerprint is a value.
+	fpb := append(make([]byte, 0, len(fp)), fp...)
+	args := s.st.claim.args(key, fpb, tok, leaseMS)
+	if s.d == SQLite {
+		res, err := s.conn.ExecContext(ctx, s.st.claim.sql, args...)
+		if err != nil {
+			return false, nil, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err == nil, nil, err
+		}
+		r, err := s.lookup(ctx, key)
+		return false, r, err
+	}
+	rows, err := s.conn.QueryContext(ctx, s.st.claim.sql, args...)
+	if err != nil {
+		return false, nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return false, nil, rows.Err()
+	}
+	var won bool
+	r := &row{}
+	if err := rows.Scan(append([]any{&won}, r.dest()...)...); err != nil {
+		return false, nil, err
+	}
+	return won, r, rows.Close()
+}
+
+func (s *Store) Complete(ctx context.Context, key, token string, rec *idempotency.Record, retention time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return s.fail(ctx, "complete", err)
+	}
+	if rec == nil {
+		return fmt.Errorf("%s: complete: nil record", s.name)
+	}
+	var created any
+	if !rec.CreatedAt.IsZero() {
+		created = rec.CreatedAt.UnixMilli()
+	}
+	args := s.st.complete.args(key, token, int64(rec.Status), encodeHeaders(rec.Headers), nonEmpty(rec.Body), rec.TooLarge, created, millis(retention))
+	n, err := s.exec(ctx, s.st.complete, args)
+	if err != nil {
+		return s.fail(ctx, "complete", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: complete: %w", s.name, idempotency.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (s *Store) Release(ctx context.Context, key, token string) error {
+	if err := ctx.Err(); err != nil {
+		return s.fail(ctx, "release", err)
+	}
+	n, err := s.exec(ctx, s.st.release, s.st.release.args(key, token))
+	if err != nil {
+		return s.fail(ctx, "release", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	// Not ours to delete: fine if the key is absent, lost if someone else
+	// holds it (another claim, or a completed record).
+	rows, err := s.conn.QueryContext(ctx, s.st.liveExists.sql, s.st.liveExists.args(key)...)
+	if err != nil {
+		return s.fail(ctx, "release", err)
+	}
+	held := rows.Next()
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return s.fail(ctx, "release", err)
+	}
+	if held {
+		return fmt.Errorf("%s: release: %w", s.name, idempotency.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return s.fail(ctx, "extend", err)
+	}
+	n, err := s.exec(ctx, s.st.extend, s.st.extend.args(key, token, millis(lease)))
+	if err != nil {
+		return s.fail(ctx, "extend", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: extend: %w", s.name, idempotency.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, s.fail(ctx, "get", err)
+	}
+	r, err := s.lookup(ctx, key)
+	if err != nil {
+		return nil, s.fail(ctx, "get", err)
+	}
+	if r == nil || !r.live() {
+		return nil, fmt.Errorf("%s: get: %w", s.name, idempotency.ErrNotFound)
+	}
+	e := &idempotency.Entry{
+		State:       idempotency.StateInFlight,
+		Fingerprint: string(r.fingerprint),
+		ExpiresAt:   time.UnixMilli(r.expires).UTC(),
+	}
+	if r.status.Valid {
+		if e.Record, err = r.record(); err != nil {
+			return nil, s.fail(ctx, "get", err)
+		}
+		e.State = idempotency.StateCompleted
+	}
+	return e, nil
+}
+
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return s.fail(ctx, "delete", err)
+	}
+	if _, err := s.exec(ctx, s.st.purge, s.st.purge.args(key)); err != nil {
+		return s.fail(ctx, "delete", err)
+	}
+	return nil
+}
+
+// Reap deletes at most batch expired rows and returns how many it deleted.
+// Expiry is already enforced on every read; reaping only reclaims space.
+func (s *Store) Reap(ctx context.Context, batch int) (int64, error) {
+	n, err := s.exec(ctx, s.st.reap, s.st.reap.args(int64(max(batch, 1))))
+	if err != nil {
+		return 0, s.fail(ctx, "reap", err)
+	}
+	return n, nil
+}
+
+func (s *Store) exec(ctx context.Context, st stmt, args []any) (int64, error) {
+	res, err := s.conn.ExecContext(ctx, st.sql, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// lookup returns key's row whatever its expiry, or nil if there is none.
+func (s *Store) lookup(ctx context.Context, key string) (*row, error) {
+	rows, err := s.conn.QueryContext(ctx, s.st.lookup.sql, s.st.lookup.args(key)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	r := &row{}
+	if err := rows.Scan(r.dest()...); err != nil {
+		return nil, err
+	}
+	return r, rows.Close()
+}
+
+// fail wraps err for op: a cancelled or expired ctx is reported as such
+// (the caller gave up, the store did not fail); anything else is a store
+// failure, so callers can fail closed.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		if errors.Is(err, cerr) {
+			return fmt.Errorf("%s: %s: %w", s.name, op, err)
+		}
+		return fmt.Errorf("%s: %s: %w (%v)", s.name, op, cerr, err)
+	}
+	return fmt.Errorf("%s: %s: %w: %w", s.name, op, idempotency.ErrStoreUnavailable, err)
+}
+
+// row is a table row as read back, with the database clock of the read.
+type row struct {
+	now, expires  int64
+	fingerprint   []byte
+	status        sql.NullInt64
+	headers, body []byte
+	tooLarge      bool
+	created       sql.NullInt64
+}
+
+func (r *row) dest() []any {
+	return []any{&r.now, &r.expires, &r.fingerprint, &r.status, &r.headers, &r.body, &r.tooLarge, &r.created}
+}
+
+func (r *row) live() bool { return r.now < r.expires }
+
+func (r *row) record() (*idempotency.Record, error) {
+	hs, err := decodeHeaders(r.headers)
+	if err != nil {
+		return nil, err
+	}
+	rec := &idempotency.Record{Status: int(r.status.Int64), Headers: hs, Body: nonEmpty(r.body), TooLarge: r.tooLarge}
+	if r.created.Valid {
+		rec.CreatedAt = time.UnixMilli(r.created.Int64).UTC()
+	}
+	return rec, nil
+}
+
+// millis converts d to whole milliseconds, rounding a positive d up so a
+// sub-millisecond lease is not an already-expired one.
+func millis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// nonEmpty maps an empty body to nil, stored as NULL and read back as nil.
+func nonEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

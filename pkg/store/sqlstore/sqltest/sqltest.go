@@ -1,0 +1,186 @@
+// Package sqltest holds the test cases that matter for SQL stores beyond
+// the storetest conformance suite: claims racing inside long transactions,
+// a reaper running while claims are taken, and a store restarted between
+// claim and completion. sqlstore and gormstore run them; it links no
+// database driver, so either can import it.
+package sqltest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/store/storetest"
+)
+
+// Tx is a transaction a store is bound to.
+type Tx interface {
+	Commit() error
+	Rollback() error
+}
+
+// BeginFunc begins a transaction on a connection of its own and returns a
+// store whose statements run inside it. It is called from goroutines, so
+// it reports failure by error, not through t.
+type BeginFunc func(ctx context.Context) (idempotency.Store, Tx, error)
+
+// hold is how long a transaction stays open after its claim.
+const hold = 150 * time.Millisecond
+
+func record() *idempotency.Record {
+	return &idempotency.Record{Status: 201, Headers: []idempotency.Header{{Name: "X-A", Value: "1"}, {Name: "X-A", Value: "2"}},
+		Body: []byte("done"), CreatedAt: time.UnixMilli(1798761600123)}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// LongTxRace runs two claims of one key, each in its own transaction held
+// open after the claim. Exactly one wins, whether the loser's claim waited
+// on the winner's uncommitted row or ran after it; if the winner rolls
+// back instead, the waiting claim wins. s is a store outside any
+// transaction on the same table.
+func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
+	t.Run("BothCommit", func(t *testing.T) {
+		key := storetest.NewKey()
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		res := make([]idempotency.AcquireResult, 2)
+		errs := make([]error, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ts, tx, err := begin(ctx(t))
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				res[i], errs[i] = ts.Acquire(ctx(t), key, "fp", time.Minute)
+				time.Sleep(hold)
+				errs[i] = errors.Join(errs[i], tx.Commit())
+			}()
+		}
+		close(start)
+		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
+		outcomes := []string{res[0].Outcome.String(), res[1].Outcome.String()}
+		require.ElementsMatch(t, []string{"acquired", "in_flight"}, outcomes, "exactly one transaction may win")
+		winner := res[0]
+		if winner.Outcome != idempotency.Acquired {
+			winner = res[1]
+		}
+		got, err := s.Acquire(ctx(t), key, "fp", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, idempotency.InFlight, got.Outcome, "the committed claim holds")
+		require.NoError(t, s.Complete(ctx(t), key, winner.Token, record(), time.Hour))
+	})
+	t.Run("WinnerRollsBack", func(t *testing.T) {
+		key := storetest.NewKey()
+		first, tx, err := begin(ctx(t))
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback() }() // if a check fails first
+		won, err := first.Acquire(ctx(t), key, "fp", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, idempotency.Acquired, won.Outcome)
+		done := make(chan struct{})
+		var late idempotency.AcquireResult
+		var lateErr error
+		go func() {
+			defer close(done)
+			ts, tx2, err := begin(ctx(t))
+			if err != nil {
+				lateErr = err
+				return
+			}
+			late, lateErr = ts.Acquire(ctx(t), key, "fp", time.Minute)
+			lateErr = errors.Join(lateErr, tx2.Commit())
+		}()
+		time.Sleep(hold) // the second claim is now waiting on the first row
+		require.NoError(t, tx.Rollback())
+		<-done
+		require.NoError(t, lateErr)
+		require.Equal(t, idempotency.Acquired, late.Outcome, "a rolled-back claim never happened")
+		require.ErrorIs(t, s.Complete(ctx(t), key, won.Token, record(), time.Hour), idempotency.ErrLeaseLost)
+		require.NoError(t, s.Complete(ctx(t), key, late.Token, record(), time.Hour))
+	})
+}
+
+// ReaperRace takes over expired claims while s's reaper runs (configure
+// it to run every few milliseconds in small batches). A reaper that
+// deleted a live row, or a takeover it raced, would make a live token's
+// Complete fail. rows counts the rows physically in the table; once all
+// garbage has expired the reaper must leave only the completed records.
+func ReaperRace(t *testing.T, s idempotency.Store, rows func() int) {
+	const workers, rounds = 8, 20
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				c := ctx(t)
+				key := storetest.NewKey()
+				if _, err := s.Acquire(c, storetest.NewKey(), "garbage", time.Millisecond); !assert.NoError(t, err) {
+					return
+				}
+				old, err := s.Acquire(c, key, "fp", 20*time.Millisecond)
+				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, old.Outcome) {
+					return
+				}
+				time.Sleep(25 * time.Millisecond)
+				cur, err := s.Acquire(c, key, "fp", time.Minute)
+				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, cur.Outcome, "an expired claim is taken over") {
+					return
+				}
+				assert.ErrorIs(t, s.Complete(c, key, old.Token, record(), time.Hour), idempotency.ErrLeaseLost)
+				assert.NoError(t, s.Complete(c, key, cur.Token, record(), time.Hour), "the reaper must not touch a live claim")
+				got, err := s.Acquire(c, key, "fp", time.Minute)
+				assert.NoError(t, err)
+				assert.Equal(t, idempotency.Completed, got.Outcome)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	n := rows()
+	for n != workers*rounds && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		n = rows()
+	}
+	assert.Equal(t, workers*rounds, n, "the reaper leaves exactly the live records")
+}
+
+// Restart claims a key on one store, closes it (and its pool), and
+// completes the claim from a store opened afresh on the same table.
+func Restart(t *testing.T, open func(t *testing.T) (idempotency.Store, func() error)) {
+	key := storetest.NewKey()
+	s1, close1 := open(t)
+	res, err := s1.Acquire(ctx(t), key, "fp", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.NoError(t, close1())
+	_, err = s1.Acquire(ctx(t), storetest.NewKey(), "fp", time.Minute)
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable, "a closed store fails closed")
+
+	s2, close2 := open(t)
+	defer func() { require.NoError(t, close2()) }()
+	got, err := s2.Acquire(ctx(t), key, "fp", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.InFlight, got.Outcome, "the claim survived the restart")
+	require.NoError(t, s2.Complete(ctx(t), key, res.Token, record(), time.Hour))
+	got, err = s2.Acquire(ctx(t), key, "fp", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Completed, got.Outcome)
+	assert.Equal(t, record().Headers, got.Record.Headers)
+}
