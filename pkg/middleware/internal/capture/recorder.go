@@ -69,8 +69,12 @@ func (r *Recorder) Head(status int, h http.Header) {
 			r.headers = append(r.headers, idempotency.Header{Name: name, Value: v})
 		}
 	}
-	if cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && cl > 0 && cl <= r.max {
-		r.body = make([]byte, 0, cl)
+	if cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && cl > 0 {
+		if cl > r.max {
+			r.tooLarge = true // announced too large: do not accumulate at all
+		} else {
+			r.body = make([]byte, 0, cl)
+		}
 	}
 }
 

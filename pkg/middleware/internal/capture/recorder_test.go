@@ -54,3 +54,12 @@ func TestRecorderUnchangedOuterSkipped(t *testing.T) {
 		t.Errorf("headers %v, want only the handler's", got)
 	}
 }
+
+func TestRecorderAnnouncedTooLarge(t *testing.T) {
+	r := NewRecorder(10, nil)
+	r.Head(200, http.Header{"Content-Length": {"11"}})
+	r.Body([]byte("12345"))
+	if got := r.Response(); !got.TooLarge || got.Body != nil {
+		t.Fatalf("Content-Length over the cap: %+v", got)
+	}
+}
