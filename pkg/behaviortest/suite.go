@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +94,9 @@ func newSuite(t *testing.T, target Target) *suite {
 	t.Helper()
 	if target.BaseURL == "" || target.Upstream == nil {
 		t.Fatal("behaviortest: Target needs BaseURL and Upstream")
+	}
+	if err := checkLoopback(target.BaseURL); err != nil {
+		t.Fatalf("behaviortest: %v", err)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -210,4 +215,21 @@ func wait(t testing.TB, ch <-chan result) answer {
 		t.Fatal(r.err)
 	}
 	return r.a
+}
+
+// checkLoopback refuses a base URL off this machine: the suite sends a few
+// thousand requests and must only ever load a local front end.
+func checkLoopback(base string) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return fmt.Errorf("BaseURL %q: %w", base, err)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("BaseURL %q is not a loopback address", base)
 }
