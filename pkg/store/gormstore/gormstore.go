@@ -122,12 +122,14 @@ func New(ctx context.Context, db *gorm.DB, o Options) (*Store, error) {
 
 // Close stops the reaper. It is safe to call more than once.
 func (s *Store) Close() error {
+	var err error
 	s.once.Do(func() {
 		if s.reaper != nil {
 			s.reaper.Stop()
 		}
+		err = s.Store.Close()
 	})
-	return nil
+	return err
 }
 
 func autoMigrate(ctx context.Context, db *gorm.DB, d sqlcore.Dialect, table string) error {

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -92,16 +93,17 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, o Options) (*Store, e
 // DB returns the underlying pool.
 func (s *Store) DB() *sql.DB { return s.db }
 
-// Close stops the reaper and, for a Store made by OpenURL, closes the pool.
-// It is safe to call more than once.
+// Close stops the reaper, releases prepared statements and, for a Store
+// made by OpenURL, closes the pool. It is safe to call more than once.
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
 		if s.reaper != nil {
 			s.reaper.Stop()
 		}
+		err = s.Store.Close()
 		if s.owned {
-			err = s.db.Close()
+			err = errors.Join(err, s.db.Close())
 		}
 	})
 	return err

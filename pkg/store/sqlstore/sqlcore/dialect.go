@@ -1,10 +1,12 @@
 package sqlcore
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Dialect is the SQL flavour a Store speaks.
@@ -88,6 +90,9 @@ type stmt struct {
 	// order maps placeholder i to argument order[i]; nil means the
 	// arguments are passed as given.
 	order []int
+	// prepared caches the statement prepared on the Store's connection;
+	// shared by copies of stmt.
+	prepared *atomic.Pointer[sql.Stmt]
 }
 
 // args lays out a for the statement's placeholders.
@@ -107,7 +112,7 @@ func (s stmt) args(a ...any) []any {
 func compile(tmpl string, d Dialect, b Bind, table string) stmt {
 	s := strings.NewReplacer("{TABLE}", table, "{NOW}", nowMillis[d]).Replace(tmpl)
 	if b == BindDollar {
-		return stmt{sql: s}
+		return stmt{sql: s, prepared: new(atomic.Pointer[sql.Stmt])}
 	}
 	var out strings.Builder
 	order := []int{}
@@ -131,5 +136,5 @@ func compile(tmpl string, d Dialect, b Bind, table string) stmt {
 		order = append(order, n-1)
 		i = j - 1
 	}
-	return stmt{sql: out.String(), order: order}
+	return stmt{sql: out.String(), order: order, prepared: new(atomic.Pointer[sql.Stmt])}
 }

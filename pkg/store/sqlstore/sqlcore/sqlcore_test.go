@@ -88,7 +88,7 @@ func TestCompile(t *testing.T) {
 func TestCompiledStatementsBalanced(t *testing.T) {
 	for _, d := range []Dialect{Postgres, SQLite} {
 		st := compileAll(d, BindQuestion, "t")
-		for _, s := range []stmt{st.claim, st.lookup, st.complete, st.release, st.liveExists, st.extend, st.purge, st.reap} {
+		for _, s := range st.all() {
 			assert.Equal(t, strings.Count(s.sql, "?"), len(s.order), s.sql)
 			assert.NotContains(t, s.sql, "{", s.sql)
 			assert.NotContains(t, s.sql, "(?", "GORM would expand a []byte here: "+s.sql)

@@ -106,3 +106,7 @@ func compileAll(d Dialect, b Bind, table string) statements {
 	}
 	return st
 }
+
+func (st *statements) all() []stmt {
+	return []stmt{st.claim, st.lookup, st.complete, st.release, st.liveExists, st.extend, st.purge, st.reap}
+}

@@ -117,17 +117,14 @@ func (s *Store) claim(ctx context.Context, key, fp, tok string, leaseMS int64) (
 	fpb := append(make([]byte, 0, len(fp)), fp...)
 	args := s.st.claim.args(key, fpb, tok, leaseMS)
 	if s.d == SQLite {
-		res, err := s.conn.ExecContext(ctx, s.st.claim.sql, args...)
-		if err != nil {
-			return false, nil, err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
+		n, err := s.exec(ctx, s.st.claim, args)
+		if err != nil || n == 1 {
 			return err == nil, nil, err
 		}
 		r, err := s.lookup(ctx, key)
 		return false, r, err
 	}
-	rows, err := s.conn.QueryContext(ctx, s.st.claim.sql, args...)
+	rows, err := s.query(ctx, s.st.claim, args)
 	if err != nil {
 		return false, nil, err
 	}
@@ -178,7 +175,7 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 	}
 	// Not ours to delete: fine if the key is absent, lost if someone else
 	// holds it (another claim, or a completed record).
-	rows, err := s.conn.QueryContext(ctx, s.st.liveExists.sql, s.st.liveExists.args(key)...)
+	rows, err := s.query(ctx, s.st.liveExists, s.st.liveExists.args(key))
 	if err != nil {
 		return s.fail(ctx, "release", err)
 	}
@@ -252,16 +249,70 @@ func (s *Store) Reap(ctx context.Context, batch int) (int64, error) {
 }
 
 func (s *Store) exec(ctx context.Context, st stmt, args []any) (int64, error) {
-	res, err := s.conn.ExecContext(ctx, st.sql, args...)
+	var res sql.Result
+	var err error
+	if ps := s.prepare(ctx, st); ps != nil {
+		res, err = ps.ExecContext(ctx, args...)
+	} else {
+		res, err = s.conn.ExecContext(ctx, st.sql, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
 }
 
+func (s *Store) query(ctx context.Context, st stmt, args []any) (*sql.Rows, error) {
+	if ps := s.prepare(ctx, st); ps != nil {
+		return ps.QueryContext(ctx, args...)
+	}
+	return s.conn.QueryContext(ctx, st.sql, args...)
+}
+
+// preparer is implemented by *sql.DB, *sql.Conn and *sql.Tx.
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// prepare returns st prepared on the connection, preparing it on first
+// use, or nil when the connection cannot prepare or preparing failed (the
+// table may not exist yet; running the statement reports the real error,
+// and the next call tries again). SQLite spends most of a call parsing
+// SQL otherwise; pgx caches prepared statements by itself.
+func (s *Store) prepare(ctx context.Context, st stmt) *sql.Stmt {
+	p, ok := s.conn.(preparer)
+	if !ok {
+		return nil
+	}
+	if ps := st.prepared.Load(); ps != nil {
+		return ps
+	}
+	ps, err := p.PrepareContext(ctx, st.sql)
+	if err != nil {
+		return nil
+	}
+	if !st.prepared.CompareAndSwap(nil, ps) {
+		_ = ps.Close()
+		return st.prepared.Load()
+	}
+	return ps
+}
+
+// Close releases the prepared statements. The Store must not be used
+// afterwards.
+func (s *Store) Close() error {
+	var errs []error
+	for _, st := range s.st.all() {
+		if ps := st.prepared.Swap(nil); ps != nil {
+			errs = append(errs, ps.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // lookup returns key's row whatever its expiry, or nil if there is none.
 func (s *Store) lookup(ctx context.Context, key string) (*row, error) {
-	rows, err := s.conn.QueryContext(ctx, s.st.lookup.sql, s.st.lookup.args(key)...)
+	rows, err := s.query(ctx, s.st.lookup, s.st.lookup.args(key))
 	if err != nil {
 		return nil, err
 	}
