@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 )
 
@@ -26,14 +27,16 @@ var BenchHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *
 // multiple of bare ("x-bare"); the parent logs the three together.
 func BenchOverhead(b *testing.B, bare, guarded http.Handler) {
 	var ns [3]float64
+	var seq atomic.Uint64 // keys stay new across -count repetitions
+	fresh := func() string { return "miss-" + strconv.FormatUint(seq.Add(1), 10) }
 	cases := []struct {
 		name string
 		h    http.Handler
-		key  func(i int) string
+		key  func() string
 	}{
-		{"bare", bare, func(i int) string { return "miss-" + strconv.Itoa(i) }},
-		{"miss", guarded, func(i int) string { return "miss-" + strconv.Itoa(i) }},
-		{"replay", guarded, func(int) string { return "replay" }},
+		{"bare", bare, fresh},
+		{"miss", guarded, fresh},
+		{"replay", guarded, func() string { return "replay" }},
 	}
 	for c, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -49,7 +52,7 @@ func BenchOverhead(b *testing.B, bare, guarded http.Handler) {
 }
 
 // serveLoop serves one POST per iteration and returns ns per request.
-func serveLoop(b *testing.B, h http.Handler, key func(int) string) float64 {
+func serveLoop(b *testing.B, h http.Handler, key func() string) float64 {
 	b.ReportAllocs()
 	body := []byte(`{"item":"book","quantity":1,"amount":1250,"currency":"EUR"}`)
 	rd := bytes.NewReader(body)
@@ -64,7 +67,7 @@ func serveLoop(b *testing.B, h http.Handler, key func(int) string) float64 {
 	for ; b.Loop(); n++ {
 		rd.Reset(body)
 		req.Body, req.ContentLength = io.NopCloser(rd), int64(len(body))
-		req.Header.Set("Idempotency-Key", key(n))
+		req.Header.Set("Idempotency-Key", key())
 		clear(w.h)
 		w.code = 0
 		h.ServeHTTP(w, req)
