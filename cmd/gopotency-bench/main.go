@@ -192,7 +192,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 			return nil, fmt.Errorf("envoy for gopotency (%s): %w", b.name, err)
 		}
 		defer e.Stop()
-		targets = append(targets, target{Name: "Envoy + gopotency (" + b.name + ")", URL: e.URL, gopotency: true})
+		targets = append(targets, target{Name: "Envoy + gopotency (" + b.name + ")", URL: e.URL, gopotency: true, envoy: e})
 	}
 	// The baseline's rewrite needs some gopotency address; stripExtProc
 	// then removes the filter and that cluster.
@@ -201,7 +201,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		return nil, fmt.Errorf("baseline envoy: %w", err)
 	}
 	defer base.Stop()
-	targets = slices.Insert(targets, 0, target{Name: "Envoy alone", URL: base.URL})
+	targets = slices.Insert(targets, 0, target{Name: "Envoy alone", URL: base.URL, envoy: base})
 
 	tr := &http.Transport{MaxIdleConns: 4 * o.workers, MaxIdleConnsPerHost: 2 * o.workers, IdleConnTimeout: time.Minute, DisableCompression: true}
 	defer tr.CloseIdleConnections()

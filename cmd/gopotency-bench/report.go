@@ -19,6 +19,15 @@ type row struct {
 	Summary       loadgen.Summary
 	ErrorKinds    map[string]int
 	UpstreamCalls int64 // requests the application saw during the measured run
+	ExtProcMsgs   int64 // ext_proc messages Envoy sent to gopotency then (-1: none or unknown)
+}
+
+// msgsPerRequest is ExtProcMsgs per request sent, or -1.
+func (x *row) msgsPerRequest() float64 {
+	if x.ExtProcMsgs < 0 || x.Summary.Requests == 0 {
+		return -1
+	}
+	return float64(x.ExtProcMsgs) / float64(x.Summary.Requests)
 }
 
 // facts describe the run, so a table is never read without them.
@@ -108,6 +117,35 @@ func (r *report) replayCheck() string {
 	return fmt.Sprintf("Replays through gopotency: %d sent, %d reached the application.", n, calls)
 }
 
+// messageCheck states the ext_proc messages Envoy sent per request in each
+// scenario: the work the filter adds, counted by Envoy itself.
+func (r *report) messageCheck() string {
+	var labels, parts []string
+	byScenario := map[string][]string{}
+	var order []string
+	for _, x := range r.Rows {
+		m := x.msgsPerRequest()
+		if m < 0 {
+			continue
+		}
+		if _, ok := byScenario[x.Scenario.Title]; !ok {
+			order = append(order, x.Scenario.Title)
+		}
+		byScenario[x.Scenario.Title] = append(byScenario[x.Scenario.Title], fmt.Sprintf("%.2f", m))
+		if len(order) == 1 {
+			labels = append(labels, strings.TrimSuffix(strings.TrimPrefix(x.Target.Name, "Envoy + gopotency ("), ")"))
+		}
+	}
+	for _, t := range order {
+		parts = append(parts, t+" "+strings.Join(byScenario[t], " / "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("ext_proc messages Envoy sent to gopotency per request, %s (Envoy's %s): %s.",
+		strings.Join(labels, " / "), extProcMsgs, strings.Join(parts, "; "))
+}
+
 func (r *report) writeMarkdown(w io.Writer) {
 	f := r.Facts
 	fmt.Fprintf(w, "| Scenario | Target | req/s | p50 | p99 | Errors | req/s vs Envoy | p50 vs Envoy | p99 vs Envoy |\n")
@@ -141,6 +179,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 		"Ratios are against Envoy alone in the same scenario and run: req/s higher is better, p50/p99 lower is better.\n",
 		f.Workers, f.Warmup, f.Duration, f.Rounds, len(requestBody), len(upstreamBody))
 	var notes []string
+	if c := r.messageCheck(); c != "" {
+		notes = append(notes, c)
+	}
 	if c := r.replayCheck(); c != "" {
 		notes = append(notes, c)
 	}
@@ -181,6 +222,7 @@ type jsonRow struct {
 	P99Ms         float64        `json:"p99_ms"`
 	MaxMs         float64        `json:"max_ms"`
 	UpstreamCalls int64          `json:"upstream_calls"`
+	MsgsPerReq    *float64       `json:"ext_proc_msgs_per_request,omitempty"`
 	Ratios        *ratios        `json:"vs_envoy_alone,omitempty"`
 }
 
@@ -199,6 +241,9 @@ func (r *report) writeJSON(w io.Writer) error {
 			MaxMs: toMs(s.Max), UpstreamCalls: x.UpstreamCalls}
 		if q, ok := r.ratios(x); ok {
 			j.Ratios = &q
+		}
+		if m := x.msgsPerRequest(); m >= 0 {
+			j.MsgsPerReq = &m
 		}
 		if len(j.ErrorKinds) == 0 {
 			j.ErrorKinds = nil

@@ -22,10 +22,10 @@ func sampleReport() *report {
 		Facts: facts{Command: "go run ./cmd/gopotency-bench -d 5s", CPUs: 2, Platform: "linux/amd64", Go: "go1.26", Envoy: "1.40.0",
 			Workers: 16, Duration: "5s", Warmup: "1s", Rounds: 5},
 		Rows: []*row{
-			{Scenario: first, Target: base, Summary: sum(4000, 2*time.Millisecond, 10*time.Millisecond, 0)},
-			{Scenario: first, Target: mem, Summary: sum(1000, 5*time.Millisecond, 25*time.Millisecond, 0)},
-			{Scenario: replay, Target: base, Summary: sum(3000, 4*time.Millisecond, 8*time.Millisecond, 0)},
-			{Scenario: replay, Target: mem, Summary: sum(1500, 3*time.Millisecond, 12*time.Millisecond, 0)},
+			{Scenario: first, Target: base, Summary: sum(4000, 2*time.Millisecond, 10*time.Millisecond, 0), ExtProcMsgs: -1},
+			{Scenario: first, Target: mem, Summary: sum(1000, 5*time.Millisecond, 25*time.Millisecond, 0), ExtProcMsgs: 4000},
+			{Scenario: replay, Target: base, Summary: sum(3000, 4*time.Millisecond, 8*time.Millisecond, 0), ExtProcMsgs: -1},
+			{Scenario: replay, Target: mem, Summary: sum(1500, 3*time.Millisecond, 12*time.Millisecond, 0), ExtProcMsgs: 3000},
 		},
 		Notes: []string{"Redis rows skipped: -redis-url off."},
 	}
@@ -42,6 +42,7 @@ func TestMarkdown(t *testing.T) {
 		"Command: `go run ./cmd/gopotency-bench -d 5s`",
 		"The 2 CPUs are shared by Envoy, gopotency",
 		"Replays through gopotency: 1500 sent, 0 reached the application.",
+		"ext_proc messages Envoy sent to gopotency per request, memory (Envoy's http.ingress.ext_proc.stream_msgs_sent): first-time keyed POST 4.00; replay (completed key) 2.00.",
 		"- Redis rows skipped: -redis-url off.",
 	} {
 		if !strings.Contains(out, want) {
@@ -79,9 +80,10 @@ func TestJSON(t *testing.T) {
 		Facts facts
 		Rows  []struct {
 			Scenario, Target string
-			RPS              float64 `json:"rps"`
-			P99Ms            float64 `json:"p99_ms"`
-			Ratios           *ratios `json:"vs_envoy_alone"`
+			RPS              float64  `json:"rps"`
+			P99Ms            float64  `json:"p99_ms"`
+			Ratios           *ratios  `json:"vs_envoy_alone"`
+			MsgsPerReq       *float64 `json:"ext_proc_msgs_per_request"`
 		}
 		Warnings []string
 	}
@@ -91,11 +93,14 @@ func TestJSON(t *testing.T) {
 	if len(got.Rows) != 4 || got.Facts.Workers != 16 || len(got.Warnings) != 0 {
 		t.Fatalf("decoded %+v", got)
 	}
-	if r := got.Rows[0]; r.Scenario != "first" || r.Ratios != nil || r.RPS != 4000 || r.P99Ms != 10 {
+	if r := got.Rows[0]; r.Scenario != "first" || r.Ratios != nil || r.MsgsPerReq != nil || r.RPS != 4000 || r.P99Ms != 10 {
 		t.Fatalf("baseline row %+v", r)
 	}
 	if q := got.Rows[1].Ratios; q == nil || q.RPS != 0.25 || q.P50 != 2.5 || q.P99 != 2.5 {
 		t.Fatalf("ratios %+v", q)
+	}
+	if m := got.Rows[1].MsgsPerReq; m == nil || *m != 4 {
+		t.Fatalf("messages per request %v", m)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gopotency/gopotency/pkg/envoyrun"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/loadgen"
 )
@@ -42,6 +43,23 @@ type target struct {
 	Name      string
 	URL       string
 	gopotency bool
+	envoy     *envoyrun.Envoy
+}
+
+// extProcMsgs is Envoy's count of ext_proc messages sent to gopotency.
+const extProcMsgs = "http.ingress.ext_proc.stream_msgs_sent"
+
+// messages returns the target's extProcMsgs, or -1 when it has none or the
+// admin endpoint does not answer.
+func (t target) messages() int64 {
+	if !t.gopotency || t.envoy == nil {
+		return -1
+	}
+	n, err := t.envoy.Stat(extProcMsgs)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // bench holds what every measurement shares.
@@ -93,7 +111,7 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	rows := make([]*row, len(targets))
 	acc := make([]loadgen.Result, len(targets))
 	for i, t := range targets {
-		rows[i] = &row{Scenario: sc, Target: t}
+		rows[i] = &row{Scenario: sc, Target: t, ExtProcMsgs: -1}
 		if b.warmup > 0 {
 			if _, _, err := b.run(ctx, t, sc, b.warmup); err != nil {
 				return nil, err
@@ -103,12 +121,15 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	slice := max(b.duration/time.Duration(b.rounds), time.Millisecond)
 	for range b.rounds {
 		for i, t := range targets {
-			res, calls, err := b.run(ctx, t, sc, slice)
+			res, seen, err := b.run(ctx, t, sc, slice)
 			if err != nil {
 				return nil, err
 			}
 			acc[i].Add(res)
-			rows[i].UpstreamCalls += calls
+			rows[i].UpstreamCalls += seen.calls
+			if seen.msgs >= 0 {
+				rows[i].ExtProcMsgs = max(rows[i].ExtProcMsgs, 0) + seen.msgs
+			}
 		}
 	}
 	for i := range rows {
@@ -117,10 +138,13 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	return rows, nil
 }
 
+// seen is what the application and Envoy counted during a run: calls that
+// reached the application, ext_proc messages sent (-1: unknown).
+type seen struct{ calls, msgs int64 }
+
 // run is one loadgen run with keys of its own; a replay run first
-// completes each worker's key with one request. It also returns how many
-// requests the application saw during the run proper.
-func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration) (*loadgen.Result, int64, error) {
+// completes each worker's key with one request, outside what it counts.
+func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration) (*loadgen.Result, seen, error) {
 	b.seq++
 	run := fmt.Sprintf("%s-%d", b.runID, b.seq)
 	if sc.replayed {
@@ -128,20 +152,24 @@ func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration)
 		first.replayed = false
 		for w := range b.workers {
 			if err := b.once(t, first, sc.key(run, w, 0)); err != nil {
-				return nil, 0, fmt.Errorf("%s: completing replay key: %w", t.Name, err)
+				return nil, seen{}, fmt.Errorf("%s: completing replay key: %w", t.Name, err)
 			}
 		}
 	}
-	before := b.upstream.calls.Load()
+	calls, msgs := b.upstream.calls.Load(), t.messages()
 	res, err := loadgen.Run(ctx, loadgen.Options{
 		Client: b.client, Workers: b.workers, Duration: d,
 		NewRequest: func(w, n int) (*http.Request, error) { return b.request(t, sc.key(run, w, n)) },
 		Check:      check(t, sc),
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, seen{}, err
 	}
-	return res, b.upstream.calls.Load() - before, nil
+	out := seen{calls: b.upstream.calls.Load() - calls, msgs: -1}
+	if m := t.messages(); msgs >= 0 && m >= 0 {
+		out.msgs = m - msgs
+	}
+	return res, out, nil
 }
 
 func (b *bench) once(t target, sc scenario, key string) error {
