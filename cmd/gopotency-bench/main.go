@@ -174,8 +174,10 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		defer logf.Close()
 		g, err := startGopotency(root, b.store, logf)
 		if err != nil {
-			if b.name == "memory" {
-				return nil, fmt.Errorf("gopotency (memory): %w", err)
+			// Only a Redis the run started itself may be skipped: a store
+			// asked for by flag, or the memory store, must work.
+			if b.name == "memory" || o.redisURL != "" {
+				return nil, fmt.Errorf("gopotency (%s): %w", b.name, err)
 			}
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not open the store: %v", b.name, err))
 			continue
