@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,5 +146,90 @@ func TestSkipMigrationsUsesOwnDDL(t *testing.T) {
 		assert.Equal(t, idempotency.Acquired, res.Outcome)
 		// Migrating over a hand-made schema is harmless.
 		open(t, url, sqlstore.Options{Table: table, ReapInterval: -1})
+	})
+}
+
+// Under REPEATABLE READ (a server default some teams set), a claim that
+// loses to one committed after its snapshot fails to serialize. In
+// autocommit the store retries it; inside a caller's transaction it cannot,
+// and reports the failure. Never do both claims win.
+func TestRepeatableRead(t *testing.T) {
+	url := targets[0].url(t)
+	table := newTable(t, url)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	rr := open(t, url+sep+"default_transaction_isolation=repeatable%20read", sqlstore.Options{Table: table, ReapInterval: -1})
+	var level string
+	require.NoError(t, rr.DB().QueryRow("SHOW default_transaction_isolation").Scan(&level))
+	require.Equal(t, "repeatable read", level)
+
+	t.Run("Autocommit", func(t *testing.T) {
+		for range 3 {
+			key := storetest.NewKey()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			won := 0
+			start := make(chan struct{})
+			for range 30 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					res, err := rr.Acquire(context.Background(), key, "fp", time.Minute)
+					assert.NoError(t, err, "serialization failures are retried")
+					mu.Lock()
+					defer mu.Unlock()
+					if res.Outcome == idempotency.Acquired {
+						won++
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			require.Equal(t, 1, won)
+		}
+	})
+	t.Run("CallerTransactions", func(t *testing.T) {
+		for range 3 {
+			key := storetest.NewKey()
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			won := make([]bool, 2)
+			start := make(chan struct{})
+			for i := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tx, err := rr.DB().BeginTx(context.Background(), nil)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					defer func() { _ = tx.Rollback() }()
+					s, err := sqlcore.New(tx, sqlcore.Config{Dialect: sqlstore.Postgres, Bind: sqlcore.BindDollar, Table: table})
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					<-start
+					res, err := s.Acquire(context.Background(), key, "fp", time.Minute)
+					time.Sleep(50 * time.Millisecond)
+					if err == nil {
+						err = tx.Commit()
+					}
+					errs[i], won[i] = err, err == nil && res.Outcome == idempotency.Acquired
+				}()
+			}
+			close(start)
+			wg.Wait()
+			require.False(t, won[0] && won[1], "two winners")
+			for _, err := range errs {
+				if err != nil {
+					require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+				}
+			}
+		}
 	})
 }

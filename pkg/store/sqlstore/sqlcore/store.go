@@ -81,8 +81,13 @@ func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time
 		return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
 	}
 	tok := newToken()
+	var lastErr error
 	for range maxClaimAttempts {
 		won, r, err := s.claim(ctx, key, fingerprint, tok, millis(lease))
+		if err != nil && retryable(err) && ctx.Err() == nil {
+			lastErr = err
+			continue
+		}
 		if err != nil {
 			return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
 		}
@@ -106,7 +111,20 @@ func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time
 			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(left, time.Millisecond)}, nil
 		}
 	}
+	if lastErr != nil {
+		return idempotency.AcquireResult{}, s.fail(ctx, "acquire", lastErr)
+	}
 	return idempotency.AcquireResult{}, fmt.Errorf("%s: acquire: %w: the key changed under %d claims in a row", s.name, idempotency.ErrStoreUnavailable, maxClaimAttempts)
+}
+
+// retryable reports a PostgreSQL serialization failure or deadlock: the
+// statement had no effect and may simply run again. They only occur when
+// the server's default isolation is above READ COMMITTED (a concurrent
+// claim committed after the statement's snapshot); drivers expose the code
+// through SQLState (pgx's *pgconn.PgError does).
+func retryable(err error) bool {
+	var e interface{ SQLState() string }
+	return errors.As(err, &e) && (e.SQLState() == "40001" || e.SQLState() == "40P01")
 }
 
 // claim runs one claim attempt. It reports whether tok won, and otherwise
@@ -248,13 +266,21 @@ func (s *Store) Reap(ctx context.Context, batch int) (int64, error) {
 	return n, nil
 }
 
+// exec runs a single-row write, again if it failed to serialize (see
+// retryable; Complete and Extend of one lease can race under REPEATABLE
+// READ).
 func (s *Store) exec(ctx context.Context, st stmt, args []any) (int64, error) {
 	var res sql.Result
 	var err error
-	if ps := s.prepare(ctx, st); ps != nil {
-		res, err = ps.ExecContext(ctx, args...)
-	} else {
-		res, err = s.conn.ExecContext(ctx, st.sql, args...)
+	for range 3 {
+		if ps := s.prepare(ctx, st); ps != nil {
+			res, err = ps.ExecContext(ctx, args...)
+		} else {
+			res, err = s.conn.ExecContext(ctx, st.sql, args...)
+		}
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
 	}
 	if err != nil {
 		return 0, err
