@@ -10,22 +10,12 @@ package sqlcore
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
-
-// Conn runs statements; *sql.DB, *sql.Conn and *sql.Tx satisfy it, and
-// gormstore adapts a *gorm.DB to it.
-type Conn interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
 
 // Config says how to talk to the database.
 type Config struct {
@@ -115,16 +105,6 @@ func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time
 		return idempotency.AcquireResult{}, s.fail(ctx, "acquire", lastErr)
 	}
 	return idempotency.AcquireResult{}, fmt.Errorf("%s: acquire: %w: the key changed under %d claims in a row", s.name, idempotency.ErrStoreUnavailable, maxClaimAttempts)
-}
-
-// retryable reports a PostgreSQL serialization failure or deadlock: the
-// statement had no effect and may simply run again. They only occur when
-// the server's default isolation is above READ COMMITTED (a concurrent
-// claim committed after the statement's snapshot); drivers expose the code
-// through SQLState (pgx's *pgconn.PgError does).
-func retryable(err error) bool {
-	var e interface{ SQLState() string }
-	return errors.As(err, &e) && (e.SQLState() == "40001" || e.SQLState() == "40P01")
 }
 
 // claim runs one claim attempt. It reports whether tok won, and otherwise
@@ -266,76 +246,6 @@ func (s *Store) Reap(ctx context.Context, batch int) (int64, error) {
 	return n, nil
 }
 
-// exec runs a single-row write, again if it failed to serialize (see
-// retryable; Complete and Extend of one lease can race under REPEATABLE
-// READ).
-func (s *Store) exec(ctx context.Context, st stmt, args []any) (int64, error) {
-	var res sql.Result
-	var err error
-	for range 3 {
-		if ps := s.prepare(ctx, st); ps != nil {
-			res, err = ps.ExecContext(ctx, args...)
-		} else {
-			res, err = s.conn.ExecContext(ctx, st.sql, args...)
-		}
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			break
-		}
-	}
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-func (s *Store) query(ctx context.Context, st stmt, args []any) (*sql.Rows, error) {
-	if ps := s.prepare(ctx, st); ps != nil {
-		return ps.QueryContext(ctx, args...)
-	}
-	return s.conn.QueryContext(ctx, st.sql, args...)
-}
-
-// preparer is implemented by *sql.DB, *sql.Conn and *sql.Tx.
-type preparer interface {
-	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
-}
-
-// prepare returns st prepared on the connection, preparing it on first
-// use, or nil when the connection cannot prepare or preparing failed (the
-// table may not exist yet; running the statement reports the real error,
-// and the next call tries again). SQLite spends most of a call parsing
-// SQL otherwise; pgx caches prepared statements by itself.
-func (s *Store) prepare(ctx context.Context, st stmt) *sql.Stmt {
-	p, ok := s.conn.(preparer)
-	if !ok {
-		return nil
-	}
-	if ps := st.prepared.Load(); ps != nil {
-		return ps
-	}
-	ps, err := p.PrepareContext(ctx, st.sql)
-	if err != nil {
-		return nil
-	}
-	if !st.prepared.CompareAndSwap(nil, ps) {
-		_ = ps.Close()
-		return st.prepared.Load()
-	}
-	return ps
-}
-
-// Close releases the prepared statements. The Store must not be used
-// afterwards.
-func (s *Store) Close() error {
-	var errs []error
-	for _, st := range s.st.all() {
-		if ps := st.prepared.Swap(nil); ps != nil {
-			errs = append(errs, ps.Close())
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // lookup returns key's row whatever its expiry, or nil if there is none.
 func (s *Store) lookup(ctx context.Context, key string) (*row, error) {
 	rows, err := s.query(ctx, s.st.lookup, s.st.lookup.args(key))
@@ -364,55 +274,4 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%s: %s: %w (%v)", s.name, op, cerr, err)
 	}
 	return fmt.Errorf("%s: %s: %w: %w", s.name, op, idempotency.ErrStoreUnavailable, err)
-}
-
-// row is a table row as read back, with the database clock of the read.
-type row struct {
-	now, expires  int64
-	fingerprint   []byte
-	status        sql.NullInt64
-	headers, body []byte
-	tooLarge      bool
-	created       sql.NullInt64
-}
-
-func (r *row) dest() []any {
-	return []any{&r.now, &r.expires, &r.fingerprint, &r.status, &r.headers, &r.body, &r.tooLarge, &r.created}
-}
-
-func (r *row) live() bool { return r.now < r.expires }
-
-func (r *row) record() (*idempotency.Record, error) {
-	hs, err := decodeHeaders(r.headers)
-	if err != nil {
-		return nil, err
-	}
-	rec := &idempotency.Record{Status: int(r.status.Int64), Headers: hs, Body: nonEmpty(r.body), TooLarge: r.tooLarge}
-	if r.created.Valid {
-		rec.CreatedAt = time.UnixMilli(r.created.Int64).UTC()
-	}
-	return rec, nil
-}
-
-// millis converts d to whole milliseconds, rounding a positive d up so a
-// sub-millisecond lease is not an already-expired one.
-func millis(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Millisecond - 1) / time.Millisecond)
-}
-
-// nonEmpty maps an empty body to nil, stored as NULL and read back as nil.
-func nonEmpty(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }
