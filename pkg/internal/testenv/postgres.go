@@ -77,7 +77,7 @@ func isFile(p string) bool {
 // startPostgres creates a cluster in a new temporary directory, starts it,
 // creates the database "gopotency" and registers the teardown.
 func startPostgres(bin string) (string, error) {
-	cred, err := postgresCredential()
+	cred, err := postgresUser()
 	if err != nil {
 		return "", err
 	}
@@ -87,7 +87,7 @@ func startPostgres(bin string) (string, error) {
 	}
 	fail := func(err error) (string, error) { _ = os.RemoveAll(dir); return "", err }
 	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		if err := os.Chown(dir, int(cred.uid), int(cred.gid)); err != nil {
 			return fail(err)
 		}
 	}
@@ -113,7 +113,7 @@ func startPostgres(bin string) (string, error) {
 
 // runPostgres starts the server on port, waits until it accepts a
 // connection and creates the test database. stop shuts it down.
-func runPostgres(bin, dir, data string, cred *syscall.Credential, port int) (stop func(), err error) {
+func runPostgres(bin, dir, data string, cred *osUser, port int) (stop func(), err error) {
 	logPath := filepath.Join(dir, "postgres-"+strconv.Itoa(port)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -172,18 +172,24 @@ func createDatabase(bin, dir string, port int, done <-chan struct{}) error {
 
 // pgCommand runs a PostgreSQL binary in dir (initdb fails in a working
 // directory it cannot read), as cred when set, killed if the test binary dies.
-func pgCommand(bin, name, dir string, cred *syscall.Credential, args ...string) *exec.Cmd {
+func pgCommand(bin, name, dir string, cred *osUser, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(bin, name), args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if cred != nil {
+		runAs(cmd.SysProcAttr, cred.uid, cred.gid)
+	}
 	killWithParent(cmd.SysProcAttr)
 	return cmd
 }
 
-// postgresCredential is nil unless the test runs as root, when the server
+// osUser is the account a server process runs as.
+type osUser struct{ uid, gid uint32 }
+
+// postgresUser is nil unless the test runs as root, when the server
 // must run as the unprivileged "postgres" user.
-func postgresCredential() (*syscall.Credential, error) {
+func postgresUser() (*osUser, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -196,5 +202,5 @@ func postgresCredential() (*syscall.Credential, error) {
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, fmt.Errorf("postgres user: %w", err)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	return &osUser{uid: uint32(uid), gid: uint32(gid)}, nil
 }

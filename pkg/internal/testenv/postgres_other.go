@@ -1,0 +1,9 @@
+//go:build !unix
+
+package testenv
+
+import "syscall"
+
+// runAs is never needed off Unix: only root must switch users, and
+// os.Geteuid reports -1 there.
+func runAs(*syscall.SysProcAttr, uint32, uint32) {}
