@@ -18,8 +18,17 @@ type row struct {
 	Target        target
 	Summary       loadgen.Summary
 	ErrorKinds    map[string]int
-	UpstreamCalls int64 // requests the application saw during the measured run
-	ExtProcMsgs   int64 // ext_proc messages Envoy sent to gopotency then (-1: none or unknown)
+	UpstreamCalls int64         // requests the application saw during the measured run
+	ExtProcMsgs   int64         // ext_proc messages Envoy sent to gopotency then (-1: none or unknown)
+	CPU           time.Duration // busy CPU time of the whole machine then (-1: unknown)
+}
+
+// cpuPerRequest is CPU per request sent, or -1.
+func (x *row) cpuPerRequest() time.Duration {
+	if x.CPU < 0 || x.Summary.Requests == 0 {
+		return -1
+	}
+	return x.CPU / time.Duration(x.Summary.Requests)
 }
 
 // msgsPerRequest is ExtProcMsgs per request sent, or -1.
@@ -148,16 +157,20 @@ func (r *report) messageCheck() string {
 
 func (r *report) writeMarkdown(w io.Writer) {
 	f := r.Facts
-	fmt.Fprintf(w, "| Scenario | Target | req/s | p50 | p99 | Errors | req/s vs Envoy | p50 vs Envoy | p99 vs Envoy |\n")
-	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| Scenario | Target | req/s | p50 | p99 | CPU/req | Errors | req/s vs Envoy | p50 vs Envoy | p99 vs Envoy |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Rows {
 		s := x.Summary
 		rs := []string{"—", "—", "—"}
 		if q, ok := r.ratios(x); ok {
 			rs = []string{fmt.Sprintf("%.2f×", q.RPS), fmt.Sprintf("%.2f×", q.P50), fmt.Sprintf("%.2f×", q.P99)}
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %d | %s | %s | %s |\n",
-			x.Scenario.Title, x.Target.Name, s.RPS, ms(s.P50), ms(s.P99), s.Errors, rs[0], rs[1], rs[2])
+		cpu := "—"
+		if c := x.cpuPerRequest(); c >= 0 {
+			cpu = fmt.Sprintf("%.0f µs", float64(c)/float64(time.Microsecond))
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %d | %s | %s | %s |\n",
+			x.Scenario.Title, x.Target.Name, s.RPS, ms(s.P50), ms(s.P99), cpu, s.Errors, rs[0], rs[1], rs[2])
 	}
 	fmt.Fprintf(w, "\nCommand: `%s` (%s)\n\n", f.Command, f.Date)
 	machine := fmt.Sprintf("%d CPUs", f.CPUs)
@@ -176,6 +189,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "Load: closed loop, %d concurrent HTTP/1.1 keep-alive clients; per scenario, a %s warm-up of each target, then %s "+
 		"measured per target in %d interleaved rounds; "+
 		"POST /orders with a %d-byte JSON body; the upstream answers 201 with a %d-byte JSON body. "+
+		"CPU/req is the busy time of all CPUs (every process, the load generator included) over the requests sent. "+
 		"Ratios are against Envoy alone in the same scenario and run: req/s higher is better, p50/p99 lower is better.\n",
 		f.Workers, f.Warmup, f.Duration, f.Rounds, len(requestBody), len(upstreamBody))
 	var notes []string
@@ -223,6 +237,7 @@ type jsonRow struct {
 	MaxMs         float64        `json:"max_ms"`
 	UpstreamCalls int64          `json:"upstream_calls"`
 	MsgsPerReq    *float64       `json:"ext_proc_msgs_per_request,omitempty"`
+	CPUPerReqUs   *float64       `json:"cpu_per_request_us,omitempty"`
 	Ratios        *ratios        `json:"vs_envoy_alone,omitempty"`
 }
 
@@ -244,6 +259,10 @@ func (r *report) writeJSON(w io.Writer) error {
 		}
 		if m := x.msgsPerRequest(); m >= 0 {
 			j.MsgsPerReq = &m
+		}
+		if c := x.cpuPerRequest(); c >= 0 {
+			us := float64(c) / float64(time.Microsecond)
+			j.CPUPerReqUs = &us
 		}
 		if len(j.ErrorKinds) == 0 {
 			j.ErrorKinds = nil

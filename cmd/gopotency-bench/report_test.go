@@ -22,10 +22,10 @@ func sampleReport() *report {
 		Facts: facts{Command: "go run ./cmd/gopotency-bench -d 5s", CPUs: 2, Platform: "linux/amd64", Go: "go1.26", Envoy: "1.40.0",
 			Workers: 16, Duration: "5s", Warmup: "1s", Rounds: 5},
 		Rows: []*row{
-			{Scenario: first, Target: base, Summary: sum(4000, 2*time.Millisecond, 10*time.Millisecond, 0), ExtProcMsgs: -1},
-			{Scenario: first, Target: mem, Summary: sum(1000, 5*time.Millisecond, 25*time.Millisecond, 0), ExtProcMsgs: 4000},
-			{Scenario: replay, Target: base, Summary: sum(3000, 4*time.Millisecond, 8*time.Millisecond, 0), ExtProcMsgs: -1},
-			{Scenario: replay, Target: mem, Summary: sum(1500, 3*time.Millisecond, 12*time.Millisecond, 0), ExtProcMsgs: 3000},
+			{Scenario: first, Target: base, Summary: sum(4000, 2*time.Millisecond, 10*time.Millisecond, 0), ExtProcMsgs: -1, CPU: time.Second},
+			{Scenario: first, Target: mem, Summary: sum(1000, 5*time.Millisecond, 25*time.Millisecond, 0), ExtProcMsgs: 4000, CPU: 2 * time.Second},
+			{Scenario: replay, Target: base, Summary: sum(3000, 4*time.Millisecond, 8*time.Millisecond, 0), ExtProcMsgs: -1, CPU: -1},
+			{Scenario: replay, Target: mem, Summary: sum(1500, 3*time.Millisecond, 12*time.Millisecond, 0), ExtProcMsgs: 3000, CPU: -1},
 		},
 		Notes: []string{"Redis rows skipped: -redis-url off."},
 	}
@@ -36,9 +36,9 @@ func TestMarkdown(t *testing.T) {
 	sampleReport().writeMarkdown(&b)
 	out := b.String()
 	for _, want := range []string{
-		"| first-time keyed POST | Envoy alone | 4000 | 2.00 ms | 10.0 ms | 0 | — | — | — |",
-		"| first-time keyed POST | Envoy + gopotency (memory) | 1000 | 5.00 ms | 25.0 ms | 0 | 0.25× | 2.50× | 2.50× |",
-		"| replay (completed key) | Envoy + gopotency (memory) | 1500 | 3.00 ms | 12.0 ms | 0 | 0.50× | 0.75× | 1.50× |",
+		"| first-time keyed POST | Envoy alone | 4000 | 2.00 ms | 10.0 ms | 250 µs | 0 | — | — | — |",
+		"| first-time keyed POST | Envoy + gopotency (memory) | 1000 | 5.00 ms | 25.0 ms | 2000 µs | 0 | 0.25× | 2.50× | 2.50× |",
+		"| replay (completed key) | Envoy + gopotency (memory) | 1500 | 3.00 ms | 12.0 ms | — | 0 | 0.50× | 0.75× | 1.50× |",
 		"Command: `go run ./cmd/gopotency-bench -d 5s`",
 		"The 2 CPUs are shared by Envoy, gopotency",
 		"Replays through gopotency: 1500 sent, 0 reached the application.",
@@ -84,6 +84,7 @@ func TestJSON(t *testing.T) {
 			P99Ms            float64  `json:"p99_ms"`
 			Ratios           *ratios  `json:"vs_envoy_alone"`
 			MsgsPerReq       *float64 `json:"ext_proc_msgs_per_request"`
+			CPUPerReqUs      *float64 `json:"cpu_per_request_us"`
 		}
 		Warnings []string
 	}
@@ -101,6 +102,9 @@ func TestJSON(t *testing.T) {
 	}
 	if m := got.Rows[1].MsgsPerReq; m == nil || *m != 4 {
 		t.Fatalf("messages per request %v", m)
+	}
+	if c := got.Rows[1].CPUPerReqUs; c == nil || *c != 2000 || got.Rows[3].CPUPerReqUs != nil {
+		t.Fatalf("CPU per request %v, %v", c, got.Rows[3].CPUPerReqUs)
 	}
 }
 

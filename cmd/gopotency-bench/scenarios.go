@@ -111,7 +111,7 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	rows := make([]*row, len(targets))
 	acc := make([]loadgen.Result, len(targets))
 	for i, t := range targets {
-		rows[i] = &row{Scenario: sc, Target: t, ExtProcMsgs: -1}
+		rows[i] = &row{Scenario: sc, Target: t, ExtProcMsgs: -1, CPU: -1}
 		if b.warmup > 0 {
 			if _, _, err := b.run(ctx, t, sc, b.warmup); err != nil {
 				return nil, err
@@ -130,6 +130,9 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 			if seen.msgs >= 0 {
 				rows[i].ExtProcMsgs = max(rows[i].ExtProcMsgs, 0) + seen.msgs
 			}
+			if seen.cpu >= 0 {
+				rows[i].CPU = max(rows[i].CPU, 0) + seen.cpu
+			}
 		}
 	}
 	for i := range rows {
@@ -138,9 +141,13 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	return rows, nil
 }
 
-// seen is what the application and Envoy counted during a run: calls that
-// reached the application, ext_proc messages sent (-1: unknown).
-type seen struct{ calls, msgs int64 }
+// seen is what was counted during a run: calls that reached the
+// application, ext_proc messages sent (-1: unknown) and the machine's busy
+// CPU time (-1: unknown).
+type seen struct {
+	calls, msgs int64
+	cpu         time.Duration
+}
 
 // run is one loadgen run with keys of its own; a replay run first
 // completes each worker's key with one request, outside what it counts.
@@ -157,6 +164,7 @@ func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration)
 		}
 	}
 	calls, msgs := b.upstream.calls.Load(), t.messages()
+	cpu0, cpuErr := cpuBusy()
 	res, err := loadgen.Run(ctx, loadgen.Options{
 		Client: b.client, Workers: b.workers, Duration: d,
 		NewRequest: func(w, n int) (*http.Request, error) { return b.request(t, sc.key(run, w, n)) },
@@ -165,7 +173,10 @@ func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration)
 	if err != nil {
 		return nil, seen{}, err
 	}
-	out := seen{calls: b.upstream.calls.Load() - calls, msgs: -1}
+	out := seen{calls: b.upstream.calls.Load() - calls, msgs: -1, cpu: -1}
+	if cpu1, err := cpuBusy(); err == nil && cpuErr == nil {
+		out.cpu = cpu1 - cpu0
+	}
 	if m := t.messages(); msgs >= 0 && m >= 0 {
 		out.msgs = m - msgs
 	}
