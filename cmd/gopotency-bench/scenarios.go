@@ -121,17 +121,17 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	slice := max(b.duration/time.Duration(b.rounds), time.Millisecond)
 	for range b.rounds {
 		for i, t := range targets {
-			res, seen, err := b.run(ctx, t, sc, slice)
+			res, got, err := b.run(ctx, t, sc, slice)
 			if err != nil {
 				return nil, err
 			}
 			acc[i].Add(res)
-			rows[i].UpstreamCalls += seen.calls
-			if seen.msgs >= 0 {
-				rows[i].ExtProcMsgs = max(rows[i].ExtProcMsgs, 0) + seen.msgs
+			rows[i].UpstreamCalls += got.calls
+			if got.msgs >= 0 {
+				rows[i].ExtProcMsgs = max(rows[i].ExtProcMsgs, 0) + got.msgs
 			}
-			if seen.cpu >= 0 {
-				rows[i].CPU = max(rows[i].CPU, 0) + seen.cpu
+			if got.cpu >= 0 {
+				rows[i].CPU = max(rows[i].CPU, 0) + got.cpu
 			}
 		}
 	}
