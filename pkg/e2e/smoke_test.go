@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,6 +89,7 @@ func TestShippedConfig(t *testing.T) {
 	changed := do(t, "POST", s.URL+"/orders", key, `{"item":"car"}`)
 	require.Equal(t, 422, changed.Status, "body: %s", changed.Body)
 	assert.Equal(t, "key-reused", problemType(t, changed))
+	assertGoldenBody(t, "key-reused", changed)
 	assert.Equal(t, 1, up.count(key), "a mismatch never reaches the upstream")
 
 	bad := do(t, "POST", s.URL+"/orders", `"unterminated`, `{}`)
@@ -96,6 +99,7 @@ func TestShippedConfig(t *testing.T) {
 	missing := do(t, "POST", s.URL+"/payments", "", `{}`)
 	require.Equal(t, 400, missing.Status)
 	assert.Equal(t, "key-missing", problemType(t, missing))
+	assertGoldenBody(t, "key-missing", missing)
 
 	unkeyed := up.total.Load()
 	do(t, "POST", s.URL+"/orders", "", `{}`)
@@ -122,4 +126,17 @@ func TestInFlightDuplicateGets409(t *testing.T) {
 	replay := do(t, "POST", s.URL+"/orders?sleep=700ms", key, `{}`)
 	assert.Equal(t, "true", replay.Header.Get("Idempotent-Replayed"))
 	assert.Equal(t, 1, up.count(key))
+}
+
+// assertGoldenBody checks that Envoy delivered the problem body exactly as
+// testdata/problems pins it.
+func assertGoldenBody(t *testing.T, slug string, r result) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(root(t), "testdata", "problems", slug+".json"))
+	require.NoError(t, err)
+	var golden struct {
+		Body json.RawMessage `json:"body"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &golden))
+	assert.JSONEq(t, string(golden.Body), string(r.Body))
 }
