@@ -135,7 +135,13 @@ func (p *processor) begin(atHeaders bool) *extprocv3.ProcessingResponse {
 		p.log.DebugContext(p.ctx, "replaying stored response", "key_id", d.KeyID, "status", d.Record.Status)
 		return replayResponse(d.Record)
 	case idempotency.Reject:
-		p.log.InfoContext(p.ctx, "request rejected", "key_id", d.KeyID, "problem", d.Problem.Slug(), "reason", d.Err)
+		// Duplicates of a running request can come in storms; log them
+		// only at debug so they do not drown the rest.
+		level := slog.LevelInfo
+		if errors.Is(d.Err, idempotency.ErrInFlight) {
+			level = slog.LevelDebug
+		}
+		p.log.Log(p.ctx, level, "request rejected", "key_id", d.KeyID, "problem", d.Problem.Slug(), "reason", d.Err)
 		return problemResponse(d.Problem)
 	}
 	if atHeaders {
