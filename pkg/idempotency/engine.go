@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -132,7 +133,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 		res, err = e.wait(ctx, p, skey, fp, res)
 	}
 	if err != nil {
-		if p.FailOpen && ctx.Err() == nil {
+		if p.FailOpen && ctx.Err() == nil && !errors.Is(err, ErrCorruptRecord) {
 			e.logger.WarnContext(ctx, "idempotency store failed; passing request through (fail-open)", "key_id", keyID, "error", err)
 			return Decision{Kind: Pass, Err: err, KeyID: keyID}
 		}

@@ -27,7 +27,9 @@ import (
 //
 // Every method must honour ctx: when ctx is cancelled or its deadline passes, a
 // call returns promptly with an error that wraps ctx.Err(). Transport failures
-// are returned wrapped with ErrStoreUnavailable so callers can fail closed.
+// are returned wrapped with ErrStoreUnavailable so callers can fail closed;
+// an entry that exists but cannot be decoded is reported with
+// ErrCorruptRecord, never as absent.
 type Store interface {
 	// Acquire atomically claims key for a new execution, in one round trip.
 	//
@@ -165,4 +167,8 @@ var (
 	ErrNotFound = errors.New("idempotency: key not found")
 	// ErrStoreUnavailable wraps transport and server failures of a Store.
 	ErrStoreUnavailable = errors.New("idempotency: store unavailable")
+	// ErrCorruptRecord is returned when a stored entry cannot be decoded.
+	// Unlike ErrStoreUnavailable it never lets a request through under
+	// fail-open: the request may already have run once.
+	ErrCorruptRecord = errors.New("idempotency: stored entry unreadable")
 )
