@@ -62,11 +62,12 @@ type Hooks struct {
 // Engine runs the idempotency state machine over a Store. It is safe for
 // concurrent use; per-request state lives in Decision and Lease.
 type Engine struct {
-	store  Store
-	now    func() time.Time
-	sleep  func(ctx context.Context, d time.Duration) error
-	hooks  Hooks
-	logger *slog.Logger
+	store        Store
+	now          func() time.Time
+	sleep        func(ctx context.Context, d time.Duration) error
+	hooks        Hooks
+	logger       *slog.Logger
+	storeTimeout time.Duration
 }
 
 // Option configures an Engine.
@@ -80,6 +81,13 @@ func WithClock(now func() time.Time, sleep func(ctx context.Context, d time.Dura
 
 // WithHooks installs observers.
 func WithHooks(h Hooks) Option { return func(e *Engine) { e.hooks = h } }
+
+// WithStoreTimeout bounds every store call. A transport with its own
+// deadline (Envoy's message_timeout) sets it below that deadline, so a
+// slow or unreachable store becomes the engine's 503 problem (or a pass
+// under fail-open) instead of the transport's timeout. Zero: no bound
+// beyond the caller's context.
+func WithStoreTimeout(d time.Duration) Option { return func(e *Engine) { e.storeTimeout = d } }
 
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
@@ -130,6 +138,9 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 	fp := Fingerprint(p, r)
 	res, err := e.acquire(ctx, skey, fp, p.Lease)
 	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
+		if r.BeforeWait != nil {
+			r.BeforeWait(p.WaitInFlight)
+		}
 		res, err = e.wait(ctx, p, skey, fp, res)
 	}
 	if err != nil {
@@ -210,6 +221,8 @@ func (e *Engine) Precheck(p *Policy, r *Request) (Decision, bool) {
 
 func (e *Engine) acquire(ctx context.Context, key, fp string, lease time.Duration) (AcquireResult, error) {
 	start := time.Now()
+	ctx, cancel := e.storeCtx(ctx)
+	defer cancel()
 	res, err := e.store.Acquire(ctx, key, fp, lease)
 	e.observe("acquire", start, err)
 	if err != nil {
@@ -239,6 +252,14 @@ func (e *Engine) wait(ctx context.Context, p *Policy, key, fp string, res Acquir
 		}
 	}
 	return res, nil
+}
+
+// storeCtx applies the store timeout to one store call.
+func (e *Engine) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if e.storeTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, e.storeTimeout)
 }
 
 func (e *Engine) observe(op string, start time.Time, err error) {

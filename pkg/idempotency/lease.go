@@ -50,7 +50,9 @@ func (l *Lease) Complete(ctx context.Context, resp *Response) error {
 		rec.Body = resp.Body
 	}
 	start := time.Now()
-	err := l.e.store.Complete(ctx, l.key, l.token, rec, l.p.Retention)
+	sctx, cancel := l.e.storeCtx(ctx)
+	err := l.e.store.Complete(sctx, l.key, l.token, rec, l.p.Retention)
+	cancel()
 	l.e.observe("complete", start, err)
 	how := "completed"
 	switch {
@@ -89,7 +91,9 @@ func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
 // Extend renews the lease once.
 func (l *Lease) Extend(ctx context.Context) error {
 	start := time.Now()
-	err := l.e.store.Extend(ctx, l.key, l.token, l.p.Lease)
+	sctx, cancel := l.e.storeCtx(ctx)
+	err := l.e.store.Extend(sctx, l.key, l.token, l.p.Lease)
+	cancel()
 	l.e.observe("extend", start, err)
 	if l.e.hooks.LeaseRenewed != nil {
 		l.e.hooks.LeaseRenewed(err)
@@ -147,7 +151,9 @@ func (l *Lease) settle() bool {
 
 func (l *Lease) release(ctx context.Context, how string) error {
 	start := time.Now()
-	err := l.e.store.Release(ctx, l.key, l.token)
+	sctx, cancel := l.e.storeCtx(ctx)
+	err := l.e.store.Release(sctx, l.key, l.token)
+	cancel()
 	l.e.observe("release", start, err)
 	if err != nil {
 		how = "release_failed"

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Request is the transport-neutral view of an HTTP request that the engine
@@ -24,6 +25,11 @@ type Request struct {
 	// Principal is an authenticated identity the transport vouches for,
 	// such as an mTLS peer; used when Policy.ScopePrincipal is set.
 	Principal string
+	// BeforeWait, when set, is called once before Begin waits (up to the
+	// given Policy.WaitInFlight) for an in-flight duplicate to finish; the
+	// ext_proc server uses it to extend Envoy's message timeout only for
+	// requests that really wait.
+	BeforeWait func(wait time.Duration)
 }
 
 // fieldHash writes length-prefixed fields so no two field lists collide.
