@@ -75,8 +75,9 @@ func TestClusterHashTag(t *testing.T) {
 	assert.Greater(t, len(slots), 1, "the keys spread over several slots")
 }
 
-// A record the store cannot decode fails closed (ErrStoreUnavailable) and
-// is logged; it is never taken for an absent key that may run again.
+// A record the store cannot decode is reported as ErrCorruptRecord (never
+// ErrStoreUnavailable, which fail-open would let through) and logged; it is
+// never taken for an absent key that may run again.
 func TestCorruptRecordFailsClosed(t *testing.T) {
 	ctx := context.Background()
 	c := miniClient(t)
@@ -85,9 +86,11 @@ func TestCorruptRecordFailsClosed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.HSet(ctx, s.Key("bad"), "f", "fp", "r", "\x0a\xff").Err())
 	_, err = s.Acquire(ctx, "bad", "fp", time.Minute)
-	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	require.ErrorIs(t, err, idempotency.ErrCorruptRecord)
+	assert.NotErrorIs(t, err, idempotency.ErrStoreUnavailable, "a corrupt record must not fail open")
 	_, err = s.Get(ctx, "bad")
-	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	require.ErrorIs(t, err, idempotency.ErrCorruptRecord)
+	assert.NotErrorIs(t, err, idempotency.ErrStoreUnavailable, "a corrupt record must not fail open")
 	assert.Contains(t, logs.String(), "unreadable entry")
 
 	// A key of another type is a server error, not a panic or a claim.

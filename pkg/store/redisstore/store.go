@@ -211,11 +211,12 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w: %w", op, idempotency.ErrStoreUnavailable, err)
 }
 
-// corrupt reports data the store cannot read; it is treated as the store
-// being unavailable, so the engine fails closed instead of re-running.
+// corrupt reports data the store cannot read as ErrCorruptRecord, never
+// ErrStoreUnavailable: the request it stands for may already have run, so
+// even a fail-open engine must not run it again.
 func (s *Store) corrupt(ctx context.Context, op, key string, err error) error {
 	s.logger.ErrorContext(ctx, "redisstore: unreadable entry", "op", op, "key_id", key[:min(12, len(key))], "error", err)
-	return fmt.Errorf("redisstore: %s: %w: unreadable entry: %w", op, idempotency.ErrStoreUnavailable, err)
+	return fmt.Errorf("redisstore: %s: %w: %w", op, idempotency.ErrCorruptRecord, err)
 }
 
 // elem returns v[i] as a T, reporting false if it is missing or another type.
