@@ -95,6 +95,17 @@ func TestRestartBetweenClaimAndCompletion(t *testing.T) {
 	})
 }
 
+func TestCorruptRecord(t *testing.T) {
+	forEach(t, func(t *testing.T, tg target) {
+		db := openDB(t, tg, tg.dsn(t), tg.conns)
+		table := newTable(t, db)
+		s := newStore(t, db, gormstore.Options{Table: table, AutoMigrate: true, ReapInterval: -1})
+		sqltest.CorruptRecord(t, s, func(ctx context.Context, column string, value any) error {
+			return db.WithContext(ctx).Table(table).Where("1 = 1").Update(column, value).Error
+		}, tg.name == "sqlite")
+	})
+}
+
 func TestAutoMigrateIsOptIn(t *testing.T) {
 	forEach(t, func(t *testing.T, tg target) {
 		db := openDB(t, tg, tg.dsn(t), tg.conns)

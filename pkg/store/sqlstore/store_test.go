@@ -83,6 +83,22 @@ func TestRestartBetweenClaimAndCompletion(t *testing.T) {
 	})
 }
 
+func TestCorruptRecord(t *testing.T) {
+	forEach(t, func(t *testing.T, tg target) {
+		url := tg.url(t)
+		table := newTable(t, url)
+		s := open(t, url, sqlstore.Options{Table: table, ReapInterval: -1})
+		param := "?"
+		if tg.dialect == sqlstore.Postgres {
+			param = "$1"
+		}
+		sqltest.CorruptRecord(t, s, func(ctx context.Context, column string, value any) error {
+			_, err := s.DB().ExecContext(ctx, `UPDATE "`+table+`" SET `+column+` = `+param, value)
+			return err
+		}, tg.dialect == sqlstore.SQLite)
+	})
+}
+
 func TestReapBoundedBatch(t *testing.T) {
 	forEach(t, func(t *testing.T, tg target) {
 		url := tg.url(t)

@@ -2,7 +2,6 @@ package sqlcore
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
@@ -17,7 +16,9 @@ import (
 // No headers are stored as NULL.
 const headersV1 = 1
 
-var errCorruptHeaders = errors.New("corrupt headers column")
+// errCorruptHeaders is an idempotency.ErrCorruptRecord, so callers can tell
+// an unreadable entry from an unreachable database.
+var errCorruptHeaders = fmt.Errorf("%w: corrupt headers column", idempotency.ErrCorruptRecord)
 
 func encodeHeaders(hs []idempotency.Header) []byte {
 	if len(hs) == 0 {

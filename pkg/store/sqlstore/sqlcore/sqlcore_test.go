@@ -34,6 +34,7 @@ func TestDecodeHeadersRejectsCorruption(t *testing.T) {
 	} {
 		_, err := decodeHeaders(b)
 		require.ErrorIs(t, err, errCorruptHeaders, name)
+		require.ErrorIs(t, err, idempotency.ErrCorruptRecord, name)
 	}
 }
 

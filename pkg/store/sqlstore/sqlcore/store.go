@@ -133,7 +133,7 @@ func (s *Store) claim(ctx context.Context, key, fp, tok string, leaseMS int64) (
 	var won bool
 	r := &row{}
 	if err := rows.Scan(append([]any{&won}, r.dest()...)...); err != nil {
-		return false, nil, err
+		return false, nil, corruptRow(err)
 	}
 	return won, r, rows.Close()
 }
@@ -258,14 +258,15 @@ func (s *Store) lookup(ctx context.Context, key string) (*row, error) {
 	}
 	r := &row{}
 	if err := rows.Scan(r.dest()...); err != nil {
-		return nil, err
+		return nil, corruptRow(err)
 	}
 	return r, rows.Close()
 }
 
 // fail wraps err for op: a cancelled or expired ctx is reported as such
-// (the caller gave up, the store did not fail); anything else is a store
-// failure, so callers can fail closed.
+// (the caller gave up, the store did not fail); a row that cannot be read
+// stays an ErrCorruptRecord, which no engine lets through; anything else
+// is a store failure, so callers can fail closed.
 func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		if errors.Is(err, cerr) {
@@ -273,5 +274,16 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		}
 		return fmt.Errorf("%s: %s: %w (%v)", s.name, op, cerr, err)
 	}
+	if errors.Is(err, idempotency.ErrCorruptRecord) {
+		return fmt.Errorf("%s: %s: %w", s.name, op, err)
+	}
 	return fmt.Errorf("%s: %s: %w: %w", s.name, op, idempotency.ErrStoreUnavailable, err)
+}
+
+// corruptRow marks a failed Scan as an unreadable entry: the row arrived,
+// but a column holds what no store wrote (possible in SQLite, whose columns
+// take any type). A Scan that failed because ctx closed the rows is still
+// reported as ctx's error by fail, which looks at ctx first.
+func corruptRow(err error) error {
+	return fmt.Errorf("%w: %w", idempotency.ErrCorruptRecord, err)
 }

@@ -1,7 +1,7 @@
 // Package sqltest holds the test cases that matter for SQL stores beyond
 // the storetest conformance suite: claims racing inside long transactions,
-// a reaper running while claims are taken, and a store restarted between
-// claim and completion. sqlstore and gormstore run them; it links no
+// a reaper running while claims are taken, a store restarted between
+// claim and completion, and a stored row spoiled in place. sqlstore and gormstore run them; it links no
 // database driver, so either can import it.
 package sqltest
 
