@@ -108,6 +108,9 @@ var (
 		ResponseBodyMode:    filterv3.ProcessingMode_STREAMED,
 		ResponseTrailerMode: filterv3.ProcessingMode_SEND,
 	}
+	// settled skips the response body and trailers of a request whose
+	// lease was settled at its response headers.
+	settled = filterv3.ProcessingMode{ResponseTrailerMode: filterv3.ProcessingMode_SKIP}
 	// passThrough skips every later phase. Body modes in an override are
 	// literal (unset means NONE), which is what we want here.
 	passThrough = filterv3.ProcessingMode{
@@ -130,8 +133,11 @@ func continueRequestBody() *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
 }
 
-func continueResponseHeaders() *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+func continueResponseHeaders(mode *filterv3.ProcessingMode) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{
+		Response:     &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}},
+		ModeOverride: mode,
+	}
 }
 
 func continueResponseBody() *extprocv3.ProcessingResponse {

@@ -149,18 +149,14 @@ func TestWaitInFlightExtendsMessageTimeout(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaxMessageTimeout = 5 * time.Second })
 	first := e.open(t, "wait") // WaitInFlight 2s
 	first.do(reqHeaders("POST", "/w", "k-wait", false))
-	first.send(reqBody("x", true))
-	// The first request also gets an override (it cannot know it will not
-	// wait), then its CONTINUE.
-	ov := first.recv()
-	require.Nil(t, ov.GetResponse(), "an override travels alone")
-	require.NotNil(t, first.recv().GetRequestBody())
+	// The first request acquires: it never waits, so it gets no override.
+	require.NotNil(t, first.do(reqBody("x", true)).GetRequestBody())
 
 	dup := e.open(t, "wait")
 	dup.do(reqHeaders("POST", "/w", "k-wait", false))
 	dup.send(reqBody("x", true))
-	ov = dup.recv()
-	require.Nil(t, ov.GetResponse())
+	ov := dup.recv()
+	require.Nil(t, ov.GetResponse(), "an override travels alone")
 	require.NotNil(t, ov.GetOverrideMessageTimeout())
 	// WaitInFlight*1.5 + 500ms, capped by MaxMessageTimeout.
 	require.Equal(t, 3500*time.Millisecond, ov.GetOverrideMessageTimeout().AsDuration())
@@ -184,11 +180,14 @@ func TestNoOverrideWithoutMaxMessageTimeout(t *testing.T) {
 
 func TestOverrideIsCappedByMaxMessageTimeout(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaxMessageTimeout = 700 * time.Millisecond })
-	s := e.open(t, "wait")
-	s.send(reqHeaders("POST", "/w", "k-cap", true)) // no body: acquires at headers
-	ov := s.recv()
+	first := e.open(t, "wait")
+	require.NotNil(t, first.do(reqHeaders("POST", "/w", "k-cap", true)).GetRequestHeaders()) // no body: acquires at headers
+	dup := e.open(t, "wait")
+	dup.send(reqHeaders("POST", "/w", "k-cap", true)) // waits for the first
+	ov := dup.recv()
 	require.Equal(t, 700*time.Millisecond, ov.GetOverrideMessageTimeout().AsDuration())
-	require.NotNil(t, s.recv().GetRequestHeaders())
+	first.do(respHeaders("201", true))
+	require.NotNil(t, dup.recv().GetImmediateResponse(), "the duplicate replays the first")
 }
 
 func TestStreamsActiveIsBalanced(t *testing.T) {
