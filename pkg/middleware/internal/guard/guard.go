@@ -138,12 +138,15 @@ func (g *Guard[C]) proceed(ctx context.Context, w http.ResponseWriter, l *idempo
 		v := recover()
 		sctx, cancel := settleContext(ctx)
 		defer cancel()
-		// http.ErrAbortHandler aborts a response already under way
-		// (httputil.ReverseProxy uses it when the upstream fails mid-body),
-		// so the request did reach the application: leave the key locked.
-		// Any other panic (or runtime.Goexit) failed the execution: release
-		// the key so a retry may run.
-		_ = l.Abandon(sctx, v == http.ErrAbortHandler)
+		// A handler that panics (or calls runtime.Goexit) before answering
+		// failed the execution: release the key so a retry may run. Once
+		// the head is out (or the connection hijacked) the handler did run
+		// and may have had effects, so the outcome is unknown: leave the key
+		// locked until its lease ends. http.ErrAbortHandler always means a
+		// response under way (httputil.ReverseProxy panics with it when the
+		// upstream fails mid-body), so the request reached the application.
+		started := rec.Sent() || rec.Hijacked() || v == http.ErrAbortHandler
+		_ = l.Abandon(sctx, started)
 		if v != nil {
 			panic(v)
 		}

@@ -227,8 +227,8 @@ func serveDirect(f *fixture, key string) (v any, rec *httptest.ResponseRecorder)
 	return nil, rec
 }
 
-// panics: a panicking handler releases the key and the panic goes on, so a
-// retry runs the handler again.
+// panics: a handler that panics before answering releases the key and the
+// panic goes on, so a retry runs the handler again.
 func panics(t *testing.T, mount Mount) {
 	var f *fixture
 	f = newFixture(t, mount, idempotency.DefaultPolicy(), func(w http.ResponseWriter, r *http.Request) {
@@ -247,6 +247,25 @@ func panics(t *testing.T, mount Mount) {
 		t.Errorf("third try: %d %v, want the replay", rec.Code, rec.Header())
 	}
 	f.wantCalls(t, 2)
+}
+
+// panicAfterHead: a handler that panics once its answer is under way has
+// run (and may have had effects), so the key stays locked and the panic
+// goes on.
+func panicAfterHead(t *testing.T, mount Mount) {
+	f := newFixture(t, mount, idempotency.DefaultPolicy(), func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "partial")
+		panic(errSentinel)
+	})
+	if v, _ := serveDirect(f, "k-panic-late"); v != errSentinel {
+		t.Fatalf("front end panicked with %v, want the handler's panic", v)
+	}
+	v, rec := serveDirect(f, "k-panic-late")
+	if v != nil || rec.Code != http.StatusConflict {
+		t.Errorf("retry: panic %v, %d %s; want 409 (key still locked)", v, rec.Code, rec.Body)
+	}
+	f.wantCalls(t, 1)
 }
 
 // abortHandler: http.ErrAbortHandler means the response was under way, so

@@ -40,6 +40,7 @@ func Run(t *testing.T, mount Mount) {
 	t.Run("BodyRestored", func(t *testing.T) { bodyRestored(t, mount) })
 	t.Run("TooLarge", func(t *testing.T) { tooLarge(t, mount) })
 	t.Run("Panic", func(t *testing.T) { panics(t, mount) })
+	t.Run("PanicAfterHead", func(t *testing.T) { panicAfterHead(t, mount) })
 	t.Run("AbortHandler", func(t *testing.T) { abortHandler(t, mount) })
 	t.Run("ClientGoneAnswered", func(t *testing.T) { clientGone(t, mount, true) })
 	t.Run("ClientGoneUnanswered", func(t *testing.T) { clientGone(t, mount, false) })
