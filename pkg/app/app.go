@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 			return nil, err
 		}
 	}
-	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log))
+	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(cfg.StoreTimeout))
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,

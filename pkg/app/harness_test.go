@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,9 @@ type running struct {
 // start loads yaml (plus loopback addresses), builds, binds and serves.
 func start(t *testing.T, yaml string, opts ...Option) *running {
 	t.Helper()
+	if !strings.Contains(yaml, "drain_delay") {
+		yaml = "drain_delay: 0s\n" + yaml // the default 5s would slow every test's shutdown
+	}
 	p := filepath.Join(t.TempDir(), "gopotency.yaml")
 	require.NoError(t, os.WriteFile(p, []byte(yaml), 0o600))
 	cfg, err := config.Load([]string{"--config", p, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},

@@ -28,6 +28,12 @@ const (
 	DefaultStore     = "memory://"
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "json"
+	// DefaultDrainDelay covers one health-check interval of the shipped
+	// envoy.yaml (5s), so Envoy stops sending new streams before the
+	// server stops accepting them.
+	DefaultDrainDelay = 5 * time.Second
+	// DefaultStoreTimeout stays below the shipped message_timeout (1s).
+	DefaultStoreTimeout = 800 * time.Millisecond
 )
 
 // Config is the whole server configuration.
@@ -48,6 +54,10 @@ type Config struct {
 	Default idempotency.Policy
 	// Policies are selected per route by name.
 	Policies map[string]*idempotency.Policy
+	// StoreTimeout bounds each store call; keep it below Envoy's
+	// message_timeout so a slow store is answered with a 503 problem (or
+	// passed under fail_open), not Envoy's bare 504.
+	StoreTimeout time.Duration
 	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
 	PolicyHeader      string
 	MaxMessageTimeout time.Duration
@@ -60,6 +70,7 @@ type file struct {
 	Store         string                         `yaml:"store"`
 	ShutdownGrace *duration                      `yaml:"shutdown_grace"`
 	DrainDelay    *duration                      `yaml:"drain_delay"`
+	StoreTimeout  *duration                      `yaml:"store_timeout"`
 	Log           struct{ Level, Format string } `yaml:"log"`
 	DefaultPolicy policyFile                     `yaml:"default_policy"`
 	Policies      map[string]policyFile          `yaml:"policies"`
@@ -134,7 +145,8 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.LogFormat = first(f.Log.Format, DefaultLogFormat)
 	c.PolicyHeader = first(f.ExtProc.PolicyHeader, "x-gopotency-policy")
 	c.ShutdownGrace = f.ShutdownGrace.or(30 * time.Second)
-	c.DrainDelay = f.DrainDelay.or(0)
+	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
+	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
 
 	errs := []error{fileErr}
@@ -166,6 +178,10 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		inherited[err.Error()] = true
 		errs = append(errs, fmt.Errorf("default_policy: %w", err))
 	}
+	if c.StoreTimeout <= 0 {
+		errs = append(errs, errors.New("store_timeout: must be positive"))
+	}
+	errs = append(errs, c.checkWait("default_policy", &c.Default))
 	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
 	for _, name := range slices.Sorted(maps.Keys(f.Policies)) {
 		pf := f.Policies[name]
@@ -180,11 +196,24 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 			}
 		}
 		c.Policies[name] = &p
+		if p.WaitInFlight != c.Default.WaitInFlight {
+			errs = append(errs, c.checkWait("policies."+name, &p))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, nil
+}
+
+// checkWait: a duplicate that waits for an in-flight request must be able
+// to extend Envoy's message timeout past the wait, or Envoy answers 504.
+func (c *Config) checkWait(name string, p *idempotency.Policy) error {
+	if p.WaitInFlight <= 0 || c.MaxMessageTimeout > p.WaitInFlight {
+		return nil
+	}
+	return fmt.Errorf("%s: wait_in_flight %s needs ext_proc.max_message_timeout above it (and the same max_message_timeout on Envoy's ext_proc filter); it is %s",
+		name, p.WaitInFlight, c.MaxMessageTimeout)
 }
 
 // split unpacks an errors.Join result so each problem gets its own prefix.

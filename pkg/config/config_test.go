@@ -54,7 +54,8 @@ func TestDefaults(t *testing.T) {
 			require.Equal(t, DefaultLogFormat, c.LogFormat)
 			require.Equal(t, "x-gopotency-policy", c.PolicyHeader)
 			require.Equal(t, 30*time.Second, c.ShutdownGrace)
-			require.Zero(t, c.DrainDelay)
+			require.Equal(t, DefaultDrainDelay, c.DrainDelay)
+			require.Equal(t, DefaultStoreTimeout, c.StoreTimeout)
 			require.Zero(t, c.MaxMessageTimeout)
 			require.Equal(t, idempotency.DefaultPolicy(), c.Default)
 			require.Empty(t, c.Policies)
@@ -295,4 +296,11 @@ func TestShippedConfigLoads(t *testing.T) {
 	require.Equal(t, c.Default.Methods, pay.Methods)
 	require.NoError(t, pay.Validate())
 	require.True(t, strings.Contains(c.Store, "://"))
+}
+
+func TestWaitNeedsMaxMessageTimeout(t *testing.T) {
+	path := writeYAML(t, "default_policy: {wait_in_flight: 5s}\npolicies:\n  slow: {wait_in_flight: 40s}\next_proc: {max_message_timeout: 30s}\nstore_timeout: 0s\n")
+	_, err := load(t, nil, "--config", path)
+	requireErrorMentions(t, err, "policies.slow: wait_in_flight 40s needs ext_proc.max_message_timeout above it", "store_timeout: must be positive")
+	require.NotContains(t, err.Error(), "default_policy: wait_in_flight", "5s fits under 30s")
 }
