@@ -1,0 +1,47 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
+)
+
+// TestRealRedisOutage stops a real redis-server under a running stack. The
+// store timeout (800ms) answers before Envoy's message_timeout (1s), so the
+// client gets GoPotency's 503 problem with Retry-After, not Envoy's bare
+// 504; the /payments policy opts into fail_open and passes through.
+func TestRealRedisOutage(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	cfg := filepath.Join(t.TempDir(), "gopotency.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("ext_proc: {max_message_timeout: 30s}\npolicies:\n  payments: {fail_open: true}\n"), 0o600))
+	up := newCounter()
+	s := startStack(t, stackOptions{upstream: up, store: rs.URL(), config: cfg})
+	key := "outage-" + itoa(int(time.Now().UnixNano()))
+	require.Equal(t, 201, do(t, "POST", s.URL+"/orders", key, `{}`).Status)
+
+	rs.Stop()
+	start := time.Now()
+	r := do(t, "POST", s.URL+"/orders", key+"-2", `{}`)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	require.Equal(t, 503, r.Status, "body: %s", r.Body)
+	assert.Equal(t, "store-unavailable", problemType(t, r))
+	assert.Equal(t, "1", r.Header.Get("Retry-After"))
+	assert.Equal(t, 0, up.count(key+"-2"), "fail closed: the upstream never ran")
+
+	open := do(t, "POST", s.URL+"/payments", key+"-3", `{}`)
+	assert.Equal(t, 201, open.Status, "fail_open passes the request through; body: %s", open.Body)
+	assert.Equal(t, 1, up.count(key+"-3"))
+	assert.Positive(t, metric(t, s, `gopotency_decisions_total{outcome="pass"}`))
+
+	// Redis back on the same port: the replay works again.
+	require.NoError(t, rs.Start())
+	require.Eventually(t, func() bool {
+		return do(t, "POST", s.URL+"/orders", key, `{}`).Header.Get("Idempotent-Replayed") == "true"
+	}, 10*time.Second, 200*time.Millisecond)
+}
