@@ -44,6 +44,7 @@ type stackOptions struct {
 // startStack runs the shipped envoy/envoy.yaml and gopotency config.
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
+	testenv.SkipShort(t, "Envoy and the gopotency stack")
 	bin, err := envoyrun.Find()
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)

@@ -32,6 +32,7 @@ var sharedPostgres struct {
 // them as the "postgres" user.
 func Postgres(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "PostgreSQL")
 	if u := os.Getenv("GOPOTENCY_TEST_POSTGRES_URL"); u != "" {
 		return u
 	}

@@ -28,6 +28,7 @@ var sharedRedis struct {
 // stops at Cleanup. Tests share it, so they must use keys of their own.
 func Redis(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "Redis")
 	if u := os.Getenv("GOPOTENCY_TEST_REDIS_URL"); u != "" {
 		return u
 	}
@@ -72,6 +73,7 @@ type RedisServer struct {
 // are more redis-server arguments. t.Cleanup stops it.
 func StartRedis(t testing.TB, extra ...string) *RedisServer {
 	t.Helper()
+	SkipShort(t, "a redis-server")
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		Unavailable(t, "redis-server is not installed")
 	}

@@ -25,6 +25,7 @@ var sharedCluster struct {
 // stops at Cleanup.
 func RedisCluster(t testing.TB) []string {
 	t.Helper()
+	SkipShort(t, "a Redis Cluster")
 	if v := os.Getenv("GOPOTENCY_TEST_REDIS_CLUSTER_ADDRS"); v != "" {
 		var addrs []string
 		for a := range strings.SplitSeq(v, ",") {

@@ -22,6 +22,7 @@ type RedisSentinel struct {
 // installed.
 func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	t.Helper()
+	SkipShort(t, "Redis Sentinel")
 	master := StartRedis(t)
 	dir := t.TempDir()
 	ports, err := freePorts(1)
