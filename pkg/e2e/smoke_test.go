@@ -75,6 +75,7 @@ func TestShippedConfig(t *testing.T) {
 	require.Equal(t, 201, first.Status, "body: %s", first.Body)
 	assert.Empty(t, first.Header.Get("Idempotent-Replayed"))
 	assert.Len(t, first.Header.Values("Set-Cookie"), 2, "the live answer keeps its cookies")
+	assert.NotEmpty(t, first.Header.Get("Content-Length"), "allow_content_length_header keeps the recorded response's length")
 
 	again := do(t, "POST", s.URL+"/orders", key, `{"item":"book"}`)
 	require.Equal(t, 201, again.Status)
