@@ -88,6 +88,11 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 		return problemResponse(idempotency.ProblemFor(err))
 	}
 	p.policy = pol
+	if pol.ScopePrincipal && !hasAttribute(req, "source.principal") {
+		p.s.warnNoPrincipal.Do(func() {
+			p.log.Warn(`a policy scopes on the mTLS peer but Envoy sends no source.principal: add request_attributes: ["source.principal"] to the ext_proc filter; until then only scope_headers separate callers`)
+		})
+	}
 	if strings.HasPrefix(header.Get("Content-Type"), "application/grpc") {
 		// A replay would go out as Envoy's trailers-only gRPC local reply
 		// and the grpc-status trailer is not recorded: gRPC calls are not
@@ -281,6 +286,11 @@ func neverSent(details string) bool {
 		}
 	}
 	return false
+}
+
+func hasAttribute(req *extprocv3.ProcessingRequest, name string) bool {
+	_, ok := req.GetAttributes()[attrNamespace].GetFields()[name]
+	return ok
 }
 
 // attribute reads an attribute Envoy was asked to send (request_attributes

@@ -63,8 +63,9 @@ type Options struct {
 // Server implements extprocv3.ExternalProcessorServer.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	o             Options
-	warnNoDetails sync.Once
+	o               Options
+	warnNoDetails   sync.Once
+	warnNoPrincipal sync.Once
 }
 
 // New validates o and returns a server.
