@@ -108,6 +108,7 @@ func toStrings(v any) []string {
 // TestShippedEnvoyConfigsValidate runs `envoy --mode validate` on every
 // Envoy config shipped.
 func TestShippedEnvoyConfigsValidate(t *testing.T) {
+	testenv.SkipShort(t, "the Envoy binary")
 	bin, err := envoyrun.Find()
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
