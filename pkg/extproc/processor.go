@@ -27,9 +27,10 @@ type processor struct {
 	send func(*extprocv3.ProcessingResponse) error
 	log  *slog.Logger
 
-	policy *idempotency.Policy
-	req    idempotency.Request
-	lease  *idempotency.Lease
+	policy  *idempotency.Policy
+	req     idempotency.Request
+	lease   *idempotency.Lease
+	decided bool
 	// releasing is set when the answer being sent lets the request go
 	// upstream; forwarded once that answer was sent. From then on the
 	// outcome of an interrupted request is unknown.
@@ -119,8 +120,8 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 }
 
 func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.policy == nil || p.lease != nil {
-		return continueRequestBody() // not ours to judge (or a late chunk)
+	if p.policy == nil || p.decided {
+		return continueRequestBody() // not ours to judge, or already judged
 	}
 	// In BUFFERED mode the whole body comes in one message; end_of_stream
 	// is false only when trailers follow.
@@ -134,6 +135,7 @@ func (p *processor) begin(atHeaders bool) *extprocv3.ProcessingResponse {
 	if p.policy.WaitInFlight > 0 && p.s.o.MaxMessageTimeout > 0 {
 		p.req.BeforeWait = p.extendTimeoutForWait
 	}
+	p.decided = true // one Begin per request, whatever chunks follow
 	d := p.s.o.Engine.Begin(p.ctx, p.policy, &p.req)
 	switch d.Kind {
 	case idempotency.Proceed:
