@@ -3,7 +3,6 @@ package echomw_test
 import (
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/echomw"
+	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -23,16 +23,6 @@ func newMW(t *testing.T, opts ...echomw.Option) echo.MiddlewareFunc {
 		t.Fatal(err)
 	}
 	return mw
-}
-
-func post(h http.Handler, path string, hdr ...string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"a":1}`))
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -58,22 +48,22 @@ func TestHandlerErrors(t *testing.T) {
 	e.POST("/empty", func(c echo.Context) error { runs["empty"]++; return c.NoContent(http.StatusNoContent) }, mw)
 	e.POST("/free", func(c echo.Context) error { runs["free"]++; return c.String(http.StatusOK, "free") })
 
-	first := post(e, "/missing", "Idempotency-Key", "k1")
-	again := post(e, "/missing", "Idempotency-Key", "k1")
+	first := mwtest.Post(e, "/missing", "Idempotency-Key", "k1")
+	again := mwtest.Post(e, "/missing", "Idempotency-Key", "k1")
 	if first.Code != 404 || again.Code != 404 || again.Body.String() != first.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("404: first %d %q, again %d %q %v", first.Code, first.Body, again.Code, again.Body, again.Header())
 	}
 	for range 2 {
-		if rec := post(e, "/broken", "Idempotency-Key", "k2"); rec.Code != 500 {
+		if rec := mwtest.Post(e, "/broken", "Idempotency-Key", "k2"); rec.Code != 500 {
 			t.Errorf("error answer %d, want 500", rec.Code)
 		}
 	}
-	post(e, "/empty", "Idempotency-Key", "k3")
-	if rec := post(e, "/empty", "Idempotency-Key", "k3"); rec.Code != 204 || rec.Header().Get("Idempotent-Replayed") != "true" {
+	mwtest.Post(e, "/empty", "Idempotency-Key", "k3")
+	if rec := mwtest.Post(e, "/empty", "Idempotency-Key", "k3"); rec.Code != 204 || rec.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("204 replay: %d %v", rec.Code, rec.Header())
 	}
-	post(e, "/free", "Idempotency-Key", "k4")
-	post(e, "/free", "Idempotency-Key", "k4")
+	mwtest.Post(e, "/free", "Idempotency-Key", "k4")
+	mwtest.Post(e, "/free", "Idempotency-Key", "k4")
 	want := map[string]int{"missing": 1, "broken": 2, "empty": 1, "free": 2}
 	for k, n := range want {
 		if runs[k] != n {
@@ -114,13 +104,13 @@ func TestOptions(t *testing.T) {
 		return c.String(http.StatusCreated, u+" run "+string(rune('0'+runs)))
 	})
 
-	if rec := post(e, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
+	if rec := mwtest.Post(e, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
 		!strings.Contains(rec.Body.String(), "required") {
 		t.Errorf("no key: %d %q (err %v), want Echo's rendering of the 400", rec.Code, rec.Body, gotErr)
 	}
-	alice := post(e, "/orders/1?op=x", "X-User", "alice")
-	bob := post(e, "/orders/1?op=x", "X-User", "bob")
-	again := post(e, "/orders/1?op=x", "X-User", "alice")
+	alice := mwtest.Post(e, "/orders/1?op=x", "X-User", "alice")
+	bob := mwtest.Post(e, "/orders/1?op=x", "X-User", "bob")
+	again := mwtest.Post(e, "/orders/1?op=x", "X-User", "alice")
 	if alice.Body.String() != "alice run 1" || bob.Body.String() != "bob run 2" || again.Body.String() != "alice run 1" ||
 		again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("alice %q, bob %q, alice again %q", alice.Body, bob.Body, again.Body)

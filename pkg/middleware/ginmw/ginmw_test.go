@@ -3,7 +3,6 @@ package ginmw_test
 import (
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/ginmw"
+	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -23,16 +23,6 @@ func newMW(t *testing.T, opts ...ginmw.Option) gin.HandlerFunc {
 		t.Fatal(err)
 	}
 	return mw
-}
-
-func post(h http.Handler, path string, hdr ...string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"a":1}`))
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -60,19 +50,19 @@ func TestGinWriters(t *testing.T) {
 	})
 	r.POST("/free", func(c *gin.Context) { runs++; c.String(http.StatusOK, "free") })
 
-	first := post(r, "/pay/json", "Idempotency-Key", "k1")
-	again := post(r, "/pay/json", "Idempotency-Key", "k1")
+	first := mwtest.Post(r, "/pay/json", "Idempotency-Key", "k1")
+	again := mwtest.Post(r, "/pay/json", "Idempotency-Key", "k1")
 	if again.Code != 201 || again.Body.String() != first.Body.String() || again.Header().Get("X-Run") != "yes" ||
 		again.Header().Get("Content-Type") != "application/json; charset=utf-8" || again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("replay %d %q %v; first %q", again.Code, again.Body, again.Header(), first.Body)
 	}
-	st := post(r, "/pay/status", "Idempotency-Key", "k2")
-	stAgain := post(r, "/pay/status", "Idempotency-Key", "k2")
+	st := mwtest.Post(r, "/pay/status", "Idempotency-Key", "k2")
+	stAgain := mwtest.Post(r, "/pay/status", "Idempotency-Key", "k2")
 	if st.Code != http.StatusAccepted || stAgain.Code != http.StatusAccepted || stAgain.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("c.Status: live %d, replay %d %v", st.Code, stAgain.Code, stAgain.Header())
 	}
-	post(r, "/free", "Idempotency-Key", "k3")
-	post(r, "/free", "Idempotency-Key", "k3")
+	mwtest.Post(r, "/free", "Idempotency-Key", "k3")
+	mwtest.Post(r, "/free", "Idempotency-Key", "k3")
 	if runs != 4 {
 		t.Errorf("handlers ran %d times, want 4 (one per guarded key, two unguarded)", runs)
 	}
@@ -94,10 +84,10 @@ func TestRecoveryReleases(t *testing.T) {
 		}
 		c.String(http.StatusCreated, "ok")
 	})
-	if rec := post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusInternalServerError {
+	if rec := mwtest.Post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusInternalServerError {
 		t.Errorf("panic answered %d, want 500", rec.Code)
 	}
-	if rec := post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
+	if rec := mwtest.Post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
 		t.Errorf("retry %d %v, want a fresh 201", rec.Code, rec.Header())
 	}
 }
@@ -129,13 +119,13 @@ func TestOptions(t *testing.T) {
 	r.Use(func(c *gin.Context) { c.Set("user", c.GetHeader("X-User")) }, mw)
 	r.POST("/orders/:id", func(c *gin.Context) { runs++; c.String(http.StatusCreated, "%s run %d", c.GetString("user"), runs) })
 
-	if rec := post(r, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
+	if rec := mwtest.Post(r, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
 		!strings.Contains(rec.Body.String(), `"error"`) {
 		t.Errorf("no key: %d %q (err %v), want the custom 400", rec.Code, rec.Body, gotErr)
 	}
-	alice := post(r, "/orders/1?op=x", "X-User", "alice")
-	bob := post(r, "/orders/1?op=x", "X-User", "bob")
-	again := post(r, "/orders/1?op=x", "X-User", "alice")
+	alice := mwtest.Post(r, "/orders/1?op=x", "X-User", "alice")
+	bob := mwtest.Post(r, "/orders/1?op=x", "X-User", "bob")
+	again := mwtest.Post(r, "/orders/1?op=x", "X-User", "alice")
 	if alice.Body.String() != "alice run 1" || bob.Body.String() != "bob run 2" || again.Body.String() != "alice run 1" ||
 		again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("alice %q, bob %q, alice again %q", alice.Body, bob.Body, again.Body)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/middleware/stdhttp"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
@@ -43,17 +43,6 @@ func mustNew(t *testing.T, opts ...stdhttp.Option) func(http.Handler) http.Handl
 	return mw
 }
 
-// do serves one POST through h with the given headers (name, value pairs).
-func do(h http.Handler, target string, hdr ...string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(`{"a":1}`))
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
-
 func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := stdhttp.New(nil); err == nil {
 		t.Error("nil store accepted")
@@ -69,8 +58,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestReplaySkipsHandler(t *testing.T) {
 	h := &counting{}
 	srv := mustNew(t)(h)
-	first := do(srv, "/pay", "Idempotency-Key", "k1")
-	again := do(srv, "/pay", "Idempotency-Key", "k1")
+	first := mwtest.Post(srv, "/pay", "Idempotency-Key", "k1")
+	again := mwtest.Post(srv, "/pay", "Idempotency-Key", "k1")
 	if first.Code != 201 || again.Code != 201 || again.Body.String() != "run 1" || again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("first %d %q, again %d %q %v", first.Code, first.Body, again.Code, again.Body, again.Header())
 	}
@@ -92,8 +81,8 @@ func TestOuterHeadersNotRecorded(t *testing.T) {
 		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
 		inner.ServeHTTP(w, r)
 	})
-	do(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://a.example")
-	again := do(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://b.example")
+	mwtest.Post(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://a.example")
+	again := mwtest.Post(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://b.example")
 	h := again.Header()
 	if h.Get("Idempotent-Replayed") != "true" || h.Get("X-Result") != "1" {
 		t.Fatalf("not a replay of run 1: %v", h)
@@ -116,11 +105,11 @@ func TestPolicyFunc(t *testing.T) {
 		}
 		return nil
 	}))(h)
-	if rec := do(srv, "/payments/1"); rec.Code != http.StatusBadRequest {
+	if rec := mwtest.Post(srv, "/payments/1"); rec.Code != http.StatusBadRequest {
 		t.Errorf("guarded route without key: %d, want 400", rec.Code)
 	}
 	for range 2 {
-		if rec := do(srv, "/other", "Idempotency-Key", "k"); rec.Code != 201 || rec.Header().Get("Idempotent-Replayed") != "" {
+		if rec := mwtest.Post(srv, "/other", "Idempotency-Key", "k"); rec.Code != 201 || rec.Header().Get("Idempotent-Replayed") != "" {
 			t.Errorf("unguarded route: %d %v, want the handler's answer", rec.Code, rec.Header())
 		}
 	}
@@ -135,16 +124,16 @@ func TestKeyFunc(t *testing.T) {
 		k := r.URL.Query().Get("op")
 		return k, k != ""
 	}))(h)
-	do(srv, "/pay?op=abc")
-	if rec := do(srv, "/pay?op=abc"); rec.Header().Get("Idempotent-Replayed") != "true" {
+	mwtest.Post(srv, "/pay?op=abc")
+	if rec := mwtest.Post(srv, "/pay?op=abc"); rec.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("same key from the key func not replayed: %v", rec.Header())
 	}
 	// Without a key from the function, the header still counts.
-	do(srv, "/pay", "Idempotency-Key", "hdr")
-	if rec := do(srv, "/pay", "Idempotency-Key", "hdr"); rec.Header().Get("Idempotent-Replayed") != "true" {
+	mwtest.Post(srv, "/pay", "Idempotency-Key", "hdr")
+	if rec := mwtest.Post(srv, "/pay", "Idempotency-Key", "hdr"); rec.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("header key not used as fallback: %v", rec.Header())
 	}
-	if rec := do(srv, "/pay?op=a%20b"); rec.Code != http.StatusBadRequest {
+	if rec := mwtest.Post(srv, "/pay?op=a%20b"); rec.Code != http.StatusBadRequest {
 		t.Errorf("malformed key from the key func: %d, want 400", rec.Code)
 	}
 	if h.n.Load() != 2 {
@@ -155,12 +144,12 @@ func TestKeyFunc(t *testing.T) {
 func TestScopeFunc(t *testing.T) {
 	h := &counting{}
 	srv := mustNew(t, stdhttp.WithScopeFunc(func(r *http.Request) string { return r.Header.Get("X-User") }))(h)
-	a := do(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice")
-	b := do(srv, "/pay", "Idempotency-Key", "k", "X-User", "bob")
+	a := mwtest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice")
+	b := mwtest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "bob")
 	if a.Body.String() == b.Body.String() || b.Header().Get("Idempotent-Replayed") != "" {
 		t.Errorf("bob got alice's answer: %q / %q", a.Body, b.Body)
 	}
-	if again := do(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice"); again.Body.String() != a.Body.String() {
+	if again := mwtest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice"); again.Body.String() != a.Body.String() {
 		t.Errorf("alice's retry %q, want %q", again.Body, a.Body)
 	}
 }
@@ -173,7 +162,7 @@ func TestErrorHandler(t *testing.T) {
 		gotErr = err
 		http.Error(w, prob.Title, http.StatusTeapot)
 	}))(&counting{})
-	rec := do(srv, "/pay")
+	rec := mwtest.Post(srv, "/pay")
 	if rec.Code != http.StatusTeapot || !errors.Is(gotErr, idempotency.ErrKeyMissing) {
 		t.Errorf("custom handler: %d, err %v", rec.Code, gotErr)
 	}
@@ -195,7 +184,7 @@ func TestClock(t *testing.T) {
 		<-release
 	}))
 	done := make(chan struct{})
-	go func() { do(srv, "/pay", "Idempotency-Key", "k"); close(done) }()
+	go func() { mwtest.Post(srv, "/pay", "Idempotency-Key", "k"); close(done) }()
 	select {
 	case d := <-slept:
 		if d != idempotency.DefaultLease/3 {
@@ -217,7 +206,7 @@ func TestMaxBytesReader(t *testing.T) {
 		r.Body = http.MaxBytesReader(w, r.Body, 3)
 		inner.ServeHTTP(w, r)
 	})
-	rec := do(srv, "/pay", "Idempotency-Key", "k")
+	rec := mwtest.Post(srv, "/pay", "Idempotency-Key", "k")
 	if rec.Code != http.StatusRequestEntityTooLarge || h.n.Load() != 0 {
 		t.Errorf("got %d %s, handler ran %d times; want 413 and no run", rec.Code, rec.Body, h.n.Load())
 	}

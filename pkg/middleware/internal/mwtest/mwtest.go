@@ -158,3 +158,15 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 var errSentinel = errors.New("mwtest: handler panic")
+
+// Post serves one POST of {"a":1} through h with the given headers (name,
+// value pairs) and returns the recorded response.
+func Post(h http.Handler, target string, hdr ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(`{"a":1}`))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
