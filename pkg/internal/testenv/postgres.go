@@ -16,11 +16,14 @@ import (
 	"time"
 )
 
-var sharedPostgres struct {
-	once sync.Once
-	url  string
-	err  error
-}
+// sharedPostgres starts the binary's shared cluster on first use.
+var sharedPostgres = sync.OnceValues(func() (string, error) {
+	bin, err := postgresBinDir()
+	if err != nil {
+		return "", err
+	}
+	return startPostgres(bin)
+})
 
 // Postgres returns the URL of a PostgreSQL database: GOPOTENCY_TEST_POSTGRES_URL,
 // or a throwaway cluster this test binary starts once (initdb, then postgres
@@ -36,17 +39,14 @@ func Postgres(t testing.TB) string {
 	if u := os.Getenv("GOPOTENCY_TEST_POSTGRES_URL"); u != "" {
 		return u
 	}
-	bin, err := postgresBinDir()
-	if err != nil {
+	if _, err := postgresBinDir(); err != nil {
 		Unavailable(t, "GOPOTENCY_TEST_POSTGRES_URL is unset and %v", err)
 	}
-	sharedPostgres.once.Do(func() {
-		sharedPostgres.url, sharedPostgres.err = startPostgres(bin)
-	})
-	if sharedPostgres.err != nil {
-		t.Fatalf("testenv: start postgres: %v", sharedPostgres.err)
+	url, err := sharedPostgres()
+	if err != nil {
+		t.Fatalf("testenv: start postgres: %v", err)
 	}
-	return sharedPostgres.url
+	return url
 }
 
 // postgresBinDir finds the directory holding initdb, postgres and psql,

@@ -17,11 +17,20 @@ import (
 	"time"
 )
 
-var sharedRedis struct {
-	once sync.Once
-	url  string
-	err  error
-}
+// sharedRedis starts the binary's shared redis-server on first use.
+var sharedRedis = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "gopotency-redis-")
+	if err != nil {
+		return "", err
+	}
+	s, err := startRedisServer(dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	OnCleanup(func() { s.Stop(); _ = os.RemoveAll(dir) })
+	return s.URL(), nil
+})
 
 // Redis returns the URL of a Redis server: GOPOTENCY_TEST_REDIS_URL, or a
 // redis-server this test binary starts once, on a free loopback port, and
@@ -35,25 +44,11 @@ func Redis(t testing.TB) string {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		Unavailable(t, "GOPOTENCY_TEST_REDIS_URL is unset and redis-server is not installed")
 	}
-	sharedRedis.once.Do(func() {
-		dir, err := os.MkdirTemp("", "gopotency-redis-")
-		if err != nil {
-			sharedRedis.err = err
-			return
-		}
-		s, err := startRedisServer(dir)
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			sharedRedis.err = err
-			return
-		}
-		OnCleanup(func() { s.Stop(); _ = os.RemoveAll(dir) })
-		sharedRedis.url = s.URL()
-	})
-	if sharedRedis.err != nil {
-		t.Fatalf("testenv: start redis-server: %v", sharedRedis.err)
+	url, err := sharedRedis()
+	if err != nil {
+		t.Fatalf("testenv: start redis-server: %v", err)
 	}
-	return sharedRedis.url
+	return url
 }
 
 // RedisServer is a redis-server process owned by one test, for fault tests:

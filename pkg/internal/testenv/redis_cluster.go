@@ -13,11 +13,8 @@ import (
 	"time"
 )
 
-var sharedCluster struct {
-	once  sync.Once
-	addrs []string
-	err   error
-}
+// sharedCluster starts the binary's shared cluster on first use.
+var sharedCluster = sync.OnceValues(startCluster)
 
 // RedisCluster returns the seed addresses of a Redis Cluster:
 // GOPOTENCY_TEST_REDIS_CLUSTER_ADDRS (comma separated), or a three-master
@@ -40,13 +37,11 @@ func RedisCluster(t testing.TB) []string {
 			Unavailable(t, "GOPOTENCY_TEST_REDIS_CLUSTER_ADDRS is unset and %s is not installed", bin)
 		}
 	}
-	sharedCluster.once.Do(func() {
-		sharedCluster.addrs, sharedCluster.err = startCluster()
-	})
-	if sharedCluster.err != nil {
-		t.Fatalf("testenv: start Redis Cluster: %v", sharedCluster.err)
+	addrs, err := sharedCluster()
+	if err != nil {
+		t.Fatalf("testenv: start Redis Cluster: %v", err)
 	}
-	return sharedCluster.addrs
+	return addrs
 }
 
 const clusterMasters = 3
