@@ -182,14 +182,14 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not open the store: %v", b.name, err))
 			continue
 		}
-		defer g.Stop()
+		defer func() { _ = g.Stop() }()
 		if b.version != "" {
 			rep.Facts.Redis = b.version
 		}
 		if gpAddr == "" {
-			gpAddr = g.app.GRPCAddr()
+			gpAddr = g.GRPCAddr()
 		}
-		e, err := startEnvoy(ctx, bin, root, filepath.Join(dir, "envoy-"+strings.ToLower(b.name)), g.app.GRPCAddr(), up.addr, false)
+		e, err := startEnvoy(ctx, bin, root, filepath.Join(dir, "envoy-"+strings.ToLower(b.name)), g.GRPCAddr(), up.addr, false)
 		if err != nil {
 			return nil, fmt.Errorf("envoy for gopotency (%s): %w", b.name, err)
 		}

@@ -54,16 +54,9 @@ func startUpstream() (*upstream, error) {
 	return u, nil
 }
 
-// gopotency is one in-process server, wired as cmd/gopotency wires it.
-type gopotency struct {
-	app  *app.App
-	stop context.CancelFunc
-	done chan error
-}
-
-// startGopotency runs the server with the shipped envoy/gopotency.yaml on
-// the given store, logging to logw.
-func startGopotency(root, store string, logw io.Writer) (*gopotency, error) {
+// startGopotency runs the server, wired as cmd/gopotency wires it, with the
+// shipped envoy/gopotency.yaml on the given store, logging to logw.
+func startGopotency(root, store string, logw io.Writer) (*app.Running, error) {
 	cfg, err := config.Load([]string{"--config", filepath.Join(root, "envoy", "gopotency.yaml"), "--store", store,
 		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -74,24 +67,7 @@ func startGopotency(root, store string, logw io.Writer) (*gopotency, error) {
 	// with -redis-url; the retention is one argument of the same calls, so
 	// it does not change what is measured.
 	cfg.Default.Retention = 10 * time.Minute
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, logw)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if err := a.Listen(); err != nil {
-		cancel()
-		return nil, err
-	}
-	g := &gopotency{app: a, stop: cancel, done: make(chan error, 1)}
-	go func() { g.done <- a.Serve(ctx) }()
-	return g, nil
-}
-
-func (g *gopotency) Stop() {
-	g.stop()
-	<-g.done
+	return app.Start(cfg, logw)
 }
 
 // redisServer is a throwaway redis-server on loopback: no persistence.

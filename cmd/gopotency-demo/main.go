@@ -62,17 +62,11 @@ func run(ctx context.Context, serve bool) error {
 		return err
 	}
 	cfg.DrainDelay = 0
-	srv, err := app.New(ctx, cfg, logf)
+	srv, err := app.Start(cfg, logf)
 	if err != nil {
 		return err
 	}
-	if err := srv.Listen(); err != nil {
-		return err
-	}
-	appCtx, stopApp := context.WithCancel(context.Background())
-	appDone := make(chan error, 1)
-	go func() { appDone <- srv.Serve(appCtx) }()
-	defer func() { stopApp(); <-appDone }()
+	defer func() { _ = srv.Stop() }()
 
 	listen, _ := envoyrun.FreePort()
 	admin, _ := envoyrun.FreePort()

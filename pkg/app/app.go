@@ -206,3 +206,39 @@ func (a *App) closeStore() {
 		a.log.Warn("closing store", "error", err)
 	}
 }
+
+// Running is a server started in the background by Start.
+type Running struct {
+	*App
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start builds cfg, binds its addresses and serves in the background (the
+// demo, the load benchmark and the end-to-end tests run the real wiring
+// this way). Stop shuts it down.
+func Start(cfg *config.Config, stderr io.Writer, opts ...Option) (*Running, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := New(ctx, cfg, stderr, opts...)
+	if err == nil {
+		if err = a.Listen(); err != nil {
+			a.closeStore()
+		}
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r := &Running{App: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Serve(ctx) }()
+	return r, nil
+}
+
+// Stop shuts the server down gracefully and waits for it. It is safe to
+// call more than once.
+func (r *Running) Stop() error {
+	r.cancel()
+	err := <-r.done
+	r.done <- err // later calls get the same answer
+	return err
+}

@@ -23,9 +23,7 @@ import (
 // stack is Envoy + gopotency + an upstream, all on loopback.
 type stack struct {
 	envoy    *envoyrun.Envoy
-	app      *app.App
-	stopApp  context.CancelFunc
-	appDone  chan error
+	app      *app.Running
 	URL      string
 	upstream *http.Server
 	logs     *logBuffer
@@ -100,12 +98,9 @@ func (s *stack) startApp(t *testing.T, o stackOptions) {
 		o.configure(cfg)
 	}
 	logw := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, logw, o.appOpts...)
+	a, err := app.Start(cfg, logw, o.appOpts...)
 	require.NoError(t, err)
-	require.NoError(t, a.Listen())
-	s.app, s.stopApp, s.appDone, s.logs = a, cancel, make(chan error, 1), logw
-	go func() { s.appDone <- a.Serve(ctx) }()
+	s.app, s.logs = a, logw
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
@@ -115,13 +110,7 @@ func (s *stack) startApp(t *testing.T, o stackOptions) {
 }
 
 // stop ends the gopotency server (idempotent).
-func (s *stack) stop() {
-	if s.stopApp != nil {
-		s.stopApp()
-		<-s.appDone
-		s.stopApp = nil
-	}
-}
+func (s *stack) stop() { _ = s.app.Stop() }
 
 type logBuffer struct {
 	mu sync.Mutex
