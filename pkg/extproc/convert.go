@@ -23,6 +23,17 @@ func headerValue(h *corev3.HeaderValue) string {
 	return h.GetValue()
 }
 
+// pseudoHeader returns one pseudo header (":method", ":path") without
+// building a header map.
+func pseudoHeader(m *corev3.HeaderMap, name string) string {
+	for _, hv := range m.GetHeaders() {
+		if hv.GetKey() == name {
+			return headerValue(hv)
+		}
+	}
+	return ""
+}
+
 // splitHeaders turns an Envoy header map into pseudo headers and an
 // http.Header (repeated fields stay separate values).
 func splitHeaders(m *corev3.HeaderMap) (pseudo map[string]string, h http.Header) {

@@ -80,14 +80,18 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 		// then run forever).
 		return continueRequestHeaders(nil)
 	}
-	pseudo, header := splitHeaders(h.GetHeaders())
-	p.req = idempotency.Request{Method: pseudo[":method"], Path: pseudo[":path"], Header: header,
-		Principal: attribute(req, "source.principal")}
 	pol, err := p.s.policyFor(p.ctx)
 	if err != nil {
 		p.log.ErrorContext(p.ctx, "ext_proc configuration error; rejecting request", "error", err)
 		return problemResponse(idempotency.ProblemFor(err))
 	}
+	if !pol.Applies(pseudoHeader(h.GetHeaders(), ":method")) {
+		// Most traffic (GET, HEAD...) ends here, before any header map is built.
+		return continueRequestHeaders(cloneMode(&passThrough))
+	}
+	pseudo, header := splitHeaders(h.GetHeaders())
+	p.req = idempotency.Request{Method: pseudo[":method"], Path: pseudo[":path"], Header: header,
+		Principal: attribute(req, "source.principal")}
 	p.policy = pol
 	if pol.ScopePrincipal && !hasAttribute(req, "source.principal") {
 		p.s.warnNoPrincipal.Do(func() {
