@@ -93,6 +93,10 @@ type AutoKey struct {
 	// JSONFields are top-level or dotted paths (a.b.c) read from a JSON
 	// body; when set, only these fields are hashed, not the whole body.
 	JSONFields []string
+	// SourceAddress adds the client address (Request.SourceAddress) to the
+	// scope of derived keys, so anonymous callers sending the same content
+	// never share a record.
+	SourceAddress bool
 }
 
 // DefaultPolicy returns the defaults of the design brief: POST and PATCH,

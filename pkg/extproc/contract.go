@@ -1,0 +1,95 @@
+package extproc
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Contract is what Envoy's ext_proc filter must send for a body-first
+// stream (request_header_mode SKIP, request_body_mode BUFFERED), where the
+// request's headers never reach the server and the facts the policies read
+// come as CEL request_attributes on the body message instead.
+//
+// The attribute list depends on the policies (key, scope and fingerprint
+// headers). An Envoy config built for other policies would silently merge
+// callers or skip part of the fingerprint, so the list ends with one
+// constant CEL string literal, Token, whose value is a hash of the list:
+// the server checks it on every body-first stream and fails closed when it
+// is missing or different. Generate Envoy configs from RequestAttributes,
+// never by hand.
+type Contract struct {
+	// Attributes are the request_attributes of the ext_proc filter, in
+	// order; the last one is TokenAttribute.
+	Attributes []string
+	// Token is the value Envoy sends for TokenAttribute.
+	Token string
+	// TokenAttribute is the CEL expression (a string literal) that makes
+	// Envoy send Token; it is also the attribute's key in the message.
+	TokenAttribute string
+	// Headers are the lower-cased request header names sent as
+	// request.headers['…'] attributes.
+	Headers []string
+}
+
+// tokenPrefix starts every contract token; the version changes when the
+// meaning of the attributes changes.
+const tokenPrefix = "gopotency-contract-v1-"
+
+// headerAttribute is the CEL expression for one request header.
+func headerAttribute(name string) string { return "request.headers['" + name + "']" }
+
+// NewContract derives the contract from the default and named policies.
+// policyHeader, when not empty, is a request header naming the policy
+// (ext_proc.policy_request_header).
+func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, policyHeader string) Contract {
+	headers := []string{"content-type"}
+	principal, address := false, false
+	add := func(p *idempotency.Policy) {
+		headers = append(headers, strings.ToLower(p.KeyHeader))
+		for _, h := range p.ScopeHeaders {
+			headers = append(headers, strings.ToLower(h))
+		}
+		for _, h := range p.FingerprintHeaders {
+			headers = append(headers, strings.ToLower(h))
+		}
+		if p.AutoKey != nil {
+			for _, h := range p.AutoKey.Headers {
+				headers = append(headers, strings.ToLower(h))
+			}
+			address = address || p.AutoKey.SourceAddress
+		}
+		principal = principal || p.ScopePrincipal
+	}
+	add(def)
+	for _, p := range named {
+		add(p)
+	}
+	if policyHeader != "" {
+		headers = append(headers, strings.ToLower(policyHeader))
+	}
+	slices.Sort(headers)
+	headers = slices.Compact(headers)
+
+	attrs := []string{"request.method", "request.path"}
+	for _, h := range headers {
+		attrs = append(attrs, headerAttribute(h))
+	}
+	if principal {
+		attrs = append(attrs, "source.principal")
+	}
+	if address {
+		attrs = append(attrs, "source.address")
+	}
+	sum := sha256.Sum256([]byte(strings.Join(attrs, "\n")))
+	token := tokenPrefix + hex.EncodeToString(sum[:8])
+	tokenAttr := "'" + token + "'"
+	return Contract{Attributes: append(attrs, tokenAttr), Token: token, TokenAttribute: tokenAttr, Headers: headers}
+}
+
+// ResponseAttributes are the response_attributes every configuration
+// sends: they tell responses Envoy made itself from the upstream's.
+var ResponseAttributes = []string{"response.code_details"}
