@@ -191,7 +191,7 @@ func (a *App) shutdown() {
 	select {
 	case <-done:
 	case <-time.After(a.cfg.ShutdownGrace):
-		a.log.Warn("grace period over; cutting remaining streams (their keys stay locked until their leases expire)")
+		a.log.Warn("grace period over; cutting remaining streams (their keys are recorded as outcome-unknown)")
 		a.grpc.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
