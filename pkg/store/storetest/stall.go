@@ -30,7 +30,10 @@ func RunStalled(t *testing.T, open func(t *testing.T) Stalled) {
 	c := NewClaim("fp", longLease, retention)
 	acquire(t, s.Store, c, noTakeover, idempotency.Acquired) // connections open and warm
 	calls := map[string]func(context.Context) error{
-		"Acquire":  func(x context.Context) error { _, err := s.Store.Acquire(x, NewClaim("fp", longLease, retention), noTakeover); return err },
+		"Acquire": func(x context.Context) error {
+			_, err := s.Store.Acquire(x, NewClaim("fp", longLease, retention), noTakeover)
+			return err
+		},
 		"Complete": func(x context.Context) error { return s.Store.Complete(x, c, sampleRecord()) },
 		"Release":  func(x context.Context) error { return s.Store.Release(x, c) },
 		"Extend":   func(x context.Context) error { return s.Store.Extend(x, c) },
