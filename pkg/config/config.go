@@ -58,10 +58,17 @@ type Config struct {
 	// message_timeout so a slow store is answered with a 503 problem (or
 	// passed under fail_open), not Envoy's bare 504.
 	StoreTimeout time.Duration
-	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
-	PolicyHeader      string
-	MaxMessageTimeout time.Duration
+	// PolicyHeader, PolicyRequestHeader, MaxMessageTimeout and
+	// MaxBufferedBytes: see extproc.Options.
+	PolicyHeader        string
+	PolicyRequestHeader string
+	MaxMessageTimeout   time.Duration
+	MaxBufferedBytes    int64
 }
+
+// DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
+// at once (request bodies for fingerprints, responses being recorded).
+const DefaultMaxBufferedBytes = 256 << 20
 
 // file is the YAML document. Unknown fields are errors.
 type file struct {
@@ -75,8 +82,10 @@ type file struct {
 	DefaultPolicy policyFile                     `yaml:"default_policy"`
 	Policies      map[string]policyFile          `yaml:"policies"`
 	ExtProc       struct {
-		PolicyHeader      string    `yaml:"policy_header"`
-		MaxMessageTimeout *duration `yaml:"max_message_timeout"`
+		PolicyHeader        string    `yaml:"policy_header"`
+		PolicyRequestHeader string    `yaml:"policy_request_header"`
+		MaxMessageTimeout   *duration `yaml:"max_message_timeout"`
+		MaxBufferedBytes    *int64    `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
 }
 
@@ -148,6 +157,11 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
 	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
+	c.PolicyRequestHeader = f.ExtProc.PolicyRequestHeader
+	c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	if f.ExtProc.MaxBufferedBytes != nil {
+		c.MaxBufferedBytes = *f.ExtProc.MaxBufferedBytes
+	}
 
 	errs := []error{fileErr}
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
@@ -180,6 +194,12 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 	if c.StoreTimeout <= 0 {
 		errs = append(errs, errors.New("store_timeout: must be positive"))
+	}
+	if c.MaxBufferedBytes < maxBody(c.Default.MaxRequestBody, c.Default.MaxResponseBody) {
+		errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies (max_request_body + max_response_body)", c.MaxBufferedBytes))
+	}
+	if h := c.PolicyRequestHeader; h != "" && !validHeader(h) {
+		errs = append(errs, fmt.Errorf("ext_proc.policy_request_header: %q is not a valid header name", h))
 	}
 	errs = append(errs, c.checkWait("default_policy", &c.Default))
 	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
@@ -225,4 +245,17 @@ func split(err error) []error {
 		return []error{err}
 	}
 	return nil
+}
+
+func maxBody(req, resp int64) int64 { return req + resp }
+
+// validHeader accepts an HTTP token (RFC 9110), the form of a header name.
+func validHeader(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return h != ""
 }
