@@ -61,6 +61,7 @@ type Config struct {
 	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
 	PolicyHeader      string
 	MaxMessageTimeout time.Duration
+	Deploy            // TLS, --version (deploy.go)
 }
 
 // file is the YAML document. Unknown fields are errors.
@@ -78,6 +79,7 @@ type file struct {
 		PolicyHeader      string    `yaml:"policy_header"`
 		MaxMessageTimeout *duration `yaml:"max_message_timeout"`
 	} `yaml:"ext_proc"`
+	GRPCTLS tlsFile `yaml:"grpc_tls"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -99,8 +101,12 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&c.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
+	c.registerDeployFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.ShowVersion {
+		return &c, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -138,6 +144,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		}
 		return ""
 	}
+	deployErrs := c.mergeDeploy(f)
 	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
 	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
 	c.Store = first(c.Store, f.Store, DefaultStore)
@@ -149,7 +156,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
 
-	errs := []error{fileErr}
+	errs := append([]error{fileErr}, deployErrs...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
