@@ -59,9 +59,9 @@ func TestCheckGoPotencyRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name  string
+		name   string
 		break_ func(Objects)
-		want  string
+		want   string
 	}{
 		{"Service targetPort that is no container port", func(os Objects) {
 			s, _ := os.Find("Service", "gopotency", "gopotency")
