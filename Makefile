@@ -63,5 +63,6 @@ lint: ## gofmt and go vet
 
 check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
 .PHONY: help demo demo-serve build test test-short envoy bench bench-e2e proto lint check test-deploy compose-check
