@@ -108,23 +108,22 @@ func (r *certReloader) serverConfig() *tls.Config {
 	return &tls.Config{GetConfigForClient: r.configForClient, MinVersion: tls.VersionTLS12}
 }
 
-// check reloads if the files changed, logging the outcome once per change.
+// check reloads if the files changed, logging a failure once per distinct
+// error (the same broken file is not reported every interval).
 func (r *certReloader) check() {
 	changed, err := r.load()
-	switch {
-	case err != nil:
-		r.mu.Lock()
-		repeat := r.lastErr == err.Error()
+	r.mu.Lock()
+	repeat := err != nil && r.lastErr == err.Error()
+	r.lastErr = ""
+	if err != nil {
 		r.lastErr = err.Error()
-		r.mu.Unlock()
-		if !repeat {
-			r.reloads.WithLabelValues("error").Inc()
-			r.log.Error("grpc_tls: new files do not load; still serving the previous certificate", "error", err)
-		}
+	}
+	r.mu.Unlock()
+	switch {
+	case err != nil && !repeat:
+		r.reloads.WithLabelValues("error").Inc()
+		r.log.Error("grpc_tls: new files do not load; still serving the previous certificate", "error", err)
 	case changed:
-		r.mu.Lock()
-		r.lastErr = ""
-		r.mu.Unlock()
 		r.reloads.WithLabelValues("ok").Inc()
 		r.log.Info("grpc_tls: reloaded", "cert_file", r.files.CertFile, "not_after", time.Unix(r.notAfter.Load(), 0).UTC())
 	}
