@@ -261,4 +261,3 @@ func split(err error) []error {
 }
 
 func maxBody(req, resp int64) int64 { return req + resp }
-
