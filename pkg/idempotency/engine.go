@@ -108,7 +108,11 @@ func (e *Engine) Store() Store { return e.store }
 // every failure becomes a Reject (or a Pass under fail-open) carrying the
 // problem to send, so no transport can forget to fail closed.
 func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request) Decision {
-	d := e.begin(ctx, p, r)
+	return e.decided(e.begin(ctx, p, r))
+}
+
+// decided reports d to the Decided hook and returns it.
+func (e *Engine) decided(d Decision) Decision {
 	if e.hooks.Decided != nil {
 		label := d.Kind.String()
 		if d.Kind == Reject {
@@ -133,13 +137,17 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 	if p.NeedsBody(hasKey) && int64(len(r.Body)) > p.MaxRequestBody {
 		return reject(fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, p.MaxRequestBody), "")
 	}
-	skey := StorageKey(Scope(p, r), key)
+	return e.decide(ctx, p, StorageKey(Scope(p, r), key), Fingerprint(p, r), r.BeforeWait)
+}
+
+// decide claims skey for fp and turns the store's answer into a Decision;
+// every front end (HTTP requests, direct operations) shares it.
+func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeWait func(time.Duration)) Decision {
 	keyID := skey[:12]
-	fp := Fingerprint(p, r)
 	res, err := e.acquire(ctx, skey, fp, p.Lease)
 	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
-		if r.BeforeWait != nil {
-			r.BeforeWait(p.WaitInFlight)
+		if beforeWait != nil {
+			beforeWait(p.WaitInFlight)
 		}
 		res, err = e.wait(ctx, p, skey, fp, res)
 	}
