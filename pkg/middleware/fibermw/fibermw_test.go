@@ -111,7 +111,10 @@ func TestHandlerErrors(t *testing.T) {
 	var seen []error
 	app := fiber.New()
 	app.Use(func(c fiber.Ctx) error { err := c.Next(); seen = append(seen, err); return err }, newMW(t))
-	app.Post("/missing", func(c fiber.Ctx) error { runs["missing"]++; return fiber.NewError(http.StatusNotFound, "no such order") })
+	app.Post("/missing", func(c fiber.Ctx) error {
+		runs["missing"]++
+		return fiber.NewError(http.StatusNotFound, "no such order")
+	})
 	app.Post("/broken", func(c fiber.Ctx) error { runs["broken"]++; return errors.New("database down") })
 
 	first := post(t, app, "/missing", "Idempotency-Key", "k1")
