@@ -1,0 +1,380 @@
+// Package grpcmw makes unary gRPC methods idempotent: a call carrying an
+// idempotency-key metadata entry runs once; retries get the stored reply
+// (decoded into the method's response type) or the stored error status,
+// with idempotent-replayed: true in the header metadata, and never reach
+// the handler. UnaryClientInterceptor attaches a key to each call and
+// retries it safely.
+//
+// It runs the engine of package idempotency, so the store, lease renewal,
+// in-flight (Aborted, or a bounded wait) and mismatch (AlreadyExists)
+// rules are those of the HTTP middleware and the Envoy ext_proc server;
+// refusals are gRPC statuses mapped from the same problem table (CodeOf),
+// carrying a google.rpc.ErrorInfo with the problem type and, when a retry
+// may succeed, a google.rpc.RetryInfo.
+package grpcmw
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// ReplayedKey is the header metadata key set to "true" on replays.
+const ReplayedKey = "idempotent-replayed"
+
+// Option configures the server interceptor.
+type Option func(*server)
+
+// WithPolicy applies p to every unary method (default:
+// idempotency.DefaultPolicy; its Methods do not apply to gRPC). The key is
+// read from the metadata named by p.KeyHeader (idempotency-key by
+// default); the caller scope from the metadata named by p.ScopeHeaders
+// (authorization by default). New validates it.
+func WithPolicy(p idempotency.Policy) Option {
+	return func(s *server) { s.static, s.policy = &p, nil }
+}
+
+// WithPolicyFunc chooses the policy per method (fullMethod is
+// "/package.Service/Method"); nil lets the call through untouched. Return
+// policies built and validated once.
+func WithPolicyFunc(f func(ctx context.Context, fullMethod string) *idempotency.Policy) Option {
+	return func(s *server) { s.static, s.policy = nil, f }
+}
+
+// WithScopeFunc names the caller, for example the authenticated peer or
+// the user your auth interceptor put in the context. It is hashed into the
+// storage key together with the scope metadata.
+func WithScopeFunc(f func(ctx context.Context) string) Option {
+	return func(s *server) { s.scope = f }
+}
+
+// WithTypes resolves stored reply message names to types (default
+// protoregistry.GlobalTypes, where generated code registers itself).
+func WithTypes(r protoregistry.MessageTypeResolver) Option {
+	return func(s *server) { s.types = r }
+}
+
+// WithEngineOptions passes options to the engine (hooks for metrics,
+// logger, clock, store timeout).
+func WithEngineOptions(opts ...idempotency.Option) Option {
+	return func(s *server) { s.engOpts = append(s.engOpts, opts...) }
+}
+
+type server struct {
+	eng     *idempotency.Engine
+	static  *idempotency.Policy
+	policy  func(context.Context, string) *idempotency.Policy
+	scope   func(context.Context) string
+	types   protoregistry.MessageTypeResolver
+	engOpts []idempotency.Option
+}
+
+// UnaryServerInterceptor returns the interceptor over store. It returns
+// an error only for a bad configuration.
+//
+// What is stored: the reply (proto, deterministic encoding) with the
+// header and trailer metadata the handler set; an error status whose code
+// maps (CodeToHTTP) to a status the policy stores (InvalidArgument,
+// NotFound, AlreadyExists, FailedPrecondition, PermissionDenied, …) with
+// its details. Internal, Unknown, Unavailable, ResourceExhausted and the
+// other codes mapping to DoNotStore release the key. Canceled and
+// DeadlineExceeded mean the handler gave up and may have had its effect:
+// the key stays locked (outcome unknown). A panic before the header was
+// sent releases the key; after, it stays locked.
+func UnaryServerInterceptor(store idempotency.Store, opts ...Option) (grpc.UnaryServerInterceptor, error) {
+	s := &server{types: protoregistry.GlobalTypes}
+	for _, o := range opts {
+		o(s)
+	}
+	var errs []error
+	if store == nil {
+		errs = append(errs, errors.New("store is nil"))
+	}
+	if s.policy == nil {
+		p := idempotency.DefaultPolicy()
+		if s.static != nil {
+			p = *s.static
+		}
+		if err := p.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		s.policy = func(context.Context, string) *idempotency.Policy { return &p }
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("grpcmw: %w", err)
+	}
+	s.eng = idempotency.New(store, s.engOpts...)
+	return s.intercept, nil
+}
+
+func (s *server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	p := s.policy(ctx, info.FullMethod)
+	if p == nil {
+		return handler(ctx, req)
+	}
+	op, problem := s.operation(ctx, p, info.FullMethod, req)
+	if problem != nil {
+		return nil, StatusOf(problem).Err()
+	}
+	d := s.eng.BeginOperation(ctx, p, op)
+	switch d.Kind {
+	case idempotency.Proceed:
+		return s.proceed(ctx, d.Lease, req, handler)
+	case idempotency.Replay:
+		return s.replay(ctx, d.Record)
+	case idempotency.Reject:
+		return nil, StatusOf(d.Problem).Err()
+	}
+	return handler(ctx, req)
+}
+
+// operation reads the key, scope and fingerprint of a call. A problem
+// refuses the call before the store is asked.
+func (s *server) operation(ctx context.Context, p *idempotency.Policy, method string, req any) (idempotency.Operation, *idempotency.Problem) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	op := idempotency.Operation{Namespace: "grpc", Name: method, KeySyntax: idempotency.KeyVisibleASCII}
+	keys := md.Get(p.KeyHeader)
+	switch {
+	case len(keys) > 1:
+		err := fmt.Errorf("%w: %d %s values sent, exactly one allowed", idempotency.ErrKeyMalformed, len(keys), strings.ToLower(p.KeyHeader))
+		return op, idempotency.ProblemFor(err)
+	case len(keys) == 1 && keys[0] == "":
+		return op, idempotency.ProblemFor(fmt.Errorf("%w: empty value", idempotency.ErrKeyMalformed))
+	case len(keys) == 1:
+		op.Key = keys[0]
+	}
+	if op.Key == "" && p.AutoKey == nil {
+		return op, nil // BeginOperation passes it, or refuses it as missing
+	}
+	msg, ok := req.(proto.Message)
+	if !ok {
+		err := fmt.Errorf("grpcmw: %s: request %T is not a proto message, so it cannot be fingerprinted", method, req)
+		return op, idempotency.ProblemFor(err)
+	}
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		return op, idempotency.ProblemFor(fmt.Errorf("grpcmw: encode request: %w", err))
+	}
+	if p.Fingerprint == idempotency.FingerprintBody && int64(len(body)) > p.MaxRequestBody {
+		return op, idempotency.ProblemFor(fmt.Errorf("%w: %d bytes, at most %d", idempotency.ErrRequestTooLarge, len(body), p.MaxRequestBody))
+	}
+	if p.Fingerprint == idempotency.FingerprintBody {
+		op.Payload = appendField(op.Payload, body)
+	}
+	for _, name := range p.FingerprintHeaders {
+		op.Payload = appendField(appendField(op.Payload, []byte(strings.ToLower(name))), []byte(strings.Join(md.Get(name), "\x00")))
+	}
+	if op.Key == "" { // automatic key: the method and the whole message
+		sum := sha256.Sum256(appendField(appendField([]byte("gopotency/grpc-autokey/v1"), []byte(method)), body))
+		op.Key = "auto." + hex.EncodeToString(sum[:])
+	}
+	for _, name := range p.ScopeHeaders {
+		if vs := md.Get(name); len(vs) > 0 {
+			op.Scope = append(op.Scope, strings.ToLower(name), strings.Join(vs, "\x00"))
+		}
+	}
+	if s.scope != nil {
+		op.Scope = append(op.Scope, ":func", s.scope(ctx))
+	}
+	return op, nil
+}
+
+// appendField appends b length-prefixed, so no two field lists collide.
+func appendField(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// settleTimeout bounds the store call settling a lease after the handler
+// returned; it runs detached from the call, whose client may be gone.
+const settleTimeout = 10 * time.Second
+
+func (s *server) proceed(ctx context.Context, l *idempotency.Lease, req any, handler grpc.UnaryHandler) (reply any, err error) {
+	l.KeepAlive(ctx)
+	st := &stream{ServerTransportStream: grpc.ServerTransportStreamFromContext(ctx)}
+	settle := func(f func(context.Context) error) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		_ = f(sctx) // failures are logged and counted by the engine
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			// A panic: nothing was answered unless the header went out.
+			settle(func(c context.Context) error { return l.Abandon(c, st.sent) })
+		}
+	}()
+	if st.ServerTransportStream != nil {
+		ctx = grpc.NewContextWithServerTransportStream(ctx, st)
+	}
+	reply, err = handler(ctx, req)
+	returned = true
+	resp, unknown := response(st, reply, err)
+	if unknown {
+		settle(func(c context.Context) error { return l.Abandon(c, true) })
+	} else {
+		settle(func(c context.Context) error { return l.Complete(c, resp) })
+	}
+	return reply, err
+}
+
+// trailerPrefix starts the record header names of trailer metadata. The
+// grpc- prefix is reserved by gRPC, so no application metadata collides.
+const trailerPrefix = "Grpc-Idempotency-Trailer-"
+
+// response builds the record of a call's outcome; unknown means the
+// outcome cannot be known (the handler gave up, or its reply cannot be
+// encoded) and the key must stay locked.
+func response(st *stream, reply any, err error) (resp *idempotency.Response, unknown bool) {
+	resp = &idempotency.Response{Headers: st.fields()}
+	if err != nil {
+		sts := status.Convert(err)
+		if c := sts.Code(); c == codes.Canceled || c == codes.DeadlineExceeded {
+			return nil, true
+		}
+		body, merr := proto.Marshal(sts.Proto())
+		if merr != nil {
+			return nil, true
+		}
+		resp.Status, resp.Body = CodeToHTTP(sts.Code()), body
+		return resp, false
+	}
+	msg, ok := reply.(proto.Message)
+	if !ok {
+		return nil, true
+	}
+	body, merr := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if merr != nil {
+		return nil, true
+	}
+	// The reply's type name goes first, so a replay can decode it without
+	// knowing the method's descriptor (and whatever the replay lists say).
+	resp.Status = 200
+	resp.Body = append(appendField(nil, []byte(proto.MessageName(msg))), body...)
+	return resp, false
+}
+
+// replay answers from a record: its metadata, then its reply or status.
+func (s *server) replay(ctx context.Context, rec *idempotency.Record) (any, error) {
+	header, trailer := metadata.MD{}, metadata.MD{}
+	for _, h := range rec.Headers {
+		name := strings.ToLower(h.Name)
+		switch {
+		case strings.HasPrefix(h.Name, trailerPrefix):
+			name = strings.ToLower(strings.TrimPrefix(h.Name, trailerPrefix))
+			trailer.Append(name, decodeValue(name, h.Value))
+		default:
+			header.Append(name, decodeValue(name, h.Value))
+		}
+	}
+	header.Set(ReplayedKey, "true")
+	if rec.Status != 200 {
+		trailer.Set(ReplayedKey, "true") // an error may travel trailers-only
+	}
+	_ = grpc.SetHeader(ctx, header)
+	_ = grpc.SetTrailer(ctx, trailer)
+	if rec.Status != 200 {
+		var sp spb.Status
+		if err := proto.Unmarshal(rec.Body, &sp); err != nil {
+			return nil, status.Errorf(codes.Internal, "grpcmw: stored status unreadable: %v", err)
+		}
+		return nil, status.FromProto(&sp).Err()
+	}
+	n, k := binary.Uvarint(rec.Body)
+	if k <= 0 || uint64(len(rec.Body)-k) < n {
+		return nil, status.Error(codes.Internal, "grpcmw: stored reply unreadable")
+	}
+	typeName, body := rec.Body[k:k+int(n)], rec.Body[k+int(n):]
+	mt, err := s.types.FindMessageByName(protoreflect.FullName(typeName))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "grpcmw: stored reply type %q unknown: %v", typeName, err)
+	}
+	reply := mt.New().Interface()
+	if err := proto.Unmarshal(body, reply); err != nil {
+		return nil, status.Errorf(codes.Internal, "grpcmw: stored reply unreadable: %v", err)
+	}
+	return reply, nil
+}
+
+// stream passes the handler's metadata on and keeps a copy to record.
+type stream struct {
+	grpc.ServerTransportStream
+	header, trailer metadata.MD
+	sent            bool
+}
+
+func (s *stream) SetHeader(md metadata.MD) error {
+	if err := s.ServerTransportStream.SetHeader(md); err != nil {
+		return err
+	}
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+
+func (s *stream) SendHeader(md metadata.MD) error {
+	if err := s.ServerTransportStream.SendHeader(md); err != nil {
+		return err
+	}
+	s.header, s.sent = metadata.Join(s.header, md), true
+	return nil
+}
+
+func (s *stream) SetTrailer(md metadata.MD) error {
+	if err := s.ServerTransportStream.SetTrailer(md); err != nil {
+		return err
+	}
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
+}
+
+// fields lists the recorded metadata as record headers; binary values
+// (-bin keys) are base64-encoded, as stores keep text.
+func (s *stream) fields() []idempotency.Header {
+	var out []idempotency.Header
+	for _, part := range []struct {
+		md     metadata.MD
+		prefix string
+	}{{s.header, ""}, {s.trailer, trailerPrefix}} {
+		for _, name := range slices.Sorted(maps.Keys(part.md)) {
+			for _, v := range part.md[name] {
+				out = append(out, idempotency.Header{Name: part.prefix + name, Value: encodeValue(name, v)})
+			}
+		}
+	}
+	return out
+}
+
+func encodeValue(name, v string) string {
+	if strings.HasSuffix(name, "-bin") {
+		return base64.RawStdEncoding.EncodeToString([]byte(v))
+	}
+	return v
+}
+
+func decodeValue(name, v string) string {
+	if strings.HasSuffix(name, "-bin") {
+		if b, err := base64.RawStdEncoding.DecodeString(v); err == nil {
+			return string(b)
+		}
+	}
+	return v
+}
