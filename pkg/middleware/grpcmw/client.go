@@ -23,8 +23,8 @@ type ClientOption func(*client)
 func WithMaxAttempts(n int) ClientOption { return func(c *client) { c.attempts = max(n, 1) } }
 
 // WithBackoff sets the delay before the first retry and its cap; it
-// doubles per retry, with jitter, unless the server sent a RetryInfo
-// (default 100ms, 2s).
+// doubles per retry, with jitter. A server's RetryInfo replaces the delay,
+// within the cap (default 100ms, 2s).
 func WithBackoff(first, limit time.Duration) ClientOption {
 	return func(c *client) { c.first, c.limit = first, limit }
 }
@@ -117,7 +117,7 @@ func (c *client) retryable(err error, delay time.Duration) (time.Duration, bool)
 		return 0, false
 	}
 	if d := retry.GetRetryDelay(); d != nil && d.AsDuration() > 0 {
-		return d.AsDuration(), true
+		return min(d.AsDuration(), c.limit), true
 	}
 	return delay/2 + rand.N(delay/2+1), true
 }
