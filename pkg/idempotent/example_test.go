@@ -68,8 +68,9 @@ func ExampleRun() {
 	_, err = idempotent.Run(ctx, runner, "refund-7", map[string]int{"cents": 500}, refund)
 	fmt.Println(err)
 	_, err = idempotent.Run(ctx, runner, "refund-7", map[string]int{"cents": 500}, refund)
-	fmt.Println(errors.Is(err, idempotency.ErrInFlight), "calls:", calls)
+	var refused *idempotent.Error
+	fmt.Println("retry refused:", errors.As(err, &refused), "calls:", calls)
 	// Output:
 	// payment provider: read timeout
-	// true calls: 1
+	// retry refused: true calls: 1
 }

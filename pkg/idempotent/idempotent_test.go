@@ -126,8 +126,9 @@ func TestUnencodableResult(t *testing.T) {
 		t.Errorf("got %v %v, want the result and an error", v, err)
 	}
 	_, err := idempotent.Run(context.Background(), r, "k", nil, fn)
-	if !errors.Is(err, idempotency.ErrInFlight) || runs != 1 {
-		t.Errorf("retry: %v after %d runs, want ErrInFlight and one run", err, runs)
+	var refused *idempotent.Error
+	if !errors.As(err, &refused) || runs != 1 {
+		t.Errorf("retry: %v after %d runs, want a refusal (the outcome is unknown) and one run", err, runs)
 	}
 }
 
