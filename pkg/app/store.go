@@ -24,7 +24,7 @@ func OpenStore(ctx context.Context, rawURL string, log *slog.Logger) (idempotenc
 		s := memstore.New(memstore.Options{})
 		return s, s.Close, nil
 	case "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel":
-		s, err := redisstore.NewFromURL(ctx, rawURL)
+		s, err := redisstore.NewFromURL(ctx, rawURL, redisstore.Options{Logger: log})
 		if err != nil {
 			return nil, nil, fmt.Errorf("store: %w", err)
 		}

@@ -109,7 +109,7 @@ const (
 	// key is released.
 	FailServer = "server"
 	// FailUncertain: a failure after which the effect may have happened (a
-	// timeout): the key stays locked.
+	// timeout): never run again (outcome unknown).
 	FailUncertain = "uncertain"
 )
 

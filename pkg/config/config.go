@@ -58,10 +58,18 @@ type Config struct {
 	// message_timeout so a slow store is answered with a 503 problem (or
 	// passed under fail_open), not Envoy's bare 504.
 	StoreTimeout time.Duration
-	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
+	// PolicyHeader, RoutePolicies, MaxMessageTimeout and
+	// MaxBufferedBytes: see extproc.Options.
 	PolicyHeader      string
+	RoutePolicies     map[string]string
 	MaxMessageTimeout time.Duration
+	MaxBufferedBytes  int64
+	Deploy            // TLS, --version (deploy.go)
 }
+
+// DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
+// at once (request bodies for fingerprints, responses being recorded).
+const DefaultMaxBufferedBytes = 256 << 20
 
 // file is the YAML document. Unknown fields are errors.
 type file struct {
@@ -75,9 +83,12 @@ type file struct {
 	DefaultPolicy policyFile                     `yaml:"default_policy"`
 	Policies      map[string]policyFile          `yaml:"policies"`
 	ExtProc       struct {
-		PolicyHeader      string    `yaml:"policy_header"`
-		MaxMessageTimeout *duration `yaml:"max_message_timeout"`
+		PolicyHeader      string            `yaml:"policy_header"`
+		RoutePolicies     map[string]string `yaml:"route_policies"`
+		MaxMessageTimeout *duration         `yaml:"max_message_timeout"`
+		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
+	GRPCTLS tlsFile `yaml:"grpc_tls"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -99,8 +110,12 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&c.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
+	c.registerDeployFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.ShowVersion {
+		return &c, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -138,6 +153,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		}
 		return ""
 	}
+	deployErrs := c.mergeDeploy(f)
 	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
 	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
 	c.Store = first(c.Store, f.Store, DefaultStore)
@@ -148,8 +164,13 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
 	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
+	c.RoutePolicies = f.ExtProc.RoutePolicies
+	c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	if f.ExtProc.MaxBufferedBytes != nil {
+		c.MaxBufferedBytes = *f.ExtProc.MaxBufferedBytes
+	}
 
-	errs := []error{fileErr}
+	errs := append([]error{fileErr}, deployErrs...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
@@ -180,6 +201,18 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 	if c.StoreTimeout <= 0 {
 		errs = append(errs, errors.New("store_timeout: must be positive"))
+	}
+	if c.MaxBufferedBytes < maxBody(c.Default.MaxRequestBody, c.Default.MaxResponseBody) {
+		errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies (max_request_body + max_response_body)", c.MaxBufferedBytes))
+	}
+	for _, prefix := range slices.Sorted(maps.Keys(c.RoutePolicies)) {
+		name := c.RoutePolicies[prefix]
+		if _, ok := f.Policies[name]; !ok {
+			errs = append(errs, fmt.Errorf("ext_proc.route_policies: route %q names policy %q, which policies does not define", prefix, name))
+		}
+		if prefix == "" {
+			errs = append(errs, errors.New("ext_proc.route_policies: an empty route name prefix would match every route; set default_policy instead"))
+		}
 	}
 	errs = append(errs, c.checkWait("default_policy", &c.Default))
 	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
@@ -226,3 +259,5 @@ func split(err error) []error {
 	}
 	return nil
 }
+
+func maxBody(req, resp int64) int64 { return req + resp }

@@ -36,10 +36,11 @@ type processor struct {
 	// outcome of an interrupted request is unknown.
 	releasing, forwarded bool
 
-	status   int
-	headers  []idempotency.Header
-	body     []byte
-	tooLarge bool
+	status     int
+	headers    []idempotency.Header
+	body       []byte
+	tooLarge   bool
+	incomplete bool
 }
 
 func (p *processor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
@@ -242,20 +243,29 @@ func (p *processor) complete() {
 	}
 	ctx, cancel := p.settleCtx()
 	defer cancel()
-	err := p.lease.Complete(ctx, &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge})
+	err := p.lease.Complete(ctx, &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge, Incomplete: p.incomplete})
 	if err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
 		p.log.ErrorContext(p.ctx, "recording the response failed", "error", err)
 	}
 	p.lease = nil
 }
 
-// finish is the one path for every ending without a recorded response:
-// release when the upstream provably never saw the request, otherwise leave
-// the lease to expire (outcome unknown).
+// finish is the one path for every ending without a recorded response.
+// Once the request was let through, nothing proves it did not reach the
+// upstream (Envoy may forward on its own after a failed answer, under
+// failure_mode_allow or a message timeout), so: a response head seen means
+// the upstream ran and answered (response-incomplete), none means the
+// outcome is unknown.
 func (p *processor) finish() {
-	if p.lease != nil {
-		p.abandon(p.forwarded)
+	if p.lease == nil {
+		return
 	}
+	if p.status != 0 {
+		p.incomplete = true
+		p.complete()
+		return
+	}
+	p.abandon(true)
 }
 
 func (p *processor) abandon(upstreamSawRequest bool) {
@@ -286,7 +296,7 @@ func contentLength(hs []idempotency.Header) int64 {
 // neverSent reports whether Envoy's response code details prove the
 // request never reached an upstream host.
 func neverSent(details string) bool {
-	for _, s := range []string{"connection_failure", "no_healthy_upstream", "cluster_not_found", "route_not_found", "maintenance_mode", "overflow", "connection_limit"} {
+	for _, s := range []string{"connection_failure", "no_healthy_upstream", "cluster_not_found", "route_not_found", "maintenance_mode", "overflow", "connection_limit", "direct_response"} {
 		if strings.Contains(details, s) {
 			return true
 		}

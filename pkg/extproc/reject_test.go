@@ -96,7 +96,7 @@ func TestOversizedResponseStoresTombstone(t *testing.T) {
 	s.do(respBody("", true))
 	ent := e.entry(t, "k-big")
 	require.Equal(t, idempotency.StateCompleted, ent.State)
-	require.True(t, ent.Record.TooLarge, "a tombstone, not a truncated body")
+	require.Equal(t, idempotency.MarkTooLarge, ent.Record.Mark, "a tombstone, not a truncated body")
 	require.Empty(t, ent.Record.Body)
 
 	r := e.open(t, "small")

@@ -23,8 +23,9 @@
 //     should replay: return it as part of the result value instead.
 //   - An error after which the side effect may have happened (a timeout
 //     talking to the payment provider, a cancelled context mid-call) must
-//     not be retried blindly: wrap it with Uncertain. The key then stays
-//     locked (the outcome is unknown), so no retry runs it twice. Errors
+//     not be retried blindly: wrap it with Uncertain. The outcome is then
+//     recorded as unknown (retries get idempotency.ErrOutcomeUnknown), so
+//     no retry runs it twice. Errors
 //     wrapping context.Canceled or context.DeadlineExceeded, and errors
 //     reporting Timeout() true (net.Error, os.ErrDeadlineExceeded), are
 //     treated as uncertain without wrapping.
@@ -260,7 +261,8 @@ func runLeased[T any](ctx context.Context, r *Runner, l *idempotency.Lease, fn f
 	}
 	body, merr := r.codec.Marshal(v)
 	if merr != nil {
-		// fn ran: leave the key locked rather than let a retry run it again.
+		// fn ran: record the outcome as unknown rather than let a retry run
+		// it again.
 		settle(func(c context.Context) error { return l.Abandon(c, true) })
 		return v, fmt.Errorf("idempotent: %s ran but its result cannot be encoded, so it was not recorded: %w", r.name, merr)
 	}
@@ -294,7 +296,8 @@ func (u uncertain) Unwrap() error { return u.err }
 
 // Uncertain marks err as a failure after which the side effect may have
 // happened (a timeout, a lost connection after the request was sent). The
-// key stays locked, so no retry runs the function twice. Uncertain(nil)
+// outcome is recorded as unknown, so no retry runs the function twice
+// (unless the policy's UnknownOutcome allows one after the lease). Uncertain(nil)
 // is nil.
 func Uncertain(err error) error {
 	if err == nil {

@@ -126,9 +126,8 @@ func TestUnencodableResult(t *testing.T) {
 		t.Errorf("got %v %v, want the result and an error", v, err)
 	}
 	_, err := idempotent.Run(context.Background(), r, "k", nil, fn)
-	var refused *idempotent.Error
-	if !errors.As(err, &refused) || runs != 1 {
-		t.Errorf("retry: %v after %d runs, want a refusal (the outcome is unknown) and one run", err, runs)
+	if !errors.Is(err, idempotency.ErrOutcomeUnknown) || runs != 1 {
+		t.Errorf("retry: %v after %d runs, want ErrOutcomeUnknown and one run", err, runs)
 	}
 }
 

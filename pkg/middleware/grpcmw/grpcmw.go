@@ -98,8 +98,8 @@ type server struct {
 // its details. Internal, Unknown, Unavailable, ResourceExhausted and the
 // other codes mapping to DoNotStore release the key. Canceled and
 // DeadlineExceeded mean the handler gave up and may have had its effect:
-// the key stays locked (outcome unknown). A panic before the header was
-// sent releases the key; after, it stays locked.
+// the outcome is recorded as unknown, never run again. A panic before the
+// header was sent releases the key; after, the outcome is unknown.
 func UnaryServerInterceptor(store idempotency.Store, opts ...Option) (grpc.UnaryServerInterceptor, error) {
 	s := &server{types: protoregistry.GlobalTypes}
 	for _, o := range opts {
@@ -243,7 +243,7 @@ const trailerPrefix = "Grpc-Idempotency-Trailer-"
 
 // response builds the record of a call's outcome; unknown means the
 // outcome cannot be known (the handler gave up, or its reply cannot be
-// encoded) and the key must stay locked.
+// encoded): it is recorded as unknown, never run again.
 func response(st *stream, reply any, err error) (resp *idempotency.Response, unknown bool) {
 	resp = &idempotency.Response{Headers: st.fields()}
 	if err != nil {
