@@ -33,7 +33,7 @@ var problemCodes = map[string]codes.Code{
 //	413 request-too-large                 ResourceExhausted (as gRPC's own message limit)
 //	413 response-too-large                FailedPrecondition (ran once; never again)
 //	422 key-reused                        AlreadyExists
-//	424 outcome-unknown, response-incomplete  FailedPrecondition
+//	424 outcome-unknown, response-incomplete, response-evicted  FailedPrecondition
 //	503 store-unavailable, server-busy    Unavailable (with RetryInfo)
 //	500 internal                          Internal
 //
