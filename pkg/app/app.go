@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		closeFn = func() error { return nil }
 	}
 	if store == nil {
-		if store, closeFn, err = OpenStore(ctx, cfg.Store, log); err != nil {
+		if store, closeFn, err = OpenStore(ctx, cfg.Store, log, StoreOptions{RestartGrace: restartGrace(cfg)}); err != nil {
 			return nil, err
 		}
 	}
@@ -108,6 +108,8 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
+		RoutePolicies: cfg.RoutePolicies, MaxBufferedBytes: cfg.MaxBufferedBytes,
+		Buffered: m.Buffered, ProtocolError: m.ProtocolError,
 	})
 	if err != nil {
 		_ = closeFn()

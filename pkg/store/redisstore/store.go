@@ -31,6 +31,9 @@ type Options struct {
 	// Logger receives reports of corrupt stored records and of lost data
 	// (discarded by default).
 	Logger *slog.Logger
+	// RestartGrace is NewFromURL's grace period when the URL sets none
+	// (DefaultRestartGrace when zero); see Watch.
+	RestartGrace time.Duration
 	// Watch detects restarts and failovers through the client's OnConnect
 	// hook (see Watch); NewFromURL sets it up. Without one, a lost claim is
 	// noticed only when a renewal finds it gone, and new claims are then

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,7 +49,7 @@ func NewFromURL(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := NewWatch(DefaultRestartGrace)
+	w := NewWatch(cmp.Or(o.RestartGrace, DefaultRestartGrace))
 	if ex.grace != nil {
 		w = NewWatch(*ex.grace)
 	}
