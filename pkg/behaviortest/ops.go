@@ -207,27 +207,8 @@ func (s *opSuite) send(t testing.TB, c OpCall) OpResult {
 	return r
 }
 
-func (s *opSuite) sendAsync(c OpCall) <-chan opOutcome {
-	ch := make(chan opOutcome, 1)
-	go func() {
-		r, err := s.do(c)
-		ch <- opOutcome{r, err}
-	}()
-	return ch
-}
-
-type opOutcome struct {
-	r   OpResult
-	err error
-}
-
-func waitOp(t testing.TB, ch <-chan opOutcome) OpResult {
-	t.Helper()
-	o := <-ch
-	if o.err != nil {
-		t.Fatal(o.err)
-	}
-	return o.r
+func (s *opSuite) sendAsync(c OpCall) <-chan outcome[OpResult] {
+	return async(func() (OpResult, error) { return s.do(c) })
 }
 
 // keyed is a call on route with key, tagged with key.

@@ -235,7 +235,7 @@ func (s *opSuite) storeUnavailable(t *testing.T) {
 	s.wantExecutions(t, key, 1)
 }
 
-func (s *opSuite) startSlow(t *testing.T, c OpCall) <-chan opOutcome {
+func (s *opSuite) startSlow(t *testing.T, c OpCall) <-chan outcome[OpResult] {
 	t.Helper()
 	ch := s.sendAsync(c)
 	if !s.target.Upstream.WaitStarted(c.Request.Tag, 1, startTimeout) {
@@ -255,7 +255,7 @@ func (s *opSuite) inFlightConflict(t *testing.T) {
 	if dup.RetryAfter < time.Second {
 		t.Errorf("RetryAfter %v, want at least 1s", dup.RetryAfter)
 	}
-	first := waitOp(t, firstCh)
+	first := await(t, firstCh)
 	wantOpLive(t, first)
 	wantOpReplayOf(t, first, s.send(t, c))
 	s.wantExecutions(t, key, 1)
@@ -268,7 +268,7 @@ func (s *opSuite) inFlightWait(t *testing.T) {
 	c.Request.Sleep = 400 * time.Millisecond
 	firstCh := s.startSlow(t, c)
 	dup := s.send(t, c)
-	first := waitOp(t, firstCh)
+	first := await(t, firstCh)
 	wantOpLive(t, first)
 	wantOpReplayOf(t, first, dup)
 	s.wantExecutions(t, key, 1)
@@ -284,7 +284,7 @@ func (s *opSuite) slowPastLease(t *testing.T) {
 		time.Sleep(3 * ShortLease)
 		wantOpProblem(t, s.send(t, c), "request-in-progress")
 	}
-	first := waitOp(t, firstCh)
+	first := await(t, firstCh)
 	wantOpLive(t, first)
 	wantOpReplayOf(t, first, s.send(t, c))
 	s.wantExecutions(t, key, 1)
