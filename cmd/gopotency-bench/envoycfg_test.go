@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 )
 
 func TestStripExtProcOnShippedConfig(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 )
 
 type options struct {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/loadgen"
+	"github.com/gopotency/gopotency/internal/loadgen"
 )
 
 // row is one measured scenario on one target.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/loadgen"
+	"github.com/gopotency/gopotency/internal/loadgen"
 )
 
 func sum(rps float64, p50, p99 time.Duration, errs int) loadgen.Summary {

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/loadgen"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/loadgen"
 )
 
 // requestBody is what every scenario POSTs: a small JSON order.

@@ -16,9 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gopotency/gopotency/internal/envoyrun"
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/envoyrun"
 )
 
 // upstreamBody is the application's answer: about 200 bytes of JSON, the

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 

@@ -14,9 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gopotency/gopotency/internal/envoyrun"
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/envoyrun"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 

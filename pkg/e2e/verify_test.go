@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 )
 
 // These tests settle the VERIFY points of the ext_proc research notes
