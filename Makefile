@@ -39,6 +39,10 @@ bench: ## Go benchmarks: engine, stores, middleware (needs Redis/PostgreSQL for 
 bench-e2e: envoy build ## Load benchmark through a real Envoy: Envoy alone vs Envoy + gopotency
 	$(GO) run ./cmd/gopotency-bench
 
+envoy-config: ## Regenerate envoy/envoy.yaml and envoy/envoy-uds.yaml from envoy/gopotency.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml -o envoy/envoy.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml
+
 proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)
 	protoc --go_out=. --go_opt=module=github.com/gopotency/gopotency proto/gopotency/v1/*.proto
 
@@ -51,4 +55,4 @@ lint: ## gofmt and go vet
 check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-.PHONY: help demo demo-serve build test test-short envoy bench bench-e2e proto lint check
+.PHONY: help demo demo-serve build test test-short envoy bench bench-e2e envoy-config proto lint check

@@ -31,6 +31,9 @@ import (
 
 // Main runs the server until ctx is done. args exclude the program name.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == EnvoyConfigCommand {
+		return EnvoyConfig(args[1:], os.Stdout, stderr)
+	}
 	cfg, err := config.Load(args, os.Getenv, stderr)
 	if err != nil {
 		return err

@@ -61,11 +61,19 @@ type Config struct {
 	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
 	PolicyHeader      string
 	MaxMessageTimeout time.Duration
+	// GRPCSocketMode is the permission of a unix:// grpc_addr socket.
+	GRPCSocketMode os.FileMode
+	// Pprof serves net/http/pprof on the admin listener.
+	Pprof bool
+	// Envoy is the envoy section (nil without one); see envoy.go.
+	Envoy *Envoy
 }
 
 // file is the YAML document. Unknown fields are errors.
 type file struct {
 	GRPCAddr      string                         `yaml:"grpc_addr"`
+	GRPCSocket    socketFile                     `yaml:"grpc_socket"`
+	Pprof         bool                           `yaml:"pprof"`
 	AdminAddr     string                         `yaml:"admin_addr"`
 	Store         string                         `yaml:"store"`
 	ShutdownGrace *duration                      `yaml:"shutdown_grace"`
@@ -78,6 +86,7 @@ type file struct {
 		PolicyHeader      string    `yaml:"policy_header"`
 		MaxMessageTimeout *duration `yaml:"max_message_timeout"`
 	} `yaml:"ext_proc"`
+	Envoy *envoyFile `yaml:"envoy"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -99,6 +108,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&c.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
+	fs.BoolVar(&c.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -150,9 +160,13 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
 
 	errs := []error{fileErr}
+	c.Pprof = c.Pprof || f.Pprof
+	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
+		if a.name == "grpc_addr" && strings.HasPrefix(a.addr, "unix:") {
+			errs = append(errs, checkUnix("grpc_addr", a.addr))
+		} else if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port (or, for grpc_addr, unix:///path)", a.name, a.addr))
 		}
 	}
 	if !strings.Contains(c.Store, "://") {
@@ -200,6 +214,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 			errs = append(errs, c.checkWait("policies."+name, &p))
 		}
 	}
+	errs = append(errs, c.envoy(f.Envoy)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}

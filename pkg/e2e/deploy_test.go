@@ -113,9 +113,11 @@ func TestShippedEnvoyConfigsValidate(t *testing.T) {
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	out, err := exec.Command(bin, "--mode", "validate", "-c", filepath.Join(root(t), "envoy", "envoy.yaml")).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), "OK")
+	for _, f := range []string{"envoy.yaml", "envoy-uds.yaml"} {
+		out, err := exec.Command(bin, "--mode", "validate", "-c", filepath.Join(root(t), "envoy", f)).CombinedOutput()
+		require.NoError(t, err, "%s: %s", f, out)
+		assert.Contains(t, string(out), "OK", f)
+	}
 }
 
 // TestKubernetesManifestsParse checks the Istio and Envoy Gateway examples

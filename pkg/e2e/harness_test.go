@@ -33,7 +33,10 @@ type stackOptions struct {
 	store    string              // store URL, memory:// by default
 	config   string              // gopotency YAML, envoy/gopotency.yaml by default
 	upstream http.Handler        // the application
-	tweak    func([]byte) []byte // edits the Envoy config after the address rewrite
+	// envoy is the Envoy config before the address rewrite
+	// (envoy/envoy.yaml by default).
+	envoy []byte
+	tweak func([]byte) []byte // edits the Envoy config after the address rewrite
 	// configure edits the loaded gopotency configuration.
 	configure func(*config.Config)
 	appOpts   []app.Option
@@ -67,8 +70,11 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	s.startApp(t, o)
 
 	ports := freePorts(t, 2)
-	raw, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
-	require.NoError(t, err)
+	raw := o.envoy
+	if raw == nil {
+		raw, err = os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+		require.NoError(t, err)
+	}
 	cfg, err := envoyrun.Rewrite(raw, envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: s.app.GRPCAddr(), App: upLn.Addr().String()})
 	require.NoError(t, err)
 	if o.tweak != nil {
