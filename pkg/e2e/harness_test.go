@@ -30,9 +30,9 @@ type stack struct {
 }
 
 type stackOptions struct {
-	store    string              // store URL, memory:// by default
-	config   string              // gopotency YAML, envoy/gopotency.yaml by default
-	upstream http.Handler        // the application
+	store    string       // store URL, memory:// by default
+	config   string       // gopotency YAML, envoy/gopotency.yaml by default
+	upstream http.Handler // the application
 	// envoy is the Envoy config before the address rewrite
 	// (envoy/envoy.yaml by default).
 	envoy []byte
