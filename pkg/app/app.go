@@ -145,7 +145,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // Listen binds the gRPC and admin addresses.
 func (a *App) Listen() error {
 	var err error
-	if a.grpcLn, err = net.Listen("tcp", a.cfg.GRPCAddr); err != nil {
+	if a.grpcLn, err = listenGRPC(a.cfg.GRPCAddr, a.cfg.GRPCSocketMode); err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
 	}
 	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
@@ -155,8 +155,14 @@ func (a *App) Listen() error {
 	return nil
 }
 
-// GRPCAddr and AdminAddr return the bound addresses (after Listen).
-func (a *App) GRPCAddr() string  { return a.grpcLn.Addr().String() }
+// GRPCAddr and AdminAddr return the bound addresses (after Listen); a
+// socket is unix:///path.
+func (a *App) GRPCAddr() string {
+	if a.grpcLn.Addr().Network() == "unix" {
+		return "unix://" + a.grpcLn.Addr().String()
+	}
+	return a.grpcLn.Addr().String()
+}
 func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
 
 // Serve runs until ctx is done, then shuts down gracefully: health turns
