@@ -19,11 +19,24 @@ demo: envoy ## Run Envoy + gopotency (memory store) + a demo API and walk throug
 demo-serve: envoy ## Like demo, then keep everything running for your own curl
 	$(GO) run ./cmd/gopotency-demo --serve
 
-build: ## Build the server and demo binaries into bin/
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+# What `gopotency --version` prints for builds from this checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/gopotency/gopotency/pkg/version.version=$(VERSION)
 
-test: envoy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy)
+build: ## Build the server and demo binaries into bin/ (VERSION=… sets --version)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+test: envoy test-deploy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy) and the deployment checks
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# deploy/check is a module of its own (Kubernetes, kustomize and compose-go
+# stay out of go.mod); the go command fetches its pinned modules, CRDs
+# included, from the module proxy on first use.
+test-deploy: envoy ## Validate deploy/ (kustomize, k8s.io/api, pinned CRD schemas, envoy --mode validate) and docker-compose.yml offline
+	cd deploy/check && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+compose-check: ## Load docker-compose.yml with compose-go and check health checks, start order and exposed ports
+	cd deploy/check && $(GO) test -count=1 -run '^TestCompose$$' ./...
 
 test-short: ## Unit tests only: tests that need Redis, PostgreSQL or Envoy skip under -short
 	$(GO) test -race -count=1 -short ./...
@@ -54,5 +67,6 @@ lint: ## gofmt and go vet
 
 check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-.PHONY: help demo demo-serve build test test-short envoy bench bench-e2e envoy-config proto lint check
+.PHONY: help demo demo-serve build test test-short envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check

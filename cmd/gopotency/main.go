@@ -1,4 +1,9 @@
 // Command gopotency is the Envoy ext_proc idempotency server.
+//
+//	gopotency [flags]        serve (gopotency --help lists the flags)
+//	gopotency --version      print the version
+//	gopotency probe [URL]    exit 0 if an admin endpoint answers 200 (container health checks)
+//	gopotency envoy-config   print the Envoy configuration generated from a GoPotency config (--help)
 package main
 
 import (
@@ -14,8 +19,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.Main(ctx, os.Args[1:], os.Stderr); err != nil {
+	run := func() error { return app.Main(ctx, os.Args[1:], os.Stderr) }
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		run = func() error { return probe(ctx, os.Args[2:], os.Stderr) }
+	}
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "gopotency:", err)
+		stop()
 		os.Exit(1)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -27,6 +28,7 @@ import (
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/metrics"
+	"github.com/gopotency/gopotency/pkg/version"
 )
 
 // Main runs the server until ctx is done. args exclude the program name.
@@ -36,6 +38,10 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg, err := config.Load(args, os.Getenv, stderr)
 	if err != nil {
+		return err
+	}
+	if cfg.ShowVersion {
+		_, err := fmt.Fprintln(os.Stdout, version.String())
 		return err
 	}
 	a, err := New(ctx, cfg, stderr)
@@ -62,6 +68,7 @@ type App struct {
 	grpcLn   net.Listener
 	adminLn  net.Listener
 	draining atomic.Bool
+	tls      *certReloader // nil without grpc_tls
 }
 
 // Option changes how New builds the server.
@@ -96,7 +103,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		closeFn = func() error { return nil }
 	}
 	if store == nil {
-		if store, closeFn, err = OpenStore(ctx, cfg.Store, log); err != nil {
+		if store, closeFn, err = OpenStore(ctx, cfg.Store, log, StoreOptions{RestartGrace: restartGrace(cfg)}); err != nil {
 			return nil, err
 		}
 	}
@@ -104,20 +111,30 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
+		RoutePolicies: cfg.RoutePolicies, MaxBufferedBytes: cfg.MaxBufferedBytes,
+		Buffered: m.Buffered, ProtocolError: m.ProtocolError,
 	})
 	if err != nil {
 		_ = closeFn()
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer()}
-	a.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(int(maxBody(cfg))+1<<20), // a buffered body plus headers and framing
+	grpcOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(maxBody(cfg)) + 1<<20), // a buffered body plus headers and framing
 		// Envoy pings idle HTTP/2 connections; grpc-go's default policy
 		// (5 min, no pings without streams) answers faster pings with
 		// GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	}
+	if cfg.GRPCTLS.Enabled() {
+		if a.tls, err = newCertReloader(cfg.GRPCTLS, log, reg); err != nil {
+			_ = closeFn()
+			return nil, err
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(a.tls.serverConfig())))
+	}
+	a.grpc = grpc.NewServer(grpcOpts...)
 	extprocv3.RegisterExternalProcessorServer(a.grpc, srv)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -178,8 +195,12 @@ func (a *App) Serve(ctx context.Context) error {
 			errc <- err
 		}
 	}()
-	a.log.Info("gopotency serving", "grpc_addr", a.GRPCAddr(), "admin_addr", a.AdminAddr(), "store", redactURL(a.cfg.Store),
-		"policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
+	a.log.Info("gopotency serving", "version", version.Version(), "grpc_addr", a.GRPCAddr(), "grpc_tls", a.tlsMode(), "admin_addr", a.AdminAddr(),
+		"store", redactURL(a.cfg.Store), "policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
+	a.warnUnsafeDeployment()
+	if a.tls != nil {
+		go a.tls.watch(ctx)
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -200,7 +221,7 @@ func (a *App) shutdown() {
 	select {
 	case <-done:
 	case <-time.After(a.cfg.ShutdownGrace):
-		a.log.Warn("grace period over; cutting remaining streams (their keys stay locked until their leases expire)")
+		a.log.Warn("grace period over; cutting remaining streams (their keys are recorded as outcome-unknown)")
 		a.grpc.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -158,7 +158,7 @@ func TestShutdownDrainsThenStops(t *testing.T) {
 }
 
 // TestShutdownCutsStreamsAfterGrace: a stream still open when the grace
-// period ends is cut, and its key stays locked (outcome unknown).
+// period ends is cut, and its key is recorded as outcome-unknown.
 func TestShutdownCutsStreamsAfterGrace(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	defer st.Close()
@@ -185,7 +185,8 @@ func TestShutdownCutsStreamsAfterGrace(t *testing.T) {
 
 	ent, err := st.Get(context.Background(), idempotency.StorageKey("", "k-cut"))
 	require.NoError(t, err)
-	require.Equal(t, idempotency.StateInFlight, ent.State, "cut mid-request: left locked until the lease expires")
+	require.Equal(t, idempotency.StateCompleted, ent.State, "cut mid-request: settled before the store closed")
+	require.Equal(t, idempotency.MarkUnknown, ent.Record.Mark, "the upstream was running: outcome unknown, never run again")
 }
 
 // TestLargeBufferedBodyFitsTheMessageLimit: the gRPC receive limit follows

@@ -6,25 +6,38 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
+	"github.com/gopotency/gopotency/pkg/config"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 	"github.com/gopotency/gopotency/pkg/store/redisstore"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore"
 )
 
+// StoreOptions tune the stores OpenStore opens from what the server
+// knows (its policies).
+type StoreOptions struct {
+	// RestartGrace: see redisstore.Watch; the URL's restart_grace wins.
+	RestartGrace time.Duration
+}
+
 // OpenStore opens the store a URL names and returns it with its closer.
-func OpenStore(ctx context.Context, rawURL string, log *slog.Logger) (idempotency.Store, func() error, error) {
+func OpenStore(ctx context.Context, rawURL string, log *slog.Logger, so StoreOptions) (idempotency.Store, func() error, error) {
 	scheme, _, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, nil, fmt.Errorf("store: %q is not a URL", redactURL(rawURL))
 	}
 	switch strings.ToLower(scheme) {
 	case "memory", "mem":
-		s := memstore.New(memstore.Options{})
+		o, err := memstore.ParseURL(rawURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		s := memstore.New(o)
 		return s, s.Close, nil
 	case "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel":
-		s, err := redisstore.NewFromURL(ctx, rawURL)
+		s, err := redisstore.NewFromURL(ctx, rawURL, redisstore.Options{Logger: log, RestartGrace: so.RestartGrace})
 		if err != nil {
 			return nil, nil, fmt.Errorf("store: %w", err)
 		}
@@ -49,4 +62,15 @@ func redactURL(raw string) string {
 		return raw
 	}
 	return u.Redacted()
+}
+
+// restartGrace covers what the Redis restart grace must: every lease held
+// anywhere is renewed within a third of its length (the longest policy's),
+// plus a renewal's own store time and a second of slack.
+func restartGrace(cfg *config.Config) time.Duration {
+	lease := cfg.Default.Lease
+	for _, p := range cfg.Policies {
+		lease = max(lease, p.Lease)
+	}
+	return lease/3 + 2*cfg.StoreTimeout + time.Second
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
@@ -37,32 +36,32 @@ func (o *OutageStore) check() error {
 	return nil
 }
 
-func (o *OutageStore) Acquire(ctx context.Context, key, fp string, lease time.Duration) (idempotency.AcquireResult, error) {
+func (o *OutageStore) Acquire(ctx context.Context, c idempotency.Claim, opts idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
 	if err := o.check(); err != nil {
 		return idempotency.AcquireResult{}, err
 	}
-	return o.Store.Acquire(ctx, key, fp, lease)
+	return o.Store.Acquire(ctx, c, opts)
 }
 
-func (o *OutageStore) Complete(ctx context.Context, key, token string, rec *idempotency.Record, retention time.Duration) error {
+func (o *OutageStore) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	return o.Store.Complete(ctx, key, token, rec, retention)
+	return o.Store.Complete(ctx, c, rec)
 }
 
-func (o *OutageStore) Release(ctx context.Context, key, token string) error {
+func (o *OutageStore) Release(ctx context.Context, c idempotency.Claim) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	return o.Store.Release(ctx, key, token)
+	return o.Store.Release(ctx, c)
 }
 
-func (o *OutageStore) Extend(ctx context.Context, key, token string, lease time.Duration) error {
+func (o *OutageStore) Extend(ctx context.Context, c idempotency.Claim) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	return o.Store.Extend(ctx, key, token, lease)
+	return o.Store.Extend(ctx, c)
 }
 
 func (o *OutageStore) Get(ctx context.Context, key string) (*idempotency.Entry, error) {

@@ -135,16 +135,28 @@ func (s *suite) requestOverCap(t *testing.T) {
 }
 
 // automaticKey: on an AutoKey route, a request without a key is keyed by
-// its body: an identical body replays, another body runs.
+// its body and its caller: an identical body from the same caller replays,
+// another body or another caller runs, and anonymous requests (no caller
+// identity) are never deduplicated, so no caller gets another's answer.
 func (s *suite) automaticKey(t *testing.T) {
-	one, two := s.id("auto-1"), s.id("auto-2")
-	c := call{path: "/auto/orders", tag: one, body: fmt.Sprintf(`{"order":%q}`, one)}
+	one, two, other, anon := s.id("auto-1"), s.id("auto-2"), s.id("auto-other"), s.id("auto-anon")
+	user := "Bearer " + s.id("auto-user")
+	c := call{path: "/auto/orders", tag: one, auth: user, body: fmt.Sprintf(`{"order":%q}`, one)}
 	first := s.send(t, c)
 	wantLive(t, first, http.StatusCreated)
 	wantReplayOf(t, first, s.send(t, c))
-	wantLive(t, s.send(t, call{path: "/auto/orders", tag: two, body: fmt.Sprintf(`{"order":%q}`, two)}), http.StatusCreated)
+	wantLive(t, s.send(t, call{path: "/auto/orders", tag: two, auth: user, body: fmt.Sprintf(`{"order":%q}`, two)}), http.StatusCreated)
 	s.wantExecutions(t, one, 1)
 	s.wantExecutions(t, two, 1)
+
+	same := call{path: "/auto/orders", tag: other, auth: "Bearer " + s.id("auto-someone-else"), body: c.body}
+	wantLive(t, s.send(t, same), http.StatusCreated)
+	s.wantExecutions(t, other, 1)
+
+	nobody := call{path: "/auto/orders", tag: anon, body: c.body}
+	wantLive(t, s.send(t, nobody), http.StatusCreated)
+	wantLive(t, s.send(t, nobody), http.StatusCreated)
+	s.wantExecutions(t, anon, 2)
 }
 
 // storeUnavailable: with the store down, a keyed request fails closed with

@@ -58,9 +58,13 @@ type Config struct {
 	// message_timeout so a slow store is answered with a 503 problem (or
 	// passed under fail_open), not Envoy's bare 504.
 	StoreTimeout time.Duration
-	// PolicyHeader and MaxMessageTimeout: see extproc.Options.
+	// PolicyHeader, RoutePolicies, MaxMessageTimeout and
+	// MaxBufferedBytes: see extproc.Options.
 	PolicyHeader      string
+	RoutePolicies     map[string]string
 	MaxMessageTimeout time.Duration
+	MaxBufferedBytes  int64
+	Deploy            // TLS, --version (deploy.go)
 	// GRPCSocketMode is the permission of a unix:// grpc_addr socket.
 	GRPCSocketMode os.FileMode
 	// Pprof serves net/http/pprof on the admin listener.
@@ -68,6 +72,10 @@ type Config struct {
 	// Envoy is the envoy section (nil without one); see envoy.go.
 	Envoy *Envoy
 }
+
+// DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
+// at once (request bodies for fingerprints, responses being recorded).
+const DefaultMaxBufferedBytes = 256 << 20
 
 // file is the YAML document. Unknown fields are errors.
 type file struct {
@@ -83,9 +91,12 @@ type file struct {
 	DefaultPolicy policyFile                     `yaml:"default_policy"`
 	Policies      map[string]policyFile          `yaml:"policies"`
 	ExtProc       struct {
-		PolicyHeader      string    `yaml:"policy_header"`
-		MaxMessageTimeout *duration `yaml:"max_message_timeout"`
+		PolicyHeader      string            `yaml:"policy_header"`
+		RoutePolicies     map[string]string `yaml:"route_policies"`
+		MaxMessageTimeout *duration         `yaml:"max_message_timeout"`
+		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
+	GRPCTLS tlsFile `yaml:"grpc_tls"`
 	Envoy *envoyFile `yaml:"envoy"`
 }
 
@@ -108,9 +119,13 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&c.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
+	c.registerDeployFlags(fs, env)
 	fs.BoolVar(&c.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.ShowVersion {
+		return &c, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -148,6 +163,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		}
 		return ""
 	}
+	deployErrs := c.mergeDeploy(f)
 	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
 	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
 	c.Store = first(c.Store, f.Store, DefaultStore)
@@ -158,8 +174,13 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
 	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
+	c.RoutePolicies = f.ExtProc.RoutePolicies
+	c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	if f.ExtProc.MaxBufferedBytes != nil {
+		c.MaxBufferedBytes = *f.ExtProc.MaxBufferedBytes
+	}
 
-	errs := []error{fileErr}
+	errs := append([]error{fileErr}, deployErrs...)
 	c.Pprof = c.Pprof || f.Pprof
 	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
@@ -194,6 +215,18 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 	if c.StoreTimeout <= 0 {
 		errs = append(errs, errors.New("store_timeout: must be positive"))
+	}
+	if c.MaxBufferedBytes < maxBody(c.Default.MaxRequestBody, c.Default.MaxResponseBody) {
+		errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies (max_request_body + max_response_body)", c.MaxBufferedBytes))
+	}
+	for _, prefix := range slices.Sorted(maps.Keys(c.RoutePolicies)) {
+		name := c.RoutePolicies[prefix]
+		if _, ok := f.Policies[name]; !ok {
+			errs = append(errs, fmt.Errorf("ext_proc.route_policies: route %q names policy %q, which policies does not define", prefix, name))
+		}
+		if prefix == "" {
+			errs = append(errs, errors.New("ext_proc.route_policies: an empty route name prefix would match every route; set default_policy instead"))
+		}
 	}
 	errs = append(errs, c.checkWait("default_policy", &c.Default))
 	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
@@ -241,3 +274,5 @@ func split(err error) []error {
 	}
 	return nil
 }
+
+func maxBody(req, resp int64) int64 { return req + resp }

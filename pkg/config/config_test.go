@@ -304,3 +304,33 @@ func TestWaitNeedsMaxMessageTimeout(t *testing.T) {
 	requireErrorMentions(t, err, "policies.slow: wait_in_flight 40s needs ext_proc.max_message_timeout above it", "store_timeout: must be positive")
 	require.NotContains(t, err.Error(), "default_policy: wait_in_flight", "5s fits under 30s")
 }
+
+func TestOutcomeSettings(t *testing.T) {
+	c, err := load(t, nil, "--config", writeYAML(t, `
+default_policy: {retry_after: 2s}
+ext_proc: {max_buffered_bytes: 67108864, route_policies: {"httproute/shop/payments/": rollback}}
+policies:
+  rollback:
+    unknown_outcome: retry_after_lease
+  anon:
+    scope_headers: []
+    auto_key: {body: true, source_address: true}
+`))
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Second, c.Default.RetryAfter)
+	require.Equal(t, idempotency.UnknownRecord, c.Default.UnknownOutcome, "the safe default")
+	require.Equal(t, idempotency.UnknownRetryAfterLease, c.Policies["rollback"].UnknownOutcome)
+	require.Equal(t, 2*time.Second, c.Policies["rollback"].RetryAfter, "inherited")
+	require.True(t, c.Policies["anon"].AutoKey.SourceAddress)
+	require.Equal(t, int64(64<<20), c.MaxBufferedBytes)
+	require.Equal(t, map[string]string{"httproute/shop/payments/": "rollback"}, c.RoutePolicies)
+
+	_, err = load(t, nil, "--config", writeYAML(t, `
+default_policy: {lease: 0s, retry_after: 0s, unknown_outcome: maybe}
+ext_proc: {max_buffered_bytes: 1000, route_policies: {"r/": nope}}
+policies:
+  anon: {scope_headers: [], auto_key: {body: true}}
+`))
+	requireErrorMentions(t, err, "lease: must be at least 10ms", "retry_after: must be at least 1s", `unknown_outcome: "maybe"`,
+		"max_buffered_bytes", `route "r/" names policy "nope"`, "policies.anon: auto_key: derived keys need a caller identity")
+}

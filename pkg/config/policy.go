@@ -56,10 +56,13 @@ type policyFile struct {
 	MaxResponseBody    *int64    `yaml:"max_response_body"`
 	WaitInFlight       *duration `yaml:"wait_in_flight"`
 	FailOpen           *bool     `yaml:"fail_open"`
+	RetryAfter         *duration `yaml:"retry_after"`
+	UnknownOutcome     string    `yaml:"unknown_outcome"`
 	AutoKey            *struct {
-		Headers    []string `yaml:"headers"`
-		Body       bool     `yaml:"body"`
-		JSONFields []string `yaml:"json_fields"`
+		Headers       []string `yaml:"headers"`
+		Body          bool     `yaml:"body"`
+		JSONFields    []string `yaml:"json_fields"`
+		SourceAddress bool     `yaml:"source_address"`
 	} `yaml:"auto_key"`
 }
 
@@ -86,7 +89,10 @@ func (f *policyFile) apply(p *idempotency.Policy) error {
 			*dst = *src
 		}
 	}
-	for dst, src := range map[*time.Duration]*duration{&p.Retention: f.Retention, &p.Lease: f.Lease, &p.WaitInFlight: f.WaitInFlight} {
+	if f.UnknownOutcome != "" {
+		p.UnknownOutcome = idempotency.UnknownOutcome(f.UnknownOutcome)
+	}
+	for dst, src := range map[*time.Duration]*duration{&p.Retention: f.Retention, &p.Lease: f.Lease, &p.WaitInFlight: f.WaitInFlight, &p.RetryAfter: f.RetryAfter} {
 		*dst = src.or(*dst)
 	}
 	for dst, src := range map[*int64]*int64{&p.MaxRequestBody: f.MaxRequestBody, &p.MaxResponseBody: f.MaxResponseBody} {
@@ -95,7 +101,7 @@ func (f *policyFile) apply(p *idempotency.Policy) error {
 		}
 	}
 	if f.AutoKey != nil {
-		p.AutoKey = &idempotency.AutoKey{Headers: f.AutoKey.Headers, Body: f.AutoKey.Body, JSONFields: f.AutoKey.JSONFields}
+		p.AutoKey = &idempotency.AutoKey{Headers: f.AutoKey.Headers, Body: f.AutoKey.Body, JSONFields: f.AutoKey.JSONFields, SourceAddress: f.AutoKey.SourceAddress}
 	}
 	if f.DoNotStore != nil {
 		s, err := idempotency.ParseStatusSet(f.DoNotStore...)

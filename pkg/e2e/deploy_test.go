@@ -19,6 +19,7 @@ import (
 
 // No Docker engine runs here, so the compose file is checked by reading it:
 // every address Envoy dials must be a compose service listening there.
+// deploy/check (make compose-check) also loads it with compose-go.
 
 func readYAML(t *testing.T, path string) map[string]any {
 	t.Helper()
@@ -120,16 +121,6 @@ func TestShippedEnvoyConfigsValidate(t *testing.T) {
 	}
 }
 
-// TestKubernetesManifestsParse checks the Istio and Envoy Gateway examples
-// are well-formed and configured like envoy.yaml (fail closed, mode override).
-func TestKubernetesManifestsParse(t *testing.T) {
-	istio := readYAML(t, filepath.Join(root(t), "envoy", "istio", "envoyfilter.yaml"))
-	patch := dig(istio, "spec", "configPatches").([]any)[0].(map[string]any)
-	tc := dig(patch, "patch", "value", "typed_config").(map[string]any)
-	assert.Equal(t, false, tc["failure_mode_allow"])
-	assert.Equal(t, true, tc["allow_mode_override"])
-	gw := readYAML(t, filepath.Join(root(t), "envoy", "gateway", "extension-policy.yaml"))
-	ep := dig(gw, "spec", "extProc").([]any)[0].(map[string]any)
-	assert.Equal(t, false, ep["failOpen"])
-	assert.Equal(t, true, dig(ep, "processingMode", "allowModeOverride"))
-}
+// The Kubernetes manifests (deploy/) are validated by the deploy/check
+// module (make test-deploy): strict decoding, CRD schemas, kustomize, and
+// the Istio filter configs through envoy --mode validate.

@@ -15,9 +15,11 @@ import (
 // TestRealRedisOutage stops a real redis-server under a running stack. The
 // store timeout (800ms) answers before Envoy's message_timeout (1s), so the
 // client gets GoPotency's 503 problem with Retry-After, not Envoy's bare
-// 504; the /payments policy opts into fail_open and passes through.
+// 504; the /payments policy opts into fail_open and passes through. The
+// server persists every write (AOF, fsync always), so records survive its
+// restart; its new run id still makes new keys wait out the restart grace.
 func TestRealRedisOutage(t *testing.T) {
-	rs := testenv.StartRedis(t)
+	rs := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := filepath.Join(t.TempDir(), "gopotency.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("ext_proc: {max_message_timeout: 30s}\npolicies:\n  payments: {fail_open: true}\n"), 0o600))
 	up := newCounter()
@@ -39,9 +41,14 @@ func TestRealRedisOutage(t *testing.T) {
 	assert.Equal(t, 1, up.count(key+"-3"))
 	assert.Positive(t, metric(t, s, `gopotency_decisions_total{outcome="pass"}`))
 
-	// Redis back on the same port: the replay works again.
+	// Redis back on the same port: the persisted record replays; a new key
+	// waits out the grace in which running instances re-assert claims.
 	require.NoError(t, rs.Start())
 	require.Eventually(t, func() bool {
 		return do(t, "POST", s.URL+"/orders", key, `{}`).Header.Get("Idempotent-Replayed") == "true"
 	}, 10*time.Second, 200*time.Millisecond)
+	fresh := do(t, "POST", s.URL+"/orders", key+"-4", `{}`)
+	assert.Equal(t, 503, fresh.Status, "a new key right after a restart: body %s", fresh.Body)
+	assert.Equal(t, 1, up.count(key), "the completed key ran once, never again")
+	assert.Equal(t, 1, up.count(key+"-3")+up.count(key+"-2"), "only the fail-open request ran")
 }

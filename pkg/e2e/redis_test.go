@@ -20,7 +20,7 @@ import (
 // TestBehaviourSuiteRedis runs the whole behaviour table through Envoy with
 // gopotency on a real Redis server.
 func TestBehaviourSuiteRedis(t *testing.T) {
-	rs, err := redisstore.NewFromURL(context.Background(), testenv.Redis(t))
+	rs, err := redisstore.NewFromURL(context.Background(), testenv.Redis(t)+"", redisstore.Options{})
 	require.NoError(t, err)
 	runBehaviour(t, behaviortest.NewOutageStore(rs), rs.Close)
 }

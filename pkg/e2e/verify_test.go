@@ -28,9 +28,9 @@ func TestVerifyConnectFailureLocalReply(t *testing.T) {
 	key := "connfail-" + itoa(int(time.Now().UnixNano()))
 	r := do(t, "POST", s.URL+"/orders", key, `{}`)
 	require.Equal(t, 503, r.Status, "body: %s", r.Body)
-	released := metric(t, s, `gopotency_leases_settled_total{how="released_unsent"}`)
-	abandoned := metric(t, s, `gopotency_leases_settled_total{how="abandoned"}`)
-	t.Logf("connect failure: released_unsent=%v abandoned=%v", released, abandoned)
+	released := metric(t, s, `gopotency_leases_settled_total{how="released"}`)
+	unknown := metric(t, s, `gopotency_leases_settled_total{how="unknown"}`)
+	t.Logf("connect failure: released=%v unknown=%v", released, unknown)
 	assert.Contains(t, s.logs.tail(1<<20), "details=upstream_reset_before_response_started{remote_connection_failure")
 	assert.Equal(t, 1.0, released, "the local reply reached the processor and proved the request unsent")
 	again := do(t, "POST", s.URL+"/orders", key, `{}`)
@@ -39,7 +39,7 @@ func TestVerifyConnectFailureLocalReply(t *testing.T) {
 
 // TestVerifyUpstreamTimeoutLocalReply: Envoy's own 504 when the route
 // timeout fires. The upstream did get the request, so the outcome is
-// unknown and the key stays locked until the lease expires.
+// unknown, and recorded as such: the retry is told, never run.
 func TestVerifyUpstreamTimeoutLocalReply(t *testing.T) {
 	up := newCounter()
 	s := startStack(t, stackOptions{upstream: up, tweak: func(cfg []byte) []byte {
@@ -50,13 +50,14 @@ func TestVerifyUpstreamTimeoutLocalReply(t *testing.T) {
 	key := "timeout-" + itoa(int(time.Now().UnixNano()))
 	r := do(t, "POST", s.URL+"/orders?sleep=1s", key, `{}`)
 	require.Equal(t, 504, r.Status, "body: %s", r.Body)
-	t.Logf("upstream timeout: abandoned=%v released_unsent=%v",
-		metric(t, s, `gopotency_leases_settled_total{how="abandoned"}`), metric(t, s, `gopotency_leases_settled_total{how="released_unsent"}`))
 	assert.Contains(t, s.logs.tail(1<<20), "details=response_timeout upstream_may_have_run=true")
 	again := do(t, "POST", s.URL+"/orders?sleep=1s", key, `{}`)
-	assert.Equal(t, 409, again.Status, "outcome unknown: no re-run while the lease lives")
+	assert.Equal(t, 424, again.Status, "outcome unknown: body %s", again.Body)
+	assert.Equal(t, "outcome-unknown", problemType(t, again))
+	time.Sleep(1100 * time.Millisecond) // the first attempt has finished upstream
+	assert.Equal(t, 424, do(t, "POST", s.URL+"/orders?sleep=1s", key, `{}`).Status)
 	assert.Equal(t, 1, up.count(key))
-	assert.Equal(t, 1.0, metric(t, s, `gopotency_leases_settled_total{how="abandoned"}`))
+	assert.Equal(t, 1.0, metric(t, s, `gopotency_leases_settled_total{how="unknown"}`))
 }
 
 // TestVerifyImmediateResponseAtBodyPhase: a replay decided in the request

@@ -217,7 +217,7 @@ func startLayout(t *testing.T, bodyFirst, uds bool) *layoutStack {
 		n, err := e.Stat("cluster.gopotency.health_check.success")
 		return err == nil && n > 0
 	}, 10*time.Second, 20*time.Millisecond)
-	return &layoutStack{rec: rec, envoy: e, upstream: up, contract: extproc.NewContract(&c.Default, c.Policies, "")}
+	return &layoutStack{rec: rec, envoy: e, upstream: up, contract: extproc.NewContract(&c.Default, c.Policies, false)}
 }
 
 // call is one request of a layout table.

@@ -161,7 +161,7 @@ func NewPlan(c *config.Config) (*Plan, error) {
 	// A header-skipping stream learns the request's facts only from these
 	// attributes: take them from the contract the server checks, never
 	// from a list of our own.
-	contract := extproc.NewContract(&c.Default, c.Policies, "")
+	contract := extproc.NewContract(&c.Default, c.Policies, len(c.RoutePolicies) > 0)
 	p.BodyFirst = slices.ContainsFunc(p.Classes, func(k Class) bool { return k.Action == BodyFirst })
 	if p.BodyFirst {
 		p.Contract = contract

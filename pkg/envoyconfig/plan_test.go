@@ -117,7 +117,7 @@ func TestClassesBodyFirst(t *testing.T) {
 	}, summary(p))
 	c, err := load(t, policies+envoySection+"  body_first: true\n"+routes)
 	require.NoError(t, err)
-	want := extproc.NewContract(&c.Default, c.Policies, "")
+	want := extproc.NewContract(&c.Default, c.Policies, false)
 	assert.Equal(t, want.Attributes, p.RequestAttributes, "exactly the contract the server checks")
 	assert.Equal(t, want.Token, p.Contract.Token)
 }

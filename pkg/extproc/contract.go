@@ -43,9 +43,9 @@ const tokenPrefix = "gopotency-contract-v1-"
 func headerAttribute(name string) string { return "request.headers['" + name + "']" }
 
 // NewContract derives the contract from the default and named policies.
-// policyHeader, when not empty, is a request header naming the policy
-// (ext_proc.policy_request_header).
-func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, policyHeader string) Contract {
+// byRoute adds xds.route_name, which Options.RoutePolicies reads (Envoy
+// Gateway cannot set per-route gRPC metadata).
+func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, byRoute bool) Contract {
 	headers := []string{"content-type"}
 	principal, address := false, false
 	add := func(p *idempotency.Policy) {
@@ -68,9 +68,6 @@ func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, 
 	for _, p := range named {
 		add(p)
 	}
-	if policyHeader != "" {
-		headers = append(headers, strings.ToLower(policyHeader))
-	}
 	slices.Sort(headers)
 	headers = slices.Compact(headers)
 
@@ -83,6 +80,9 @@ func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, 
 	}
 	if address {
 		attrs = append(attrs, "source.address")
+	}
+	if byRoute {
+		attrs = append(attrs, "xds.route_name")
 	}
 	sum := sha256.Sum256([]byte(strings.Join(attrs, "\n")))
 	token := tokenPrefix + hex.EncodeToString(sum[:8])

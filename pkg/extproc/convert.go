@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -23,33 +22,6 @@ func headerValue(h *corev3.HeaderValue) string {
 	return h.GetValue()
 }
 
-// pseudoHeader returns one pseudo header (":method", ":path") without
-// building a header map.
-func pseudoHeader(m *corev3.HeaderMap, name string) string {
-	for _, hv := range m.GetHeaders() {
-		if hv.GetKey() == name {
-			return headerValue(hv)
-		}
-	}
-	return ""
-}
-
-// splitHeaders turns an Envoy header map into pseudo headers and an
-// http.Header (repeated fields stay separate values).
-func splitHeaders(m *corev3.HeaderMap) (pseudo map[string]string, h http.Header) {
-	pseudo = make(map[string]string, 4)
-	h = make(http.Header, len(m.GetHeaders()))
-	for _, hv := range m.GetHeaders() {
-		k := hv.GetKey()
-		if strings.HasPrefix(k, ":") {
-			pseudo[k] = headerValue(hv)
-			continue
-		}
-		h.Add(k, headerValue(hv))
-	}
-	return pseudo, h
-}
-
 // responseHeaders turns an Envoy response header map into a status and an
 // ordered header list.
 func responseHeaders(m *corev3.HeaderMap) (int, []idempotency.Header) {
@@ -66,6 +38,28 @@ func responseHeaders(m *corev3.HeaderMap) (int, []idempotency.Header) {
 		out = append(out, idempotency.Header{Name: hv.GetKey(), Value: headerValue(hv)})
 	}
 	return status, out
+}
+
+// contentLength returns the declared body length, or -1.
+func contentLength(hs []idempotency.Header) int64 {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, "content-length") {
+			if n, err := strconv.ParseInt(h.Value, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// hasHeader reports whether hs holds a field named name (lower case).
+func hasHeader(hs []idempotency.Header, name string) bool {
+	for _, h := range hs {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // headerMutation sets headers in raw_value only (Envoy rejects value and

@@ -60,7 +60,8 @@ func TestKeyedPostRecordsAndReplays(t *testing.T) {
 
 	resp := s.do(reqHeaders("POST", "/orders?x=1", "k1", false, "content-type", "application/json"))
 	require.Equal(t, extprocv3.CommonResponse_CONTINUE, resp.GetRequestHeaders().GetResponse().GetStatus())
-	requireRecording(t, resp.GetModeOverride(), filterv3.ProcessingMode_BUFFERED)
+	requireRecording(t, resp.GetModeOverride(), filterv3.ProcessingMode_BUFFERED_PARTIAL)
+	require.Equal(t, filterv3.ProcessingMode_SEND, resp.GetModeOverride().GetRequestTrailerMode(), "a body ending in trailers is decided at the trailers")
 	require.Nil(t, e.entry(t, "k1"), "the body fingerprint is needed before acquiring")
 
 	resp = s.do(reqBody(`{"amount":10}`, true))
@@ -86,7 +87,7 @@ func TestKeyedPostRecordsAndReplays(t *testing.T) {
 
 	// The retry is answered from the store.
 	r := e.open(t, "")
-	requireRecording(t, r.do(reqHeaders("POST", "/orders?x=1", "k1", false, "content-type", "application/json")).GetModeOverride(), filterv3.ProcessingMode_BUFFERED)
+	requireRecording(t, r.do(reqHeaders("POST", "/orders?x=1", "k1", false, "content-type", "application/json")).GetModeOverride(), filterv3.ProcessingMode_BUFFERED_PARTIAL)
 	ir := immediateOf(t, r.do(reqBody(`{"amount":10}`, true)))
 	require.EqualValues(t, 201, ir.GetStatus().GetCode())
 	require.Equal(t, `{"id":7}`, string(ir.GetBody()))

@@ -165,10 +165,12 @@ func FuzzProcess(f *testing.F) {
 			extra = append(extra, r)
 			return nil
 		}}
+		var pending []*extprocv3.ProcessingRequest // messages awaiting an answer, in order
+	messages:
 		for i := 0; i < 12 && in.more(); i++ {
 			req := in.message()
 			extra = extra[:0]
-			resp, err := p.handle(req)
+			answers, err := p.handle(req)
 			for _, ov := range extra { // only timeout overrides go out of band
 				require.Nil(t, ov.GetResponse())
 				d := ov.GetOverrideMessageTimeout().AsDuration()
@@ -177,24 +179,31 @@ func FuzzProcess(f *testing.F) {
 			switch {
 			case req.GetObservabilityMode():
 				require.NoError(t, err)
-				require.Nil(t, resp, "observability mode gets no answer")
+				require.Empty(t, answers, "observability mode gets no answer")
+				continue
 			case req.GetRequest() == nil:
 				require.Error(t, err)
-			default:
-				require.NoError(t, err)
-				requireMatches(t, req, resp)
+				break messages // the server ends the stream
+			}
+			require.NoError(t, err)
+			pending = append(pending, req)
+			// Answers come in order, each of the type of the oldest
+			// unanswered message; an immediate response ends the request.
+			for _, resp := range answers {
+				require.NotEmpty(t, pending, "an answer to no message")
+				requireMatches(t, pending[0], resp)
+				pending = pending[1:]
 				if ir := resp.GetImmediateResponse(); ir != nil {
 					require.GreaterOrEqual(t, int32(ir.GetStatus().GetCode()), int32(200))
 					for _, o := range ir.GetHeaders().GetSetHeaders() {
 						require.Empty(t, o.GetHeader().GetValue())
 						require.NotNil(t, o.GetAppend())
 					}
+					break messages
 				}
 			}
-			// A real stream marks the request forwarded once the answer is
-			// sent; do the same.
-			if p.releasing {
-				p.releasing, p.forwarded = false, true
+			if len(pending) > 0 {
+				require.Equal(t, collecting, p.stage, "answers are held only while the request body is collected")
 			}
 		}
 		p.finish()

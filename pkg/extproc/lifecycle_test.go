@@ -10,9 +10,10 @@ import (
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
-// TestCancelAfterForwardingKeepsKeyLocked: the upstream may still be
-// running, so the key stays locked until its lease expires.
-func TestCancelAfterForwardingKeepsKeyLocked(t *testing.T) {
+// TestCancelAfterResponseHeadRecordsIncomplete: the upstream answered and
+// the body was cut off: it ran, so the key is recorded as
+// response-incomplete with the status, never run again.
+func TestCancelAfterResponseHeadRecordsIncomplete(t *testing.T) {
 	e := newEnv(t)
 	s := e.open(t, "short") // 150ms lease
 	s.do(reqHeaders("POST", "/slow", "k-cut", false))
@@ -24,17 +25,33 @@ func TestCancelAfterForwardingKeepsKeyLocked(t *testing.T) {
 
 	ent := e.entry(t, "k-cut")
 	require.NotNil(t, ent)
-	require.Equal(t, idempotency.StateInFlight, ent.State, "outcome unknown: not released, not recorded")
-	r := e.open(t, "short")
-	r.do(reqHeaders("POST", "/slow", "k-cut", false))
-	requireProblem(t, r.do(reqBody("x", true)), 409)
+	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.MarkIncomplete, ent.Record.Mark)
+	require.Equal(t, 200, ent.Record.Status)
+	for range 2 {
+		time.Sleep(200 * time.Millisecond) // past the lease: still never runs again
+		r := e.open(t, "short")
+		r.do(reqHeaders("POST", "/slow", "k-cut", false))
+		require.Equal(t, "response-incomplete", requireProblem(t, r.do(reqBody("x", true)), 424))
+	}
+}
 
-	// Renewal stopped with the stream, so the lease runs out and a retry
-	// may take the key over.
-	require.Eventually(t, func() bool { return e.entry(t, "k-cut") == nil }, 2*time.Second, 10*time.Millisecond)
-	n := e.open(t, "short")
-	n.do(reqHeaders("POST", "/slow", "k-cut", false))
-	require.NotNil(t, n.do(reqBody("x", true)).GetRequestBody())
+// TestCancelBeforeResponseHeadRecordsUnknown: forwarded, no answer yet:
+// the outcome is unknown, and stays so past the lease.
+func TestCancelBeforeResponseHeadRecordsUnknown(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "short")
+	s.do(reqHeaders("POST", "/slow", "k-gone", false))
+	s.do(reqBody("x", true))
+	s.cancel()
+	e.waitIdle(t)
+	ent := e.entry(t, "k-gone")
+	require.NotNil(t, ent)
+	require.Equal(t, idempotency.MarkUnknown, ent.Record.Mark)
+	time.Sleep(200 * time.Millisecond)
+	r := e.open(t, "short")
+	r.do(reqHeaders("POST", "/slow", "k-gone", false))
+	require.Equal(t, "outcome-unknown", requireProblem(t, r.do(reqBody("x", true)), 424))
 }
 
 // TestLeaseIsRenewedWhileInFlight: a slow upstream never lets a duplicate
@@ -77,9 +94,11 @@ func TestEnvoyMadeResponses(t *testing.T) {
 		details string
 		locked  bool
 	}{
-		// Envoy could not connect: the upstream never saw the request.
+		// Envoy could not connect, or answered itself: the upstream never
+		// saw the request.
 		{"upstream_reset_before_response_started{remote_connection_failure}", false},
 		{"no_healthy_upstream", false},
+		{"direct_response", false},
 		// The upstream may have run: outcome unknown.
 		{"response_timeout", true},
 		{"upstream_reset_before_response_started{remote_reset}", true},
@@ -98,22 +117,24 @@ func TestEnvoyMadeResponses(t *testing.T) {
 				return
 			}
 			require.NotNil(t, ent)
-			require.Equal(t, idempotency.StateInFlight, ent.State, "left locked until the lease expires")
+			require.Equal(t, idempotency.MarkUnknown, ent.Record.Mark, "recorded as outcome-unknown, not as the 503")
 			s.cancel()
 			e.waitIdle(t)
-			require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-env").State)
+			require.Equal(t, idempotency.MarkUnknown, e.entry(t, "k-env").Record.Mark)
 		})
 	}
 }
 
 func TestEnvoyMadeSuccessIsNotRecorded(t *testing.T) {
-	// A non-upstream response is never recorded, whatever its status.
+	// A response Envoy made is never recorded as the upstream's, whatever
+	// its status.
 	e := newEnv(t)
 	s := e.open(t, "")
 	s.do(reqHeaders("POST", "/o", "k-local", false))
 	s.do(reqBody("x", true))
-	s.do(withAttr(respHeaders("200", true), "response.code_details", "direct_response"))
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-local").State)
+	s.do(withAttr(respHeaders("200", true), "response.code_details", "some_filter_local_reply"))
+	ent := e.entry(t, "k-local")
+	require.Equal(t, idempotency.MarkUnknown, ent.Record.Mark)
 }
 
 func TestObservabilityModeGetsNoAnswer(t *testing.T) {

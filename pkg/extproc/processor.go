@@ -5,20 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
 // attrNamespace is where Envoy puts the attributes it was asked to send.
 const attrNamespace = "envoy.filters.http.ext_proc"
+
+// stage is where a request stands with the engine.
+type stage int
+
+const (
+	// open: nothing seen yet.
+	open stage = iota
+	// notOurs: passed through untouched (not guarded, no key, gRPC, a
+	// stream that began with the response); every later message gets a
+	// plain CONTINUE.
+	notOurs
+	// collecting: guarded, waiting for the whole request body before
+	// deciding; answers to body chunks are held meanwhile.
+	collecting
+	// decided: the engine ran; lease is set when the request holds one.
+	decided
+)
 
 // processor holds one HTTP request's state across its ext_proc phases.
 type processor struct {
@@ -27,130 +42,284 @@ type processor struct {
 	send func(*extprocv3.ProcessingResponse) error
 	log  *slog.Logger
 
-	policy  *idempotency.Policy
-	req     idempotency.Request
-	lease   *idempotency.Lease
-	decided bool
-	// releasing is set when the answer being sent lets the request go
-	// upstream; forwarded once that answer was sent. From then on the
-	// outcome of an interrupted request is unknown.
-	releasing, forwarded bool
+	stage  stage
+	info   *policyInfo
+	policy *idempotency.Policy
+	req    idempotency.Request
+	// held are the request messages whose answers wait for the decision
+	// (body chunks that must not go upstream before the whole body was
+	// fingerprinted), in order.
+	held []heldMsg
+	// buffered counts the bytes this stream added to the server's budget.
+	buffered int64
+	// streamedBody: Envoy's static request body mode is STREAMED, so body
+	// messages are chunks even if an override asked for one buffered body.
+	streamedBody bool
 
-	status   int
-	headers  []idempotency.Header
-	body     []byte
-	tooLarge bool
+	lease      *idempotency.Lease
+	status     int
+	headers    []idempotency.Header
+	body       []byte
+	tooLarge   bool
+	incomplete bool
 }
 
-func (p *processor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+type heldMsg int
+
+const (
+	heldHeaders heldMsg = iota + 1
+	heldBody
+	heldTrailers
+)
+
+func (p *processor) handle(req *extprocv3.ProcessingRequest) ([]*extprocv3.ProcessingResponse, error) {
 	if req.GetObservabilityMode() {
-		return nil, nil
+		return nil, nil // Envoy expects no answer
 	}
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return p.requestHeaders(req, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return p.requestBody(r.RequestBody), nil
+		return p.requestBody(req, r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_RequestTrailers:
-		return continueRequestTrailers(), nil
+		return p.requestTrailers(), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return p.responseHeaders(req, r.ResponseHeaders), nil
+		return one(p.responseHeaders(req, r.ResponseHeaders)), nil
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return p.responseBody(r.ResponseBody), nil
+		return one(p.responseBody(r.ResponseBody)), nil
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		if p.undecided() {
+			p.undecidedAtResponse("response_trailers")
+		}
 		p.complete()
-		return continueResponseTrailers(), nil
+		return one(continueResponseTrailers()), nil
 	}
 	return nil, fmt.Errorf("unsupported ext_proc message %T", req.GetRequest())
 }
 
-func (p *processor) reply(resp *extprocv3.ProcessingResponse) error {
-	err := p.send(resp)
-	if p.releasing {
-		p.releasing = false
-		p.forwarded = err == nil
-	}
-	return err
+func one(r *extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
+	return []*extprocv3.ProcessingResponse{r}
 }
 
-func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if p.lease != nil {
-		// Envoy sends request headers once per stream. A repeat must not
-		// win a second lease and orphan the first (whose renewal would
-		// then run forever).
-		return continueRequestHeaders(nil)
-	}
-	pol, err := p.s.policyFor(p.ctx)
+// undecided: a guarded request whose decision is still pending.
+func (p *processor) undecided() bool { return p.stage == collecting }
+
+// admit chooses the policy and reads the request; a non-nil answer ends
+// the request (problem, or pass-through). It is the same for both shapes.
+func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
+	pol, err := p.s.policyFor(p.ctx, f.routeName)
 	if err != nil {
+		p.s.protocolError("unknown_policy")
 		p.log.ErrorContext(p.ctx, "ext_proc configuration error; rejecting request", "error", err)
 		return problemResponse(idempotency.ProblemFor(err))
 	}
-	if !pol.Applies(pseudoHeader(h.GetHeaders(), ":method")) {
-		// Most traffic (GET, HEAD...) ends here, before any header map is built.
-		return continueRequestHeaders(cloneMode(&passThrough))
+	if !pol.Applies(f.method) || strings.HasPrefix(f.contentType, "application/grpc") {
+		// Most traffic (GET, HEAD...) ends here. A gRPC replay would go out
+		// as Envoy's trailers-only local reply without the grpc-status
+		// trailer: gRPC calls are not ours to deduplicate.
+		p.stage = notOurs
+		return nil
 	}
-	pseudo, header := splitHeaders(h.GetHeaders())
-	p.req = idempotency.Request{Method: pseudo[":method"], Path: pseudo[":path"], Header: header,
-		Principal: attribute(req, "source.principal")}
-	p.policy = pol
-	if pol.ScopePrincipal && !hasAttribute(req, "source.principal") {
+	p.policy, p.info = pol, p.s.policies[pol]
+	p.req = f.request(p.info)
+	if pol.ScopePrincipal && p.req.Principal == "" {
 		p.s.warnNoPrincipal.Do(func() {
 			p.log.Warn(`a policy scopes on the mTLS peer but Envoy sends no source.principal: add request_attributes: ["source.principal"] to the ext_proc filter; until then only scope_headers separate callers`)
 		})
 	}
-	if strings.HasPrefix(header.Get("Content-Type"), "application/grpc") {
-		// A replay would go out as Envoy's trailers-only gRPC local reply
-		// and the grpc-status trailer is not recorded: gRPC calls are not
-		// ours to deduplicate.
-		return continueRequestHeaders(cloneMode(&passThrough))
-	}
 	d, proceed := p.s.o.Engine.Precheck(pol, &p.req)
 	if !proceed {
+		p.stage = notOurs
 		if d.Kind == idempotency.Reject {
 			return problemResponse(d.Problem)
 		}
-		return continueRequestHeaders(cloneMode(&passThrough))
+		return nil
 	}
-	if pol.NeedsBody(idempotency.HasKey(pol, &p.req)) && !h.GetEndOfStream() {
-		// The lease decision waits for the whole body. Mode overrides are
-		// only honoured on headers answers, so the response phases are
-		// turned on now; a request that ends up not holding a lease just
-		// answers them with CONTINUE.
-		mode := cloneMode(&recording)
-		mode.RequestBodyMode = filterv3.ProcessingMode_BUFFERED
-		return continueRequestHeaders(mode)
+	if p.needsBody() && f.contentLength > pol.MaxRequestBody {
+		// Decided at the headers, before Envoy buffers (and, over its
+		// buffer limit, stalls) a body that cannot be fingerprinted.
+		p.stage = notOurs
+		return problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: Content-Length %d is over %d bytes", idempotency.ErrRequestTooLarge, f.contentLength, pol.MaxRequestBody)))
 	}
-	return p.begin(true)
+	if p.s.busy() {
+		p.stage = notOurs
+		p.log.WarnContext(p.ctx, "buffered bodies at ext_proc.max_buffered_bytes; turning a guarded request away", "buffered", p.s.Buffered())
+		return problemResponse(idempotency.ProblemFor(idempotency.ErrServerBusy))
+	}
+	return nil
 }
 
-func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.policy == nil || p.decided {
-		return continueRequestBody() // not ours to judge, or already judged
+func (p *processor) needsBody() bool { return p.policy.NeedsBody(idempotency.HasKey(p.policy, &p.req)) }
+
+func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) []*extprocv3.ProcessingResponse {
+	if p.stage != open {
+		// Envoy sends request headers once per stream. A repeat must not
+		// win a second lease and orphan the first.
+		return one(continueRequestHeaders(nil))
 	}
-	// In BUFFERED mode the whole body comes in one message; end_of_stream
-	// is false only when trailers follow.
-	p.req.Body = b.GetBody()
-	return p.begin(false)
+	pc := req.GetProtocolConfig()
+	p.streamedBody = pc.GetRequestBodyMode() == filterv3.ProcessingMode_STREAMED || pc.GetSendBodyWithoutWaitingForHeaderResponse()
+	if resp := p.admit(headerFacts(req, h.GetHeaders())); resp != nil || p.stage == notOurs {
+		if resp != nil {
+			return one(resp)
+		}
+		return one(continueRequestHeaders(cloneMode(&passThrough)))
+	}
+	if !p.needsBody() || h.GetEndOfStream() {
+		return one(p.begin(heldHeaders))
+	}
+	if pc.GetSendBodyWithoutWaitingForHeaderResponse() {
+		// Chunks are on their way and mode overrides are ignored: the
+		// headers answer waits with the chunks' until the body is whole.
+		// Recording then needs response phases sent statically.
+		if pc.GetResponseBodyMode() == filterv3.ProcessingMode_NONE {
+			p.s.warnStaticResp.Do(func() {
+				p.log.Warn("send_body_without_waiting_for_header_response is on and the response body mode is NONE: Envoy ignores mode overrides then, so responses cannot be recorded and every first request ends outcome-unknown; set response_header_mode SEND and response_body_mode STREAMED statically")
+			})
+		}
+		p.stage = collecting
+		p.held = append(p.held, heldHeaders)
+		return nil
+	}
+	// Ask for the whole body before anything goes upstream (Envoy holds
+	// the headers meanwhile). BUFFERED_PARTIAL, not BUFFERED: a body over
+	// Envoy's buffer limit then arrives cut (end_of_stream false, over the
+	// cap) and gets 413, where BUFFERED would stall the connection. Request
+	// trailers are asked for so a request that ends with trailers is still
+	// decided before it leaves. Mode overrides are only honoured on headers
+	// answers, so the response phases are turned on now; a request that
+	// ends up holding no lease answers them with CONTINUE.
+	p.stage = collecting
+	mode := cloneMode(&recording)
+	mode.RequestBodyMode = filterv3.ProcessingMode_BUFFERED_PARTIAL
+	mode.RequestTrailerMode = filterv3.ProcessingMode_SEND
+	return one(continueRequestHeaders(mode))
 }
 
-// begin runs the engine and turns its decision into the answer for the
-// current phase (request headers, or request body when atHeaders is false).
-func (p *processor) begin(atHeaders bool) *extprocv3.ProcessingResponse {
+func (p *processor) requestBody(req *extprocv3.ProcessingRequest, b *extprocv3.HttpBody) []*extprocv3.ProcessingResponse {
+	switch p.stage {
+	case open:
+		return p.bodyFirst(req, b)
+	case collecting:
+	default:
+		if p.stage == decided && p.policy != nil && p.needsBody() {
+			// More request body after the decision: Envoy streamed a body
+			// it was asked to buffer (allow_mode_override off?). The
+			// fingerprint missed part of it; nothing can be undone now.
+			p.s.protocolError("body_after_decision")
+			p.log.ErrorContext(p.ctx, "request body chunk after the decision: Envoy ignored the BUFFERED_PARTIAL override (is allow_mode_override set?)")
+		}
+		return one(continueRequestBody())
+	}
+	p.collect(b.GetBody())
+	if int64(len(p.req.Body)) > p.policy.MaxRequestBody {
+		p.stage = notOurs
+		p.dropRequestBody()
+		return one(problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: more than %d bytes", idempotency.ErrRequestTooLarge, p.policy.MaxRequestBody))))
+	}
+	// With the body buffered (BUFFERED_PARTIAL) the one message is the
+	// whole body: end_of_stream is false only when trailers follow, or
+	// when the body was cut at Envoy's buffer limit, which is above the
+	// cap and caught just above. Chunks of a streamed body are held until
+	// the last.
+	if !b.GetEndOfStream() && (len(p.held) > 0 || p.streamedBody) {
+		p.held = append(p.held, heldBody)
+		return nil
+	}
+	return p.decideHeld(heldBody)
+}
+
+// bodyFirst handles a stream whose first message is the request body: the
+// headers were skipped and the facts come as attributes.
+func (p *processor) bodyFirst(req *extprocv3.ProcessingRequest, b *extprocv3.HttpBody) []*extprocv3.ProcessingResponse {
+	f, ok := attributeFacts(req, &p.s.contract)
+	if !ok {
+		p.stage = notOurs
+		p.s.protocolError("contract_mismatch")
+		p.log.ErrorContext(p.ctx, "body-first request without the expected attribute contract; failing closed (regenerate the Envoy config: gopotency envoy-config)",
+			"want", p.s.contract.TokenAttribute, "got", attribute(req, p.s.contract.TokenAttribute))
+		return one(problemResponse(idempotency.ProblemFor(idempotency.ErrMisconfigured)))
+	}
+	if resp := p.admit(f); resp != nil || p.stage == notOurs {
+		if resp == nil {
+			resp = continueRequestBody()
+		}
+		return one(resp)
+	}
+	p.stage = collecting
+	return p.requestBody(req, b)
+}
+
+// requestTrailers decides a request whose body ended with trailers (or
+// that had none but trailers).
+func (p *processor) requestTrailers() []*extprocv3.ProcessingResponse {
+	if p.stage != collecting {
+		return one(continueRequestTrailers())
+	}
+	return p.decideHeld(heldTrailers)
+}
+
+// collect adds a body chunk to the request and to the server's budget.
+func (p *processor) collect(chunk []byte) {
+	if len(p.req.Body) == 0 {
+		p.req.Body = chunk // the usual single buffered message: no copy
+	} else {
+		p.req.Body = append(p.req.Body[:len(p.req.Body):len(p.req.Body)], chunk...)
+	}
+	p.s.hold(int64(len(chunk)))
+	p.buffered += int64(len(chunk))
+}
+
+// dropRequestBody gives the request body's bytes back to the budget once
+// the fingerprint has them.
+func (p *processor) dropRequestBody() {
+	p.req.Body = nil
+	p.s.hold(-p.buffered)
+	p.buffered = 0
+}
+
+// decideHeld runs the engine for a collected request and answers every
+// held message and the current one (cur), in order.
+func (p *processor) decideHeld(cur heldMsg) []*extprocv3.ProcessingResponse {
+	msgs := append(p.held, cur)
+	p.held = nil
+	first := p.begin(msgs[0])
+	if first.GetImmediateResponse() != nil {
+		return one(first) // the stream ends with it: no further answers
+	}
+	out := []*extprocv3.ProcessingResponse{first}
+	for _, m := range msgs[1:] {
+		out = append(out, continueFor(m))
+	}
+	return out
+}
+
+func continueFor(m heldMsg) *extprocv3.ProcessingResponse {
+	switch m {
+	case heldHeaders:
+		return continueRequestHeaders(nil)
+	case heldTrailers:
+		return continueRequestTrailers()
+	}
+	return continueRequestBody()
+}
+
+// begin runs the engine and turns its decision into the answer to msg.
+func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 	if p.policy.WaitInFlight > 0 && p.s.o.MaxMessageTimeout > 0 {
 		p.req.BeforeWait = p.extendTimeoutForWait
 	}
-	p.decided = true // one Begin per request, whatever chunks follow
+	p.stage = decided // one Begin per request, whatever chunks follow
 	d := p.s.o.Engine.Begin(p.ctx, p.policy, &p.req)
+	p.dropRequestBody()
 	switch d.Kind {
 	case idempotency.Proceed:
 		p.lease = d.Lease
 		p.lease.KeepAlive(p.ctx)
-		p.releasing = true
-		if atHeaders {
-			mode := cloneMode(&recording)
-			return continueRequestHeaders(mode)
+		if msg == heldHeaders {
+			return continueRequestHeaders(cloneMode(&recording))
 		}
-		return continueRequestBody()
+		return continueFor(msg)
 	case idempotency.Replay:
 		p.log.DebugContext(p.ctx, "replaying stored response", "key_id", d.KeyID, "status", d.Record.Status)
 		return replayResponse(d.Record)
@@ -164,10 +333,10 @@ func (p *processor) begin(atHeaders bool) *extprocv3.ProcessingResponse {
 		p.log.Log(p.ctx, level, "request rejected", "key_id", d.KeyID, "problem", d.Problem.Slug(), "reason", d.Err)
 		return problemResponse(d.Problem)
 	}
-	if atHeaders {
+	if msg == heldHeaders {
 		return continueRequestHeaders(cloneMode(&passThrough))
 	}
-	return continueRequestBody()
+	return continueFor(msg)
 }
 
 // extendTimeoutForWait asks Envoy for a longer message timeout before the
@@ -180,26 +349,55 @@ func (p *processor) extendTimeoutForWait(wait time.Duration) {
 	}
 }
 
+// undecidedAtResponse: a guarded request reached the upstream before the
+// decision (Envoy never sent the body it was asked for). The upstream ran
+// unchecked: the key is recorded as outcome-unknown so no retry runs it
+// again. At the response headers the caller then fails closed (the client
+// gets a problem, not an unrecorded success); later the head is gone.
+func (p *processor) undecidedAtResponse(phase string) {
+	p.s.protocolError("undecided_at_" + phase)
+	p.log.ErrorContext(p.ctx, "guarded request reached the response phase undecided: Envoy forwarded it without sending the body asked for (is allow_mode_override set?); failing closed", "phase", phase)
+	p.markUnknown()
+}
+
+// markUnknown claims the key of an undecided request and records its
+// outcome as unknown (nothing is done if another request holds the key).
+func (p *processor) markUnknown() {
+	p.stage = decided
+	ctx, cancel := p.settleCtx()
+	defer cancel()
+	d := p.s.o.Engine.Begin(ctx, p.policy, &p.req)
+	p.dropRequestBody()
+	if d.Kind == idempotency.Proceed {
+		_ = d.Lease.Abandon(ctx, true)
+	}
+}
+
 func (p *processor) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if p.undecided() {
+		p.undecidedAtResponse("response_headers")
+		return problemResponse(idempotency.ProblemFor(idempotency.ErrProtocol))
+	}
 	if p.lease == nil {
-		return continueResponseHeaders(nil)
+		return continueResponseHeaders(cloneMode(&settled))
 	}
 	p.status, p.headers = responseHeaders(h.GetHeaders())
 	details := attribute(req, "response.code_details")
+	fromUpstream := details == "via_upstream" || (details == "" && hasHeader(p.headers, "x-envoy-upstream-service-time"))
 	switch {
-	case details != "" && details != "via_upstream":
+	case details != "" && !fromUpstream:
 		// Envoy made this response itself (connect failure, timeout...):
 		// it is not the upstream's answer, so it is never recorded.
 		sent := !neverSent(details)
 		p.log.InfoContext(p.ctx, "response generated by Envoy, not the upstream; not recorded", "details", details, "upstream_may_have_run", sent)
 		p.abandon(sent)
 		return continueResponseHeaders(cloneMode(&settled))
-	case details == "" && !p.policy.Stores(p.status):
-		// Without response.code_details an Envoy-made 5xx (timeout,
-		// reset) looks like the upstream's own: the upstream may have run,
-		// so the key is left to expire rather than released.
+	case !fromUpstream && !p.policy.Stores(p.status):
+		// Neither response.code_details nor the router's
+		// x-envoy-upstream-service-time: an Envoy-made 5xx (timeout, reset)
+		// looks like the upstream's own, and the upstream may have run.
 		p.s.warnNoDetails.Do(func() {
-			p.log.Warn(`Envoy sends no response.code_details: add response_attributes: ["response.code_details"] to the ext_proc filter; until then unstored statuses leave keys locked until their lease expires instead of releasing them`)
+			p.log.Warn(`Envoy sends no response.code_details: add response_attributes: ["response.code_details"] to the ext_proc filter; until then an unstored status without x-envoy-upstream-service-time is recorded as outcome-unknown instead of releasing its key`)
 		})
 		p.abandon(true)
 		return continueResponseHeaders(cloneMode(&settled))
@@ -217,14 +415,20 @@ func (p *processor) responseHeaders(req *extprocv3.ProcessingRequest, h *extproc
 }
 
 func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.undecided() {
+		p.undecidedAtResponse("response_body")
+	}
 	if p.lease == nil {
 		return continueResponseBody()
 	}
 	if !p.tooLarge {
 		if int64(len(p.body)+len(b.GetBody())) > p.policy.MaxResponseBody {
-			p.tooLarge, p.body = true, nil // a tombstone needs no body
+			p.tooLarge = true // a tombstone needs no body
+			p.releaseBody()
 		} else {
 			p.body = append(p.body, b.GetBody()...)
+			p.s.hold(int64(len(b.GetBody())))
+			p.buffered += int64(len(b.GetBody()))
 		}
 	}
 	if b.GetEndOfStream() {
@@ -235,6 +439,13 @@ func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	return continueResponseBody()
 }
 
+// releaseBody drops the recorded response body and its budget.
+func (p *processor) releaseBody() {
+	p.body = nil
+	p.s.hold(-p.buffered)
+	p.buffered = 0
+}
+
 // complete records the response once it is whole.
 func (p *processor) complete() {
 	if p.lease == nil || p.status == 0 {
@@ -242,19 +453,34 @@ func (p *processor) complete() {
 	}
 	ctx, cancel := p.settleCtx()
 	defer cancel()
-	err := p.lease.Complete(ctx, &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge})
-	if err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
+	resp := &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge, Incomplete: p.incomplete}
+	if err := p.lease.Complete(ctx, resp); err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
 		p.log.ErrorContext(p.ctx, "recording the response failed", "error", err)
 	}
 	p.lease = nil
+	p.releaseBody()
 }
 
-// finish is the one path for every ending without a recorded response:
-// release when the upstream provably never saw the request, otherwise leave
-// the lease to expire (outcome unknown).
+// finish is the one path for every ending without a recorded response.
+// Once the request was let through, nothing proves it did not reach the
+// upstream (Envoy may forward on its own after a failed answer, under
+// failure_mode_allow or a message timeout), so: a response head seen means
+// the upstream ran and answered (response-incomplete), none means the
+// outcome is unknown.
 func (p *processor) finish() {
-	if p.lease != nil {
-		p.abandon(p.forwarded)
+	defer p.releaseBody()
+	defer p.dropRequestBody()
+	// A stream that ends while the body is collected never reached the
+	// upstream when Envoy honoured the override (it holds the headers
+	// until the body is processed): the usual case is a client giving up
+	// mid-upload, so nothing is recorded.
+	switch {
+	case p.lease == nil:
+	case p.status != 0:
+		p.incomplete = true
+		p.complete()
+	default:
+		p.abandon(true)
 	}
 }
 
@@ -271,49 +497,15 @@ func (p *processor) settleCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(p.ctx), p.s.o.SettleTimeout)
 }
 
-// contentLength returns the declared body length, or -1.
-func contentLength(hs []idempotency.Header) int64 {
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, "content-length") {
-			if n, err := strconv.ParseInt(h.Value, 10, 64); err == nil {
-				return n
-			}
-		}
-	}
-	return -1
-}
-
 // neverSent reports whether Envoy's response code details prove the
 // request never reached an upstream host.
 func neverSent(details string) bool {
-	for _, s := range []string{"connection_failure", "no_healthy_upstream", "cluster_not_found", "route_not_found", "maintenance_mode", "overflow", "connection_limit"} {
+	for _, s := range []string{"connection_failure", "no_healthy_upstream", "cluster_not_found", "route_not_found", "maintenance_mode", "overflow", "connection_limit", "direct_response"} {
 		if strings.Contains(details, s) {
 			return true
 		}
 	}
 	return false
-}
-
-func hasAttribute(req *extprocv3.ProcessingRequest, name string) bool {
-	_, ok := req.GetAttributes()[attrNamespace].GetFields()[name]
-	return ok
-}
-
-// attribute reads an attribute Envoy was asked to send (request_attributes
-// or response_attributes); they come on the first message of a direction.
-func attribute(req *extprocv3.ProcessingRequest, name string) string {
-	ns := req.GetAttributes()[attrNamespace]
-	if ns == nil {
-		return ""
-	}
-	v := ns.GetFields()[name]
-	if v == nil {
-		return ""
-	}
-	if _, ok := v.GetKind().(*structpb.Value_StringValue); ok {
-		return v.GetStringValue()
-	}
-	return fmt.Sprint(v.AsInterface())
 }
 
 func cloneMode(m *filterv3.ProcessingMode) *filterv3.ProcessingMode {

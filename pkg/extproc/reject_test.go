@@ -76,7 +76,7 @@ func TestSameKeyDifferentBodyIs422(t *testing.T) {
 func TestUnknownPolicyIs500(t *testing.T) {
 	e := newEnv(t)
 	s := e.open(t, "no-such-policy")
-	require.Equal(t, "internal", requireProblem(t, s.do(reqHeaders("POST", "/o", "k-x", false)), 500))
+	require.Equal(t, "proxy-misconfigured", requireProblem(t, s.do(reqHeaders("POST", "/o", "k-x", false)), 500))
 	// Even a request the default policy would pass is refused: a route
 	// naming a policy the server lacks is a deployment error.
 	g := e.open(t, "no-such-policy")
@@ -96,7 +96,7 @@ func TestOversizedResponseStoresTombstone(t *testing.T) {
 	s.do(respBody("", true))
 	ent := e.entry(t, "k-big")
 	require.Equal(t, idempotency.StateCompleted, ent.State)
-	require.True(t, ent.Record.TooLarge, "a tombstone, not a truncated body")
+	require.Equal(t, idempotency.MarkTooLarge, ent.Record.Mark, "a tombstone, not a truncated body")
 	require.Empty(t, ent.Record.Body)
 
 	r := e.open(t, "small")

@@ -5,13 +5,21 @@
 // One gRPC stream carries one HTTP request. Server.Process runs the stream
 // loop; a processor (processor.go) holds the per-request state and has one
 // method per phase. Every message gets exactly one answer of the matching
-// type, in order; Canceled and EOF end a stream normally.
+// type, in order (answers to body chunks may be held until the body is
+// whole, then sent in order); Canceled and EOF end a stream normally.
 //
-// Envoy is configured to send request headers only, with
-// allow_mode_override. The processor then asks, per request, for just what
-// it needs: the buffered request body when the fingerprint or an automatic
-// key needs it, and the response phases only for requests that hold a
-// lease.
+// A request reaches the server in one of two shapes:
+//
+//   - headers first (request_header_mode SEND, allow_mode_override): the
+//     processor asks, per request, for just what it needs: the request body
+//     when the fingerprint or an automatic key needs it, and the response
+//     phases only for requests that hold a lease;
+//   - body first (request_header_mode SKIP, request_body_mode BUFFERED):
+//     the request's facts arrive as CEL request_attributes on the body
+//     message (see Contract), one message for a replay.
+//
+// Both shapes build the same idempotency.Request, so a retry that takes the
+// other shape finds the same key and fingerprint.
 package extproc
 
 import (
@@ -20,7 +28,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -36,36 +46,62 @@ import (
 // overrides.grpc_initial_metadata.
 const DefaultPolicyHeader = "x-gopotency-policy"
 
+// DefaultMaxBufferedBytes bounds the body bytes all streams hold at once.
+const DefaultMaxBufferedBytes = 256 << 20
+
 // Options configure a Server.
 type Options struct {
 	Engine *idempotency.Engine
 	// Default applies to routes that name no policy.
 	Default *idempotency.Policy
-	// Policies are selected by name through PolicyHeader.
+	// Policies are selected by name through PolicyHeader or RoutePolicies.
 	Policies map[string]*idempotency.Policy
 	// PolicyHeader is the gRPC metadata key naming the policy
 	// (DefaultPolicyHeader when empty).
 	PolicyHeader string
+	// RoutePolicies maps Envoy route name prefixes (the xds.route_name
+	// request attribute) to policy names, for proxies that cannot set
+	// per-route gRPC metadata (Envoy Gateway names its routes
+	// httproute/<namespace>/<name>/rule/<n>/…). The longest matching prefix
+	// wins; metadata wins over both.
+	RoutePolicies map[string]string
 	// MaxMessageTimeout mirrors the filter's max_message_timeout. When
 	// positive, a request that may wait for an in-flight duplicate first
 	// extends Envoy's message timeout (override_message_timeout) so the
 	// wait does not end in a 504. Zero never sends an override (Envoy
 	// would reject it).
 	MaxMessageTimeout time.Duration
-	// SettleTimeout bounds the store call that records or releases a key
-	// after the stream ends (5s when zero).
+	// MaxBufferedBytes bounds the request and response body bytes all
+	// streams hold at once (DefaultMaxBufferedBytes when zero). Past it,
+	// new guarded requests get 503 server-busy with Retry-After; requests
+	// already admitted finish as usual.
+	MaxBufferedBytes int64
+	// SettleTimeout bounds the store calls that record or release a key
+	// after the stream ends, retries included (5s when zero).
 	SettleTimeout time.Duration
 	Logger        *slog.Logger
 	// StreamsActive, when set, is told +1/-1 as streams open and close.
 	StreamsActive func(delta int)
+	// Buffered, when set, is told the change of buffered body bytes.
+	Buffered func(delta int64)
+	// ProtocolError, when set, is called once per stream that broke the
+	// protocol (a guarded request reaching the upstream undecided, an
+	// Envoy config that does not match the policies), with a short reason.
+	ProtocolError func(reason string)
 }
 
 // Server implements extprocv3.ExternalProcessorServer.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	o               Options
+	o        Options
+	policies map[*idempotency.Policy]*policyInfo
+	contract Contract
+	buffered atomic.Int64
+
 	warnNoDetails   sync.Once
 	warnNoPrincipal sync.Once
+	warnNoRoute     sync.Once
+	warnStaticResp  sync.Once
 }
 
 // New validates o and returns a server.
@@ -79,11 +115,31 @@ func New(o Options) (*Server, error) {
 	if o.SettleTimeout <= 0 {
 		o.SettleTimeout = 5 * time.Second
 	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{o: o}, nil
+	for prefix, name := range o.RoutePolicies {
+		if o.Policies[name] == nil {
+			return nil, fmt.Errorf("extproc: route %q names policy %q, which is not defined", prefix, name)
+		}
+	}
+	s := &Server{o: o, policies: map[*idempotency.Policy]*policyInfo{}}
+	s.policies[o.Default] = newPolicyInfo(o.Default)
+	for _, p := range o.Policies {
+		s.policies[p] = newPolicyInfo(p)
+	}
+	s.contract = NewContract(o.Default, o.Policies, len(o.RoutePolicies) > 0)
+	return s, nil
 }
+
+// Contract returns what a body-first Envoy configuration must send.
+func (s *Server) Contract() Contract { return s.contract }
+
+// Buffered returns the body bytes the streams hold now.
+func (s *Server) Buffered() int64 { return s.buffered.Load() }
 
 // Process handles one HTTP request's stream.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
@@ -101,32 +157,69 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		if err != nil {
 			return fmt.Errorf("extproc: receive: %w", err)
 		}
-		resp, err := p.handle(req)
+		answers, err := p.handle(req)
 		if err != nil {
 			p.log.ErrorContext(p.ctx, "ext_proc protocol error; ending stream", "error", err)
 			return status.Error(codes.InvalidArgument, err.Error())
 		}
-		if resp == nil {
-			continue // observability mode: Envoy expects no answer
-		}
-		if err := p.reply(resp); err != nil {
-			if status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || p.ctx.Err() != nil {
-				return nil
+		for _, resp := range answers {
+			if err := p.send(resp); err != nil {
+				if status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || p.ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("extproc: send: %w", err)
 			}
-			return fmt.Errorf("extproc: send: %w", err)
 		}
 	}
 }
 
-// policyFor returns the policy the route asked for through gRPC metadata.
-func (s *Server) policyFor(ctx context.Context) (*idempotency.Policy, error) {
+// policyFor returns the policy the route asked for: by gRPC metadata
+// (ExtProcPerRoute grpc_initial_metadata), else by route name
+// (RoutePolicies), else the default.
+func (s *Server) policyFor(ctx context.Context, routeName string) (*idempotency.Policy, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	names := md.Get(s.o.PolicyHeader)
-	if len(names) == 0 || names[0] == "" {
-		return s.o.Default, nil
+	if names := md.Get(s.o.PolicyHeader); len(names) > 0 && names[0] != "" {
+		if p, ok := s.o.Policies[names[0]]; ok {
+			return p, nil
+		}
+		return nil, fmt.Errorf("%w: the route names policy %q, which the configuration does not define", idempotency.ErrMisconfigured, names[0])
 	}
-	if p, ok := s.o.Policies[names[0]]; ok {
-		return p, nil
+	if len(s.o.RoutePolicies) > 0 {
+		if routeName == "" {
+			s.warnNoRoute.Do(func() {
+				s.o.Logger.Warn(`route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does); until then every route gets default_policy`)
+			})
+		}
+		best := ""
+		for prefix := range s.o.RoutePolicies {
+			if strings.HasPrefix(routeName, prefix) && len(prefix) > len(best) {
+				best = prefix
+			}
+		}
+		if best != "" {
+			return s.o.Policies[s.o.RoutePolicies[best]], nil
+		}
 	}
-	return nil, fmt.Errorf("route names policy %q, which the configuration does not define", names[0])
+	return s.o.Default, nil
 }
+
+// protocolError reports a stream that broke the protocol.
+func (s *Server) protocolError(reason string) {
+	if s.o.ProtocolError != nil {
+		s.o.ProtocolError(reason)
+	}
+}
+
+// hold adds n buffered bytes (negative to release).
+func (s *Server) hold(n int64) {
+	if n == 0 {
+		return
+	}
+	s.buffered.Add(n)
+	if s.o.Buffered != nil {
+		s.o.Buffered(n)
+	}
+}
+
+// busy reports whether new guarded requests must be turned away.
+func (s *Server) busy() bool { return s.buffered.Load() >= s.o.MaxBufferedBytes }

@@ -2,9 +2,12 @@ package idempotency
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"sync"
 	"time"
 )
 
@@ -53,9 +56,17 @@ type Hooks struct {
 	StoreCall func(op string, took time.Duration, err error)
 	// LeaseRenewed is called after each renewal attempt.
 	LeaseRenewed func(err error)
-	// Settled is called when a lease ends: completed, released (not
-	// stored, or the upstream provably never saw the request), abandoned
-	// (left to expire) or lost.
+	// Settled is called once when a lease ends, with how it ended:
+	//   - recorded: a whole response was stored;
+	//   - too_large: a tombstone was stored (the body exceeded the cap);
+	//   - incomplete: the status and headers of a cut-off response were;
+	//   - unknown: the request was forwarded and never answered;
+	//   - released: the key was freed (status not stored, or the request
+	//     provably never left);
+	//   - expiring: left to its lease (Policy.UnknownOutcome
+	//     retry_after_lease);
+	//   - lost: another request holds the key now;
+	//   - failed: the store could not be told (logged with the key's id).
 	Settled func(how string, bodyBytes int)
 }
 
@@ -68,6 +79,11 @@ type Engine struct {
 	hooks        Hooks
 	logger       *slog.Logger
 	storeTimeout time.Duration
+
+	// live holds the leases not yet settled, so they can be re-asserted
+	// when the store reports lost claims.
+	liveMu sync.Mutex
+	live   map[*Lease]struct{}
 }
 
 // Option configures an Engine.
@@ -94,11 +110,65 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l }
 
 // New returns an engine over store.
 func New(store Store, opts ...Option) *Engine {
-	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler)}
+	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler), live: map[*Lease]struct{}{}}
 	for _, o := range opts {
 		o(e)
 	}
+	if n, ok := store.(ClaimLossNotifier); ok {
+		n.OnClaimsLost(e.Reassert)
+	}
 	return e
+}
+
+// Reassert renews every lease the engine holds at once, which re-creates
+// claims the store lost (Store.Extend on an absent key). Stores that can
+// lose claims call it through ClaimLossNotifier; it is safe to call any
+// time.
+func (e *Engine) Reassert() {
+	e.liveMu.Lock()
+	leases := make([]*Lease, 0, len(e.live))
+	for l := range e.live {
+		leases = append(leases, l)
+	}
+	e.liveMu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	e.logger.Warn("store lost claims; re-asserting the leases held here", "leases", len(leases))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, l := range leases {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := l.renew(context.Background()); err != nil {
+				e.logger.Error("could not re-assert a lease", "key_id", l.c.KeyID(), "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// LiveLeases returns how many leases are held and not yet settled.
+func (e *Engine) LiveLeases() int {
+	e.liveMu.Lock()
+	defer e.liveMu.Unlock()
+	return len(e.live)
+}
+
+func (e *Engine) newLease(p *Policy, c Claim) *Lease {
+	l := &Lease{e: e, p: p, c: c}
+	e.liveMu.Lock()
+	e.live[l] = struct{}{}
+	e.liveMu.Unlock()
+	return l
+}
+
+func (e *Engine) forget(l *Lease) {
+	e.liveMu.Lock()
+	delete(e.live, l)
+	e.liveMu.Unlock()
 }
 
 // Store returns the engine's store.
@@ -133,18 +203,35 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 	if p.NeedsBody(hasKey) && int64(len(r.Body)) > p.MaxRequestBody {
 		return reject(fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, p.MaxRequestBody), "")
 	}
-	skey := StorageKey(Scope(p, r), key)
-	keyID := skey[:12]
-	fp := Fingerprint(p, r)
-	res, err := e.acquire(ctx, skey, fp, p.Lease)
+	scope := Scope(p, r)
+	if !hasKey {
+		// A derived key names content, not an operation: without a caller
+		// identity two anonymous callers sending the same content would
+		// get each other's responses, so such requests are not
+		// deduplicated at all.
+		scope = derivedScope(p, r, scope)
+		if scope == "" {
+			return Decision{Kind: Pass}
+		}
+	}
+	c := Claim{Key: StorageKey(scope, key), Token: NewToken(), Fingerprint: Fingerprint(p, r), Lease: p.Lease, Retention: p.Retention}
+	keyID := c.KeyID()
+	opts := AcquireOptions{TakeOverExpired: p.UnknownOutcome == UnknownRetryAfterLease}
+	res, err := e.acquire(ctx, c, opts)
 	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
 		if r.BeforeWait != nil {
 			r.BeforeWait(p.WaitInFlight)
 		}
-		res, err = e.wait(ctx, p, skey, fp, res)
+		res, err = e.wait(ctx, p, c, opts, res)
 	}
 	if err != nil {
-		if p.FailOpen && ctx.Err() == nil && !errors.Is(err, ErrCorruptRecord) {
+		// The claim may have been made even though the call failed (the
+		// reply was lost, or ctx ended mid-call): the token is ours, so
+		// take it back; nothing was forwarded.
+		if !errors.Is(err, ErrCorruptRecord) {
+			go e.releaseOrphan(c)
+		}
+		if p.FailOpen && ctx.Err() == nil && (errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
 			e.logger.WarnContext(ctx, "idempotency store failed; passing request through (fail-open)", "key_id", keyID, "error", err)
 			return Decision{Kind: Pass, Err: err, KeyID: keyID}
 		}
@@ -153,24 +240,71 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 	}
 	switch res.Outcome {
 	case Acquired:
-		return Decision{Kind: Proceed, KeyID: keyID, Lease: &Lease{e: e, p: p, key: skey, token: res.Token}}
+		return Decision{Kind: Proceed, KeyID: keyID, Lease: e.newLease(p, c)}
 	case Completed:
-		if res.Record.TooLarge {
-			return reject(ErrRecordTooLarge, keyID)
-		}
-		return Decision{Kind: Replay, Record: res.Record, KeyID: keyID}
+		return completed(res.Record, keyID)
 	case InFlight:
 		d := reject(ErrInFlight, keyID)
-		d.Problem.RetryAfter = max(res.RetryAfter, time.Second)
+		d.Problem.RetryAfter = p.RetryAfter
 		return d
+	case LeaseExpired:
+		return reject(fmt.Errorf("%w: the lease of the request holding it ran out", ErrOutcomeUnknown), keyID)
 	case Mismatch:
 		return reject(ErrMismatch, keyID)
 	}
 	return reject(fmt.Errorf("store returned unknown outcome %d", res.Outcome), keyID)
 }
 
+// releaseOrphan releases c after a failed Acquire, bounded in time; it is
+// a no-op when the claim was never made.
+func (e *Engine) releaseOrphan(c Claim) {
+	if c.Validate() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(e.storeTimeout, time.Second))
+	defer cancel()
+	if err := e.store.Release(ctx, c); err != nil && !errors.Is(err, ErrLeaseLost) {
+		e.logger.Debug("could not release a claim whose Acquire failed", "key_id", c.KeyID(), "error", err)
+	}
+}
+
+// completed turns a stored record into a replay, or into the problem its
+// mark stands for.
+func completed(rec *Record, keyID string) Decision {
+	switch rec.Mark {
+	case MarkNone:
+		return Decision{Kind: Replay, Record: rec, KeyID: keyID}
+	case MarkTooLarge:
+		return reject(ErrRecordTooLarge, keyID)
+	case MarkIncomplete:
+		return reject(&StatusError{Err: ErrResponseIncomplete, Status: rec.Status}, keyID)
+	case MarkEvicted:
+		return reject(&StatusError{Err: ErrRecordEvicted, Status: rec.Status}, keyID)
+	case MarkUnknown:
+		return reject(ErrOutcomeUnknown, keyID)
+	}
+	return reject(fmt.Errorf("%w: record mark %v", ErrCorruptRecord, rec.Mark), keyID)
+}
+
 func reject(err error, keyID string) Decision {
 	return Decision{Kind: Reject, Problem: ProblemFor(err), Err: err, KeyID: keyID}
+}
+
+// derivedScope is the scope of an automatic key: the caller scope plus,
+// when the policy asks, the client address (without its port, which
+// changes with every connection). "" means anonymous.
+func derivedScope(p *Policy, r *Request, scope string) string {
+	if p.AutoKey == nil || !p.AutoKey.SourceAddress || r.SourceAddress == "" {
+		return scope
+	}
+	host := r.SourceAddress
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	f := newFieldHash("gopotency/scope/address/v1")
+	f.add(scope)
+	f.add(host)
+	return hex.EncodeToString(f.sum())
 }
 
 // key returns the client's key, a derived key, or "" when the request
@@ -219,11 +353,11 @@ func (e *Engine) Precheck(p *Policy, r *Request) (Decision, bool) {
 	return Decision{Kind: Pass}, true
 }
 
-func (e *Engine) acquire(ctx context.Context, key, fp string, lease time.Duration) (AcquireResult, error) {
+func (e *Engine) acquire(ctx context.Context, c Claim, o AcquireOptions) (AcquireResult, error) {
 	start := time.Now()
 	ctx, cancel := e.storeCtx(ctx)
 	defer cancel()
-	res, err := e.store.Acquire(ctx, key, fp, lease)
+	res, err := e.store.Acquire(ctx, c, o)
 	e.observe("acquire", start, err)
 	if err != nil {
 		return res, fmt.Errorf("acquire: %w", err)
@@ -234,7 +368,7 @@ func (e *Engine) acquire(ctx context.Context, key, fp string, lease time.Duratio
 // wait polls until the in-flight request settles or p.WaitInFlight passes.
 // Polling keeps the Store contract to one atomic call; the interval grows
 // from 25ms to 500ms so a long wait costs few round trips.
-func (e *Engine) wait(ctx context.Context, p *Policy, key, fp string, res AcquireResult) (AcquireResult, error) {
+func (e *Engine) wait(ctx context.Context, p *Policy, c Claim, o AcquireOptions, res AcquireResult) (AcquireResult, error) {
 	deadline := e.now().Add(p.WaitInFlight)
 	step := 25 * time.Millisecond
 	for res.Outcome == InFlight {
@@ -247,7 +381,7 @@ func (e *Engine) wait(ctx context.Context, p *Policy, key, fp string, res Acquir
 		}
 		step = min(step*2, 500*time.Millisecond)
 		var err error
-		if res, err = e.acquire(ctx, key, fp, p.Lease); err != nil {
+		if res, err = e.acquire(ctx, c, o); err != nil {
 			return res, err
 		}
 	}

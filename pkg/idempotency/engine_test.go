@@ -71,7 +71,8 @@ func TestBeginFirstProceeds(t *testing.T) {
 	e, err := f.store.Get(context.Background(), d.Lease.StorageKey())
 	require.NoError(t, err)
 	assert.Equal(t, idempotency.StateInFlight, e.State)
-	assert.Equal(t, f.clock.Now().Add(idempotency.DefaultLease), e.ExpiresAt)
+	assert.Equal(t, f.clock.Now().Add(idempotency.DefaultLease), e.LeaseExpiresAt)
+	assert.Equal(t, f.clock.Now().Add(idempotency.DefaultRetention), e.ExpiresAt, "a claim is kept for the retention")
 	assert.Equal(t, idempotency.Fingerprint(&f.pol, post("k1", orderJSON)), e.Fingerprint)
 }
 
@@ -92,7 +93,7 @@ func TestBeginReplayAfterComplete(t *testing.T) {
 	assert.Equal(t, 201, d.Record.Status)
 	assert.Equal(t, `{"id":"ord_1"}`, string(d.Record.Body))
 	assert.Equal(t, hdrs("Content-Type", "application/json", "Location", "/v1/orders/ord_1"), d.Record.Headers)
-	assert.False(t, d.Record.TooLarge)
+	assert.Equal(t, idempotency.MarkNone, d.Record.Mark)
 	assert.True(t, created.Equal(d.Record.CreatedAt))
 	assert.Equal(t, lease.StorageKey()[:12], d.KeyID)
 
@@ -113,13 +114,12 @@ func TestBeginInFlightConflict(t *testing.T) {
 	d := f.begin(t, post("k1", orderJSON))
 	requireReject(t, d, 409, "request-in-progress")
 	assert.ErrorIs(t, d.Err, idempotency.ErrInFlight)
-	assert.Equal(t, 19800*time.Millisecond, d.Problem.RetryAfter, "time left on the lease")
-	assert.Contains(t, d.Problem.Headers(), idempotency.Header{Name: "Retry-After", Value: "20"})
+	assert.Equal(t, time.Second, d.Problem.RetryAfter, "the policy's polling hint, not the 19.8s left on the lease")
+	assert.Contains(t, d.Problem.Headers(), idempotency.Header{Name: "Retry-After", Value: "1"})
 
-	f.clock.Advance(19*time.Second + 700*time.Millisecond)
+	f.pol.RetryAfter = 3 * time.Second
 	d = f.begin(t, post("k1", orderJSON))
-	requireReject(t, d, 409, "request-in-progress")
-	assert.Equal(t, time.Second, d.Problem.RetryAfter, "never less than a second")
+	assert.Contains(t, d.Problem.Headers(), idempotency.Header{Name: "Retry-After", Value: "3"})
 }
 
 func TestBeginWaitInFlightReplays(t *testing.T) {
@@ -165,7 +165,7 @@ func TestBeginWaitInFlightGivesUp(t *testing.T) {
 	d := f.begin(t, post("k1", orderJSON))
 	requireReject(t, d, 409, "request-in-progress")
 	assert.Equal(t, 2*time.Second, f.clock.Now().Sub(start), "waits exactly WaitInFlight")
-	assert.Equal(t, 28*time.Second, d.Problem.RetryAfter)
+	assert.Equal(t, time.Second, d.Problem.RetryAfter)
 	for _, s := range f.clock.Sleeps() {
 		assert.LessOrEqual(t, s, 500*time.Millisecond, "poll interval is capped")
 	}
@@ -217,7 +217,7 @@ func TestCompleteDoesNotStoreSomeStatuses(t *testing.T) {
 		assert.Zero(t, f.store.Len(), "status %d released", status)
 		f.proceed(t, post("k1", orderJSON))
 		_, _, settled, _ := rec.snapshot()
-		assert.Equal(t, []string{"released_status/0"}, settled)
+		assert.Equal(t, []string{"released/0"}, settled)
 	}
 	for _, status := range []int{200, 201, 400, 404, 409, 422} {
 		f := newFixture(t)
@@ -240,7 +240,7 @@ func TestCompleteTooLargeStoresTombstone(t *testing.T) {
 	require.NoError(t, over.Complete(context.Background(), response(200, "123456789", "Content-Type", "text/plain")))
 	e, err := f.store.Get(context.Background(), over.StorageKey())
 	require.NoError(t, err)
-	assert.True(t, e.Record.TooLarge)
+	assert.Equal(t, idempotency.MarkTooLarge, e.Record.Mark)
 	assert.Equal(t, 200, e.Record.Status)
 	assert.Empty(t, e.Record.Body)
 	assert.Empty(t, e.Record.Headers)
@@ -310,17 +310,45 @@ func TestBeginAutoKey(t *testing.T) {
 	f := newFixture(t)
 	f.pol.KeyRequired = true
 	f.pol.AutoKey = &idempotency.AutoKey{JSONFields: []string{"amount"}}
-	lease := f.proceed(t, request("POST", "/v1/orders", orderJSON))
+	alice := []string{"Authorization", "Bearer alice"}
+	lease := f.proceed(t, request("POST", "/v1/orders", orderJSON, alice...))
 	require.NoError(t, lease.Complete(context.Background(), response(201, "auto")))
 
-	d := f.begin(t, request("POST", "/v1/orders", `{"currency":"eur", "amount":1000}`))
+	d := f.begin(t, request("POST", "/v1/orders", `{"currency":"eur", "amount":1000}`, alice...))
 	requireReject(t, d, 422, "key-reused") // same derived key, different body bytes
 
+	// Another caller sending the same content never sees alice's answer.
+	f.proceed(t, request("POST", "/v1/orders", orderJSON, "Authorization", "Bearer bob"))
+
 	f.pol.CanonicalJSON = true
-	f.proceed(t, request("POST", "/v1/orders", `{"amount":2000}`))
+	f.proceed(t, request("POST", "/v1/orders", `{"amount":2000}`, alice...))
 
 	explicit := f.proceed(t, post("sent", orderJSON))
 	assert.NotEqual(t, lease.StorageKey(), explicit.StorageKey(), "a sent key wins over the derived one")
+}
+
+// An automatic key for a caller with no identity would be shared by every
+// anonymous caller: such requests are not deduplicated at all, unless the
+// policy scopes derived keys by client address.
+func TestAutoKeyNeedsACaller(t *testing.T) {
+	f := newFixture(t)
+	f.pol.AutoKey = &idempotency.AutoKey{Body: true}
+	anon := request("POST", "/v1/orders", orderJSON)
+	assert.Equal(t, idempotency.Pass, f.begin(t, anon).Kind)
+	assert.Equal(t, idempotency.Pass, f.begin(t, anon).Kind)
+	assert.Zero(t, f.store.Len(), "nothing stored for anonymous content")
+
+	f.pol.AutoKey.SourceAddress = true
+	from := func(addr string) *idempotency.Request {
+		r := request("POST", "/v1/orders", orderJSON)
+		r.SourceAddress = addr
+		return r
+	}
+	l := f.proceed(t, from("192.0.2.7:50123"))
+	require.NoError(t, l.Complete(context.Background(), response(201, "x")))
+	assert.Equal(t, idempotency.Replay, f.begin(t, from("192.0.2.7:61000")).Kind, "the port changes per connection; the address is the caller")
+	f.proceed(t, from("198.51.100.9:50123"))
+	f.proceed(t, from("[2001:db8::1]:443"))
 }
 
 func TestPrecheck(t *testing.T) {

@@ -1,6 +1,9 @@
 package idempotency
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors produced by the engine. Each maps to exactly one problem type in
 // the table in problem.go; wrap them with %w to add detail.
@@ -11,4 +14,37 @@ var (
 	ErrMismatch        = errors.New("idempotency: key reused with a different request")
 	ErrRecordTooLarge  = errors.New("idempotency: stored response exceeded the size cap")
 	ErrRequestTooLarge = errors.New("idempotency: request body exceeds the fingerprint cap")
+	// ErrOutcomeUnknown: an earlier request with the key was forwarded and
+	// never answered (or its holder vanished); it may have run.
+	ErrOutcomeUnknown = errors.New("idempotency: outcome of the earlier request with this key is unknown")
+	// ErrResponseIncomplete: an earlier request with the key ran and
+	// answered, but its response was cut off; see IncompleteError.
+	ErrResponseIncomplete = errors.New("idempotency: response of the earlier request with this key was cut off")
+	// ErrRecordEvicted: an earlier request with the key ran, but its
+	// stored response was dropped to keep the store within its budget.
+	ErrRecordEvicted = errors.New("idempotency: stored response was evicted")
+	// ErrServerBusy: the transport is at its memory budget; nothing ran.
+	ErrServerBusy = errors.New("idempotency: server busy")
+	// ErrMisconfigured: the proxy and the idempotency layer disagree on
+	// what must be sent (for example Envoy's request_attributes); failing
+	// closed, nothing ran.
+	ErrMisconfigured = errors.New("idempotency: proxy configuration does not match")
+	// ErrProtocol: a transport reached a state it must never reach (a
+	// guarded request got to the upstream without a decision). The
+	// request may have run.
+	ErrProtocol = errors.New("idempotency: protocol error")
 )
+
+// StatusError carries the status of an earlier response that cannot be
+// replayed (ErrResponseIncomplete, ErrRecordEvicted), so the problem can
+// tell the client what happened (the original_status member).
+type StatusError struct {
+	Err    error
+	Status int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%v (original status %d)", e.Err, e.Status)
+}
+
+func (e *StatusError) Unwrap() error { return e.Err }

@@ -135,20 +135,18 @@ type stubStore struct {
 
 var errDown = fmt.Errorf("stub: dial tcp 10.1.2.3:6379: connection refused: %w", idempotency.ErrStoreUnavailable)
 
-func (s stubStore) Acquire(ctx context.Context, _, _ string, _ time.Duration) (idempotency.AcquireResult, error) {
+func (s stubStore) Acquire(ctx context.Context, _ idempotency.Claim, _ idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
 	if s.acquire != nil {
 		return s.acquire(ctx)
 	}
 	return idempotency.AcquireResult{}, errDown
 }
 
-func (stubStore) Complete(context.Context, string, string, *idempotency.Record, time.Duration) error {
+func (stubStore) Complete(context.Context, idempotency.Claim, *idempotency.Record) error {
 	return errDown
 }
-func (stubStore) Release(context.Context, string, string) error { return errDown }
-func (stubStore) Extend(context.Context, string, string, time.Duration) error {
-	return errDown
-}
+func (stubStore) Release(context.Context, idempotency.Claim) error        { return errDown }
+func (stubStore) Extend(context.Context, idempotency.Claim) error         { return errDown }
 func (stubStore) Get(context.Context, string) (*idempotency.Entry, error) { return nil, errDown }
 func (stubStore) Delete(context.Context, string) error                    { return errDown }
 

@@ -16,83 +16,98 @@ type Response struct {
 	// the transport stopped accumulating because the body was larger.
 	Body     []byte
 	TooLarge bool
+	// Incomplete: the status and headers arrived but the body was cut off
+	// (client gone or upstream reset mid-body). The upstream ran, so the
+	// key is recorded as response-incomplete, never released.
+	Incomplete bool
 }
 
 // Lease is the right, won by Begin, to execute a request and record its
 // outcome. Exactly one of Complete or Abandon settles it; later calls are
 // no-ops, so a transport can defer Abandon unconditionally.
 type Lease struct {
-	e     *Engine
-	p     *Policy
-	key   string
-	token string
+	e *Engine
+	p *Policy
+	c Claim
 
+	// mu serialises the lease's store calls: once settled, no renewal can
+	// reach the store after the settling call (a late Extend would
+	// re-create a released claim).
 	mu       sync.Mutex
 	settled  bool
 	stopKeep func()
 }
 
+// Settle backoff: a transient store failure while recording is retried
+// until the caller's context ends.
+const (
+	settleRetryFirst = 50 * time.Millisecond
+	settleRetryMax   = time.Second
+)
+
 // Complete records resp, or releases the key when the policy does not
 // store resp.Status (5xx, 408, 429 by default) so a retry may run. A body
 // over the cap stores a tombstone instead: retries get 413, never a re-run.
+// A transient store failure is retried until ctx ends.
 func (l *Lease) Complete(ctx context.Context, resp *Response) error {
-	if !l.settle() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.settleLocked() {
 		return nil
 	}
 	if !l.p.Stores(resp.Status) {
-		return l.release(ctx, "released_status")
+		return l.releaseLocked(ctx)
 	}
 	rec := &Record{Status: resp.Status, CreatedAt: l.e.now().Truncate(time.Millisecond)}
-	if resp.TooLarge || int64(len(resp.Body)) > l.p.MaxResponseBody {
-		rec.TooLarge = true
-	} else {
+	how := "recorded"
+	switch {
+	case resp.Incomplete:
+		rec.Mark, rec.Headers, how = MarkIncomplete, ReplayableHeaders(l.p, resp.Headers), "incomplete"
+	case resp.TooLarge || int64(len(resp.Body)) > l.p.MaxResponseBody:
+		rec.Mark, how = MarkTooLarge, "too_large"
+	default:
 		rec.Headers = ReplayableHeaders(l.p, resp.Headers)
 		rec.Body = resp.Body
 	}
-	start := time.Now()
-	sctx, cancel := l.e.storeCtx(ctx)
-	err := l.e.store.Complete(sctx, l.key, l.token, rec, l.p.Retention)
-	cancel()
-	l.e.observe("complete", start, err)
-	how := "completed"
-	switch {
-	case rec.TooLarge:
-		how = "completed_too_large"
-	case errors.Is(err, ErrLeaseLost):
-		how = "lost"
-	case err != nil:
-		how = "complete_failed"
-	}
-	l.report(how, len(rec.Body))
-	if err != nil {
-		l.e.logger.ErrorContext(ctx, "could not record response; key stays locked until its lease expires", "key_id", l.key[:12], "error", err)
-		return fmt.Errorf("complete: %w", err)
-	}
-	return nil
+	return l.recordLocked(ctx, rec, how)
 }
 
 // Abandon settles a lease that will never see a complete response. When
 // upstreamSawRequest is false (the request provably never left), the key
-// is released so a retry may run. Otherwise the outcome is unknown: the
-// claim is left to expire, so no duplicate runs while the first may still
-// be executing.
+// is released so a retry may run. Otherwise the outcome is unknown: it is
+// recorded as such (MarkUnknown), so no retry runs the request again; under
+// Policy.UnknownOutcome retry_after_lease the claim is left to its lease
+// instead, after which a retry may run.
 func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
-	if !l.settle() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.settleLocked() {
 		return nil
 	}
 	if !upstreamSawRequest {
-		return l.release(ctx, "released_unsent")
+		return l.releaseLocked(ctx)
 	}
-	l.report("abandoned", 0)
-	l.e.logger.WarnContext(ctx, "request ended without a complete response; key left locked until its lease expires", "key_id", l.key[:12])
-	return nil
+	if l.p.UnknownOutcome == UnknownRetryAfterLease {
+		l.report("expiring", 0)
+		l.e.logger.WarnContext(ctx, "request ended without a response; its key runs again once the lease expires (unknown_outcome: retry_after_lease)", "key_id", l.c.KeyID(), "lease", l.p.Lease.String())
+		return nil
+	}
+	l.e.logger.WarnContext(ctx, "request ended without a response; its key is recorded as outcome-unknown", "key_id", l.c.KeyID())
+	return l.recordLocked(ctx, &Record{Mark: MarkUnknown, CreatedAt: l.e.now().Truncate(time.Millisecond)}, "unknown")
 }
 
-// Extend renews the lease once.
-func (l *Lease) Extend(ctx context.Context) error {
+// Extend renews the lease once (re-creating a claim the store lost).
+func (l *Lease) Extend(ctx context.Context) error { return l.renew(ctx) }
+
+func (l *Lease) renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.settled {
+		return nil
+	}
 	start := time.Now()
 	sctx, cancel := l.e.storeCtx(ctx)
-	err := l.e.store.Extend(sctx, l.key, l.token, l.p.Lease)
+	err := l.e.store.Extend(sctx, l.c)
 	cancel()
 	l.e.observe("extend", start, err)
 	if l.e.hooks.LeaseRenewed != nil {
@@ -121,24 +136,25 @@ func (l *Lease) KeepAlive(ctx context.Context) {
 	l.mu.Unlock()
 	go func() {
 		for l.e.sleep(ctx, l.p.Lease/3) == nil {
-			if err := l.Extend(ctx); err != nil && ctx.Err() == nil {
-				l.e.logger.Error("lease renewal failed; a duplicate may run once the lease expires", "key_id", l.key[:12], "error", err)
-				if errors.Is(err, ErrLeaseLost) {
-					return
-				}
+			err := l.renew(ctx)
+			switch {
+			case err == nil, ctx.Err() != nil:
+			case errors.Is(err, ErrLeaseLost):
+				l.e.logger.Error("lease taken over by another request; it holds the key now", "key_id", l.c.KeyID(), "error", err)
+				return
+			default:
+				l.e.logger.Error("lease renewal failed; retrying at the next interval (if the lease runs out first, retries are told outcome-unknown)", "key_id", l.c.KeyID(), "error", err)
 			}
 		}
 	}()
 }
 
 // StorageKey returns the opaque key the lease holds (for admin and tests).
-func (l *Lease) StorageKey() string { return l.key }
+func (l *Lease) StorageKey() string { return l.c.Key }
 
-// settle marks the lease settled and stops renewal; it reports false if the
-// lease was already settled.
-func (l *Lease) settle() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// settleLocked marks the lease settled and stops renewal; it reports false
+// if the lease was already settled. The caller holds l.mu.
+func (l *Lease) settleLocked() bool {
 	if l.settled {
 		return false
 	}
@@ -146,23 +162,61 @@ func (l *Lease) settle() bool {
 	if l.stopKeep != nil {
 		l.stopKeep()
 	}
+	l.e.forget(l)
 	return true
 }
 
-func (l *Lease) release(ctx context.Context, how string) error {
-	start := time.Now()
-	sctx, cancel := l.e.storeCtx(ctx)
-	err := l.e.store.Release(sctx, l.key, l.token)
-	cancel()
-	l.e.observe("release", start, err)
-	if err != nil {
-		how = "release_failed"
+func (l *Lease) releaseLocked(ctx context.Context) error {
+	err := l.retry(ctx, "release", func(sctx context.Context) error { return l.e.store.Release(sctx, l.c) })
+	switch {
+	case err == nil:
+		l.report("released", 0)
+		return nil
+	case errors.Is(err, ErrLeaseLost):
+		l.report("lost", 0)
+		l.e.logger.InfoContext(ctx, "key not released: another request holds it now", "key_id", l.c.KeyID())
+	default:
+		l.report("failed", 0)
+		l.e.logger.ErrorContext(ctx, "could not release the key; its claim stays until the lease runs out, then retries are told outcome-unknown", "key_id", l.c.KeyID(), "error", err)
 	}
-	l.report(how, 0)
-	if err != nil {
-		return fmt.Errorf("release: %w", err)
+	return fmt.Errorf("release: %w", err)
+}
+
+func (l *Lease) recordLocked(ctx context.Context, rec *Record, how string) error {
+	err := l.retry(ctx, "complete", func(sctx context.Context) error { return l.e.store.Complete(sctx, l.c, rec) })
+	switch {
+	case err == nil:
+		l.report(how, len(rec.Body))
+		return nil
+	case errors.Is(err, ErrLeaseLost):
+		l.report("lost", 0)
+		l.e.logger.WarnContext(ctx, "not recorded: another request holds this key now (it took over after our lease ran out, or completed it)", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status)
+	default:
+		l.report("failed", 0)
+		l.e.logger.ErrorContext(ctx, "could not record the outcome; the claim stays until its lease runs out, then retries are told outcome-unknown", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status, "error", err)
 	}
-	return nil
+	return fmt.Errorf("complete: %w", err)
+}
+
+// retry runs a settling store call, retrying transient failures (the store
+// unreachable, or one call's store timeout) with backoff until ctx ends.
+func (l *Lease) retry(ctx context.Context, op string, call func(context.Context) error) error {
+	wait := settleRetryFirst
+	for {
+		start := time.Now()
+		sctx, cancel := l.e.storeCtx(ctx)
+		err := call(sctx)
+		cancel()
+		l.e.observe(op, start, err)
+		transient := errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded)
+		if err == nil || !transient || ctx.Err() != nil {
+			return err
+		}
+		if l.e.sleep(ctx, wait) != nil {
+			return err
+		}
+		wait = min(wait*2, settleRetryMax)
+	}
 }
 
 func (l *Lease) report(how string, n int) {

@@ -2,7 +2,7 @@ package idempotency_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
 func TestAbandonUnsentReleases(t *testing.T) {
@@ -22,28 +21,84 @@ func TestAbandonUnsentReleases(t *testing.T) {
 	f.proceed(t, post("k1", orderJSON))
 }
 
-func TestAbandonUnknownOutcomeKeepsKeyLocked(t *testing.T) {
+// A request forwarded and never answered may have run: its key answers
+// outcome-unknown for the retention, never runs again on its own.
+func TestAbandonRecordsOutcomeUnknown(t *testing.T) {
 	f := newFixture(t)
 	f.pol.Lease = 5 * time.Second
 	first := f.proceed(t, post("k1", orderJSON))
 	require.NoError(t, first.Abandon(context.Background(), true))
+	for _, after := range []time.Duration{0, time.Minute, 23 * time.Hour} {
+		f.clock.Advance(after)
+		d := f.begin(t, post("k1", orderJSON))
+		requireReject(t, d, 424, "outcome-unknown")
+		assert.ErrorIs(t, d.Err, idempotency.ErrOutcomeUnknown)
+		assert.Zero(t, d.Problem.RetryAfter, "waiting does not help: no Retry-After")
+	}
+	requireReject(t, f.begin(t, post("k1", `{"other":1}`)), 422, "key-reused")
+	f.clock.Advance(time.Hour)
+	f.proceed(t, post("k1", orderJSON)) // past the retention: forgotten
+}
 
+// Under unknown_outcome retry_after_lease (upstreams that roll back work
+// cut off mid-request) the key runs again once the lease runs out.
+func TestAbandonRetryAfterLease(t *testing.T) {
+	rec := &recorder{}
+	f := newFixture(t, idempotency.WithHooks(rec.hooks()))
+	f.pol.Lease = 5 * time.Second
+	f.pol.UnknownOutcome = idempotency.UnknownRetryAfterLease
+	first := f.proceed(t, post("k1", orderJSON))
+	require.NoError(t, first.Abandon(context.Background(), true))
 	f.clock.Advance(4 * time.Second)
 	requireReject(t, f.begin(t, post("k1", orderJSON)), 409, "request-in-progress")
-
 	f.clock.Advance(time.Second)
 	second := f.proceed(t, post("k1", orderJSON))
-	assert.Equal(t, first.StorageKey(), second.StorageKey())
 	require.NoError(t, second.Complete(context.Background(), response(201, "second")))
 	d := f.begin(t, post("k1", orderJSON))
 	require.Equal(t, idempotency.Replay, d.Kind)
 	assert.Equal(t, "second", string(d.Record.Body))
+	_, _, settled, _ := rec.snapshot()
+	assert.Equal(t, []string{"expiring/0", "recorded/6"}, settled)
+}
+
+// A holder that vanished without settling (a crash) leaves a claim whose
+// lease runs out: that is outcome-unknown too, not a free key.
+func TestCrashedHolderIsOutcomeUnknown(t *testing.T) {
+	f := newFixture(t)
+	f.pol.Lease = time.Second
+	f.proceed(t, post("k1", orderJSON)) // never settled, never renewed
+	f.clock.Advance(999 * time.Millisecond)
+	requireReject(t, f.begin(t, post("k1", orderJSON)), 409, "request-in-progress")
+	f.clock.Advance(time.Millisecond)
+	requireReject(t, f.begin(t, post("k1", orderJSON)), 424, "outcome-unknown")
+}
+
+func TestCompleteIncompleteResponse(t *testing.T) {
+	f := newFixture(t)
+	ran := f.proceed(t, post("k1", orderJSON))
+	require.NoError(t, ran.Complete(context.Background(), &idempotency.Response{Status: 201, Incomplete: true,
+		Headers: hdrs("Location", "/v1/orders/ord_1", "Set-Cookie", "s=1"), Body: []byte(`{"id":"or`)}))
+	e, err := f.store.Get(context.Background(), ran.StorageKey())
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.MarkIncomplete, e.Record.Mark)
+	assert.Equal(t, hdrs("Location", "/v1/orders/ord_1"), e.Record.Headers, "replayable headers are kept, the partial body is not")
+	assert.Empty(t, e.Record.Body)
+	d := f.begin(t, post("k1", orderJSON))
+	requireReject(t, d, 424, "response-incomplete")
+	assert.Equal(t, 201, d.Problem.OriginalStatus)
+	assert.Contains(t, string(d.Problem.Body()), `"original_status":201`)
+
+	// A cut-off 500 is still a 500: not stored, the key is released.
+	failed := f.proceed(t, post("k2", orderJSON))
+	require.NoError(t, failed.Complete(context.Background(), &idempotency.Response{Status: 500, Incomplete: true}))
+	f.proceed(t, post("k2", orderJSON))
 }
 
 func TestCompleteAfterTakeoverIsFenced(t *testing.T) {
 	rec := &recorder{}
 	f := newFixture(t, idempotency.WithHooks(rec.hooks()))
 	f.pol.Lease = time.Second
+	f.pol.UnknownOutcome = idempotency.UnknownRetryAfterLease
 	slow := f.proceed(t, post("k1", orderJSON))
 
 	f.clock.Advance(time.Second)
@@ -53,33 +108,100 @@ func TestCompleteAfterTakeoverIsFenced(t *testing.T) {
 	err := slow.Complete(context.Background(), response(201, "slow"))
 	require.Error(t, err)
 	assert.ErrorIs(t, err, idempotency.ErrLeaseLost)
-	assert.ErrorIs(t, slow.Extend(context.Background()), idempotency.ErrLeaseLost)
+	assert.NoError(t, slow.Extend(context.Background()), "a settled lease renews nothing")
 
 	d := f.begin(t, post("k1", orderJSON))
 	require.Equal(t, idempotency.Replay, d.Kind)
 	assert.Equal(t, "fast", string(d.Record.Body), "the fenced writer changed nothing")
 
 	_, _, settled, _ := rec.snapshot()
-	assert.Equal(t, []string{"completed/4", "lost/4"}, settled)
+	assert.Equal(t, []string{"recorded/4", "lost/0"}, settled)
+}
+
+// flakyStore fails the first n settling calls as an unreachable store
+// would, then behaves.
+type flakyStore struct {
+	idempotency.Store
+	mu    sync.Mutex
+	fails int
+	calls []string
+}
+
+func (s *flakyStore) flake(op string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, op)
+	if s.fails > 0 {
+		s.fails--
+		return fmt.Errorf("flaky: %w", idempotency.ErrStoreUnavailable)
+	}
+	return nil
+}
+
+func (s *flakyStore) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	if err := s.flake("complete"); err != nil {
+		return err
+	}
+	return s.Store.Complete(ctx, c, rec)
+}
+
+func (s *flakyStore) Release(ctx context.Context, c idempotency.Claim) error {
+	if err := s.flake("release"); err != nil {
+		return err
+	}
+	return s.Store.Release(ctx, c)
+}
+
+// A transient failure while recording is retried within the caller's
+// context, with backoff, before the outcome is given up.
+func TestSettleRetriesTransientFailures(t *testing.T) {
+	rec := &recorder{}
+	f := newFixture(t)
+	flaky := &flakyStore{Store: f.store, fails: 3}
+	eng := idempotency.New(flaky, idempotency.WithClock(f.clock.Now, f.clock.Sleep), idempotency.WithHooks(rec.hooks()))
+	d := eng.Begin(context.Background(), &f.pol, post("k1", orderJSON))
+	require.Equal(t, idempotency.Proceed, d.Kind)
+	require.NoError(t, d.Lease.Complete(context.Background(), response(201, "ok")))
+	assert.Equal(t, []string{"complete", "complete", "complete", "complete"}, flaky.calls)
+	assert.Equal(t, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}, f.clock.Sleeps())
+	assert.Equal(t, idempotency.Replay, eng.Begin(context.Background(), &f.pol, post("k1", orderJSON)).Kind)
+
+	// Release is retried the same way: a failed release would leave an
+	// unstored 500 looking like an unknown outcome.
+	flaky.fails = 2
+	d = eng.Begin(context.Background(), &f.pol, post("k2", orderJSON))
+	require.NoError(t, d.Lease.Complete(context.Background(), response(503, "")))
+	assert.Equal(t, idempotency.Proceed, eng.Begin(context.Background(), &f.pol, post("k2", orderJSON)).Kind)
+	_, _, settled, _ := rec.snapshot()
+	assert.Equal(t, []string{"recorded/2", "released/0"}, settled)
 }
 
 func TestSettleFailuresAreReported(t *testing.T) {
 	rec := &recorder{}
 	f := newFixture(t, idempotency.WithHooks(rec.hooks()))
 	f.pol.Lease = time.Second
+	f.pol.UnknownOutcome = idempotency.UnknownRetryAfterLease
 	a := f.proceed(t, post("a", orderJSON))
-	b := f.proceed(t, post("b", orderJSON))
 	f.clock.Advance(time.Second)
 	f.proceed(t, post("a", orderJSON))
-	f.proceed(t, post("b", orderJSON))
-
 	assert.ErrorIs(t, a.Abandon(context.Background(), false), idempotency.ErrLeaseLost, "cannot release a claim taken over")
+
+	// A store that stays down: retried until the caller's context ends.
+	flaky := &flakyStore{Store: f.store, fails: 1 << 30}
+	eng := idempotency.New(flaky, idempotency.WithClock(f.clock.Now, f.clock.Sleep), idempotency.WithHooks(rec.hooks()))
+	d := eng.Begin(context.Background(), &f.pol, post("b", orderJSON))
+	require.Equal(t, idempotency.Proceed, d.Kind)
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := b.Complete(ctx, response(201, "x"))
-	assert.ErrorIs(t, err, context.Canceled)
+	f.clock.onSleep = func(time.Duration) {
+		if len(f.clock.Sleeps()) == 5 {
+			cancel()
+		}
+	}
+	err := d.Lease.Complete(ctx, response(201, "x"))
+	assert.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	assert.Len(t, flaky.calls, 6, "attempts until the settle context ended (cancelled during the fifth wait)")
 	_, _, settled, _ := rec.snapshot()
-	assert.Equal(t, []string{"release_failed/0", "complete_failed/1"}, settled)
+	assert.Equal(t, []string{"lost/0", "failed/0"}, settled)
 }
 
 func TestHooks(t *testing.T) {
@@ -94,15 +216,15 @@ func TestHooks(t *testing.T) {
 	require.NoError(t, l.Complete(ctx, response(201, "abc")))
 	f.begin(t, post("k1", orderJSON))                                   // replay
 	f.begin(t, post("k1", "{}"))                                        // key-reused
-	require.NoError(t, f.proceed(t, post("k2", "")).Abandon(ctx, true)) // abandoned
-	f.begin(t, post("k2", ""))                                          // request-in-progress
+	require.NoError(t, f.proceed(t, post("k2", "")).Abandon(ctx, true)) // unknown
+	f.begin(t, post("k2", ""))                                          // outcome-unknown
 	require.NoError(t, f.proceed(t, post("k3", "")).Complete(ctx, response(200, "too big")))
 	require.NoError(t, f.proceed(t, post("k4", "")).Abandon(ctx, false))
 
 	decided, ops, settled, renewals := rec.snapshot()
-	assert.Equal(t, []string{"pass", "proceed", "replay", "key-reused", "proceed", "request-in-progress", "proceed", "proceed"}, decided)
-	assert.Equal(t, []string{"acquire", "extend", "complete", "acquire", "acquire", "acquire", "acquire", "acquire", "complete", "acquire", "release"}, ops)
-	assert.Equal(t, []string{"completed/3", "abandoned/0", "completed_too_large/0", "released_unsent/0"}, settled)
+	assert.Equal(t, []string{"pass", "proceed", "replay", "key-reused", "proceed", "outcome-unknown", "proceed", "proceed"}, decided)
+	assert.Equal(t, []string{"acquire", "extend", "complete", "acquire", "acquire", "acquire", "complete", "acquire", "acquire", "complete", "acquire", "release"}, ops)
+	assert.Equal(t, []string{"recorded/3", "unknown/0", "too_large/0", "released/0"}, settled)
 	assert.Equal(t, 1, renewals)
 	for _, err := range rec.opErrs {
 		assert.NoError(t, err)
@@ -116,110 +238,4 @@ func TestHooks(t *testing.T) {
 	assert.Equal(t, []string{"pass"}, decided, "fail-open is a pass")
 	assert.Equal(t, []string{"acquire"}, ops)
 	assert.ErrorIs(t, rec2.opErrs[0], idempotency.ErrStoreUnavailable)
-}
-
-// countingStore counts Extend calls on a real-time memstore.
-type countingStore struct {
-	*memstore.Store
-	mu      sync.Mutex
-	extends int
-	errs    []error
-}
-
-func (s *countingStore) Extend(ctx context.Context, key, token string, lease time.Duration) error {
-	err := s.Store.Extend(ctx, key, token, lease)
-	s.mu.Lock()
-	s.extends++
-	if err != nil {
-		s.errs = append(s.errs, err)
-	}
-	s.mu.Unlock()
-	return err
-}
-
-func (s *countingStore) counts() (int, []error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.extends, append([]error(nil), s.errs...)
-}
-
-// TestKeepAliveOutlivesLease runs on real time: a 60ms lease held for
-// 300ms must never be taken over, and renewal must stop once settled.
-func TestKeepAliveOutlivesLease(t *testing.T) {
-	mem := memstore.New(memstore.Options{})
-	t.Cleanup(func() { _ = mem.Close() })
-	s := &countingStore{Store: mem}
-	eng := idempotency.New(s)
-	p := idempotency.DefaultPolicy()
-	p.Lease = 60 * time.Millisecond
-	ctx := context.Background()
-
-	d := eng.Begin(ctx, &p, post("slow", orderJSON))
-	require.Equal(t, idempotency.Proceed, d.Kind)
-	reqCtx, cancelReq := context.WithCancel(ctx)
-	d.Lease.KeepAlive(reqCtx)
-	d.Lease.KeepAlive(reqCtx) // a second call is a no-op, not a second renewer
-	cancelReq()               // the client went away; the handler is still running
-
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		dup := eng.Begin(ctx, &p, post("slow", orderJSON))
-		require.Equal(t, idempotency.Reject, dup.Kind, "a duplicate got %v while the first was running", dup.Kind)
-		require.Equal(t, 409, dup.Problem.Status)
-		time.Sleep(10 * time.Millisecond)
-	}
-	require.NoError(t, d.Lease.Complete(ctx, response(201, "slow done")))
-
-	n, errs := s.counts()
-	assert.GreaterOrEqual(t, n, 5, "300ms at one renewal per 20ms")
-	assert.Empty(t, errs, "no renewal failed while the lease was held")
-
-	// A renewal racing Complete may still land; after that, none.
-	time.Sleep(30 * time.Millisecond)
-	settledAt, _ := s.counts()
-	time.Sleep(150 * time.Millisecond)
-	after, _ := s.counts()
-	assert.Equal(t, settledAt, after, "renewal stopped after Complete")
-
-	r := eng.Begin(ctx, &p, post("slow", orderJSON))
-	require.Equal(t, idempotency.Replay, r.Kind)
-	assert.Equal(t, "slow done", string(r.Record.Body))
-}
-
-// Without KeepAlive the same slow request is taken over: the test above
-// can fail.
-func TestLeaseExpiresWithoutKeepAlive(t *testing.T) {
-	mem := memstore.New(memstore.Options{})
-	t.Cleanup(func() { _ = mem.Close() })
-	eng := idempotency.New(mem)
-	p := idempotency.DefaultPolicy()
-	p.Lease = 20 * time.Millisecond
-	d := eng.Begin(context.Background(), &p, post("slow", orderJSON))
-	require.Equal(t, idempotency.Proceed, d.Kind)
-	time.Sleep(40 * time.Millisecond)
-	dup := eng.Begin(context.Background(), &p, post("slow", orderJSON))
-	assert.Equal(t, idempotency.Proceed, dup.Kind)
-	assert.True(t, errors.Is(d.Lease.Complete(context.Background(), response(201, "")), idempotency.ErrLeaseLost))
-}
-
-func TestKeepAliveStopsOnLeaseLost(t *testing.T) {
-	mem := memstore.New(memstore.Options{})
-	t.Cleanup(func() { _ = mem.Close() })
-	s := &countingStore{Store: mem}
-	eng := idempotency.New(s)
-	p := idempotency.DefaultPolicy()
-	p.Lease = 30 * time.Millisecond
-	d := eng.Begin(context.Background(), &p, post("k", orderJSON))
-	require.Equal(t, idempotency.Proceed, d.Kind)
-	require.NoError(t, mem.Delete(context.Background(), d.Lease.StorageKey())) // an admin purge
-	d.Lease.KeepAlive(context.Background())
-
-	time.Sleep(60 * time.Millisecond)
-	n, errs := s.counts()
-	require.Equal(t, 1, n, "one failed renewal, then the renewer gives up")
-	assert.ErrorIs(t, errs[0], idempotency.ErrLeaseLost)
-	time.Sleep(60 * time.Millisecond)
-	n, _ = s.counts()
-	assert.Equal(t, 1, n)
-	require.NoError(t, d.Lease.Abandon(context.Background(), true))
 }

@@ -31,6 +31,24 @@ const (
 	DefaultLease           = 30 * time.Second
 	DefaultMaxRequestBody  = 1 << 20
 	DefaultMaxResponseBody = 1 << 20
+	DefaultRetryAfter      = time.Second
+)
+
+// UnknownOutcome says what happens to a key whose request was forwarded
+// and never answered (client gone, upstream reset, timeout, a crashed
+// server whose lease ran out).
+type UnknownOutcome string
+
+const (
+	// UnknownRecord keeps the key as outcome-unknown for the retention:
+	// retries are told so and never run. It is the default: the request
+	// may have run, and running it again could charge twice.
+	UnknownRecord UnknownOutcome = "record"
+	// UnknownRetryAfterLease lets a retry run once the lease runs out,
+	// for upstreams that roll back work cut off mid-request (a database
+	// transaction bound to the request). A response whose head arrived is
+	// still recorded (response-incomplete): that upstream did run.
+	UnknownRetryAfterLease UnknownOutcome = "retry_after_lease"
 )
 
 // Policy is what one route asks of the engine. The zero value is not
@@ -83,6 +101,12 @@ type Policy struct {
 	// AutoKey, when set, derives a key from request content when the
 	// client sends none.
 	AutoKey *AutoKey
+	// RetryAfter is the Retry-After sent with 409 request-in-progress: a
+	// hint for polling, not the remaining lease.
+	RetryAfter time.Duration
+	// UnknownOutcome: what a forwarded request that never got a complete
+	// answer leaves behind (UnknownRecord by default).
+	UnknownOutcome UnknownOutcome
 }
 
 // AutoKey chooses the request parts hashed into a derived key. Method and
@@ -114,6 +138,8 @@ func DefaultPolicy() Policy {
 		ReplayDenylist:  []string{"Set-Cookie", "Set-Cookie2", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Date", "Server", "X-Envoy-Upstream-Service-Time"},
 		MaxRequestBody:  DefaultMaxRequestBody,
 		MaxResponseBody: DefaultMaxResponseBody,
+		RetryAfter:      DefaultRetryAfter,
+		UnknownOutcome:  UnknownRecord,
 	}
 }
 
@@ -155,8 +181,22 @@ func (p *Policy) Validate() error {
 	if p.WaitInFlight < 0 {
 		errs = append(errs, errors.New("wait_in_flight: must not be negative"))
 	}
+	if p.Retention > 0 && p.Lease > 0 && p.Retention < p.Lease {
+		errs = append(errs, errors.New("retention: must be at least the lease"))
+	}
 	if p.AutoKey != nil && len(p.AutoKey.Headers) == 0 && !p.AutoKey.Body && len(p.AutoKey.JSONFields) == 0 {
 		errs = append(errs, errors.New("auto_key: choose headers, body or json_fields"))
+	}
+	if p.AutoKey != nil && len(p.ScopeHeaders) == 0 && !p.ScopePrincipal && !p.AutoKey.SourceAddress {
+		errs = append(errs, errors.New("auto_key: derived keys need a caller identity, or anonymous callers sending the same content would get each other's responses: set scope_headers, scope_principal or auto_key.source_address"))
+	}
+	if p.RetryAfter < time.Second {
+		errs = append(errs, errors.New("retry_after: must be at least 1s (Retry-After counts whole seconds)"))
+	}
+	switch p.UnknownOutcome {
+	case UnknownRecord, UnknownRetryAfterLease:
+	default:
+		errs = append(errs, fmt.Errorf("unknown_outcome: %q is not record or retry_after_lease", p.UnknownOutcome))
 	}
 	return errors.Join(errs...)
 }

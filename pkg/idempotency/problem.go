@@ -21,6 +21,9 @@ type Problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Detail string `json:"detail,omitempty"`
+	// OriginalStatus is the status of the earlier response a
+	// response-incomplete problem reports (an RFC 9457 extension member).
+	OriginalStatus int `json:"original_status,omitempty"`
 	// RetryAfter, when positive, is sent as a Retry-After header (whole
 	// seconds, rounded up).
 	RetryAfter time.Duration `json:"-"`
@@ -52,6 +55,18 @@ var problems = []problemRow{
 	{err: ErrRecordTooLarge, status: http.StatusRequestEntityTooLarge, slug: "response-too-large", title: "The original response was too large to store",
 		detail: "The request with this key was executed, but its response exceeded the storage cap and cannot be replayed. It will not be executed again."},
 	{err: ErrRequestTooLarge, status: http.StatusRequestEntityTooLarge, slug: "request-too-large", title: "Request body too large for idempotency checking", clientDetail: true},
+	{err: ErrOutcomeUnknown, status: http.StatusFailedDependency, slug: "outcome-unknown", title: "The outcome of the earlier request with this Idempotency-Key is unknown",
+		detail: "An earlier request with this key was forwarded but no response came back (the connection dropped, the upstream was reset or timed out, or the server handling it stopped). It may have been executed. It will not be executed again under this key: check the resource's state before retrying the operation with a new key."},
+	{err: ErrResponseIncomplete, status: http.StatusFailedDependency, slug: "response-incomplete", title: "The response to the earlier request with this Idempotency-Key was cut off",
+		detail: "An earlier request with this key was executed and answered with the status in original_status, but the response body did not arrive whole, so it cannot be replayed. It will not be executed again: check the resource's state."},
+	{err: ErrRecordEvicted, status: http.StatusFailedDependency, slug: "response-evicted", title: "The response to the earlier request with this Idempotency-Key is no longer stored",
+		detail: "An earlier request with this key was executed and answered with the status in original_status; its response was dropped to keep the idempotency store within its memory budget. It will not be executed again: check the resource's state."},
+	{err: ErrServerBusy, status: http.StatusServiceUnavailable, slug: "server-busy", title: "The idempotency layer is at capacity",
+		detail: "The request was not executed. Retry later with the same key.", retryAfter: time.Second},
+	{err: ErrMisconfigured, status: http.StatusInternalServerError, slug: "proxy-misconfigured", title: "The proxy configuration does not match the idempotency layer",
+		detail: "The request was not executed. The operator must regenerate the proxy configuration (gopotency envoy-config)."},
+	{err: ErrProtocol, status: http.StatusBadGateway, slug: "protocol-error", title: "The idempotency layer lost track of this request",
+		detail: "The request reached the application without being checked; its outcome is recorded as unknown. Check the resource's state before retrying with a new key."},
 	{err: ErrStoreUnavailable, status: http.StatusServiceUnavailable, slug: "store-unavailable", title: "Idempotency store unavailable",
 		detail: "The request was not executed. Retry later with the same key.", retryAfter: time.Second},
 	{err: context.DeadlineExceeded, status: http.StatusServiceUnavailable, slug: "store-unavailable", title: "Idempotency store unavailable",
@@ -66,6 +81,10 @@ func ProblemFor(err error) *Problem {
 			p := &Problem{Status: row.status, Type: ProblemTypeBase + row.slug, Title: row.title, Detail: row.detail, RetryAfter: row.retryAfter}
 			if row.clientDetail {
 				p.Detail = err.Error()
+			}
+			var inc *StatusError
+			if errors.As(err, &inc) {
+				p.OriginalStatus = inc.Status
 			}
 			return p
 		}

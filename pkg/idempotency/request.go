@@ -25,6 +25,10 @@ type Request struct {
 	// Principal is an authenticated identity the transport vouches for,
 	// such as an mTLS peer; used when Policy.ScopePrincipal is set.
 	Principal string
+	// SourceAddress is the client's address ("ip" or "ip:port"; the port
+	// is ignored), used to scope automatic keys when
+	// AutoKey.SourceAddress is set.
+	SourceAddress string
 	// BeforeWait, when set, is called once before Begin waits (up to the
 	// given Policy.WaitInFlight) for an in-flight duplicate to finish; the
 	// ext_proc server uses it to extend Envoy's message timeout only for

@@ -2,7 +2,10 @@ package idempotency
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -15,63 +18,139 @@ import (
 // the caller scope and the client's key); a Store never sees a raw
 // Idempotency-Key or credential. Keys are at most 128 bytes of URL-safe ASCII.
 //
-// An entry for a key is in one of three states:
+// An entry for a key is in one of four states:
 //
-//   - absent (never seen, released, purged, or its retention ran out);
-//   - in flight: claimed by exactly one token until its lease expires;
-//   - completed: holds a Record until its retention runs out.
+//   - absent: never seen, released, purged, or its retention ran out;
+//   - in flight: claimed by exactly one token, whose lease (Claim.Lease,
+//     renewed by Extend) has not run out;
+//   - lease expired: an in-flight claim whose holder stopped renewing it
+//     (crashed, or cut off from the store). Its request may have run, so
+//     it is not up for grabs: Acquire reports LeaseExpired, unless the
+//     caller asks to take it over (AcquireOptions.TakeOverExpired);
+//   - completed: holds a Record (a response, or a mark saying why there is
+//     none) until its retention runs out.
 //
-// Expiry is decided by the store's own clock at the moment of each call, never
-// by trusting a background reaper alone: an entry whose deadline has passed is
-// treated as absent even if it is still physically present.
+// A claim is kept for Claim.Retention from the moment it was made (its lease
+// only says whether its holder is alive), a record for Claim.Retention from
+// Complete. Expiry is decided by the store's own clock at the moment of each
+// call, never by trusting a background reaper alone: an entry whose
+// retention has passed is treated as absent even if it is still physically
+// present.
 //
-// Every method must honour ctx: when ctx is cancelled or its deadline passes, a
-// call returns promptly with an error that wraps ctx.Err(). Transport failures
-// are returned wrapped with ErrStoreUnavailable so callers can fail closed;
-// an entry that exists but cannot be decoded is reported with
-// ErrCorruptRecord, never as absent.
+// A claim that vanished while its holder still runs (a Redis restarted
+// without persistence, an admin purge) is re-created by the holder's next
+// Extend or Complete, which succeed on an absent key; only another token's
+// claim or a completed record fence a token off (ErrLeaseLost).
+//
+// Every method must honour ctx: when ctx is cancelled or its deadline passes,
+// a call returns promptly with an error that wraps ctx.Err(), also in the
+// middle of network I/O. Transport failures are returned wrapped with
+// ErrStoreUnavailable so callers can fail closed; an entry that exists but
+// cannot be decoded is reported with ErrCorruptRecord, never as absent. A
+// Claim that fails Claim.Validate is refused with an error wrapping
+// ErrInvalidClaim and changes nothing.
 type Store interface {
-	// Acquire atomically claims key for a new execution, in one round trip.
+	// Acquire atomically claims c.Key for c.Token, in one round trip.
 	//
-	//   - Absent (or expired) entry: stores an in-flight claim holding
-	//     fingerprint, valid for lease, and returns Acquired with a fresh,
-	//     unguessable Token.
-	//   - In flight, lease not expired, same fingerprint: returns InFlight with
-	//     RetryAfter set to the time left on the lease (at least 1ms).
-	//   - In flight, lease expired: the claim is taken over as if absent (new
-	//     token); the previous token is fenced off for good.
+	//   - Absent: stores an in-flight claim holding c.Token and
+	//     c.Fingerprint, alive for c.Lease and kept for c.Retention, and
+	//     returns Acquired.
+	//   - In flight, same fingerprint: returns InFlight with RetryAfter set
+	//     to the time left on the lease (at least 1ms).
+	//   - Lease expired, same fingerprint: returns LeaseExpired and changes
+	//     nothing; with o.TakeOverExpired the claim is made anew for
+	//     c.Token instead (Acquired) and the previous token is fenced off.
 	//   - Completed, same fingerprint: returns Completed with the Record.
-	//   - In flight or completed with a different fingerprint: returns
-	//     Mismatch and changes nothing. Mismatch wins over InFlight.
+	//   - Any state with a different fingerprint: returns Mismatch and
+	//     changes nothing. Mismatch wins over every other outcome.
 	//
-	// Fingerprints are compared byte for byte; an empty fingerprint (the route
-	// does not fingerprint) only matches an empty one.
-	Acquire(ctx context.Context, key, fingerprint string, lease time.Duration) (AcquireResult, error)
+	// Fingerprints are compared byte for byte; an empty fingerprint (the
+	// route does not fingerprint) only matches an empty one.
+	Acquire(ctx context.Context, c Claim, o AcquireOptions) (AcquireResult, error)
 
-	// Complete replaces the in-flight claim owned by token with rec, kept for
-	// retention. It succeeds only while token still owns an unexpired claim
-	// (fencing); otherwise it returns an error wrapping ErrLeaseLost and
-	// changes nothing. One round trip.
-	Complete(ctx context.Context, key, token string, rec *Record, retention time.Duration) error
+	// Complete replaces the claim of c.Token with rec, kept for c.Retention
+	// from now, in one round trip. It succeeds while c.Token holds the
+	// claim (lease running or expired) and when the key is absent (the
+	// claim vanished: rec is stored under c.Fingerprint). When another
+	// token holds the key, or it is completed, it returns an error wrapping
+	// ErrLeaseLost and changes nothing.
+	Complete(ctx context.Context, c Claim, rec *Record) error
 
-	// Release deletes the in-flight claim owned by token so a retry may run.
-	// It is idempotent: releasing an absent key, or releasing twice, returns
-	// nil. If another token owns the key, or the key is completed, it changes
-	// nothing and returns an error wrapping ErrLeaseLost.
-	Release(ctx context.Context, key, token string) error
+	// Release deletes the claim of c.Token so a retry may run. Releasing an
+	// absent key, or releasing twice, returns nil. When another token holds
+	// the key, or it is completed, it returns an error wrapping ErrLeaseLost
+	// and changes nothing.
+	Release(ctx context.Context, c Claim) error
 
-	// Extend renews the in-flight claim owned by token so it expires lease
-	// from now. It returns an error wrapping ErrLeaseLost when token no longer
-	// owns an unexpired claim.
-	Extend(ctx context.Context, key, token string, lease time.Duration) error
+	// Extend renews the claim of c.Token so its lease runs c.Lease from now.
+	// On an absent key it re-creates the claim (c.Token, c.Fingerprint,
+	// kept for c.Retention). When another token holds the key, or it is
+	// completed, it returns an error wrapping ErrLeaseLost.
+	Extend(ctx context.Context, c Claim) error
 
 	// Get returns the current entry for key (admin and diagnostics). It
-	// returns an error wrapping ErrNotFound when the key is absent or expired.
+	// returns an error wrapping ErrNotFound when the key is absent or its
+	// retention ran out.
 	Get(ctx context.Context, key string) (*Entry, error)
 
 	// Delete purges key whatever its state (admin). Deleting an absent key
 	// returns nil.
 	Delete(ctx context.Context, key string) error
+}
+
+// Claim is one execution's hold on a key: what Acquire stores and what
+// Complete, Extend and Release present. It carries everything a store needs
+// to re-create the claim if it vanished.
+type Claim struct {
+	// Key is the storage key (StorageKey).
+	Key string
+	// Token identifies this execution (NewToken); unguessable.
+	Token string
+	// Fingerprint binds the key to one request (Fingerprint).
+	Fingerprint string
+	// Lease is how long the claim stays in flight without renewal.
+	Lease time.Duration
+	// Retention is how long the entry is kept: the claim from Acquire (or
+	// its re-creation), the record from Complete.
+	Retention time.Duration
+}
+
+// Validate reports a claim no store may act on: an empty key or token, or
+// a lease or retention that is not positive (a zero lease would be a claim
+// that expires as it is made).
+func (c Claim) Validate() error {
+	switch {
+	case c.Key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidClaim)
+	case c.Token == "":
+		return fmt.Errorf("%w: empty token", ErrInvalidClaim)
+	case c.Lease <= 0:
+		return fmt.Errorf("%w: lease %v is not positive", ErrInvalidClaim, c.Lease)
+	case c.Retention <= 0:
+		return fmt.Errorf("%w: retention %v is not positive", ErrInvalidClaim, c.Retention)
+	}
+	return nil
+}
+
+// KeyID is a short, non-reversible id of the storage key for logs.
+func (c Claim) KeyID() string { return KeyID(c.Key) }
+
+// KeyID shortens a storage key for logs (it is already a hash).
+func KeyID(key string) string { return key[:min(12, len(key))] }
+
+// NewToken returns a fresh claim token: 128 random bits, hex.
+func NewToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// AcquireOptions change what Acquire does with an expired lease.
+type AcquireOptions struct {
+	// TakeOverExpired claims an entry whose lease ran out anew instead of
+	// reporting LeaseExpired (Policy.UnknownOutcome RetryAfterLease, for
+	// upstreams that roll back work cut off by a crash).
+	TakeOverExpired bool
 }
 
 // Outcome is the result of Store.Acquire.
@@ -81,12 +160,15 @@ const (
 	// Acquired means the caller now owns the key and must Complete or
 	// Release it.
 	Acquired Outcome = iota + 1
-	// Completed means a record exists and can be replayed.
+	// Completed means a record exists (see Record.Mark).
 	Completed
 	// InFlight means another execution holds an unexpired lease.
 	InFlight
 	// Mismatch means the key is bound to a different fingerprint.
 	Mismatch
+	// LeaseExpired means the key's claim was not renewed in time: its
+	// holder is gone and the outcome of its request is unknown.
+	LeaseExpired
 )
 
 func (o Outcome) String() string {
@@ -99,6 +181,8 @@ func (o Outcome) String() string {
 		return "in_flight"
 	case Mismatch:
 		return "mismatch"
+	case LeaseExpired:
+		return "lease_expired"
 	}
 	return "unknown"
 }
@@ -106,8 +190,6 @@ func (o Outcome) String() string {
 // AcquireResult is what Store.Acquire returns.
 type AcquireResult struct {
 	Outcome Outcome
-	// Token identifies the claim when Outcome is Acquired.
-	Token string
 	// Record is set when Outcome is Completed.
 	Record *Record
 	// RetryAfter is the remaining lease when Outcome is InFlight.
@@ -121,15 +203,57 @@ type Header struct {
 	Value string
 }
 
+// Mark says what a Record stands for when it is not a whole response.
+type Mark uint8
+
+const (
+	// MarkNone: a whole response, replayed as is.
+	MarkNone Mark = iota
+	// MarkTooLarge: a tombstone; the response exceeded the storage cap, so
+	// only its status was kept. Retries get response-too-large.
+	MarkTooLarge
+	// MarkIncomplete: the upstream answered (status and headers are kept)
+	// but the body was cut off. Retries get response-incomplete with the
+	// original status: the operation ran.
+	MarkIncomplete
+	// MarkUnknown: the request was forwarded and no response head came
+	// back (client gone, upstream reset, timeout). Retries get
+	// outcome-unknown.
+	MarkUnknown
+	// MarkEvicted: the response was recorded, then dropped to keep a full
+	// store within its memory budget; its status is kept. Retries get
+	// response-evicted with the original status: the operation ran.
+	MarkEvicted
+)
+
+func (m Mark) String() string {
+	switch m {
+	case MarkNone:
+		return "none"
+	case MarkTooLarge:
+		return "too_large"
+	case MarkIncomplete:
+		return "incomplete"
+	case MarkUnknown:
+		return "unknown"
+	case MarkEvicted:
+		return "evicted"
+	}
+	return fmt.Sprintf("mark(%d)", uint8(m))
+}
+
+// Valid reports whether m is one of the marks above.
+func (m Mark) Valid() bool { return m <= MarkEvicted }
+
 // Record is a stored response. Stores must round-trip every field exactly.
 type Record struct {
 	Status  int
 	Headers []Header
 	Body    []byte
-	// TooLarge marks a tombstone: the response exceeded the storage cap, so
-	// only its status was kept. Retries get a problem, never a re-run.
-	TooLarge bool
-	// CreatedAt is when the response was recorded (millisecond precision).
+	// Mark is MarkNone for a whole response; otherwise it says why the
+	// record cannot be replayed (Body is then empty).
+	Mark Mark
+	// CreatedAt is when the record was written (millisecond precision).
 	CreatedAt time.Time
 }
 
@@ -139,29 +263,39 @@ type State int
 const (
 	StateInFlight State = iota + 1
 	StateCompleted
+	// StateLeaseExpired is an in-flight claim whose lease ran out.
+	StateLeaseExpired
 )
 
 func (s State) String() string {
-	if s == StateInFlight {
+	switch s {
+	case StateInFlight:
 		return "in_flight"
+	case StateCompleted:
+		return "completed"
+	case StateLeaseExpired:
+		return "lease_expired"
 	}
-	return "completed"
+	return "unknown"
 }
 
 // Entry is the admin view of a stored key.
 type Entry struct {
 	State       State
 	Fingerprint string
-	// ExpiresAt is the lease deadline (in flight) or the retention deadline
-	// (completed), as seen by the store.
+	// ExpiresAt is when the entry is forgotten (its retention deadline),
+	// as seen by the store.
 	ExpiresAt time.Time
+	// LeaseExpiresAt is the lease deadline of a claim (zero once
+	// completed).
+	LeaseExpiresAt time.Time
 	// Record is set when State is StateCompleted.
 	Record *Record
 }
 
 var (
-	// ErrLeaseLost is returned when a token no longer owns its claim: the
-	// lease expired and was taken over, the key was completed or purged.
+	// ErrLeaseLost is returned when a token no longer owns its claim:
+	// another token took the key over, or the key is completed.
 	ErrLeaseLost = errors.New("idempotency: lease lost")
 	// ErrNotFound is returned by Store.Get for an absent or expired key.
 	ErrNotFound = errors.New("idempotency: key not found")
@@ -171,4 +305,16 @@ var (
 	// Unlike ErrStoreUnavailable it never lets a request through under
 	// fail-open: the request may already have run once.
 	ErrCorruptRecord = errors.New("idempotency: stored entry unreadable")
+	// ErrInvalidClaim is returned for a Claim that fails Validate.
+	ErrInvalidClaim = errors.New("idempotency: invalid claim")
 )
+
+// ClaimLossNotifier is implemented by stores that can lose claims without
+// anyone deleting them (a Redis server restarted without persistence, or a
+// failover to a replica that had not received them). The engine registers
+// a callback that re-asserts every lease it holds (Extend re-creates a
+// vanished claim); the store calls it when it detects such a loss, for
+// example on reconnecting to a server whose run id changed.
+type ClaimLossNotifier interface {
+	OnClaimsLost(func())
+}

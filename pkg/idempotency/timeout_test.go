@@ -18,7 +18,9 @@ import (
 // that accepts connections but never answers.
 type hangingStore struct{ idempotency.Store }
 
-func (hangingStore) Acquire(ctx context.Context, _, _ string, _ time.Duration) (idempotency.AcquireResult, error) {
+func (hangingStore) Release(context.Context, idempotency.Claim) error { return nil }
+
+func (hangingStore) Acquire(ctx context.Context, _ idempotency.Claim, _ idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
 	<-ctx.Done()
 	return idempotency.AcquireResult{}, fmt.Errorf("hang: %w", ctx.Err())
 }
@@ -46,7 +48,7 @@ func TestStoreTimeoutFailOpenPasses(t *testing.T) {
 // corruptStore reports an unreadable entry: fail-open must not re-run it.
 type corruptStore struct{ idempotency.Store }
 
-func (corruptStore) Acquire(context.Context, string, string, time.Duration) (idempotency.AcquireResult, error) {
+func (corruptStore) Acquire(context.Context, idempotency.Claim, idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
 	return idempotency.AcquireResult{}, fmt.Errorf("decode: %w", idempotency.ErrCorruptRecord)
 }
 
@@ -74,4 +76,27 @@ func TestBeforeWaitCalledOnlyWhenWaiting(t *testing.T) {
 	dup := eng.Begin(context.Background(), &p, r)
 	requireReject(t, dup, 409, "request-in-progress")
 	assert.Equal(t, []time.Duration{30 * time.Millisecond}, waits)
+}
+
+// lostReplyStore makes the claim and then fails, as a call whose reply was
+// lost (or whose ctx ended mid-call) does.
+type lostReplyStore struct{ *memstore.Store }
+
+func (s lostReplyStore) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
+	_, _ = s.Store.Acquire(ctx, c, o)
+	return idempotency.AcquireResult{}, errDown
+}
+
+// A claim made by a call that then failed is taken back: the client was
+// told nothing ran, so its retry must not find the key locked (and later
+// told outcome-unknown).
+func TestFailedAcquireReleasesItsClaim(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	defer mem.Close()
+	eng := idempotency.New(lostReplyStore{mem})
+	p := idempotency.DefaultPolicy()
+	requireReject(t, eng.Begin(context.Background(), &p, post("k1", orderJSON)), 503, "store-unavailable")
+	require.Eventually(t, func() bool { return mem.Len() == 0 }, 5*time.Second, time.Millisecond)
+	d := idempotency.New(mem).Begin(context.Background(), &p, post("k1", orderJSON))
+	assert.Equal(t, idempotency.Proceed, d.Kind)
 }

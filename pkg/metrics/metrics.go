@@ -18,6 +18,8 @@ type Metrics struct {
 	settled   *prometheus.CounterVec
 	recorded  prometheus.Counter
 	streams   prometheus.Gauge
+	buffered  prometheus.Gauge
+	protocol  *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them on reg.
@@ -31,13 +33,17 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_lease_renewals_total",
 			Help: "Lease renewals of in-flight requests, by result."}, []string{"result"}),
 		settled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_leases_settled_total",
-			Help: "How leases ended: completed, completed_too_large, released_status, released_unsent, abandoned, lost, complete_failed, release_failed."}, []string{"how"}),
+			Help: "How leases ended: recorded, too_large, incomplete (the body was cut off), unknown (forwarded, no response), released, expiring (unknown_outcome retry_after_lease), lost (another request holds the key), failed (the store could not be told)."}, []string{"how"}),
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{Name: "gopotency_recorded_body_bytes_total",
 			Help: "Response body bytes recorded for replay."}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gopotency_extproc_streams_active",
 			Help: "Open ext_proc streams (HTTP requests in processing)."}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gopotency_extproc_buffered_bytes",
+			Help: "Request and response body bytes the ext_proc streams hold (bounded by ext_proc.max_buffered_bytes)."}),
+		protocol: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_extproc_protocol_errors_total",
+			Help: "Streams that broke the protocol or did not match the configuration, by reason (undecided_at_response_headers, contract_mismatch, unknown_policy, body_after_decision, ...)."}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.storeDur, m.renewals, m.settled, m.recorded, m.streams} {
+	for _, c := range []prometheus.Collector{m.decisions, m.storeDur, m.renewals, m.settled, m.recorded, m.streams, m.buffered, m.protocol} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -62,6 +68,12 @@ func (m *Metrics) Hooks() idempotency.Hooks {
 
 // StreamsActive adjusts the open-streams gauge.
 func (m *Metrics) StreamsActive(delta int) { m.streams.Add(float64(delta)) }
+
+// Buffered adjusts the buffered-bytes gauge.
+func (m *Metrics) Buffered(delta int64) { m.buffered.Add(float64(delta)) }
+
+// ProtocolError counts a stream that broke the protocol.
+func (m *Metrics) ProtocolError(reason string) { m.protocol.WithLabelValues(reason).Inc() }
 
 func result(err error) string {
 	if err != nil {

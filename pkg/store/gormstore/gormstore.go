@@ -5,7 +5,7 @@
 // are supported.
 //
 // It runs the same statements as sqlstore (package sqlstore/sqlcore): an
-// atomic INSERT … ON CONFLICT claim with takeover of expired leases,
+// atomic INSERT … ON CONFLICT claim (an expired lease is reported, or taken over on request),
 // token-checked UPDATE/DELETE for completion and release, expiry checked on
 // every read against the database clock, and a background reaper deleting
 // expired rows in bounded batches. See sqlstore's documentation for the
@@ -69,8 +69,10 @@ type Model struct {
 	Headers     []byte  `gorm:"column:headers"`
 	Body        []byte  `gorm:"column:body"`
 	TooLarge    bool    `gorm:"column:too_large;type:boolean;not null;default:false"`
+	Mark        int16   `gorm:"column:mark;not null;default:0"`
 	RecordedAt  *int64  `gorm:"column:created_at"`
 	WrittenAt   int64   `gorm:"column:updated_at;not null"`
+	LeaseUntil  *int64  `gorm:"column:lease_until"`
 	ExpiresAt   int64   `gorm:"column:expires_at;not null;index"`
 }
 

@@ -111,7 +111,7 @@ func TestAutoMigrateIsOptIn(t *testing.T) {
 		db := openDB(t, tg, tg.dsn(t), tg.conns)
 		table := newTable(t, db)
 		s := newStore(t, db, gormstore.Options{Table: table, ReapInterval: -1})
-		_, err := s.Acquire(context.Background(), storetest.NewKey(), "fp", time.Minute)
+		_, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 		require.ErrorIs(t, err, idempotency.ErrStoreUnavailable, "no table was created")
 		assert.False(t, db.Migrator().HasTable(table))
 	})
@@ -132,17 +132,19 @@ func TestSQLSchemaCompatible(t *testing.T) {
 		require.NoError(t, sqlcore.Migrate(context.Background(), sqlDB, dialect, table))
 		s := newStore(t, db, gormstore.Options{Table: table, ReapInterval: -1})
 		ctx := context.Background()
-		key := storetest.NewKey()
-		res, err := s.Acquire(ctx, key, "fp", time.Minute)
+		held := storetest.NewClaim("fp", time.Minute, time.Hour)
+		_, err = s.Acquire(ctx, held, idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		require.NoError(t, s.Complete(ctx, key, res.Token, &idempotency.Record{Status: 200, Body: []byte("x")}, time.Hour))
+		require.NoError(t, s.Complete(ctx, held, &idempotency.Record{Status: 200, Body: []byte("x")}))
 		rec := &recorder{}
 		s2 := newStore(t, db.Session(&gorm.Session{Logger: rec}), gormstore.Options{Table: table, AutoMigrate: true, ReapInterval: -1})
 		for _, q := range rec.sql {
 			verb, _, _ := strings.Cut(strings.TrimSpace(q), " ")
 			assert.NotContains(t, []string{"ALTER", "CREATE", "DROP"}, strings.ToUpper(verb), "AutoMigrate changed the SQL schema: %s", q)
 		}
-		got, err := s2.Acquire(ctx, key, "fp", time.Minute)
+		retry := held
+		retry.Token = idempotency.NewToken()
+		got, err := s2.Acquire(ctx, retry, idempotency.AcquireOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, idempotency.Completed, got.Outcome)
 	})

@@ -2,17 +2,37 @@
 // server and the reference implementation of the Store contract. It is
 // correct within one process only; use a shared store (Redis, SQL) when
 // several instances serve the same keys.
+//
+// Memory is bounded (Options.MaxBytes, Options.MaxEntries) without giving
+// up at-most-once: when the byte budget is reached, the oldest replayable
+// responses lose their headers and body and keep only their key,
+// fingerprint and status (idempotency.MarkEvicted, so their retries are
+// told the operation ran instead of running it again). In-flight claims
+// and outcome marks are never dropped; when the entry budget is reached,
+// new claims fail with ErrStoreUnavailable (503) until entries expire.
 package memstore
 
 import (
+	"container/heap"
+	"container/list"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Default budgets, sized for a small server.
+const (
+	DefaultMaxBytes   = 256 << 20
+	DefaultMaxEntries = 1_000_000
+	// entryOverhead approximates what one entry costs beyond its payload
+	// (map slot, struct, key, fingerprint, token, heap slot), so the byte
+	// budget bounds the whole store, not only bodies.
+	entryOverhead = 320
+	// sweepBatch bounds the expired entries dropped per lock hold.
+	sweepBatch = 256
 )
 
 // Options configure a Store. The zero value is ready to use.
@@ -22,39 +42,63 @@ type Options struct {
 	// SweepInterval is how often expired entries are dropped (1 minute by
 	// default). Expiry is also checked on every read.
 	SweepInterval time.Duration
+	// MaxBytes bounds the memory the entries use, approximately
+	// (DefaultMaxBytes when zero).
+	MaxBytes int64
+	// MaxEntries bounds the number of entries (DefaultMaxEntries when
+	// zero).
+	MaxEntries int
 }
 
 type entry struct {
-	token       string
+	key         string
+	token       string // the claim's owner; "" once completed
 	fingerprint string
-	expires     time.Time
+	leaseUntil  time.Time
+	expires     time.Time // retention deadline
 	rec         *idempotency.Record
+	size        int64         // bytes charged to the budget
+	heapIdx     int           // position in Store.byExpiry
+	replayable  *list.Element // in Store.replayable while rec has a payload
 }
 
 // Store is a mutex-guarded map. One lock makes every operation atomic,
 // which is all the contract asks; contention is per process, not per key,
 // and measured in the README's benchmark table.
 type Store struct {
-	mu      sync.Mutex
-	entries map[string]*entry
-	now     func() time.Time
-	stop    chan struct{}
-	once    sync.Once
+	mu         sync.Mutex
+	entries    map[string]*entry
+	byExpiry   expiryHeap // every entry, soonest retention deadline first
+	replayable *list.List // entries with a stored payload, oldest recorded first
+	bytes      int64
+	evicted    int64
+	maxBytes   int64
+	maxEntries int
+	now        func() time.Time
+	stop       chan struct{}
+	once       sync.Once
 }
 
 var _ idempotency.Store = (*Store)(nil)
 
 // New returns an empty store and starts its sweeper; Close stops it.
 func New(o Options) *Store {
-	s := &Store{entries: map[string]*entry{}, now: o.Now, stop: make(chan struct{})}
+	s := &Store{entries: map[string]*entry{}, replayable: list.New(), now: o.Now, stop: make(chan struct{}),
+		maxBytes: o.MaxBytes, maxEntries: o.MaxEntries}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = DefaultMaxBytes
+	}
+	if s.maxEntries <= 0 {
+		s.maxEntries = DefaultMaxEntries
 	}
 	iv := o.SweepInterval
 	if iv <= 0 {
 		iv = time.Minute
 	}
-	go s.sweep(iv)
+	go s.sweeper(iv)
 	return s
 }
 
@@ -62,6 +106,22 @@ func New(o Options) *Store {
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	return nil
+}
+
+// Stats is a snapshot of the store's size.
+type Stats struct {
+	Entries int
+	Bytes   int64
+	// Evicted counts responses reduced to their status to stay within
+	// MaxBytes.
+	Evicted int64
+}
+
+// Stats returns the current size (entries not yet swept included).
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Entries: len(s.entries), Bytes: s.bytes, Evicted: s.evicted}
 }
 
 // Len returns the number of live entries.
@@ -78,7 +138,7 @@ func (s *Store) Len() int {
 	return n
 }
 
-func (s *Store) sweep(iv time.Duration) {
+func (s *Store) sweeper(iv time.Duration) {
 	t := time.NewTicker(iv)
 	defer t.Stop()
 	for {
@@ -86,99 +146,155 @@ func (s *Store) sweep(iv time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.mu.Lock()
-			now := s.now()
-			for k, e := range s.entries {
-				if !now.Before(e.expires) {
-					delete(s.entries, k)
-				}
-			}
-			s.mu.Unlock()
+			s.Sweep()
 		}
 	}
 }
 
-// live returns the unexpired entry for key; the caller holds s.mu.
+// Sweep drops every expired entry, a bounded batch per lock hold so
+// requests never wait behind a whole-map scan.
+func (s *Store) Sweep() {
+	for {
+		s.mu.Lock()
+		now := s.now()
+		n := 0
+		for n < sweepBatch && len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
+			s.remove(s.byExpiry[0])
+			n++
+		}
+		more := n == sweepBatch
+		s.mu.Unlock()
+		if !more {
+			return
+		}
+	}
+}
+
+// live returns the unexpired entry for key, dropping an expired one; the
+// caller holds s.mu.
 func (s *Store) live(key string, now time.Time) *entry {
 	e := s.entries[key]
-	if e == nil || !now.Before(e.expires) {
+	if e == nil {
+		return nil
+	}
+	if !now.Before(e.expires) {
+		s.remove(e)
 		return nil
 	}
 	return e
 }
 
-func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.AcquireResult, error) {
-	if err := ctx.Err(); err != nil {
-		return idempotency.AcquireResult{}, fmt.Errorf("memstore: %w", err)
+func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
+	if err := check(ctx, c); err != nil {
+		return idempotency.AcquireResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if e := s.live(key, now); e != nil {
+	if e := s.live(c.Key, now); e != nil {
 		switch {
-		case e.fingerprint != fingerprint:
+		case e.fingerprint != c.Fingerprint:
 			return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
 		case e.rec != nil:
 			return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: copyRecord(e.rec)}, nil
-		default:
-			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(e.expires.Sub(now), time.Millisecond)}, nil
+		case now.Before(e.leaseUntil):
+			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(e.leaseUntil.Sub(now), time.Millisecond)}, nil
+		case !o.TakeOverExpired:
+			return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
 		}
+		s.remove(e) // take over: the old token is fenced off with it
 	}
-	tok := newToken()
-	s.entries[key] = &entry{token: tok, fingerprint: fingerprint, expires: now.Add(lease)}
-	return idempotency.AcquireResult{Outcome: idempotency.Acquired, Token: tok}, nil
+	if len(s.entries) >= s.maxEntries {
+		return idempotency.AcquireResult{}, fmt.Errorf("memstore: %w: full (%d entries; max_entries)", idempotency.ErrStoreUnavailable, len(s.entries))
+	}
+	s.claim(c, now)
+	return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
 }
 
-// owned returns key's in-flight entry if token owns it; the caller holds s.mu.
-func (s *Store) owned(key, token string) (*entry, error) {
-	e := s.live(key, s.now())
-	if e == nil || e.rec != nil || e.token != token {
+// claim stores a new in-flight claim for c; the caller holds s.mu.
+func (s *Store) claim(c idempotency.Claim, now time.Time) {
+	e := &entry{key: c.Key, token: c.Token, fingerprint: c.Fingerprint, leaseUntil: now.Add(c.Lease), expires: now.Add(c.Retention)}
+	e.size = entryOverhead + int64(len(c.Key)+len(c.Fingerprint))
+	s.entries[c.Key] = e
+	s.bytes += e.size
+	heap.Push(&s.byExpiry, e)
+}
+
+// owned returns key's claim if c.Token holds it, nil if the key is absent,
+// or ErrLeaseLost; the caller holds s.mu.
+func (s *Store) owned(c idempotency.Claim) (*entry, error) {
+	e := s.live(c.Key, s.now())
+	if e == nil {
+		return nil, nil
+	}
+	if e.rec != nil || e.token != c.Token {
 		return nil, fmt.Errorf("memstore: %w", idempotency.ErrLeaseLost)
 	}
 	return e, nil
 }
 
-func (s *Store) Complete(ctx context.Context, key, token string, rec *idempotency.Record, retention time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %w", err)
+func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	if err := check(ctx, c); err != nil {
+		return err
+	}
+	if rec == nil {
+		return fmt.Errorf("memstore: complete: nil record")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, err := s.owned(key, token)
+	e, err := s.owned(c)
 	if err != nil {
 		return err
 	}
-	e.rec, e.token, e.expires = copyRecord(rec), "", s.now().Add(retention)
+	now := s.now()
+	if e == nil { // the claim vanished (purged): record under c
+		s.claim(c, now)
+		e = s.entries[c.Key]
+	}
+	e.rec, e.token, e.expires = copyRecord(rec), "", now.Add(c.Retention)
+	heap.Fix(&s.byExpiry, e.heapIdx)
+	if payload := recordBytes(e.rec); payload > 0 {
+		e.size += payload
+		s.bytes += payload
+		e.replayable = s.replayable.PushBack(e)
+	}
+	s.enforceBytes()
 	return nil
 }
 
-func (s *Store) Release(ctx context.Context, key, token string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %w", err)
+func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
+	if err := check(ctx, c); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.live(key, s.now()) == nil {
+	e, err := s.owned(c)
+	if e != nil {
+		s.remove(e)
+	}
+	return err
+}
+
+func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
+	if err := check(ctx, c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.owned(c)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	if e == nil {
+		s.claim(c, now) // re-create a vanished claim
 		return nil
 	}
-	if _, err := s.owned(key, token); err != nil {
-		return err
+	e.leaseUntil = now.Add(c.Lease)
+	if e.expires.Before(e.leaseUntil) { // a claim renewed past its retention
+		e.expires = e.leaseUntil
+		heap.Fix(&s.byExpiry, e.heapIdx)
 	}
-	delete(s.entries, key)
-	return nil
-}
-
-func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := s.owned(key, token)
-	if err != nil {
-		return err
-	}
-	e.expires = s.now().Add(lease)
 	return nil
 }
 
@@ -188,13 +304,17 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.live(key, s.now())
+	now := s.now()
+	e := s.live(key, now)
 	if e == nil {
 		return nil, fmt.Errorf("memstore: %w", idempotency.ErrNotFound)
 	}
-	out := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: e.fingerprint, ExpiresAt: e.expires}
-	if e.rec != nil {
-		out.State, out.Record = idempotency.StateCompleted, copyRecord(e.rec)
+	out := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: e.fingerprint, ExpiresAt: e.expires, LeaseExpiresAt: e.leaseUntil}
+	switch {
+	case e.rec != nil:
+		out.State, out.Record, out.LeaseExpiresAt = idempotency.StateCompleted, copyRecord(e.rec), time.Time{}
+	case !now.Before(e.leaseUntil):
+		out.State = idempotency.StateLeaseExpired
 	}
 	return out, nil
 }
@@ -205,7 +325,54 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.entries, key)
+	if e := s.entries[key]; e != nil {
+		s.remove(e)
+	}
+	return nil
+}
+
+// remove drops e from every index; the caller holds s.mu.
+func (s *Store) remove(e *entry) {
+	delete(s.entries, e.key)
+	heap.Remove(&s.byExpiry, e.heapIdx)
+	if e.replayable != nil {
+		s.replayable.Remove(e.replayable)
+		e.replayable = nil
+	}
+	s.bytes -= e.size
+}
+
+// enforceBytes reduces the oldest replayable responses to their status
+// until the store is within MaxBytes; the caller holds s.mu. Claims and
+// marks are never touched: dropping them could run a request twice.
+func (s *Store) enforceBytes() {
+	for s.bytes > s.maxBytes && s.replayable.Len() > 0 {
+		e := s.replayable.Remove(s.replayable.Front()).(*entry)
+		e.replayable = nil
+		payload := recordBytes(e.rec)
+		e.rec = &idempotency.Record{Status: e.rec.Status, Mark: idempotency.MarkEvicted, CreatedAt: e.rec.CreatedAt}
+		e.size -= payload
+		s.bytes -= payload
+		s.evicted++
+	}
+}
+
+// recordBytes is the payload a record adds to its entry.
+func recordBytes(r *idempotency.Record) int64 {
+	n := int64(len(r.Body))
+	for _, h := range r.Headers {
+		n += int64(len(h.Name) + len(h.Value) + 32)
+	}
+	return n
+}
+
+func check(ctx context.Context, c idempotency.Claim) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
 	return nil
 }
 
@@ -217,8 +384,24 @@ func copyRecord(r *idempotency.Record) *idempotency.Record {
 	return &c
 }
 
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
+// expiryHeap orders entries by retention deadline (container/heap).
+type expiryHeap []*entry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*entry)
+	e.heapIdx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
 }

@@ -79,15 +79,17 @@ func measureCommands(tb testing.TB, n int) (miss, hit cmdCount) {
 	}
 	before := commandStats(tb, c)
 	for _, k := range keys {
-		res, err := s.Acquire(ctx, k, "fp", time.Minute)
+		c := idempotency.Claim{Key: k, Token: idempotency.NewToken(), Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour}
+		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
 		require.NoError(tb, err)
 		require.Equal(tb, idempotency.Acquired, res.Outcome)
-		require.NoError(tb, s.Complete(ctx, k, res.Token, rec, time.Hour))
+		require.NoError(tb, s.Complete(ctx, c, rec))
 	}
 	miss = mon.until(tb, c, s.prefix)
 	mid := commandStats(tb, c)
 	for _, k := range keys {
-		res, err := s.Acquire(ctx, k, "fp", time.Minute)
+		c := idempotency.Claim{Key: k, Token: idempotency.NewToken(), Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour}
+		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
 		require.NoError(tb, err)
 		require.Equal(tb, idempotency.Completed, res.Outcome)
 	}

@@ -16,16 +16,20 @@ import (
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
-// ops calls every Store method once on key (held by token).
-func ops(s *Store, key, token string) map[string]func(context.Context) error {
+func claim(key string) idempotency.Claim {
+	return idempotency.Claim{Key: key, Token: idempotency.NewToken(), Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour}
+}
+
+// ops calls every Store method once on c's key.
+func ops(s *Store, c idempotency.Claim) map[string]func(context.Context) error {
 	rec := &idempotency.Record{Status: 201, Body: []byte("x")}
 	return map[string]func(context.Context) error{
-		"Acquire":  func(c context.Context) error { _, err := s.Acquire(c, key, "fp", time.Minute); return err },
-		"Complete": func(c context.Context) error { return s.Complete(c, key, token, rec, time.Hour) },
-		"Release":  func(c context.Context) error { return s.Release(c, key, token) },
-		"Extend":   func(c context.Context) error { return s.Extend(c, key, token, time.Minute) },
-		"Get":      func(c context.Context) error { _, err := s.Get(c, key); return err },
-		"Delete":   func(c context.Context) error { return s.Delete(c, key) },
+		"Acquire":  func(x context.Context) error { _, err := s.Acquire(x, c, idempotency.AcquireOptions{}); return err },
+		"Complete": func(x context.Context) error { return s.Complete(x, c, rec) },
+		"Release":  func(x context.Context) error { return s.Release(x, c) },
+		"Extend":   func(x context.Context) error { return s.Extend(x, c) },
+		"Get":      func(x context.Context) error { _, err := s.Get(x, c.Key); return err },
+		"Delete":   func(x context.Context) error { return s.Delete(x, c.Key) },
 	}
 }
 
@@ -34,17 +38,18 @@ func ops(s *Store, key, token string) map[string]func(context.Context) error {
 func TestServerStoppedIsUnavailable(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	ctx := context.Background()
-	s, err := NewFromURL(ctx, srv.URL())
+	s, err := NewFromURL(ctx, srv.URL()+"?restart_grace=0", Options{})
 	require.NoError(t, err)
 	defer s.Close()
-	res, err := s.Acquire(ctx, "k", "fp", time.Minute)
+	held := claim("k")
+	_, err = s.Acquire(ctx, held, idempotency.AcquireOptions{})
 	require.NoError(t, err)
 
 	srv.Stop()
 	// In parallel: each call spends go-redis' default dial retries (about
 	// 1.5s in all), and the test need not add them up.
 	var wg sync.WaitGroup
-	for name, op := range ops(s, "k", res.Token) {
+	for name, op := range ops(s, held) {
 		wg.Go(func() {
 			c, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -61,7 +66,7 @@ func TestServerStoppedIsUnavailable(t *testing.T) {
 
 	require.NoError(t, srv.Start())
 	require.Eventually(t, func() bool {
-		r, err := s.Acquire(ctx, "k2", "fp", time.Minute)
+		r, err := s.Acquire(ctx, claim("k2"), idempotency.AcquireOptions{})
 		return err == nil && r.Outcome == idempotency.Acquired
 	}, 5*time.Second, 50*time.Millisecond, "the store reconnects after a restart")
 }
@@ -85,7 +90,7 @@ func TestServerSilentHonoursDeadline(t *testing.T) {
 	defer c.Close()
 	s, err := New(Options{Client: c})
 	require.NoError(t, err)
-	for name, op := range ops(s, "k", "tok") {
+	for name, op := range ops(s, claim("k")) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		start := time.Now()
 		err := op(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,7 +21,8 @@ func TestEntryIsOneHash(t *testing.T) {
 	c := redisClient(t)
 	s := newStore(t, c)
 	key := "entry"
-	res, err := s.Acquire(ctx, key, "fp", time.Minute)
+	held := claim(key)
+	_, err := s.Acquire(ctx, held, idempotency.AcquireOptions{})
 	require.NoError(t, err)
 
 	keys, err := c.Keys(ctx, s.prefix+":*").Result()
@@ -28,12 +30,16 @@ func TestEntryIsOneHash(t *testing.T) {
 	assert.Equal(t, []string{s.prefix + ":{entry}"}, keys)
 	fields, err := c.HGetAll(ctx, s.Key(key)).Result()
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"f": "fp", "t": res.Token}, fields)
+	lease, err := strconv.ParseInt(fields["l"], 10, 64)
+	require.NoError(t, err, "l is the lease deadline in unix ms")
+	assert.InDelta(t, time.Now().Add(time.Minute).UnixMilli(), lease, 5000)
+	delete(fields, "l")
+	assert.Equal(t, map[string]string{"f": "fp", "t": held.Token}, fields)
 	ttl, err := c.PTTL(ctx, s.Key(key)).Result()
 	require.NoError(t, err)
-	assert.InDelta(t, time.Minute.Seconds(), ttl.Seconds(), 5)
+	assert.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5, "a claim is kept for the retention; its lease is the l field")
 
-	require.NoError(t, s.Complete(ctx, key, res.Token, &idempotency.Record{Status: 201}, time.Hour))
+	require.NoError(t, s.Complete(ctx, held, &idempotency.Record{Status: 201}))
 	fields, err = c.HGetAll(ctx, s.Key(key)).Result()
 	require.NoError(t, err)
 	assert.Len(t, fields, 2)
@@ -63,9 +69,10 @@ func TestClusterHashTag(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, want, got, "slot of %s", s.Key(key))
 		}
-		res, err := a.Acquire(ctx, key, "fp", time.Minute)
+		held := claim(key)
+		_, err = a.Acquire(ctx, held, idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		require.NoError(t, a.Complete(ctx, key, res.Token, &idempotency.Record{Status: 200}, time.Minute))
+		require.NoError(t, a.Complete(ctx, held, &idempotency.Record{Status: 200}))
 		node, err := c.MasterForKey(ctx, key)
 		require.NoError(t, err)
 		n, err := node.Exists(ctx, a.Key(key)).Result()
@@ -85,7 +92,7 @@ func TestCorruptRecordFailsClosed(t *testing.T) {
 	s, err := New(Options{Client: c, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, err)
 	require.NoError(t, c.HSet(ctx, s.Key("bad"), "f", "fp", "r", "\x0a\xff").Err())
-	_, err = s.Acquire(ctx, "bad", "fp", time.Minute)
+	_, err = s.Acquire(ctx, claim("bad"), idempotency.AcquireOptions{})
 	require.ErrorIs(t, err, idempotency.ErrCorruptRecord)
 	assert.NotErrorIs(t, err, idempotency.ErrStoreUnavailable, "a corrupt record must not fail open")
 	_, err = s.Get(ctx, "bad")
@@ -95,6 +102,6 @@ func TestCorruptRecordFailsClosed(t *testing.T) {
 
 	// A key of another type is a server error, not a panic or a claim.
 	require.NoError(t, c.Set(ctx, s.Key("str"), "x", 0).Err())
-	_, err = s.Acquire(ctx, "str", "fp", time.Minute)
+	_, err = s.Acquire(ctx, claim("str"), idempotency.AcquireOptions{})
 	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
 }

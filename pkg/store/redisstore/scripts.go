@@ -33,8 +33,13 @@ var (
 
 // Reply codes of the acquire script.
 const (
-	replyAcquired  = 1
-	replyCompleted = 2
-	replyInFlight  = 3
-	replyMismatch  = 4
+	replyAcquired     = 1
+	replyCompleted    = 2
+	replyInFlight     = 3
+	replyMismatch     = 4
+	replyRefused      = 5
+	replyLeaseExpired = 6
 )
+
+// replyRecreated is the extend script's answer for a claim it re-created.
+const replyRecreated = 2

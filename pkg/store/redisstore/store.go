@@ -2,11 +2,10 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +28,17 @@ type Options struct {
 	// Prefix starts every key ("gopotency" by default). It must not contain
 	// braces, which would change the Cluster hash tag.
 	Prefix string
-	// Logger receives reports of corrupt stored records (discarded by
-	// default).
+	// Logger receives reports of corrupt stored records and of lost data
+	// (discarded by default).
 	Logger *slog.Logger
+	// RestartGrace is NewFromURL's grace period when the URL sets none
+	// (DefaultRestartGrace when zero); see Watch.
+	RestartGrace time.Duration
+	// Watch detects restarts and failovers through the client's OnConnect
+	// hook (see Watch); NewFromURL sets it up. Without one, a lost claim is
+	// noticed only when a renewal finds it gone, and new claims are then
+	// refused for DefaultRestartGrace.
+	Watch *Watch
 }
 
 // Store implements idempotency.Store over Redis. It is safe for concurrent
@@ -40,6 +47,7 @@ type Store struct {
 	client redis.UniversalClient
 	prefix string
 	logger *slog.Logger
+	watch  *Watch
 	owned  bool // Close closes client: NewFromURL made it
 }
 
@@ -60,7 +68,11 @@ func New(o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger}, nil
+	if o.Watch == nil {
+		o.Watch = NewWatch(DefaultRestartGrace)
+	}
+	o.Watch.logger.Store(o.Logger)
+	return &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch}, nil
 }
 
 // Close closes the client if the Store created it (NewFromURL); a client
@@ -90,82 +102,103 @@ func (s *Store) Ping(ctx context.Context) error {
 // Key returns the Redis key that holds storage key k.
 func (s *Store) Key(k string) string { return s.prefix + ":{" + k + "}" }
 
-func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.AcquireResult, error) {
+func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
 	var none idempotency.AcquireResult
-	if err := ctx.Err(); err != nil {
-		return none, fmt.Errorf("redisstore: acquire: %w", err)
+	if err := s.check(ctx, "acquire", c); err != nil {
+		return none, err
 	}
-	tok := newToken()
-	v, err := acquireScript.Run(ctx, s.client, []string{s.Key(key)}, fingerprint, tok, millis(lease)).Slice()
+	graceLeft := s.watch.graceLeft()
+	v, err := call(ctx, func(ctx context.Context) ([]any, error) {
+		return acquireScript.Run(ctx, s.client, []string{s.Key(c.Key)}, c.Fingerprint, c.Token,
+			millis(c.Lease), millis(c.Retention), flag(o.TakeOverExpired), flag(graceLeft > 0)).Slice()
+	})
 	if err != nil {
 		return none, s.fail(ctx, "acquire", err)
 	}
 	code, _ := elem[int64](v, 0)
 	switch code {
 	case replyAcquired:
-		return idempotency.AcquireResult{Outcome: idempotency.Acquired, Token: tok}, nil
+		return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
 	case replyMismatch:
 		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
+	case replyLeaseExpired:
+		return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
+	case replyRefused:
+		return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) moments ago; new keys wait %s more so every server re-asserts the claims it holds (restart_grace)",
+			idempotency.ErrStoreUnavailable, graceLeft.Round(time.Millisecond))
 	case replyInFlight:
 		ms, _ := elem[int64](v, 1)
 		return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(time.Duration(ms)*time.Millisecond, time.Millisecond)}, nil
 	case replyCompleted:
 		raw, ok := elem[string](v, 1)
 		if !ok {
-			return none, s.corrupt(ctx, "acquire", key, errors.New("no record in reply"))
+			return none, s.corrupt(ctx, "acquire", c.Key, errors.New("no record in reply"))
 		}
 		rec, err := recordcodec.Unmarshal([]byte(raw))
 		if err != nil {
-			return none, s.corrupt(ctx, "acquire", key, err)
+			return none, s.corrupt(ctx, "acquire", c.Key, err)
 		}
 		return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: rec}, nil
 	}
-	return none, s.corrupt(ctx, "acquire", key, fmt.Errorf("unexpected reply %v", v))
+	return none, s.corrupt(ctx, "acquire", c.Key, fmt.Errorf("unexpected reply %v", v))
 }
 
-func (s *Store) Complete(ctx context.Context, key, token string, rec *idempotency.Record, retention time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: complete: %w", err)
+func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	if err := s.check(ctx, "complete", c); err != nil {
+		return err
 	}
 	b, err := recordcodec.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("redisstore: complete: %w", err)
 	}
-	return s.runOwned(ctx, "complete", completeScript, key, token, b, millis(retention))
+	_, err = s.runOwned(ctx, "complete", completeScript, c, b, millis(c.Retention), c.Fingerprint)
+	return err
 }
 
-func (s *Store) Release(ctx context.Context, key, token string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: release: %w", err)
+func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
+	if err := s.check(ctx, "release", c); err != nil {
+		return err
 	}
-	return s.runOwned(ctx, "release", releaseScript, key, token)
+	_, err := s.runOwned(ctx, "release", releaseScript, c)
+	return err
 }
 
-func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: extend: %w", err)
+func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
+	if err := s.check(ctx, "extend", c); err != nil {
+		return err
 	}
-	return s.runOwned(ctx, "extend", extendScript, key, token, millis(lease))
+	n, err := s.runOwned(ctx, "extend", extendScript, c, millis(c.Lease), c.Fingerprint, millis(c.Retention))
+	if err == nil && n == replyRecreated {
+		// A claim this server holds had vanished: Redis lost data. Others
+		// are likely gone too; re-assert them now, not at their renewals.
+		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (Redis restarted without persistence, or failed over); re-created it", "key_id", c.KeyID())
+		s.watch.claimsLost("a renewal found its claim gone")
+	}
+	return err
 }
 
-// runOwned runs a token-checked script that replies 1 on success and 0 when the
-// token does not own the key.
-func (s *Store) runOwned(ctx context.Context, op string, sc *redis.Script, key, token string, args ...any) error {
-	n, err := sc.Run(ctx, s.client, []string{s.Key(key)}, append([]any{token}, args...)...).Int64()
+// runOwned runs a token-checked script that replies 0 when the token does
+// not own the key, and a positive code otherwise.
+func (s *Store) runOwned(ctx context.Context, op string, sc *redis.Script, c idempotency.Claim, args ...any) (int64, error) {
+	n, err := call(ctx, func(ctx context.Context) (int64, error) {
+		return sc.Run(ctx, s.client, []string{s.Key(c.Key)}, append([]any{c.Token}, args...)...).Int64()
+	})
 	if err != nil {
-		return s.fail(ctx, op, err)
+		return 0, s.fail(ctx, op, err)
 	}
-	if n != 1 {
-		return fmt.Errorf("redisstore: %s: %w", op, idempotency.ErrLeaseLost)
+	if n == 0 {
+		return 0, fmt.Errorf("redisstore: %s: %w", op, idempotency.ErrLeaseLost)
 	}
-	return nil
+	return n, nil
 }
 
 func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: get: %w", err)
 	}
-	v, err := getScript.Run(ctx, s.client, []string{s.Key(key)}).Slice()
+	v, err := call(ctx, func(ctx context.Context) ([]any, error) {
+		return getScript.Run(ctx, s.client, []string{s.Key(key)}).Slice()
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redisstore: get: %w", idempotency.ErrNotFound)
 	}
@@ -174,16 +207,33 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	}
 	fp, ok1 := elem[string](v, 0)
 	ms, ok2 := elem[int64](v, 1)
-	if !ok1 || !ok2 {
+	now, ok3 := elem[int64](v, 4)
+	if !ok1 || !ok2 || !ok3 {
 		return nil, s.corrupt(ctx, "get", key, fmt.Errorf("unexpected reply %v", v))
 	}
-	e := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: fp, ExpiresAt: time.Now().Add(time.Duration(ms) * time.Millisecond)}
+	serverNow := time.UnixMilli(now)
+	// Deadlines are reported on this machine's clock, measured from the
+	// server's: what an operator compares them with.
+	local := time.Now()
+	e := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: fp, ExpiresAt: local.Add(time.Duration(ms) * time.Millisecond)}
 	if raw, ok := elem[string](v, 2); ok {
 		rec, err := recordcodec.Unmarshal([]byte(raw))
 		if err != nil {
 			return nil, s.corrupt(ctx, "get", key, err)
 		}
 		e.State, e.Record = idempotency.StateCompleted, rec
+		return e, nil
+	}
+	e.LeaseExpiresAt = e.ExpiresAt // written before lease deadlines existed
+	if raw, ok := elem[string](v, 3); ok {
+		l, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return nil, s.corrupt(ctx, "get", key, fmt.Errorf("lease deadline %q: %w", raw, err))
+		}
+		e.LeaseExpiresAt = local.Add(time.UnixMilli(l).Sub(serverNow))
+		if l <= now {
+			e.State = idempotency.StateLeaseExpired
+		}
 	}
 	return e, nil
 }
@@ -192,10 +242,28 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
-	if err := s.client.Del(ctx, s.Key(key)).Err(); err != nil {
+	del := func(ctx context.Context) (int64, error) { return s.client.Del(ctx, s.Key(key)).Result() }
+	if _, err := call(ctx, del); err != nil {
 		return s.fail(ctx, "delete", err)
 	}
 	return nil
+}
+
+func (s *Store) check(ctx context.Context, op string, c idempotency.Claim) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisstore: %s: %w", op, err)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("redisstore: %s: %w", op, err)
+	}
+	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // fail wraps a failed call: the caller's ctx ending wins (the store is not
@@ -236,10 +304,4 @@ func millis(d time.Duration) int64 {
 		return 0
 	}
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
-}
-
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }

@@ -77,3 +77,15 @@ func clusterClient(t testing.TB) *redis.ClusterClient {
 	require.NoError(t, c.Ping(context.Background()).Err())
 	return c
 }
+
+func TestStalledServer(t *testing.T) {
+	storetest.RunStalled(t, func(t *testing.T) storetest.Stalled {
+		o, err := redis.ParseURL(testenv.Redis(t))
+		require.NoError(t, err)
+		proxy := testenv.StartStallProxy(t, o.Addr)
+		o.Addr, o.ContextTimeoutEnabled = proxy.Addr, true
+		c := redis.NewClient(o)
+		t.Cleanup(func() { _ = c.Close() })
+		return storetest.Stalled{Store: newStore(t, c), Stall: proxy.Stall, Resume: proxy.Resume}
+	})
+}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -27,25 +29,47 @@ import (
 // as in go-redis. Ports default to 6379 (26379 for sentinels).
 //
 // Options are go-redis option names in snake case (dial_timeout=2s,
-// pool_size=50, ...), plus prefix=<key prefix>, which the store consumes.
+// pool_size=50, ...), plus two the store consumes: prefix=<key prefix> and
+// restart_grace=<duration> (DefaultRestartGrace; see Watch; 0 turns the
+// refusal of new claims after a restart off, for servers whose persistence
+// and replication make lost claims impossible).
 // context_timeout_enabled defaults to true so a ctx deadline bounds every
 // call. Errors never echo the URL, which may hold a password; a reachable
 // but failing server gives an error wrapping idempotency.ErrStoreUnavailable.
-func NewFromURL(ctx context.Context, rawURL string) (*Store, error) {
-	opts, prefix, err := parseURL(rawURL)
+//
+// o supplies the Logger (o.Client must be nil; o.Prefix and o.Watch are
+// taken from the URL). At start the server's memory settings are checked:
+// an eviction policy that may drop keys is logged at warn level (an evicted
+// claim is a duplicate execution).
+func NewFromURL(ctx context.Context, rawURL string, o Options) (*Store, error) {
+	if o.Client != nil {
+		return nil, errors.New("redisstore: NewFromURL makes its own client; use New for yours")
+	}
+	opts, ex, err := parseURLExtras(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	var client redis.UniversalClient
-	switch o := opts.(type) {
-	case *redis.ClusterOptions:
-		client = redis.NewClusterClient(o)
-	case *redis.FailoverOptions:
-		client = redis.NewFailoverClient(o)
-	case *redis.Options:
-		client = redis.NewClient(o)
+	w := NewWatch(cmp.Or(o.RestartGrace, DefaultRestartGrace))
+	if ex.grace != nil {
+		w = NewWatch(*ex.grace)
 	}
-	s, err := New(Options{Client: client, Prefix: prefix})
+	var client redis.UniversalClient
+	switch co := opts.(type) {
+	case *redis.ClusterOptions:
+		co.NewClient = func(no *redis.Options) *redis.Client {
+			no.OnConnect = w.NodeHook(no.Addr)
+			return redis.NewClient(no)
+		}
+		client = redis.NewClusterClient(co)
+	case *redis.FailoverOptions:
+		co.OnConnect = w.OnConnect
+		client = redis.NewFailoverClient(co)
+	case *redis.Options:
+		co.OnConnect = w.OnConnect
+		client = redis.NewClient(co)
+	}
+	o.Client, o.Prefix, o.Watch = client, ex.prefix, w
+	s, err := New(o)
 	if err != nil {
 		_ = client.Close()
 		return nil, err
@@ -55,7 +79,42 @@ func NewFromURL(ctx context.Context, rawURL string) (*Store, error) {
 		_ = client.Close()
 		return nil, err
 	}
+	for _, warning := range s.CheckSettings(ctx) {
+		s.logger.WarnContext(ctx, "redisstore: "+warning)
+	}
 	return s, nil
+}
+
+// urlExtras are the URL options the store consumes itself.
+type urlExtras struct {
+	prefix string
+	grace  *time.Duration
+}
+
+// parseURLExtras is parseURL plus restart_grace.
+func parseURLExtras(rawURL string) (any, urlExtras, error) {
+	var ex urlExtras
+	if base, query, ok := strings.Cut(rawURL, "?"); ok {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, ex, fmt.Errorf("redisstore: bad Redis URL: %w", err)
+		}
+		if q.Has("restart_grace") {
+			d, err := time.ParseDuration(q.Get("restart_grace"))
+			if err != nil || d < 0 {
+				return nil, ex, fmt.Errorf("redisstore: bad Redis URL: restart_grace %q is not a duration like 11s", q.Get("restart_grace"))
+			}
+			ex.grace = &d
+			q.Del("restart_grace")
+			rawURL = base
+			if len(q) > 0 {
+				rawURL += "?" + q.Encode()
+			}
+		}
+	}
+	opts, prefix, err := parseURL(rawURL)
+	ex.prefix = prefix
+	return opts, ex, err
 }
 
 // parseURL turns rawURL into *redis.Options, *redis.ClusterOptions or

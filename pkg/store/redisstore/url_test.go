@@ -133,19 +133,21 @@ func TestParseURLErrorHidesPassword(t *testing.T) {
 
 func TestNewFromURL(t *testing.T) {
 	ctx := context.Background()
-	s, err := NewFromURL(ctx, testenv.Redis(t)+"?prefix="+testPrefix())
+	s, err := NewFromURL(ctx, testenv.Redis(t)+"?restart_grace=0&prefix="+testPrefix(), Options{})
 	require.NoError(t, err)
 	key := "from-url"
-	res, err := s.Acquire(ctx, key, "fp", time.Minute)
+	res, err := s.Acquire(ctx, claim(key), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.Outcome)
 	require.NoError(t, s.Delete(ctx, key))
 	require.NoError(t, s.Close())
-	_, err = s.Acquire(ctx, key, "fp", time.Minute)
+	_, err = s.Acquire(ctx, claim(key), idempotency.AcquireOptions{})
 	require.Error(t, err, "Close closes the client NewFromURL made")
 
-	_, err = NewFromURL(ctx, "redis://a:1?prefix={x}")
+	_, err = NewFromURL(ctx, "redis://a:1?prefix={x}", Options{})
 	require.Error(t, err)
+	_, err = NewFromURL(ctx, "redis://a:1?restart_grace=soon", Options{})
+	require.ErrorContains(t, err, "restart_grace")
 }
 
 func TestNewFromURLCluster(t *testing.T) {
@@ -155,12 +157,12 @@ func TestNewFromURLCluster(t *testing.T) {
 	for _, a := range addrs[1:] {
 		u += "," + a
 	}
-	s, err := NewFromURL(ctx, u+"/?prefix="+testPrefix())
+	s, err := NewFromURL(ctx, u+"/?restart_grace=0&prefix="+testPrefix(), Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	_, ok := s.client.(*redis.ClusterClient)
 	require.True(t, ok, "a cluster URL gives a ClusterClient")
-	res, err := s.Acquire(ctx, "k", "fp", time.Minute)
+	res, err := s.Acquire(ctx, claim("k"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.Outcome)
 }
@@ -169,7 +171,7 @@ func TestNewFromURLUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// Port 1 on loopback: nothing listens there, the dial is refused.
-	_, err := NewFromURL(ctx, "redis://127.0.0.1:1?max_retries=-1")
+	_, err := NewFromURL(ctx, "redis://127.0.0.1:1?max_retries=-1", Options{})
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, idempotency.ErrStoreUnavailable), "%v", err)
 }
@@ -188,10 +190,10 @@ func TestNewRejects(t *testing.T) {
 func TestNewFromURLSentinel(t *testing.T) {
 	rs := testenv.StartRedisSentinel(t)
 	ctx := context.Background()
-	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?prefix="+testPrefix())
+	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?restart_grace=0&prefix="+testPrefix(), Options{})
 	require.NoError(t, err)
 	defer s.Close()
-	res, err := s.Acquire(ctx, "k", "fp", time.Minute)
+	res, err := s.Acquire(ctx, claim("k"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.Outcome)
 	// The claim landed on the master the sentinel names.

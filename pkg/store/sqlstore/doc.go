@@ -9,12 +9,14 @@
 // # How it keeps the contract
 //
 // Acquire is one INSERT … ON CONFLICT (key) DO UPDATE … WHERE <the existing
-// row has expired>: it inserts a claim for a new key or takes over an
-// expired one atomically, and nothing else ever grants a claim. On
-// PostgreSQL the same statement also returns the row that beat it (one
-// round trip); on SQLite a second statement reads it. Complete, Extend and
-// Release are UPDATE/DELETE … WHERE key = ? AND token = ? (and the lease
-// still running), so a fenced-off token changes nothing.
+// row is past its retention, or (when asked) is a claim whose lease ran
+// out>: it inserts a claim for a new key, or takes a dead one over,
+// atomically, and nothing else ever grants a claim. On PostgreSQL the same
+// statement also returns the row that beat it (one round trip); on SQLite a
+// second statement reads it. Complete and Extend are upserts whose DO
+// UPDATE only applies while token = ? still holds the claim (or the row is
+// gone), and Release is DELETE … WHERE token = ?, so a fenced-off token
+// changes nothing, and a claim that vanished is re-created by its holder.
 //
 // Time is the database's clock, in unix milliseconds: statement_timestamp()
 // on PostgreSQL, so servers with skewed clocks still agree, and 'now' on
@@ -28,8 +30,9 @@
 // migrations recorded in "<table>_migrations". Teams that manage schemas
 // themselves set Options.SkipMigrations and apply the DDL below (DDL
 // returns it for any table name, with a comment on each column). Times are
-// unix milliseconds on the database clock; status IS NULL marks an
-// in-flight claim, owned by token; a completed row has no token.
+// unix milliseconds on the database clock; status IS NULL marks a claim,
+// owned by token and in flight until lease_until; a completed row has no
+// token; expires_at is the retention deadline of both.
 // PostgreSQL:
 //
 //	CREATE TABLE IF NOT EXISTS "gopotency_keys" (
@@ -45,6 +48,10 @@
 //	    expires_at  BIGINT  NOT NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS "idx_gopotency_keys_expires_at" ON "gopotency_keys" (expires_at);
+//	ALTER TABLE "gopotency_keys" ADD COLUMN IF NOT EXISTS lease_until BIGINT;
+//	ALTER TABLE "gopotency_keys" ADD COLUMN IF NOT EXISTS mark SMALLINT NOT NULL DEFAULT 0;
+//	UPDATE "gopotency_keys" SET lease_until = expires_at WHERE status IS NULL AND lease_until IS NULL;
+//	UPDATE "gopotency_keys" SET mark = 1 WHERE too_large AND mark = 0;
 //
 // SQLite:
 //
@@ -61,6 +68,10 @@
 //	    expires_at  INTEGER NOT NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS "idx_gopotency_keys_expires_at" ON "gopotency_keys" (expires_at);
+//	ALTER TABLE "gopotency_keys" ADD COLUMN lease_until INTEGER;
+//	ALTER TABLE "gopotency_keys" ADD COLUMN mark INTEGER NOT NULL DEFAULT 0;
+//	UPDATE "gopotency_keys" SET lease_until = expires_at WHERE status IS NULL AND lease_until IS NULL;
+//	UPDATE "gopotency_keys" SET mark = 1 WHERE too_large AND mark = 0;
 //
 // The headers column holds a version byte (1), a uvarint count, then for
 // each header a uvarint length and the name, a uvarint length and the

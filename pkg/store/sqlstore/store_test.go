@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore/sqlcore"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore/sqltest"
@@ -106,11 +108,10 @@ func TestReapBoundedBatch(t *testing.T) {
 		s := open(t, url, sqlstore.Options{Table: table, ReapInterval: -1})
 		ctx := context.Background()
 		for range 7 {
-			_, err := s.Acquire(ctx, storetest.NewKey(), "fp", time.Millisecond)
+			_, err := s.Acquire(ctx, storetest.NewClaim("fp", time.Millisecond, time.Millisecond), idempotency.AcquireOptions{})
 			require.NoError(t, err)
 		}
-		live := storetest.NewKey()
-		_, err := s.Acquire(ctx, live, "fp", time.Minute)
+		_, err := s.Acquire(ctx, storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 		require.NoError(t, err)
 		time.Sleep(10 * time.Millisecond)
 		var got []int64
@@ -147,7 +148,7 @@ func TestSkipMigrationsUsesOwnDDL(t *testing.T) {
 		table := newTable(t, url)
 		// No table yet: a store that may not migrate fails, and says why.
 		s := open(t, url, sqlstore.Options{Table: table, SkipMigrations: true, ReapInterval: -1})
-		_, err := s.Acquire(context.Background(), storetest.NewKey(), "fp", time.Minute)
+		_, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 		require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
 		ddl, err := sqlstore.DDL(tg.dialect, table)
 		require.NoError(t, err)
@@ -157,7 +158,7 @@ func TestSkipMigrationsUsesOwnDDL(t *testing.T) {
 				require.NoError(t, err, stmt)
 			}
 		}
-		res, err := s.Acquire(context.Background(), storetest.NewKey(), "fp", time.Minute)
+		res, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, idempotency.Acquired, res.Outcome)
 		// Migrating over a hand-made schema is harmless.
@@ -183,7 +184,7 @@ func TestRepeatableRead(t *testing.T) {
 
 	t.Run("Autocommit", func(t *testing.T) {
 		for range 3 {
-			key := storetest.NewKey()
+			held := storetest.NewClaim("fp", time.Minute, time.Hour)
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			won := 0
@@ -193,7 +194,9 @@ func TestRepeatableRead(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					res, err := rr.Acquire(context.Background(), key, "fp", time.Minute)
+					c := held
+					c.Token = idempotency.NewToken()
+					res, err := rr.Acquire(context.Background(), c, idempotency.AcquireOptions{})
 					assert.NoError(t, err, "serialization failures are retried")
 					mu.Lock()
 					defer mu.Unlock()
@@ -209,7 +212,7 @@ func TestRepeatableRead(t *testing.T) {
 	})
 	t.Run("CallerTransactions", func(t *testing.T) {
 		for range 3 {
-			key := storetest.NewKey()
+			held := storetest.NewClaim("fp", time.Minute, time.Hour)
 			var wg sync.WaitGroup
 			errs := make([]error, 2)
 			won := make([]bool, 2)
@@ -230,7 +233,9 @@ func TestRepeatableRead(t *testing.T) {
 						return
 					}
 					<-start
-					res, err := s.Acquire(context.Background(), key, "fp", time.Minute)
+					c := held
+					c.Token = idempotency.NewToken()
+					res, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
 					time.Sleep(50 * time.Millisecond)
 					if err == nil {
 						err = tx.Commit()
@@ -247,5 +252,19 @@ func TestRepeatableRead(t *testing.T) {
 				}
 			}
 		}
+	})
+}
+
+// A PostgreSQL that goes silent mid-statement must not hold a call past
+// its context (pgx cancels the query and drops the connection).
+func TestStalledServer(t *testing.T) {
+	storetest.RunStalled(t, func(t *testing.T) storetest.Stalled {
+		raw := testenv.Postgres(t)
+		u, err := neturl.Parse(raw)
+		require.NoError(t, err)
+		proxy := testenv.StartStallProxy(t, u.Host)
+		u.Host = proxy.Addr
+		s := open(t, u.String(), sqlstore.Options{Table: newTable(t, raw), ReapInterval: -1})
+		return storetest.Stalled{Store: s, Stall: proxy.Stall, Resume: proxy.Resume}
 	})
 }

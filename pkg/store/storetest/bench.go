@@ -53,12 +53,12 @@ func run(b *testing.B, parallel bool, op func(ctx context.Context)) {
 
 func benchMiss(b *testing.B, s idempotency.Store, rec *idempotency.Record, parallel bool) {
 	run(b, parallel, func(ctx context.Context) {
-		key := NewKey()
-		res, err := s.Acquire(ctx, key, "fp", time.Minute)
+		c := NewClaim("fp", time.Minute, time.Minute)
+		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
 		if err != nil || res.Outcome != idempotency.Acquired {
 			b.Fatalf("acquire: %v %v", res.Outcome, err)
 		}
-		if err := s.Complete(ctx, key, res.Token, rec, time.Minute); err != nil {
+		if err := s.Complete(ctx, c, rec); err != nil {
 			b.Fatalf("complete: %v", err)
 		}
 	})
@@ -66,16 +66,17 @@ func benchMiss(b *testing.B, s idempotency.Store, rec *idempotency.Record, paral
 
 func benchHit(b *testing.B, s idempotency.Store, rec *idempotency.Record, parallel bool) {
 	ctx := context.Background()
-	key := NewKey()
-	res, err := s.Acquire(ctx, key, "fp", time.Minute)
-	if err != nil {
+	c := NewClaim("fp", time.Minute, time.Hour)
+	if _, err := s.Acquire(ctx, c, idempotency.AcquireOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	if err := s.Complete(ctx, key, res.Token, rec, time.Hour); err != nil {
+	if err := s.Complete(ctx, c, rec); err != nil {
 		b.Fatal(err)
 	}
 	run(b, parallel, func(ctx context.Context) {
-		res, err := s.Acquire(ctx, key, "fp", time.Minute)
+		retry := c
+		retry.Token = idempotency.NewToken()
+		res, err := s.Acquire(ctx, retry, idempotency.AcquireOptions{})
 		if err != nil || res.Outcome != idempotency.Completed {
 			b.Fatalf("replay: %v %v", res.Outcome, err)
 		}

@@ -7,8 +7,10 @@
 //
 // The factory is called once per subtest. Keys are random per subtest, so
 // a factory may hand out one shared store. The suite uses real time with
-// leases of tens of milliseconds, so run it under -race on an idle-ish
-// machine; it takes a few seconds.
+// leases of tens of milliseconds (a store's clock may be a server's, which
+// no fake clock reaches), so run it under -race on an idle-ish machine; it
+// takes a few seconds. Stores that talk to a server also run RunStalled,
+// which checks that a call stuck in network I/O still honours its context.
 package storetest
 
 import (
@@ -19,6 +21,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -39,8 +42,21 @@ const (
 	slack      = 150 * time.Millisecond
 )
 
+var (
+	noTakeover = idempotency.AcquireOptions{}
+	takeover   = idempotency.AcquireOptions{TakeOverExpired: true}
+)
+
 // Run runs every conformance case against stores made by newStore.
-func Run(t *testing.T, newStore Factory) {
+func Run(t *testing.T, newStore Factory) { runCases(t, newStore, false) }
+
+// RunSynctest runs the cases each in a testing/synctest bubble, for stores
+// whose clock is the process's (memstore): virtual time makes every lease
+// window exact, whatever the machine's load. newStore is called inside the
+// bubble, and the store's goroutines must end by the subtest's Cleanup.
+func RunSynctest(t *testing.T, newStore Factory) { runCases(t, newStore, true) }
+
+func runCases(t *testing.T, newStore Factory, bubble bool) {
 	cases := []struct {
 		name string
 		fn   func(t *testing.T, s idempotency.Store)
@@ -50,24 +66,40 @@ func Run(t *testing.T, newStore Factory) {
 		{"CompleteReplaysIdentical", testCompleteReplays},
 		{"MismatchInFlight", testMismatchInFlight},
 		{"MismatchCompleted", testMismatchCompleted},
+		{"MismatchLeaseExpired", testMismatchLeaseExpired},
 		{"EmptyFingerprint", testEmptyFingerprint},
 		{"InFlightRetryAfter", testInFlightRetryAfter},
+		{"ExpiredLeaseIsNotTakenOver", testLeaseExpired},
+		{"ExpiredLeaseRaceReportsExpired", testLeaseExpiredRace},
 		{"ExpiredLeaseTakeoverFencesOldToken", testTakeover},
+		{"TakeoverRaceOneWinner", testTakeoverRace},
 		{"ExtendKeepsClaim", testExtend},
+		{"ExtendPastRetentionKeepsClaim", testExtendPastRetention},
+		{"ExtendRevivesExpiredLease", testExtendExpired},
+		{"ExtendRecreatesVanishedClaim", testExtendVanished},
+		{"CompleteAfterLeaseExpired", testCompleteExpired},
+		{"CompleteRecreatesVanishedClaim", testCompleteVanished},
+		{"ClaimKeptForRetention", testClaimRetention},
 		{"RetentionExpiry", testRetentionExpiry},
 		{"ReleaseIdempotent", testRelease},
+		{"ReleaseExpiredOwnClaim", testReleaseExpired},
 		{"ReleaseCannotDropRecord", testReleaseCompleted},
 		{"CompleteOnce", testCompleteOnce},
 		{"LargeBodyRoundTrip", testLargeBody},
-		{"TombstoneRoundTrip", testTombstone},
+		{"MarksRoundTrip", testMarks},
 		{"GetAndDelete", testGetDelete},
 		{"KeysIndependent", testKeysIndependent},
+		{"InvalidClaimRefused", testInvalidClaim},
 		{"ContextCancelled", testContextCancelled},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			c.fn(t, newStore(t))
+			if !bubble {
+				c.fn(t, newStore(t))
+				return
+			}
+			synctest.Test(t, func(t *testing.T) { c.fn(t, newStore(t)) })
 		})
 	}
 }
@@ -79,15 +111,26 @@ func NewKey() string {
 	return idempotency.StorageKey("storetest", hex.EncodeToString(b[:]))
 }
 
+// NewClaim returns a claim on a new random key with a fresh token.
+func NewClaim(fp string, lease, keep time.Duration) idempotency.Claim {
+	return idempotency.Claim{Key: NewKey(), Token: idempotency.NewToken(), Fingerprint: fp, Lease: lease, Retention: keep}
+}
+
+// another is c presented by another execution (same key, new token).
+func another(c idempotency.Claim, fp string) idempotency.Claim {
+	c.Token, c.Fingerprint = idempotency.NewToken(), fp
+	return c
+}
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
-func acquire(t *testing.T, s idempotency.Store, key, fp string, lease time.Duration, want idempotency.Outcome) idempotency.AcquireResult {
+func acquire(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.AcquireOptions, want idempotency.Outcome) idempotency.AcquireResult {
 	t.Helper()
-	res, err := s.Acquire(ctx(t), key, fp, lease)
+	res, err := s.Acquire(ctx(t), c, o)
 	require.NoError(t, err)
 	require.Equal(t, want.String(), res.Outcome.String(), "Acquire outcome")
 	return res
@@ -117,18 +160,19 @@ func requireSameRecord(t *testing.T, want, got *idempotency.Record) {
 		assert.Equal(t, want.Headers, got.Headers)
 	}
 	assert.True(t, bytes.Equal(want.Body, got.Body), "body differs: %d vs %d bytes", len(want.Body), len(got.Body))
-	assert.Equal(t, want.TooLarge, got.TooLarge)
+	assert.Equal(t, want.Mark.String(), got.Mark.String())
 	assert.True(t, want.CreatedAt.Equal(got.CreatedAt), "created_at %v vs %v", want.CreatedAt, got.CreatedAt)
 }
 
 func testAcquireFresh(t *testing.T, s idempotency.Store) {
-	res := acquire(t, s, NewKey(), "fp", longLease, idempotency.Acquired)
-	assert.GreaterOrEqual(t, len(res.Token), 16, "token must be unguessable")
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 }
 
-func testRaceOneWinner(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	const n = 100
+// race runs n Acquires of c's key, each with its own token, at once, and
+// returns the outcomes.
+func race(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.AcquireOptions, n int) map[idempotency.Outcome]int {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	outcomes := make([]idempotency.Outcome, n)
@@ -138,215 +182,170 @@ func testRaceOneWinner(t *testing.T, s idempotency.Store) {
 		go func() {
 			defer wg.Done()
 			<-start
-			res, err := s.Acquire(context.Background(), key, "fp", longLease)
+			res, err := s.Acquire(context.Background(), another(c, c.Fingerprint), o)
 			outcomes[i], errs[i] = res.Outcome, err
 		}()
 	}
 	close(start)
 	wg.Wait()
-	won := 0
+	got := map[idempotency.Outcome]int{}
 	for i := range n {
 		require.NoError(t, errs[i])
-		switch outcomes[i] {
-		case idempotency.Acquired:
-			won++
-		case idempotency.InFlight:
-		default:
-			t.Fatalf("goroutine %d got %v", i, outcomes[i])
-		}
+		got[outcomes[i]]++
 	}
-	require.Equal(t, 1, won, "exactly one goroutine must acquire")
+	return got
+}
+
+func testRaceOneWinner(t *testing.T, s idempotency.Store) {
+	got := race(t, s, NewClaim("fp", longLease, retention), noTakeover, 100)
+	require.Equal(t, map[idempotency.Outcome]int{idempotency.Acquired: 1, idempotency.InFlight: 99}, got, "exactly one goroutine must acquire")
 }
 
 func testCompleteReplays(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	rec := sampleRecord()
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, rec, retention))
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	for range 2 {
-		got := acquire(t, s, key, "fp", longLease, idempotency.Completed)
+		got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 		requireSameRecord(t, sampleRecord(), got.Record)
 	}
 }
 
 func testMismatchInFlight(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp-a", longLease, idempotency.Acquired)
-	acquire(t, s, key, "fp-b", longLease, idempotency.Mismatch)
+	c := NewClaim("fp-a", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	acquire(t, s, another(c, "fp-b"), noTakeover, idempotency.Mismatch)
 	// The mismatch changed nothing: the owner can still complete.
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, sampleRecord(), retention))
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 }
 
 func testMismatchCompleted(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp-a", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, sampleRecord(), retention))
-	acquire(t, s, key, "fp-b", longLease, idempotency.Mismatch)
-	got := acquire(t, s, key, "fp-a", longLease, idempotency.Completed)
+	c := NewClaim("fp-a", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
+	acquire(t, s, another(c, "fp-b"), noTakeover, idempotency.Mismatch)
+	got := acquire(t, s, another(c, "fp-a"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, sampleRecord(), got.Record)
 }
 
+func testMismatchLeaseExpired(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp-a", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	acquire(t, s, another(c, "fp-b"), takeover, idempotency.Mismatch)
+	acquire(t, s, another(c, "fp-a"), noTakeover, idempotency.LeaseExpired)
+}
+
 func testEmptyFingerprint(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	acquire(t, s, key, "", longLease, idempotency.Acquired)
-	acquire(t, s, key, "", longLease, idempotency.InFlight)
-	acquire(t, s, key, "x", longLease, idempotency.Mismatch)
+	c := NewClaim("", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	acquire(t, s, another(c, ""), noTakeover, idempotency.InFlight)
+	acquire(t, s, another(c, "x"), noTakeover, idempotency.Mismatch)
 }
 
 func testInFlightRetryAfter(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	res := acquire(t, s, key, "fp", longLease, idempotency.InFlight)
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	res := acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 	assert.Greater(t, res.RetryAfter, longLease-2*time.Second)
 	assert.LessOrEqual(t, res.RetryAfter, longLease)
-	assert.Empty(t, res.Token, "a loser must not get a token")
-}
-
-func testTakeover(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	old := acquire(t, s, key, "fp", shortLease, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
-	cur := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	require.NotEqual(t, old.Token, cur.Token)
-	c := ctx(t)
-	require.ErrorIs(t, s.Complete(c, key, old.Token, sampleRecord(), retention), idempotency.ErrLeaseLost)
-	require.ErrorIs(t, s.Extend(c, key, old.Token, longLease), idempotency.ErrLeaseLost)
-	require.ErrorIs(t, s.Release(c, key, old.Token), idempotency.ErrLeaseLost)
-	// The new owner was not disturbed by any of that.
-	acquire(t, s, key, "fp", longLease, idempotency.InFlight)
-	require.NoError(t, s.Complete(c, key, cur.Token, sampleRecord(), retention))
-	acquire(t, s, key, "fp", longLease, idempotency.Completed)
-}
-
-func testExtend(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", shortLease, idempotency.Acquired)
-	for range 5 {
-		time.Sleep(shortLease / 3)
-		require.NoError(t, s.Extend(ctx(t), key, res.Token, shortLease))
-	}
-	// Total elapsed is well past the original lease.
-	acquire(t, s, key, "fp", longLease, idempotency.InFlight)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, sampleRecord(), retention))
-	// Extend only applies to in-flight claims.
-	require.ErrorIs(t, s.Extend(ctx(t), key, res.Token, shortLease), idempotency.ErrLeaseLost)
+	assert.Nil(t, res.Record)
 }
 
 func testRetentionExpiry(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, sampleRecord(), shortLease))
-	acquire(t, s, key, "fp", longLease, idempotency.Completed)
+	c := NewClaim("fp", longLease, shortLease)
+	c.Lease = shortLease / 2
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	time.Sleep(shortLease + slack)
-	_, err := s.Get(ctx(t), key)
+	_, err := s.Get(ctx(t), c.Key)
 	require.ErrorIs(t, err, idempotency.ErrNotFound, "expired records are absent on read")
-	acquire(t, s, key, "other-fp", longLease, idempotency.Acquired)
+	acquire(t, s, another(c, "other-fp"), noTakeover, idempotency.Acquired)
 }
 
 func testRelease(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	c := ctx(t)
-	require.NoError(t, s.Release(c, key, res.Token))
-	require.NoError(t, s.Release(c, key, res.Token), "second release is a no-op")
-	require.NoError(t, s.Release(c, NewKey(), "no-such-token"), "releasing an absent key is a no-op")
-	next := acquire(t, s, key, "other-fp", longLease, idempotency.Acquired)
-	require.ErrorIs(t, s.Release(c, key, res.Token), idempotency.ErrLeaseLost, "old token cannot release the new claim")
-	acquire(t, s, key, "other-fp", longLease, idempotency.InFlight)
-	require.NoError(t, s.Release(c, key, next.Token))
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	x := ctx(t)
+	require.NoError(t, s.Release(x, c))
+	require.NoError(t, s.Release(x, c), "second release is a no-op")
+	require.NoError(t, s.Release(x, NewClaim("fp", longLease, retention)), "releasing an absent key is a no-op")
+	next := another(c, "other-fp")
+	acquire(t, s, next, noTakeover, idempotency.Acquired)
+	require.ErrorIs(t, s.Release(x, c), idempotency.ErrLeaseLost, "old token cannot release the new claim")
+	acquire(t, s, another(c, "other-fp"), noTakeover, idempotency.InFlight)
+	require.NoError(t, s.Release(x, next))
 }
 
 func testReleaseCompleted(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, sampleRecord(), retention))
-	require.ErrorIs(t, s.Release(ctx(t), key, res.Token), idempotency.ErrLeaseLost)
-	acquire(t, s, key, "fp", longLease, idempotency.Completed)
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
+	require.ErrorIs(t, s.Release(ctx(t), c), idempotency.ErrLeaseLost)
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 }
 
 func testCompleteOnce(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, sampleRecord(), retention))
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	other := sampleRecord()
 	other.Status = 500
-	require.ErrorIs(t, s.Complete(ctx(t), key, res.Token, other, retention), idempotency.ErrLeaseLost)
-	require.ErrorIs(t, s.Complete(ctx(t), NewKey(), res.Token, other, retention), idempotency.ErrLeaseLost, "completing an absent key")
-	got := acquire(t, s, key, "fp", longLease, idempotency.Completed)
+	require.ErrorIs(t, s.Complete(ctx(t), c, other), idempotency.ErrLeaseLost, "a completed key is never overwritten")
+	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, sampleRecord(), got.Record)
 }
 
 func testLargeBody(t *testing.T, s idempotency.Store) {
-	key := NewKey()
 	rec := sampleRecord()
 	rec.Body = make([]byte, idempotency.DefaultMaxResponseBody)
 	_, _ = rand.Read(rec.Body)
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, rec, retention))
-	got := acquire(t, s, key, "fp", longLease, idempotency.Completed)
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), c, rec))
+	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, rec, got.Record)
-}
-
-func testTombstone(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	rec := &idempotency.Record{Status: 200, TooLarge: true, CreatedAt: time.UnixMilli(time.Now().UnixMilli())}
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), key, res.Token, rec, retention))
-	got := acquire(t, s, key, "fp", longLease, idempotency.Completed)
-	requireSameRecord(t, rec, got.Record)
-}
-
-func testGetDelete(t *testing.T, s idempotency.Store) {
-	c := ctx(t)
-	key := NewKey()
-	_, err := s.Get(c, key)
-	require.ErrorIs(t, err, idempotency.ErrNotFound)
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	e, err := s.Get(c, key)
-	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateInFlight, e.State)
-	assert.Equal(t, "fp", e.Fingerprint)
-	assert.WithinDuration(t, time.Now().Add(longLease), e.ExpiresAt, 2*time.Second)
-	require.NoError(t, s.Complete(c, key, res.Token, sampleRecord(), retention))
-	e, err = s.Get(c, key)
-	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateCompleted, e.State)
-	requireSameRecord(t, sampleRecord(), e.Record)
-	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second)
-	require.NoError(t, s.Delete(c, key))
-	_, err = s.Get(c, key)
-	require.ErrorIs(t, err, idempotency.ErrNotFound)
-	require.NoError(t, s.Delete(c, key), "deleting an absent key is a no-op")
-	acquire(t, s, key, "new-fp", longLease, idempotency.Acquired)
-
-	// An expired claim is absent too.
-	key2 := NewKey()
-	acquire(t, s, key2, "fp", shortLease, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
-	_, err = s.Get(c, key2)
-	require.ErrorIs(t, err, idempotency.ErrNotFound)
 }
 
 func testKeysIndependent(t *testing.T, s idempotency.Store) {
-	a, b := NewKey(), NewKey()
-	ra := acquire(t, s, a, "fp", longLease, idempotency.Acquired)
-	acquire(t, s, b, "fp", longLease, idempotency.Acquired)
-	require.NoError(t, s.Complete(ctx(t), a, ra.Token, sampleRecord(), retention))
-	acquire(t, s, b, "fp", longLease, idempotency.InFlight)
+	a, b := NewClaim("fp", longLease, retention), NewClaim("fp", longLease, retention)
+	acquire(t, s, a, noTakeover, idempotency.Acquired)
+	acquire(t, s, b, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(ctx(t), a, sampleRecord()))
+	acquire(t, s, another(b, "fp"), noTakeover, idempotency.InFlight)
+}
+
+func testInvalidClaim(t *testing.T, s idempotency.Store) {
+	for name, mutate := range map[string]func(*idempotency.Claim){
+		"zero lease":     func(c *idempotency.Claim) { c.Lease = 0 },
+		"negative lease": func(c *idempotency.Claim) { c.Lease = -time.Second },
+		"zero retention": func(c *idempotency.Claim) { c.Retention = 0 },
+		"empty token":    func(c *idempotency.Claim) { c.Token = "" },
+	} {
+		c := NewClaim("fp", longLease, retention)
+		mutate(&c)
+		_, err := s.Acquire(ctx(t), c, noTakeover)
+		require.ErrorIs(t, err, idempotency.ErrInvalidClaim, name)
+		require.ErrorIs(t, s.Extend(ctx(t), c), idempotency.ErrInvalidClaim, name)
+		require.ErrorIs(t, s.Complete(ctx(t), c, sampleRecord()), idempotency.ErrInvalidClaim, name)
+		_, err = s.Get(ctx(t), c.Key)
+		require.ErrorIs(t, err, idempotency.ErrNotFound, "%s: nothing was stored", name)
+	}
 }
 
 func testContextCancelled(t *testing.T, s idempotency.Store) {
-	key := NewKey()
-	res := acquire(t, s, key, "fp", longLease, idempotency.Acquired)
-	c, cancel := context.WithCancel(context.Background())
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	x, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
-		"Acquire":  func() error { _, err := s.Acquire(c, NewKey(), "fp", longLease); return err },
-		"Complete": func() error { return s.Complete(c, key, res.Token, sampleRecord(), retention) },
-		"Release":  func() error { return s.Release(c, key, res.Token) },
-		"Extend":   func() error { return s.Extend(c, key, res.Token, longLease) },
-		"Get":      func() error { _, err := s.Get(c, key); return err },
-		"Delete":   func() error { return s.Delete(c, key) },
+		"Acquire":  func() error { _, err := s.Acquire(x, NewClaim("fp", longLease, retention), noTakeover); return err },
+		"Complete": func() error { return s.Complete(x, c, sampleRecord()) },
+		"Release":  func() error { return s.Release(x, c) },
+		"Extend":   func() error { return s.Extend(x, c) },
+		"Get":      func() error { _, err := s.Get(x, c.Key); return err },
+		"Delete":   func() error { return s.Delete(x, c.Key) },
 	}
 	for name, call := range calls {
 		start := time.Now()
@@ -356,5 +355,5 @@ func testContextCancelled(t *testing.T, s idempotency.Store) {
 		assert.Less(t, time.Since(start), time.Second, "%s must return promptly", name)
 	}
 	// Nothing above took effect.
-	acquire(t, s, key, "fp", longLease, idempotency.InFlight)
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 }

@@ -24,6 +24,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Mark mirrors idempotency.Mark; the numbers are stored and never change.
+type Mark int32
+
+const (
+	// A whole response, replayed as is.
+	Mark_MARK_NONE Mark = 0
+	// A tombstone: the body exceeded the cap; only the status is kept.
+	Mark_MARK_TOO_LARGE Mark = 1
+	// Status and headers of a response whose body was cut off.
+	Mark_MARK_INCOMPLETE Mark = 2
+	// Forwarded, no response head: outcome unknown.
+	Mark_MARK_UNKNOWN Mark = 3
+	// Recorded, then reduced to its status to fit a memory budget.
+	Mark_MARK_EVICTED Mark = 4
+)
+
+// Enum value maps for Mark.
+var (
+	Mark_name = map[int32]string{
+		0: "MARK_NONE",
+		1: "MARK_TOO_LARGE",
+		2: "MARK_INCOMPLETE",
+		3: "MARK_UNKNOWN",
+		4: "MARK_EVICTED",
+	}
+	Mark_value = map[string]int32{
+		"MARK_NONE":       0,
+		"MARK_TOO_LARGE":  1,
+		"MARK_INCOMPLETE": 2,
+		"MARK_UNKNOWN":    3,
+		"MARK_EVICTED":    4,
+	}
+)
+
+func (x Mark) Enum() *Mark {
+	p := new(Mark)
+	*p = x
+	return p
+}
+
+func (x Mark) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Mark) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_gopotency_v1_record_proto_enumTypes[0].Descriptor()
+}
+
+func (Mark) Type() protoreflect.EnumType {
+	return &file_proto_gopotency_v1_record_proto_enumTypes[0]
+}
+
+func (x Mark) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Mark.Descriptor instead.
+func (Mark) EnumDescriptor() ([]byte, []int) {
+	return file_proto_gopotency_v1_record_proto_rawDescGZIP(), []int{0}
+}
+
 // Record is a stored HTTP response, the binary value stores keep for a
 // completed key. It mirrors idempotency.Record field for field.
 type Record struct {
@@ -35,13 +96,17 @@ type Record struct {
 	Headers []*Header `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
 	// Response body (empty for a tombstone).
 	Body []byte `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
-	// The response exceeded the storage cap: only status was kept.
+	// The response exceeded the storage cap: only status was kept. Written
+	// together with mark MARK_TOO_LARGE, so records stay readable by
+	// versions that predate mark.
 	TooLarge bool `protobuf:"varint,4,opt,name=too_large,json=tooLarge,proto3" json:"too_large,omitempty"`
 	// When the response was recorded, in Unix milliseconds; unset for the
 	// zero time.
 	CreatedAtUnixMs *int64 `protobuf:"varint,5,opt,name=created_at_unix_ms,json=createdAtUnixMs,proto3,oneof" json:"created_at_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What the record stands for when it is not a whole response.
+	Mark          Mark `protobuf:"varint,6,opt,name=mark,proto3,enum=gopotency.v1.Mark" json:"mark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -109,6 +174,13 @@ func (x *Record) GetCreatedAtUnixMs() int64 {
 	return 0
 }
 
+func (x *Record) GetMark() Mark {
+	if x != nil {
+		return x.Mark
+	}
+	return Mark_MARK_NONE
+}
+
 // Header is one response header field. Both parts are bytes, not string:
 // HTTP allows obs-text (non-UTF-8) in values and stores must round-trip
 // every byte, while proto3 strings reject invalid UTF-8.
@@ -168,17 +240,24 @@ var File_proto_gopotency_v1_record_proto protoreflect.FileDescriptor
 
 const file_proto_gopotency_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x1fproto/gopotency/v1/record.proto\x12\fgopotency.v1\"\xca\x01\n" +
+	"\x1fproto/gopotency/v1/record.proto\x12\fgopotency.v1\"\xf2\x01\n" +
 	"\x06Record\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12.\n" +
 	"\aheaders\x18\x02 \x03(\v2\x14.gopotency.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12\x1b\n" +
 	"\ttoo_large\x18\x04 \x01(\bR\btooLarge\x120\n" +
-	"\x12created_at_unix_ms\x18\x05 \x01(\x03H\x00R\x0fcreatedAtUnixMs\x88\x01\x01B\x15\n" +
+	"\x12created_at_unix_ms\x18\x05 \x01(\x03H\x00R\x0fcreatedAtUnixMs\x88\x01\x01\x12&\n" +
+	"\x04mark\x18\x06 \x01(\x0e2\x12.gopotency.v1.MarkR\x04markB\x15\n" +
 	"\x13_created_at_unix_ms\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05valueB?Z=github.com/gopotency/gopotency/proto/gopotency/v1;gopotencyv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\fR\x05value*b\n" +
+	"\x04Mark\x12\r\n" +
+	"\tMARK_NONE\x10\x00\x12\x12\n" +
+	"\x0eMARK_TOO_LARGE\x10\x01\x12\x13\n" +
+	"\x0fMARK_INCOMPLETE\x10\x02\x12\x10\n" +
+	"\fMARK_UNKNOWN\x10\x03\x12\x10\n" +
+	"\fMARK_EVICTED\x10\x04B?Z=github.com/gopotency/gopotency/proto/gopotency/v1;gopotencyv1b\x06proto3"
 
 var (
 	file_proto_gopotency_v1_record_proto_rawDescOnce sync.Once
@@ -192,18 +271,21 @@ func file_proto_gopotency_v1_record_proto_rawDescGZIP() []byte {
 	return file_proto_gopotency_v1_record_proto_rawDescData
 }
 
+var file_proto_gopotency_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_proto_gopotency_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_proto_gopotency_v1_record_proto_goTypes = []any{
-	(*Record)(nil), // 0: gopotency.v1.Record
-	(*Header)(nil), // 1: gopotency.v1.Header
+	(Mark)(0),      // 0: gopotency.v1.Mark
+	(*Record)(nil), // 1: gopotency.v1.Record
+	(*Header)(nil), // 2: gopotency.v1.Header
 }
 var file_proto_gopotency_v1_record_proto_depIdxs = []int32{
-	1, // 0: gopotency.v1.Record.headers:type_name -> gopotency.v1.Header
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 0: gopotency.v1.Record.headers:type_name -> gopotency.v1.Header
+	0, // 1: gopotency.v1.Record.mark:type_name -> gopotency.v1.Mark
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_proto_gopotency_v1_record_proto_init() }
@@ -217,13 +299,14 @@ func file_proto_gopotency_v1_record_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_gopotency_v1_record_proto_rawDesc), len(file_proto_gopotency_v1_record_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_proto_gopotency_v1_record_proto_goTypes,
 		DependencyIndexes: file_proto_gopotency_v1_record_proto_depIdxs,
+		EnumInfos:         file_proto_gopotency_v1_record_proto_enumTypes,
 		MessageInfos:      file_proto_gopotency_v1_record_proto_msgTypes,
 	}.Build()
 	File_proto_gopotency_v1_record_proto = out.File

@@ -139,14 +139,20 @@ func (g *Guard[C]) proceed(ctx context.Context, w http.ResponseWriter, l *idempo
 		sctx, cancel := settleContext(ctx)
 		defer cancel()
 		// A handler that panics (or calls runtime.Goexit) before answering
-		// failed the execution: release the key so a retry may run. Once
-		// the head is out (or the connection hijacked) the handler did run
-		// and may have had effects, so the outcome is unknown: leave the key
-		// locked until its lease ends. http.ErrAbortHandler always means a
-		// response under way (httputil.ReverseProxy panics with it when the
-		// upstream fails mid-body), so the request reached the application.
-		started := rec.Sent() || rec.Hijacked() || v == http.ErrAbortHandler
-		_ = l.Abandon(sctx, started)
+		// failed like one answering 500: the key is released so a retry
+		// may run. Once the head is out the handler did run: its status
+		// and headers are recorded as response-incomplete, never run
+		// again. A hijacked connection, or http.ErrAbortHandler (a response
+		// under way: httputil.ReverseProxy panics with it when the upstream
+		// fails mid-body), leave the outcome unknown.
+		switch {
+		case rec.Sent():
+			resp := rec.Response()
+			resp.Incomplete = true
+			_ = l.Complete(sctx, resp)
+		default:
+			_ = l.Abandon(sctx, rec.Hijacked() || v == http.ErrAbortHandler)
+		}
 		if v != nil {
 			panic(v)
 		}
@@ -161,7 +167,7 @@ func (g *Guard[C]) proceed(ctx context.Context, w http.ResponseWriter, l *idempo
 		_ = l.Abandon(sctx, true)
 	case rec.Implicit() && ctx.Err() != nil:
 		// The client left and the handler gave up without answering: the
-		// outcome is unknown, so the key stays locked until its lease ends.
+		// outcome is unknown, and recorded as such.
 		_ = l.Abandon(sctx, true)
 	default:
 		// Errors are logged and counted by the engine; the client already

@@ -250,8 +250,8 @@ func panics(t *testing.T, mount Mount) {
 }
 
 // panicAfterHead: a handler that panics once its answer is under way has
-// run (and may have had effects), so the key stays locked and the panic
-// goes on.
+// run (and may have had effects): its status is recorded as
+// response-incomplete, never run again, and the panic goes on.
 func panicAfterHead(t *testing.T, mount Mount) {
 	f := newFixture(t, mount, idempotency.DefaultPolicy(), func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
@@ -262,14 +262,14 @@ func panicAfterHead(t *testing.T, mount Mount) {
 		t.Fatalf("front end panicked with %v, want the handler's panic", v)
 	}
 	v, rec := serveDirect(f, "k-panic-late")
-	if v != nil || rec.Code != http.StatusConflict {
-		t.Errorf("retry: panic %v, %d %s; want 409 (key still locked)", v, rec.Code, rec.Body)
+	if v != nil || rec.Code != http.StatusFailedDependency || !strings.Contains(rec.Body.String(), `"original_status":201`) {
+		t.Errorf("retry: panic %v, %d %s; want 424 response-incomplete with original_status 201", v, rec.Code, rec.Body)
 	}
 	f.wantCalls(t, 1)
 }
 
 // abortHandler: http.ErrAbortHandler means the response was under way, so
-// the outcome is unknown and the key stays locked.
+// the operation ran: the retry is told, never run.
 func abortHandler(t *testing.T, mount Mount) {
 	f := newFixture(t, mount, idempotency.DefaultPolicy(), func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "partial")
@@ -279,15 +279,15 @@ func abortHandler(t *testing.T, mount Mount) {
 		t.Fatalf("front end panicked with %v, want http.ErrAbortHandler", v)
 	}
 	_, rec := serveDirect(f, "k-abort")
-	if rec.Code != http.StatusConflict {
-		t.Errorf("retry: %d %s, want 409", rec.Code, rec.Body)
+	if rec.Code != http.StatusFailedDependency {
+		t.Errorf("retry: %d %s, want 424", rec.Code, rec.Body)
 	}
 	f.wantCalls(t, 1)
 }
 
 // clientGone: the client leaves while the handler runs. A handler that
 // still answers has a known outcome, recorded for the retry; one that gives
-// up without answering leaves the key locked (outcome unknown).
+// up without answering leaves outcome-unknown (never run again).
 func clientGone(t *testing.T, mount Mount, answers bool) {
 	started := make(chan struct{}, 1)
 	f := newFixture(t, mount, idempotency.DefaultPolicy(), func(w http.ResponseWriter, r *http.Request) {
@@ -323,13 +323,13 @@ func clientGone(t *testing.T, mount Mount, answers bool) {
 			t.Errorf("retry: %d %q %v, want the replay of the finished answer", retry.StatusCode, body, retry.Header)
 		}
 	} else {
-		wantProblem(t, retry, http.StatusConflict, "request-in-progress")
+		wantProblem(t, retry, http.StatusFailedDependency, "outcome-unknown")
 	}
 	f.wantCalls(t, 1)
 }
 
 // hijack: a handler that takes over the connection sends what the
-// middleware cannot see, so the outcome is unknown and the key stays locked.
+// middleware cannot see, so the outcome is unknown, and recorded as such.
 func hijack(t *testing.T, mount Mount) {
 	f := newFixture(t, mount, idempotency.DefaultPolicy(), func(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -346,6 +346,6 @@ func hijack(t *testing.T, mount Mount) {
 		t.Errorf("hijacked answer %d %q", live.StatusCode, body)
 	}
 	waitFor(t, f.served, "the front end to return")
-	wantProblem(t, f.post(t, "k-hijack", "{}"), http.StatusConflict, "request-in-progress")
+	wantProblem(t, f.post(t, "k-hijack", "{}"), http.StatusFailedDependency, "outcome-unknown")
 	f.wantCalls(t, 1)
 }

@@ -27,10 +27,14 @@ func Marshal(rec *idempotency.Record) ([]byte, error) {
 	if rec.Status < math.MinInt32 || rec.Status > math.MaxInt32 {
 		return nil, fmt.Errorf("recordcodec: status %d out of range", rec.Status)
 	}
+	if !rec.Mark.Valid() {
+		return nil, fmt.Errorf("recordcodec: invalid mark %v", rec.Mark)
+	}
 	m := &gopotencyv1.Record{
 		Status:   int32(rec.Status),
 		Body:     rec.Body,
-		TooLarge: rec.TooLarge,
+		TooLarge: rec.Mark == idempotency.MarkTooLarge,
+		Mark:     gopotencyv1.Mark(rec.Mark),
 	}
 	if len(rec.Headers) > 0 {
 		m.Headers = make([]*gopotencyv1.Header, len(rec.Headers))
@@ -57,9 +61,15 @@ func Unmarshal(b []byte) (*idempotency.Record, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	rec := &idempotency.Record{
-		Status:   int(m.GetStatus()),
-		Body:     m.GetBody(),
-		TooLarge: m.GetTooLarge(),
+		Status: int(m.GetStatus()),
+		Body:   m.GetBody(),
+		Mark:   idempotency.Mark(m.GetMark()),
+	}
+	if m.GetMark() == gopotencyv1.Mark_MARK_NONE && m.GetTooLarge() {
+		rec.Mark = idempotency.MarkTooLarge // written before marks existed
+	}
+	if m.GetMark() < 0 || !rec.Mark.Valid() {
+		return nil, fmt.Errorf("%w: unknown mark %d", ErrCorrupt, m.GetMark())
 	}
 	if len(m.Headers) > 0 {
 		rec.Headers = make([]idempotency.Header, len(m.Headers))

@@ -7,8 +7,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	gopotencyv1 "github.com/gopotency/gopotency/proto/gopotency/v1"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -26,7 +28,10 @@ func TestRoundTrip(t *testing.T) {
 			Body:      []byte(`{"id":42}`),
 			CreatedAt: created,
 		},
-		"tombstone":   {Status: 200, TooLarge: true, CreatedAt: created},
+		"tombstone":   {Status: 200, Mark: idempotency.MarkTooLarge, CreatedAt: created},
+		"incomplete":  {Status: 201, Mark: idempotency.MarkIncomplete, Headers: []idempotency.Header{{Name: "Location", Value: "/o/1"}}, CreatedAt: created},
+		"unknown":     {Mark: idempotency.MarkUnknown, CreatedAt: created},
+		"evicted":     {Status: 202, Mark: idempotency.MarkEvicted, CreatedAt: created},
 		"zero time":   {Status: 204},
 		"epoch":       {Status: 200, CreatedAt: time.UnixMilli(0).UTC()},
 		"binary body": {Status: 200, Body: []byte{0, 1, 2, 0xff}, CreatedAt: created},
@@ -42,6 +47,23 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// A tombstone written before marks existed (too_large only) still reads
+// as one: an upgrade must not turn it into a replayable empty response.
+func TestUnmarshalLegacyTombstone(t *testing.T) {
+	b, err := proto.Marshal(&gopotencyv1.Record{Status: 200, TooLarge: true})
+	require.NoError(t, err)
+	got, err := Unmarshal(b)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.MarkTooLarge, got.Mark)
+}
+
+func TestUnmarshalUnknownMarkIsCorrupt(t *testing.T) {
+	b, err := proto.Marshal(&gopotencyv1.Record{Status: 200, Mark: 99})
+	require.NoError(t, err)
+	_, err = Unmarshal(b)
+	assert.ErrorIs(t, err, ErrCorrupt, "a mark from a newer version must not replay as a response")
+}
+
 func TestMarshalKeepsMilliseconds(t *testing.T) {
 	in := time.Date(2026, 1, 2, 3, 4, 5, 6_789_999, time.FixedZone("x", 3600))
 	b, err := Marshal(&idempotency.Record{Status: 200, CreatedAt: in})
@@ -55,6 +77,8 @@ func TestMarshalRejects(t *testing.T) {
 	_, err := Marshal(nil)
 	assert.Error(t, err)
 	_, err = Marshal(&idempotency.Record{Status: 1 << 40})
+	assert.Error(t, err)
+	_, err = Marshal(&idempotency.Record{Status: 200, Mark: 99})
 	assert.Error(t, err)
 }
 

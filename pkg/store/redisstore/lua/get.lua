@@ -1,8 +1,11 @@
--- Get (read-only): the entry and its remaining time, read atomically.
+-- Get (read-only): the entry, its remaining time and the server clock.
 -- KEYS[1] entry hash
--- Returns nil when absent, else {fingerprint, pttl (ms), record or nil}.
-local e = redis.call('HMGET', KEYS[1], 'f', 'r')
+-- Returns nil when absent, else {fingerprint, pttl (ms), record or false,
+-- lease deadline (ms) or false, now (ms)}.
+local e = redis.call('HMGET', KEYS[1], 'f', 'r', 'l')
 if not e[1] then
   return false
 end
-return {e[1], redis.call('PTTL', KEYS[1]), e[2]}
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+return {e[1], redis.call('PTTL', KEYS[1]), e[2] or false, e[3] or false, now}

@@ -130,7 +130,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect, table string) (err erro
 			continue
 		}
 		for _, s := range m.stmts {
-			if _, err := tx.ExecContext(ctx, s); err != nil {
+			if _, err := tx.ExecContext(ctx, s); err != nil && !alreadyAdded(d, s, err) {
 				return fmt.Errorf("migrate %s: %s: %w", table, m.name, err)
 			}
 		}
@@ -150,4 +150,11 @@ func lockID(table string) int64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte("gopotency/sqlstore/migrate/" + table))
 	return int64(h.Sum64())
+}
+
+// alreadyAdded reports an SQLite ADD COLUMN that failed because the column
+// exists: SQLite has no ADD COLUMN IF NOT EXISTS, and a schema applied by
+// hand from DDL (which records no versions) already has every column.
+func alreadyAdded(d Dialect, stmt string, err error) bool {
+	return d == SQLite && strings.Contains(strings.ToUpper(stmt), "ADD COLUMN") && strings.Contains(err.Error(), "duplicate column name")
 }

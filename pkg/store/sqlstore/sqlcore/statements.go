@@ -2,70 +2,91 @@ package sqlcore
 
 // The statements, written with PostgreSQL's $n parameters and compiled for
 // each dialect and bind style. Times are unix milliseconds from the database
-// clock ({NOW}); a row is live while {NOW} < expires_at. status IS NULL
-// marks an in-flight claim, whose token is its owner; a completed row has a
-// NULL token, so no token can touch it again.
+// clock ({NOW}); a row is live while {NOW} < expires_at (its retention).
+// status IS NULL marks a claim, whose token is its owner and which is in
+// flight while {NOW} < lease_until; a completed row has a NULL token, so no
+// token can touch it again. Excluded values are written excluded.col, which
+// both dialects accept.
 
 // claimPostgres is the whole Acquire in one statement and one round trip.
 //
-// The INSERT … ON CONFLICT is the claim: it inserts a new row, or takes over
-// an expired one, atomically (the conflicting row is locked and its newest
-// committed version re-checked by the WHERE). Only this statement ever
-// grants ownership.
+// The INSERT … ON CONFLICT is the claim: it inserts a new row, or replaces
+// one past its retention, or (with $6, TakeOverExpired) takes over a claim
+// of the same fingerprint whose lease ran out, atomically (the conflicting
+// row is locked and its newest committed version re-checked by the WHERE).
+// Only this statement ever grants ownership. A claim is kept for the
+// retention ($5), its lease ($4) only says whether its holder is alive.
 //
 // When the claim fails, the second SELECT reports the row that beat us so
-// the caller can tell Completed, InFlight and Mismatch apart. That SELECT
-// reads the statement's snapshot, which may predate a row committed by a
-// concurrent claim; it then returns nothing, or an expired version, and the
-// caller simply runs the statement again. That retry decides nothing the
-// claim did not: it can only report a state, or claim a key that has since
-// become free.
+// the caller can tell Completed, InFlight, LeaseExpired and Mismatch apart.
+// That SELECT reads the statement's snapshot, which may predate a row
+// committed by a concurrent claim; it then returns nothing, or a dead
+// version, and the caller simply runs the statement again. That retry
+// decides nothing the claim did not: it can only report a state, or claim a
+// key that has since become free.
 const claimPostgres = `WITH claimed AS (
-	INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, created_at, updated_at, expires_at)
-	VALUES ($1, $2, $3, NULL, NULL, NULL, FALSE, NULL, {NOW}, {NOW} + $4)
+	INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
+	VALUES ($1, $2, $3, NULL, NULL, NULL, FALSE, 0, NULL, {NOW}, {NOW} + $4, {NOW} + $5)
 	ON CONFLICT (key) DO UPDATE SET
 		fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, status = NULL,
-		headers = NULL, body = NULL, too_large = FALSE, created_at = NULL,
-		updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at
+		headers = NULL, body = NULL, too_large = FALSE, mark = 0, created_at = NULL,
+		updated_at = EXCLUDED.updated_at, lease_until = EXCLUDED.lease_until, expires_at = EXCLUDED.expires_at
 	WHERE e.expires_at <= EXCLUDED.updated_at
+		OR ($6 AND e.status IS NULL AND e.fingerprint = EXCLUDED.fingerprint AND COALESCE(e.lease_until, e.expires_at) <= EXCLUDED.updated_at)
 	RETURNING 1
 )
-SELECT TRUE, {NOW}, 0, NULL, NULL, NULL, NULL, FALSE, NULL FROM claimed
+SELECT TRUE, {NOW}, 0, NULL, NULL, NULL, NULL, NULL, FALSE, 0, NULL FROM claimed
 UNION ALL
-SELECT FALSE, {NOW}, e.expires_at, e.fingerprint, e.status, e.headers, e.body, e.too_large, e.created_at
+SELECT FALSE, {NOW}, e.expires_at, e.lease_until, e.fingerprint, e.status, e.headers, e.body, e.too_large, e.mark, e.created_at
 FROM "{TABLE}" e WHERE e.key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`
 
 // claimSQLite is the same claim. SQLite has no data-modifying CTEs, so the
 // losing case is reported by lookup in a second statement, with the same
 // retry rule as above when the row changed in between. (The database is in
 // process, so the second statement costs no network round trip.)
-const claimSQLite = `INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, created_at, updated_at, expires_at)
-VALUES ($1, $2, $3, NULL, NULL, NULL, 0, NULL, {NOW}, {NOW} + $4)
+const claimSQLite = `INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
+VALUES ($1, $2, $3, NULL, NULL, NULL, FALSE, 0, NULL, {NOW}, {NOW} + $4, {NOW} + $5)
 ON CONFLICT (key) DO UPDATE SET
 	fingerprint = excluded.fingerprint, token = excluded.token, status = NULL,
-	headers = NULL, body = NULL, too_large = 0, created_at = NULL,
-	updated_at = excluded.updated_at, expires_at = excluded.expires_at
-WHERE e.expires_at <= excluded.updated_at`
+	headers = NULL, body = NULL, too_large = FALSE, mark = 0, created_at = NULL,
+	updated_at = excluded.updated_at, lease_until = excluded.lease_until, expires_at = excluded.expires_at
+WHERE e.expires_at <= excluded.updated_at
+	OR ($6 AND e.status IS NULL AND e.fingerprint = excluded.fingerprint AND COALESCE(e.lease_until, e.expires_at) <= excluded.updated_at)`
 
 // lookup returns the row whatever its expiry, with the clock, so the caller
 // judges liveness with the same clock the writes use.
-const lookup = `SELECT {NOW}, expires_at, fingerprint, status, headers, body, too_large, created_at
+const lookup = `SELECT {NOW}, expires_at, lease_until, fingerprint, status, headers, body, too_large, mark, created_at
 FROM "{TABLE}" WHERE key = $1`
 
-// complete fences on the token and on the lease still running.
-const complete = `UPDATE "{TABLE}" SET token = NULL, status = $3, headers = $4, body = $5,
-	too_large = $6, created_at = $7, updated_at = {NOW}, expires_at = {NOW} + $8
-WHERE key = $1 AND token = $2 AND status IS NULL AND expires_at > {NOW}`
+// complete records the outcome of the claim of token $2: it succeeds while
+// $2 holds the claim (lease running or not) and when no live row is there
+// (the claim vanished: the record is stored under fingerprint $9). Another
+// token's claim or a completed row leave it with no row changed.
+const complete = `INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
+VALUES ($1, $9, NULL, $3, $4, $5, $6, $10, $7, {NOW}, NULL, {NOW} + $8)
+ON CONFLICT (key) DO UPDATE SET
+	fingerprint = excluded.fingerprint, token = NULL, status = excluded.status, headers = excluded.headers,
+	body = excluded.body, too_large = excluded.too_large, mark = excluded.mark, created_at = excluded.created_at,
+	updated_at = excluded.updated_at, lease_until = NULL, expires_at = excluded.expires_at
+WHERE (e.token = $2 AND e.status IS NULL) OR e.expires_at <= excluded.updated_at`
 
-// release deletes the caller's own claim, even an expired one (it is
-// absent to everyone else already, so this only tidies up).
+// release deletes the caller's own claim, even one whose lease ran out.
 const release = `DELETE FROM "{TABLE}" WHERE key = $1 AND token = $2 AND status IS NULL`
 
 // liveExists tells an unowned key from an absent one after release missed.
 const liveExists = `SELECT 1 FROM "{TABLE}" WHERE key = $1 AND expires_at > {NOW}`
 
-const extend = `UPDATE "{TABLE}" SET expires_at = {NOW} + $3, updated_at = {NOW}
-WHERE key = $1 AND token = $2 AND status IS NULL AND expires_at > {NOW}`
+// extend renews the claim of token $2 (lease running or not), keeping the
+// row at least as long as the new lease, or re-creates a claim that
+// vanished. Another token's claim or a completed row change nothing.
+const extend = `INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
+VALUES ($1, $4, $2, NULL, NULL, NULL, FALSE, 0, NULL, {NOW}, {NOW} + $3, {NOW} + $5)
+ON CONFLICT (key) DO UPDATE SET
+	fingerprint = excluded.fingerprint, token = excluded.token, status = NULL, headers = NULL, body = NULL,
+	too_large = FALSE, mark = 0, created_at = NULL, updated_at = excluded.updated_at, lease_until = excluded.lease_until,
+	expires_at = CASE WHEN e.expires_at <= excluded.updated_at THEN excluded.expires_at
+		WHEN e.expires_at < excluded.lease_until THEN excluded.lease_until ELSE e.expires_at END
+WHERE (e.token = $2 AND e.status IS NULL) OR e.expires_at <= excluded.updated_at`
 
 const purge = `DELETE FROM "{TABLE}" WHERE key = $1`
 

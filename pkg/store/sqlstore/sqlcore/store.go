@@ -66,14 +66,13 @@ func New(conn Conn, cfg Config) (*Store, error) {
 // churning faster than it can be observed.
 const maxClaimAttempts = 5
 
-func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.AcquireResult, error) {
-	if err := ctx.Err(); err != nil {
-		return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
+func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
+	if err := s.check(ctx, "acquire", c); err != nil {
+		return idempotency.AcquireResult{}, err
 	}
-	tok := newToken()
 	var lastErr error
 	for range maxClaimAttempts {
-		won, r, err := s.claim(ctx, key, fingerprint, tok, millis(lease))
+		won, r, err := s.claim(ctx, c, o.TakeOverExpired)
 		if err != nil && retryable(err) && ctx.Err() == nil {
 			lastErr = err
 			continue
@@ -82,13 +81,13 @@ func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time
 			return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
 		}
 		if won {
-			return idempotency.AcquireResult{Outcome: idempotency.Acquired, Token: tok}, nil
+			return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
 		}
 		if r == nil || !r.live() {
 			continue // the key changed under us: look again
 		}
 		switch {
-		case string(r.fingerprint) != fingerprint:
+		case string(r.fingerprint) != c.Fingerprint:
 			return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
 		case r.status.Valid:
 			rec, err := r.record()
@@ -96,9 +95,13 @@ func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time
 				return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
 			}
 			return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: rec}, nil
-		default:
-			left := time.Duration(r.expires-r.now) * time.Millisecond
+		case r.now < r.lease():
+			left := time.Duration(r.lease()-r.now) * time.Millisecond
 			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(left, time.Millisecond)}, nil
+		case o.TakeOverExpired:
+			continue // taken over by someone else meanwhile: look again
+		default:
+			return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
 		}
 	}
 	if lastErr != nil {
@@ -107,19 +110,16 @@ func (s *Store) Acquire(ctx context.Context, key, fingerprint string, lease time
 	return idempotency.AcquireResult{}, fmt.Errorf("%s: acquire: %w: the key changed under %d claims in a row", s.name, idempotency.ErrStoreUnavailable, maxClaimAttempts)
 }
 
-// claim runs one claim attempt. It reports whether tok won, and otherwise
+// claim runs one claim attempt. It reports whether c won, and otherwise
 // the row that stopped it as seen just after (nil if none was visible).
-func (s *Store) claim(ctx context.Context, key, fp, tok string, leaseMS int64) (bool, *row, error) {
-	// Never a nil slice: drivers bind nil as NULL, and an empty
-	// fingerprint is a value.
-	fpb := append(make([]byte, 0, len(fp)), fp...)
-	args := s.st.claim.args(key, fpb, tok, leaseMS)
+func (s *Store) claim(ctx context.Context, c idempotency.Claim, takeOver bool) (bool, *row, error) {
+	args := s.st.claim.args(c.Key, fingerprint(c), c.Token, millis(c.Lease), millis(max(c.Retention, c.Lease)), takeOver)
 	if s.d == SQLite {
 		n, err := s.exec(ctx, s.st.claim, args)
 		if err != nil || n == 1 {
 			return err == nil, nil, err
 		}
-		r, err := s.lookup(ctx, key)
+		r, err := s.lookup(ctx, c.Key)
 		return false, r, err
 	}
 	rows, err := s.query(ctx, s.st.claim, args)
@@ -138,18 +138,28 @@ func (s *Store) claim(ctx context.Context, key, fp, tok string, leaseMS int64) (
 	return won, r, rows.Close()
 }
 
-func (s *Store) Complete(ctx context.Context, key, token string, rec *idempotency.Record, retention time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return s.fail(ctx, "complete", err)
+// fingerprint is never a nil slice: drivers bind nil as NULL, and an
+// empty fingerprint is a value.
+func fingerprint(c idempotency.Claim) []byte {
+	return append(make([]byte, 0, len(c.Fingerprint)), c.Fingerprint...)
+}
+
+func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	if err := s.check(ctx, "complete", c); err != nil {
+		return err
 	}
 	if rec == nil {
 		return fmt.Errorf("%s: complete: nil record", s.name)
+	}
+	if !rec.Mark.Valid() {
+		return fmt.Errorf("%s: complete: invalid mark %v", s.name, rec.Mark)
 	}
 	var created any
 	if !rec.CreatedAt.IsZero() {
 		created = rec.CreatedAt.UnixMilli()
 	}
-	args := s.st.complete.args(key, token, int64(rec.Status), encodeHeaders(rec.Headers), nonEmpty(rec.Body), rec.TooLarge, created, millis(retention))
+	args := s.st.complete.args(c.Key, c.Token, int64(rec.Status), encodeHeaders(rec.Headers), nonEmpty(rec.Body),
+		rec.Mark == idempotency.MarkTooLarge, created, millis(c.Retention), fingerprint(c), int64(rec.Mark))
 	n, err := s.exec(ctx, s.st.complete, args)
 	if err != nil {
 		return s.fail(ctx, "complete", err)
@@ -160,11 +170,11 @@ func (s *Store) Complete(ctx context.Context, key, token string, rec *idempotenc
 	return nil
 }
 
-func (s *Store) Release(ctx context.Context, key, token string) error {
-	if err := ctx.Err(); err != nil {
-		return s.fail(ctx, "release", err)
+func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
+	if err := s.check(ctx, "release", c); err != nil {
+		return err
 	}
-	n, err := s.exec(ctx, s.st.release, s.st.release.args(key, token))
+	n, err := s.exec(ctx, s.st.release, s.st.release.args(c.Key, c.Token))
 	if err != nil {
 		return s.fail(ctx, "release", err)
 	}
@@ -173,7 +183,7 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 	}
 	// Not ours to delete: fine if the key is absent, lost if someone else
 	// holds it (another claim, or a completed record).
-	rows, err := s.query(ctx, s.st.liveExists, s.st.liveExists.args(key))
+	rows, err := s.query(ctx, s.st.liveExists, s.st.liveExists.args(c.Key))
 	if err != nil {
 		return s.fail(ctx, "release", err)
 	}
@@ -187,16 +197,26 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 	return nil
 }
 
-func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return s.fail(ctx, "extend", err)
+func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
+	if err := s.check(ctx, "extend", c); err != nil {
+		return err
 	}
-	n, err := s.exec(ctx, s.st.extend, s.st.extend.args(key, token, millis(lease)))
+	n, err := s.exec(ctx, s.st.extend, s.st.extend.args(c.Key, c.Token, millis(c.Lease), fingerprint(c), millis(max(c.Retention, c.Lease))))
 	if err != nil {
 		return s.fail(ctx, "extend", err)
 	}
 	if n == 0 {
 		return fmt.Errorf("%s: extend: %w", s.name, idempotency.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (s *Store) check(ctx context.Context, op string, c idempotency.Claim) error {
+	if err := ctx.Err(); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%s: %s: %w", s.name, op, err)
 	}
 	return nil
 }
@@ -213,15 +233,19 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 		return nil, fmt.Errorf("%s: get: %w", s.name, idempotency.ErrNotFound)
 	}
 	e := &idempotency.Entry{
-		State:       idempotency.StateInFlight,
-		Fingerprint: string(r.fingerprint),
-		ExpiresAt:   time.UnixMilli(r.expires).UTC(),
+		State:          idempotency.StateInFlight,
+		Fingerprint:    string(r.fingerprint),
+		ExpiresAt:      time.UnixMilli(r.expires).UTC(),
+		LeaseExpiresAt: time.UnixMilli(r.lease()).UTC(),
 	}
-	if r.status.Valid {
+	switch {
+	case r.status.Valid:
 		if e.Record, err = r.record(); err != nil {
 			return nil, s.fail(ctx, "get", err)
 		}
-		e.State = idempotency.StateCompleted
+		e.State, e.LeaseExpiresAt = idempotency.StateCompleted, time.Time{}
+	case r.now >= r.lease():
+		e.State = idempotency.StateLeaseExpired
 	}
 	return e, nil
 }

@@ -25,7 +25,7 @@ func CorruptRecord(t *testing.T, s idempotency.Store, spoil SpoilFunc, dynamic b
 	spoils := []struct {
 		column string
 		value  any
-	}{{"headers", []byte{2, 0}}}
+	}{{"headers", []byte{2, 0}}, {"mark", 99}}
 	if dynamic {
 		spoils = append(spoils, struct {
 			column string
@@ -34,13 +34,14 @@ func CorruptRecord(t *testing.T, s idempotency.Store, spoil SpoilFunc, dynamic b
 	}
 	for _, sp := range spoils {
 		t.Run(sp.column, func(t *testing.T) {
-			key := storetest.NewKey()
-			res, err := s.Acquire(ctx(t), key, "fp", time.Minute)
+			c := storetest.NewClaim("fp", time.Minute, time.Hour)
+			key := c.Key
+			_, err := s.Acquire(ctx(t), c, idempotency.AcquireOptions{})
 			require.NoError(t, err)
-			require.NoError(t, s.Complete(ctx(t), key, res.Token, record(), time.Hour))
+			require.NoError(t, s.Complete(ctx(t), c, record()))
 			require.NoError(t, spoil(ctx(t), sp.column, sp.value))
 
-			_, err = s.Acquire(ctx(t), key, "fp", time.Minute)
+			_, err = s.Acquire(ctx(t), retry(c), idempotency.AcquireOptions{})
 			require.ErrorIs(t, err, idempotency.ErrCorruptRecord, "acquire")
 			assert.NotErrorIs(t, err, idempotency.ErrStoreUnavailable, "acquire: a corrupt record must not fail open")
 			_, err = s.Get(ctx(t), key)

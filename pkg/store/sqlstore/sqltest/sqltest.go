@@ -51,7 +51,8 @@ func ctx(t *testing.T) context.Context {
 // transaction on the same table.
 func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 	t.Run("BothCommit", func(t *testing.T) {
-		key := storetest.NewKey()
+		first := storetest.NewClaim("fp", time.Minute, time.Hour)
+		claims := []idempotency.Claim{first, retry(first)}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		res := make([]idempotency.AcquireResult, 2)
@@ -66,7 +67,7 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 					errs[i] = err
 					return
 				}
-				res[i], errs[i] = ts.Acquire(ctx(t), key, "fp", time.Minute)
+				res[i], errs[i] = ts.Acquire(ctx(t), claims[i], idempotency.AcquireOptions{})
 				time.Sleep(hold)
 				errs[i] = errors.Join(errs[i], tx.Commit())
 			}()
@@ -76,21 +77,22 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		require.NoError(t, errors.Join(errs...))
 		outcomes := []string{res[0].Outcome.String(), res[1].Outcome.String()}
 		require.ElementsMatch(t, []string{"acquired", "in_flight"}, outcomes, "exactly one transaction may win")
-		winner := res[0]
-		if winner.Outcome != idempotency.Acquired {
-			winner = res[1]
+		winner := claims[0]
+		if res[0].Outcome != idempotency.Acquired {
+			winner = claims[1]
 		}
-		got, err := s.Acquire(ctx(t), key, "fp", time.Minute)
+		got, err := s.Acquire(ctx(t), retry(winner), idempotency.AcquireOptions{})
 		require.NoError(t, err)
 		require.Equal(t, idempotency.InFlight, got.Outcome, "the committed claim holds")
-		require.NoError(t, s.Complete(ctx(t), key, winner.Token, record(), time.Hour))
+		require.NoError(t, s.Complete(ctx(t), winner, record()))
 	})
 	t.Run("WinnerRollsBack", func(t *testing.T) {
-		key := storetest.NewKey()
+		wonClaim := storetest.NewClaim("fp", time.Minute, time.Hour)
+		lateClaim := retry(wonClaim)
 		first, tx, err := begin(ctx(t))
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback() }() // if a check fails first
-		won, err := first.Acquire(ctx(t), key, "fp", time.Minute)
+		won, err := first.Acquire(ctx(t), wonClaim, idempotency.AcquireOptions{})
 		require.NoError(t, err)
 		require.Equal(t, idempotency.Acquired, won.Outcome)
 		done := make(chan struct{})
@@ -103,7 +105,7 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 				lateErr = err
 				return
 			}
-			late, lateErr = ts.Acquire(ctx(t), key, "fp", time.Minute)
+			late, lateErr = ts.Acquire(ctx(t), lateClaim, idempotency.AcquireOptions{})
 			lateErr = errors.Join(lateErr, tx2.Commit())
 		}()
 		time.Sleep(hold) // the second claim is now waiting on the first row
@@ -111,8 +113,8 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		<-done
 		require.NoError(t, lateErr)
 		require.Equal(t, idempotency.Acquired, late.Outcome, "a rolled-back claim never happened")
-		require.ErrorIs(t, s.Complete(ctx(t), key, won.Token, record(), time.Hour), idempotency.ErrLeaseLost)
-		require.NoError(t, s.Complete(ctx(t), key, late.Token, record(), time.Hour))
+		require.ErrorIs(t, s.Complete(ctx(t), wonClaim, record()), idempotency.ErrLeaseLost)
+		require.NoError(t, s.Complete(ctx(t), lateClaim, record()))
 	})
 }
 
@@ -130,22 +132,25 @@ func ReaperRace(t *testing.T, s idempotency.Store, rows func() int) {
 			defer wg.Done()
 			for range rounds {
 				c := ctx(t)
-				key := storetest.NewKey()
-				if _, err := s.Acquire(c, storetest.NewKey(), "garbage", time.Millisecond); !assert.NoError(t, err) {
+				takeover := idempotency.AcquireOptions{TakeOverExpired: true}
+				if _, err := s.Acquire(c, storetest.NewClaim("garbage", time.Millisecond, time.Millisecond), takeover); !assert.NoError(t, err) {
 					return
 				}
-				old, err := s.Acquire(c, key, "fp", 20*time.Millisecond)
-				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, old.Outcome) {
+				old := storetest.NewClaim("fp", 20*time.Millisecond, 20*time.Millisecond)
+				res, err := s.Acquire(c, old, takeover)
+				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.Outcome) {
 					return
 				}
 				time.Sleep(25 * time.Millisecond)
-				cur, err := s.Acquire(c, key, "fp", time.Minute)
-				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, cur.Outcome, "an expired claim is taken over") {
+				cur := retry(old)
+				cur.Lease, cur.Retention = time.Minute, time.Hour
+				res, err = s.Acquire(c, cur, takeover)
+				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.Outcome, "an expired claim is taken over") {
 					return
 				}
-				assert.ErrorIs(t, s.Complete(c, key, old.Token, record(), time.Hour), idempotency.ErrLeaseLost)
-				assert.NoError(t, s.Complete(c, key, cur.Token, record(), time.Hour), "the reaper must not touch a live claim")
-				got, err := s.Acquire(c, key, "fp", time.Minute)
+				assert.ErrorIs(t, s.Complete(c, old, record()), idempotency.ErrLeaseLost)
+				assert.NoError(t, s.Complete(c, cur, record()), "the reaper must not touch a live claim")
+				got, err := s.Acquire(c, retry(cur), takeover)
 				assert.NoError(t, err)
 				assert.Equal(t, idempotency.Completed, got.Outcome)
 			}
@@ -164,23 +169,29 @@ func ReaperRace(t *testing.T, s idempotency.Store, rows func() int) {
 // Restart claims a key on one store, closes it (and its pool), and
 // completes the claim from a store opened afresh on the same table.
 func Restart(t *testing.T, open func(t *testing.T) (idempotency.Store, func() error)) {
-	key := storetest.NewKey()
+	held := storetest.NewClaim("fp", time.Minute, time.Hour)
 	s1, close1 := open(t)
-	res, err := s1.Acquire(ctx(t), key, "fp", time.Minute)
+	res, err := s1.Acquire(ctx(t), held, idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.Outcome)
 	require.NoError(t, close1())
-	_, err = s1.Acquire(ctx(t), storetest.NewKey(), "fp", time.Minute)
+	_, err = s1.Acquire(ctx(t), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable, "a closed store fails closed")
 
 	s2, close2 := open(t)
 	defer func() { require.NoError(t, close2()) }()
-	got, err := s2.Acquire(ctx(t), key, "fp", time.Minute)
+	got, err := s2.Acquire(ctx(t), retry(held), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.InFlight, got.Outcome, "the claim survived the restart")
-	require.NoError(t, s2.Complete(ctx(t), key, res.Token, record(), time.Hour))
-	got, err = s2.Acquire(ctx(t), key, "fp", time.Minute)
+	require.NoError(t, s2.Complete(ctx(t), held, record()))
+	got, err = s2.Acquire(ctx(t), retry(held), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Completed, got.Outcome)
 	assert.Equal(t, record().Headers, got.Record.Headers)
+}
+
+// retry is c presented again by another execution (a new token).
+func retry(c idempotency.Claim) idempotency.Claim {
+	c.Token = idempotency.NewToken()
+	return c
 }

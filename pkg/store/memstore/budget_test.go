@@ -1,0 +1,107 @@
+package memstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/store/memstore"
+	"github.com/gopotency/gopotency/pkg/store/storetest"
+)
+
+func record(body int) *idempotency.Record {
+	return &idempotency.Record{Status: 201, Headers: []idempotency.Header{{Name: "Location", Value: "/x"}}, Body: make([]byte, body)}
+}
+
+func complete(t *testing.T, s *memstore.Store, body int) idempotency.Claim {
+	t.Helper()
+	c := storetest.NewClaim("fp", time.Minute, time.Hour)
+	res, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.NoError(t, s.Complete(context.Background(), c, record(body)))
+	return c
+}
+
+func outcome(t *testing.T, s *memstore.Store, c idempotency.Claim) idempotency.AcquireResult {
+	t.Helper()
+	c.Token = idempotency.NewToken()
+	res, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	return res
+}
+
+// Over the byte budget the oldest responses keep only their status: their
+// retries are told the operation ran; nothing runs twice.
+func TestByteBudgetEvictsOldestResponsesToStatus(t *testing.T) {
+	s := memstore.New(memstore.Options{MaxBytes: 100_000})
+	defer s.Close()
+	var claims []idempotency.Claim
+	for range 10 {
+		claims = append(claims, complete(t, s, 20_000))
+	}
+	st := s.Stats()
+	assert.LessOrEqual(t, st.Bytes, int64(100_000))
+	assert.Positive(t, st.Evicted)
+	oldest, newest := outcome(t, s, claims[0]), outcome(t, s, claims[9])
+	require.Equal(t, idempotency.Completed, oldest.Outcome, "an evicted key still answers")
+	assert.Equal(t, idempotency.MarkEvicted, oldest.Record.Mark)
+	assert.Equal(t, 201, oldest.Record.Status)
+	assert.Empty(t, oldest.Record.Body)
+	assert.Equal(t, idempotency.MarkNone, newest.Record.Mark, "the newest response is still replayable")
+	assert.Len(t, newest.Record.Body, 20_000)
+}
+
+// Claims and outcome marks are never dropped to make room; a response too
+// big for the whole budget is kept as its status.
+func TestByteBudgetNeverDropsClaims(t *testing.T) {
+	s := memstore.New(memstore.Options{MaxBytes: 50_000})
+	defer s.Close()
+	var held []idempotency.Claim
+	for range 20 {
+		c := storetest.NewClaim("fp", time.Minute, time.Hour)
+		_, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	huge := complete(t, s, 80_000)
+	assert.Equal(t, idempotency.MarkEvicted, outcome(t, s, huge).Record.Mark)
+	for _, c := range held {
+		assert.Equal(t, idempotency.InFlight, outcome(t, s, c).Outcome)
+	}
+}
+
+func TestEntryBudgetFailsClosed(t *testing.T) {
+	s := memstore.New(memstore.Options{MaxEntries: 3})
+	defer s.Close()
+	for range 3 {
+		complete(t, s, 10)
+	}
+	_, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable, "full: a new claim is refused (503), nothing is dropped")
+}
+
+func TestSweepDropsExpiredInBatches(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { return now }
+	s := memstore.New(memstore.Options{Now: clock, SweepInterval: time.Hour})
+	defer s.Close()
+	for i := range 1000 {
+		c := storetest.NewClaim(fmt.Sprint(i), time.Second, time.Duration(i+1)*time.Second)
+		_, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
+		require.NoError(t, err)
+	}
+	now = now.Add(600*time.Second + time.Millisecond)
+	s.Sweep()
+	st := s.Stats()
+	assert.Equal(t, 400, st.Entries, "entries past their retention are gone, the rest stay")
+	now = now.Add(time.Hour)
+	s.Sweep()
+	assert.Zero(t, s.Stats().Entries)
+	assert.Zero(t, s.Stats().Bytes)
+}

@@ -1,0 +1,158 @@
+package redisstore
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRestartGrace is how long new claims are refused after Redis lost
+// data: a third of the default lease (the renewal interval, within which
+// every live lease re-asserts its claim) plus a second of slack.
+const DefaultRestartGrace = 11 * time.Second
+
+// Watch notices when Redis lost data it held: a server restarted without
+// persistence (its run id changes, its uptime is short) or a failover to a
+// replica (the master's run id changes). Claims of requests still running
+// may be gone then, and a duplicate could claim the key and run again. So
+// the Watch
+//
+//   - tells the engine, which re-asserts every lease it holds at once
+//     (idempotency.ClaimLossNotifier; Extend re-creates a vanished claim);
+//   - makes the store refuse new claims for the grace period (a 503 with
+//     Retry-After; replays and 409s are still answered), long enough for
+//     every other server to re-assert its leases at its next renewal.
+//
+// It learns of a new server through the client's OnConnect hook: after a
+// restart or failover every client reconnects before it can send anything,
+// so no command from a running instance reaches the new server unobserved.
+// An instance that starts after the restart has no run id to compare and
+// takes the server as it finds it; a duplicate it receives within the
+// grace period of another instance's lost claim could run (see
+// docs/redis.md: persistence closes that gap). NewFromURL installs it;
+// for a client you build yourself, set Watch.OnConnect as
+// redis.Options.OnConnect (or FailoverOptions.OnConnect; for a Cluster use
+// Watch.NodeHook in ClusterOptions.NewClient) and pass the Watch in Options.
+// A renewal that finds its claim gone (Extend) also counts as a loss.
+type Watch struct {
+	grace  time.Duration
+	now    func() time.Time
+	logger atomic.Pointer[slog.Logger]
+
+	mu         sync.Mutex
+	runIDs     map[string]string // node → run id last seen
+	graceUntil time.Time
+	callbacks  []func()
+	noInfo     sync.Once
+}
+
+// NewWatch returns a Watch with the given grace period (0 disables the
+// refusal of new claims; leases are still re-asserted).
+func NewWatch(grace time.Duration) *Watch {
+	w := &Watch{grace: max(grace, 0), now: time.Now, runIDs: map[string]string{}}
+	w.logger.Store(slog.New(slog.DiscardHandler))
+	return w
+}
+
+func (w *Watch) log() *slog.Logger { return w.logger.Load() }
+
+// OnConnect is a redis.Options.OnConnect hook for a standalone or
+// Sentinel-managed server.
+func (w *Watch) OnConnect(ctx context.Context, cn *redis.Conn) error {
+	return w.NodeHook("server")(ctx, cn)
+}
+
+// NodeHook returns the OnConnect hook for one Cluster node.
+func (w *Watch) NodeHook(node string) func(context.Context, *redis.Conn) error {
+	return func(ctx context.Context, cn *redis.Conn) error {
+		info, err := cn.Info(ctx, "server").Result()
+		if err != nil {
+			// Never fail the connection over this (INFO may be renamed or
+			// denied by an ACL); say once that restarts go unnoticed until
+			// a renewal finds its claim gone.
+			w.noInfo.Do(func() {
+				w.log().Warn("redisstore: INFO server failed; a Redis restart is noticed only by the next lease renewal", "error", err)
+			})
+			return nil
+		}
+		runID, uptime := parseInfo(info)
+		if runID != "" {
+			w.observe(node, runID, uptime)
+		}
+		return nil
+	}
+}
+
+// parseInfo reads run_id and uptime_in_seconds from INFO server.
+func parseInfo(info string) (runID string, uptime time.Duration) {
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "run_id":
+			runID = v
+		case "uptime_in_seconds":
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				uptime = time.Duration(n) * time.Second
+			}
+		}
+	}
+	return runID, uptime
+}
+
+func (w *Watch) observe(node, runID string, uptime time.Duration) {
+	w.mu.Lock()
+	prev, seen := w.runIDs[node]
+	w.runIDs[node] = runID
+	w.mu.Unlock()
+	if !seen || prev == runID {
+		// The first server a process meets is taken as is: refusing new
+		// keys whenever a young Redis is met would stall every fresh
+		// deployment, to guard against a rarer case (see the docs).
+		return
+	}
+	// A server we knew was replaced (restart or failover): claims held
+	// here and by every other instance may be gone.
+	w.claimsLost("Redis run id changed (restart or failover)", "node", node, "uptime", uptime.String())
+}
+
+// claimsLost records a loss: the server was replaced, or a renewal found
+// its claim gone. New claims are refused for the grace period and every
+// registered engine re-asserts its leases.
+func (w *Watch) claimsLost(reason string, attrs ...any) {
+	w.mu.Lock()
+	if until := w.now().Add(w.grace); until.After(w.graceUntil) {
+		w.graceUntil = until
+	}
+	cbs := append([]func(){}, w.callbacks...)
+	w.mu.Unlock()
+	w.log().Warn("redisstore: claims may have been lost; re-asserting held leases and refusing new keys for the grace period",
+		append([]any{"reason", reason, "grace", w.grace.String()}, attrs...)...)
+	for _, f := range cbs {
+		go f() // never inside a dial: re-asserting needs connections
+	}
+}
+
+// graceLeft is how long new claims are still refused.
+func (w *Watch) graceLeft() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return max(w.graceUntil.Sub(w.now()), 0)
+}
+
+func (w *Watch) onClaimsLost(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.callbacks = append(w.callbacks, f)
+}
+
+// OnClaimsLost implements idempotency.ClaimLossNotifier.
+func (s *Store) OnClaimsLost(f func()) { s.watch.onClaimsLost(f) }

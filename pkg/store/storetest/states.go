@@ -1,0 +1,193 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// The cases for leases that ran out, claims that vanished, and records
+// that are not replayable responses.
+
+func testLeaseExpired(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	// The holder stopped renewing: its request may have run, so the key
+	// is not up for grabs.
+	for range 2 {
+		acquire(t, s, another(c, "fp"), noTakeover, idempotency.LeaseExpired)
+	}
+	e, err := s.Get(ctx(t), c.Key)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.StateLeaseExpired.String(), e.State.String())
+	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second, "a claim is kept for the retention")
+}
+
+func testLeaseExpiredRace(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	got := race(t, s, c, noTakeover, 50)
+	require.Equal(t, map[idempotency.Outcome]int{idempotency.LeaseExpired: 50}, got)
+}
+
+func testTakeover(t *testing.T, s idempotency.Store) {
+	old := NewClaim("fp", shortLease, retention)
+	acquire(t, s, old, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	cur := another(old, "fp")
+	cur.Lease = longLease
+	acquire(t, s, cur, takeover, idempotency.Acquired)
+	x := ctx(t)
+	require.ErrorIs(t, s.Complete(x, old, sampleRecord()), idempotency.ErrLeaseLost)
+	require.ErrorIs(t, s.Extend(x, old), idempotency.ErrLeaseLost)
+	require.ErrorIs(t, s.Release(x, old), idempotency.ErrLeaseLost)
+	// The new owner was not disturbed by any of that.
+	acquire(t, s, another(old, "fp"), takeover, idempotency.InFlight)
+	require.NoError(t, s.Complete(x, cur, sampleRecord()))
+	acquire(t, s, another(old, "fp"), takeover, idempotency.Completed)
+}
+
+func testTakeoverRace(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	c.Lease = longLease
+	got := race(t, s, c, takeover, 50)
+	require.Equal(t, map[idempotency.Outcome]int{idempotency.Acquired: 1, idempotency.InFlight: 49}, got, "one taker")
+}
+
+func testExtend(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	for range 5 {
+		time.Sleep(shortLease / 3)
+		require.NoError(t, s.Extend(ctx(t), c))
+	}
+	// Total elapsed is well past the original lease.
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
+	require.ErrorIs(t, s.Extend(ctx(t), c), idempotency.ErrLeaseLost, "a completed key cannot be extended")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
+}
+
+func testExtendPastRetention(t *testing.T, s idempotency.Store) {
+	// A request running longer than the retention must not lose its
+	// claim while it renews it.
+	c := NewClaim("fp", shortLease, shortLease)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	deadline := time.Now().Add(3 * shortLease)
+	for time.Now().Before(deadline) {
+		time.Sleep(shortLease / 3)
+		require.NoError(t, s.Extend(ctx(t), c))
+	}
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+}
+
+func testExtendExpired(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	require.NoError(t, s.Extend(ctx(t), c), "nobody took the key over: the holder may renew late")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+}
+
+func testExtendVanished(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Delete(ctx(t), c.Key)) // as a restart without persistence would
+	require.NoError(t, s.Extend(ctx(t), c), "a vanished claim is re-created")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+	acquire(t, s, another(c, "other"), noTakeover, idempotency.Mismatch)
+	e, err := s.Get(ctx(t), c.Key)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.StateInFlight.String(), e.State.String())
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()), "the re-created claim is the holder's")
+}
+
+func testCompleteExpired(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
+	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
+	requireSameRecord(t, sampleRecord(), got.Record)
+}
+
+func testCompleteVanished(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Delete(ctx(t), c.Key))
+	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
+	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
+	requireSameRecord(t, sampleRecord(), got.Record)
+	acquire(t, s, another(c, "other"), noTakeover, idempotency.Mismatch)
+}
+
+func testClaimRetention(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease/3, shortLease*2)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease/3 + slack/2)
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.LeaseExpired)
+	time.Sleep(2*shortLease + slack)
+	_, err := s.Get(ctx(t), c.Key)
+	require.ErrorIs(t, err, idempotency.ErrNotFound, "a dead claim is forgotten after its retention")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
+}
+
+func testReleaseExpired(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	require.NoError(t, s.Release(ctx(t), c), "the holder of an expired claim may still release it")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
+}
+
+func testMarks(t *testing.T, s idempotency.Store) {
+	created := time.UnixMilli(time.Now().UnixMilli())
+	for _, rec := range []*idempotency.Record{
+		{Status: 200, Mark: idempotency.MarkTooLarge, CreatedAt: created},
+		{Status: 201, Mark: idempotency.MarkIncomplete, Headers: []idempotency.Header{{Name: "Location", Value: "/orders/7"}}, CreatedAt: created},
+		{Mark: idempotency.MarkUnknown, CreatedAt: created},
+		{Status: 202, Mark: idempotency.MarkEvicted, CreatedAt: created},
+	} {
+		c := NewClaim("fp", longLease, retention)
+		acquire(t, s, c, noTakeover, idempotency.Acquired)
+		require.NoError(t, s.Complete(ctx(t), c, rec), rec.Mark.String())
+		got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
+		requireSameRecord(t, rec, got.Record)
+		e, err := s.Get(ctx(t), c.Key)
+		require.NoError(t, err)
+		requireSameRecord(t, rec, e.Record)
+	}
+}
+
+func testGetDelete(t *testing.T, s idempotency.Store) {
+	x := ctx(t)
+	c := NewClaim("fp", longLease, retention)
+	_, err := s.Get(x, c.Key)
+	require.ErrorIs(t, err, idempotency.ErrNotFound)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	e, err := s.Get(x, c.Key)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.StateInFlight.String(), e.State.String())
+	assert.Equal(t, "fp", e.Fingerprint)
+	assert.WithinDuration(t, time.Now().Add(longLease), e.LeaseExpiresAt, 2*time.Second)
+	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second)
+	require.NoError(t, s.Complete(x, c, sampleRecord()))
+	e, err = s.Get(x, c.Key)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.StateCompleted.String(), e.State.String())
+	requireSameRecord(t, sampleRecord(), e.Record)
+	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second)
+	require.NoError(t, s.Delete(x, c.Key))
+	_, err = s.Get(x, c.Key)
+	require.ErrorIs(t, err, idempotency.ErrNotFound)
+	require.NoError(t, s.Delete(x, c.Key), "deleting an absent key is a no-op")
+	acquire(t, s, another(c, "new-fp"), noTakeover, idempotency.Acquired)
+}
