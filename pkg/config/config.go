@@ -96,8 +96,8 @@ type file struct {
 		MaxMessageTimeout *duration         `yaml:"max_message_timeout"`
 		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
-	GRPCTLS tlsFile `yaml:"grpc_tls"`
-	Envoy *envoyFile `yaml:"envoy"`
+	GRPCTLS tlsFile    `yaml:"grpc_tls"`
+	Envoy   *envoyFile `yaml:"envoy"`
 }
 
 // Load builds the configuration from args (without the program name), the
