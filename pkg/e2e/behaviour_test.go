@@ -25,14 +25,26 @@ func TestBehaviourSuite(t *testing.T) {
 	runBehaviour(t, behaviortest.NewOutageStore(mem), mem.Close)
 }
 
+// TestBehaviourSuiteBodyFirst runs the suite through the body-first
+// layout (envoy.body_first): keyed requests with a small body reach the
+// server as one buffered body message with CEL attributes.
+func TestBehaviourSuiteBodyFirst(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	runBehaviourLayout(t, behaviortest.NewOutageStore(mem), mem.Close, true)
+}
+
 func runBehaviour(t *testing.T, store *behaviortest.OutageStore, closeFn func() error) {
+	runBehaviourLayout(t, store, closeFn, false)
+}
+
+func runBehaviourLayout(t *testing.T, store *behaviortest.OutageStore, closeFn func() error, bodyFirst bool) {
 	routes := behaviortest.Routes()
 	up := behaviortest.NewUpstream()
 	s := startStack(t, stackOptions{
 		upstream:  up,
 		appOpts:   []app.Option{app.WithStore(store, closeFn)},
 		configure: func(c *config.Config) { c.Policies = routePolicies(routes) },
-		envoy:     behaviourEnvoy(t, routes),
+		envoy:     behaviourEnvoy(t, routes, bodyFirst),
 	})
 	behaviortest.Run(t, behaviortest.Target{BaseURL: s.URL, Upstream: up, StoreOutage: store.Outage})
 }
@@ -51,13 +63,13 @@ func policyName(prefix string) string { return strings.Trim(prefix, "/") }
 // behaviourEnvoy is the Envoy config the generator makes for the suite's
 // routes, each naming its policy, on the shipped envoy section; other
 // paths skip the filter.
-func behaviourEnvoy(t *testing.T, routes []behaviortest.Route) []byte {
+func behaviourEnvoy(t *testing.T, routes []behaviortest.Route, bodyFirst bool) []byte {
 	cfg, err := config.Load([]string{"--config", filepath.Join(root(t), "envoy", "gopotency.yaml")}, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
 	cfg.Policies = routePolicies(routes)
 	e, err := cfg.RequireEnvoy()
 	require.NoError(t, err)
-	e.Routes = nil
+	e.Routes, e.BodyFirst = nil, bodyFirst
 	for _, r := range routes {
 		e.Routes = append(e.Routes, config.EnvoyRoute{Prefix: r.PathPrefix, Policy: policyName(r.PathPrefix), Cluster: "app", Timeout: 30 * time.Second})
 	}

@@ -373,7 +373,7 @@ func TestGeneratedVariantsValidate(t *testing.T) {
 	bin := envoyBin(t)
 	for name, yaml := range map[string]string{
 		"body-first, unix socket": policies + strings.Replace(envoySection, "127.0.0.1:9002", "unix:///run/gopotency/gopotency.sock", 1) + "  body_first: true\n" + routes,
-		"host names, principal":   strings.Replace(policies, "methods: [POST]", "methods: [POST], scope_principal: true", 1) + strings.ReplaceAll(envoySection, "127.0.0.1:", "localhost:") + routes,
+		"host names, principal":   strings.Replace(policies, "methods: [POST]", "methods: [POST], scope_principal: true", 1) + strings.NewReplacer("127.0.0.1:9002", "localhost:9002", "127.0.0.1:8080", "localhost:8080").Replace(envoySection) + routes,
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := load(t, yaml)

@@ -129,6 +129,14 @@ func NewPlan(c *config.Config) (*Plan, error) {
 	errs = append(errs, err)
 	p.Admin, err = endpoint(e.Admin)
 	errs = append(errs, err)
+	for _, l := range []struct {
+		name string
+		ep   Endpoint
+	}{{"listen", p.Listen}, {"admin", p.Admin}} {
+		if err == nil && l.ep.NeedsDNS() {
+			errs = append(errs, fmt.Errorf("envoy.%s: %q: Envoy binds IP addresses only", l.name, l.ep.Host))
+		}
+	}
 	if e.ExtProcAddress == "" {
 		errs = append(errs, errors.New("envoy.ext_proc_address: required (the host:port Envoy dials, or unix:///path) unless grpc_addr is a unix socket"))
 	} else {
