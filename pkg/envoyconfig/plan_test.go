@@ -150,7 +150,7 @@ envoy:
   routes: [{prefix: /}]
 `, "ext_proc_address: required"},
 		"buffer over 32 bits": {"default_policy: {max_request_body: 4294967295}\next_proc: {max_buffered_bytes: 9000000000}\n" + envoySection + "  routes: [{prefix: /}]\n", "32-bit"},
-		"listener host name": {strings.Replace(envoySection, "listen: 127.0.0.1:10000", "listen: envoy:10000", 1) + "  routes: [{prefix: /}]\n", `envoy.listen: "envoy": Envoy binds IP addresses only`},
+		"listener host name":  {strings.Replace(envoySection, "listen: 127.0.0.1:10000", "listen: envoy:10000", 1) + "  routes: [{prefix: /}]\n", `envoy.listen: "envoy": Envoy binds IP addresses only`},
 		"port zero":           {strings.Replace(envoySection, "127.0.0.1:9002", "127.0.0.1:0", 1) + "  routes: [{prefix: /}]\n", "port must be 1 to 65535"},
 	} {
 		t.Run(name, func(t *testing.T) {
