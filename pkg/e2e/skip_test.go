@@ -16,13 +16,19 @@ import (
 	"github.com/gopotency/gopotency/pkg/envoyconfig"
 )
 
-// streams is Envoy's count of ext_proc streams opened so far.
-func streams(t *testing.T, s *stack) int64 {
+// extProcStat is one of Envoy's ext_proc counters.
+func extProcStat(t *testing.T, s *stack, name string) int64 {
 	t.Helper()
-	n, err := s.envoy.Stat("http.ingress.ext_proc.streams_started")
+	n, err := s.envoy.Stat("http.ingress.ext_proc." + name)
 	require.NoError(t, err)
 	return n
 }
+
+// streams is how many ext_proc streams Envoy opened so far.
+func streams(t *testing.T, s *stack) int64 { return extProcStat(t, s, "streams_started") }
+
+// messages is how many ext_proc messages Envoy sent so far.
+func messages(t *testing.T, s *stack) int64 { return extProcStat(t, s, "stream_msgs_sent") }
 
 // TestShippedConfigSkipsWhatCannotNeedGoPotency: with envoy/envoy.yaml as
 // generated, requests no policy guards and un-keyed requests where the key
@@ -84,13 +90,6 @@ func shippedBodyFirst(t *testing.T) []byte {
 	out, err := envoyconfig.Generate(cfg, "body-first")
 	require.NoError(t, err)
 	return out
-}
-
-func messages(t *testing.T, s *stack) int64 {
-	t.Helper()
-	n, err := s.envoy.Stat("http.ingress.ext_proc.stream_msgs_sent")
-	require.NoError(t, err)
-	return n
 }
 
 // TestBodyFirstLayout: with envoy.body_first, a replay is one ext_proc

@@ -269,13 +269,42 @@ func (s *layoutStack) check(t *testing.T, c call) (*stream, int, string) {
 
 var small = strings.Repeat("x", 14)
 
+// layoutCase is one request and the stream it must open.
+type layoutCase struct {
+	call
+	kinds  []string // nil: no stream at all
+	policy string
+}
+
+// expect sends tc and checks its stream's kinds and policy; it returns
+// the stream for more checks (nil when there is none or it is wrong). The
+// response trailers message comes only when the upstream sends trailers,
+// so an expected last "response_trailers" may be missing.
+func (s *layoutStack) expect(t *testing.T, tc layoutCase) *stream {
+	t.Helper()
+	name := fmt.Sprintf("%s %s key=%q body=%d chunked=%v", tc.method, tc.path, tc.key, len(tc.body), tc.chunked)
+	st, status, _ := s.check(t, tc.call)
+	assert.Equal(t, http.StatusCreated, status, name)
+	if tc.kinds == nil {
+		assert.Nil(t, st, "%s: no ext_proc stream", name)
+		return nil
+	}
+	if !assert.NotNil(t, st, name) {
+		return nil
+	}
+	want := tc.kinds
+	if len(st.kinds) == len(want)-1 && want[len(want)-1] == "response_trailers" {
+		want = want[:len(want)-1]
+	}
+	if !assert.Equal(t, want, st.kinds, name) || !assert.Equal(t, tc.policy, st.policy, name) {
+		return nil
+	}
+	return st
+}
+
 func TestLayoutHeadersFirst(t *testing.T) {
 	s := startLayout(t, false, false)
-	for _, tc := range []struct {
-		call
-		kinds  []string // nil: no stream at all
-		policy string
-	}{
+	for _, tc := range []layoutCase{
 		{call{"POST", "/orders", "", small, false}, nil, ""},
 		{call{"GET", "/orders", "k1", "", false}, nil, ""},
 		{call{"PUT", "/orders", "k1", small, false}, nil, ""},
@@ -287,17 +316,8 @@ func TestLayoutHeadersFirst(t *testing.T) {
 		{call{"POST", "/pay", "", small, false}, []string{"request_headers"}, "pay"},
 		{call{"POST", "/pay/1", "k1", small, false}, []string{"request_headers"}, "pay"},
 	} {
-		name := fmt.Sprintf("%s %s key=%q", tc.method, tc.path, tc.key)
-		st, status, _ := s.check(t, tc.call)
-		assert.Equal(t, http.StatusCreated, status, name)
-		if tc.kinds == nil {
-			assert.Nil(t, st, "%s: no ext_proc stream", name)
-			continue
-		}
-		if assert.NotNil(t, st, name) {
-			assert.Equal(t, tc.kinds, st.kinds, name)
-			assert.Equal(t, tc.policy, st.policy, name)
-			assert.Empty(t, st.attrs["request.method"], "%s: no CEL request attributes on a headers-first layout", name)
+		if st := s.expect(t, tc); st != nil {
+			assert.Empty(t, st.attrs["request.method"], "%s %s: no CEL request attributes on a headers-first layout", tc.method, tc.path)
 		}
 	}
 }
@@ -312,11 +332,7 @@ func TestLayoutBodyFirst(t *testing.T) {
 
 func testBodyFirst(t *testing.T, s *layoutStack) {
 	first := []string{"request_body(14)", "response_headers", "response_body", "response_trailers"}
-	for _, tc := range []struct {
-		call
-		kinds  []string // nil: no stream at all
-		policy string
-	}{
+	for _, tc := range []layoutCase{
 		{call{"POST", "/orders", "", small, false}, nil, ""},
 		{call{"GET", "/orders", "k1", "", false}, nil, ""},
 		{call{"POST", "/static/x", "k1", small, false}, nil, ""},
@@ -331,26 +347,13 @@ func testBodyFirst(t *testing.T, s *layoutStack) {
 		{call{"POST", "/orders", "k1", "", false}, []string{"request_headers"}, ""},
 		{call{"POST", "/pay", "", small, false}, []string{"request_headers"}, "pay"},
 	} {
-		name := fmt.Sprintf("%s %s key=%q body=%d chunked=%v", tc.method, tc.path, tc.key, len(tc.body), tc.chunked)
-		st, status, _ := s.check(t, tc.call)
-		assert.Equal(t, http.StatusCreated, status, name)
-		if tc.kinds == nil {
-			assert.Nil(t, st, "%s: no ext_proc stream", name)
+		st := s.expect(t, tc)
+		if st == nil {
 			continue
 		}
-		if !assert.NotNil(t, st, name) {
-			continue
-		}
-		// The response trailers message comes only when trailers exist;
-		// drop it from the expectation when the upstream sent none.
-		want := tc.kinds
-		if len(st.kinds) == len(want)-1 && want[len(want)-1] == "response_trailers" {
-			want = want[:len(want)-1]
-		}
-		assert.Equal(t, want, st.kinds, name)
-		assert.Equal(t, tc.policy, st.policy, name)
 		// Every stream carries the contract's attributes on its first
 		// message, the constant token included.
+		name := tc.method + " " + tc.path
 		assert.Equal(t, s.contract.Token, st.attrs[s.contract.TokenAttribute], "%s: contract token", name)
 		assert.Equal(t, tc.method, st.attrs["request.method"], name)
 		assert.Equal(t, tc.path, st.attrs["request.path"], name)
