@@ -37,7 +37,7 @@ type options struct {
 	rounds     int
 	redisURL   string
 	scenarios  []scenario
-	bodyFirst  bool
+	layout     string // shipped, headers-first or body-first
 	uds        bool
 	json       bool
 	jsonOut    string
@@ -58,7 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds the measured duration is split into, visiting the targets in turn")
 	fs.StringVar(&o.redisURL, "redis-url", "", `Redis for the Redis rows; empty starts a throwaway redis-server from PATH, "off" skips them`)
 	fs.StringVar(&names, "scenarios", "get,unkeyed,replay,first", "comma-separated scenarios to run")
-	fs.BoolVar(&o.bodyFirst, "body-first", false, "generate the Envoy layout with envoy.body_first (keyed requests with a small body go body-first)")
+	fs.StringVar(&o.layout, "layout", "shipped", "Envoy layout: shipped (as envoy/gopotency.yaml says), headers-first, or body-first (envoy.body_first: keyed requests with a small body go body-first)")
 	fs.BoolVar(&o.uds, "uds", true, "also measure gopotency (memory) over a unix socket")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of Markdown")
 	fs.StringVar(&o.jsonOut, "json-out", "", "also write the JSON report to this file")
@@ -71,6 +71,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	var errs []error
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if !slices.Contains([]string{"shipped", "headers-first", "body-first"}, o.layout) {
+		errs = append(errs, fmt.Errorf("-layout %q: want shipped, headers-first or body-first", o.layout))
 	}
 	if o.chartFrom != "" && o.svgOut == "" {
 		errs = append(errs, errors.New("-chart-from needs -svg"))
@@ -202,10 +205,12 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout := "headers-first"
-	if o.bodyFirst {
-		layout = "body-first"
+	e, err := base.RequireEnvoy()
+	if err != nil {
+		return nil, err
 	}
+	bodyFirst := o.layout == "body-first" || o.layout == "shipped" && e.BodyFirst
+	layout := map[bool]string{false: "headers-first", true: "body-first"}[bodyFirst]
 	rep := &report{Facts: machineFacts(o, bin, layout)}
 	keepDir := false
 	defer func() {
@@ -234,7 +239,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		if err != nil {
 			return err
 		}
-		cfg, err := envoyConfig(base, listen, admin, extProc, appAddr, o.bodyFirst, t.Kind == kindEnvoy)
+		cfg, err := envoyConfig(base, listen, admin, extProc, appAddr, bodyFirst, t.Kind == kindEnvoy)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}

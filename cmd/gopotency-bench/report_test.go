@@ -169,10 +169,10 @@ func TestParseFlags(t *testing.T) {
 	if o.workers != 4 || len(o.scenarios) != 2 || o.scenarios[0].Name != "replay" || o.scenarios[1].Name != "unkeyed" {
 		t.Fatalf("options %+v", o)
 	}
-	_, err = parseFlags([]string{"-c", "0", "-d", "0s", "-scenarios", "nope", "-chart-from", "x.json"}, &bytes.Buffer{})
+	_, err = parseFlags([]string{"-c", "0", "-d", "0s", "-scenarios", "nope", "-chart-from", "x.json", "-layout", "sideways"}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "-c 0") || !strings.Contains(err.Error(), "-d 0s") || !strings.Contains(err.Error(), `"nope"`) ||
-		!strings.Contains(err.Error(), "-chart-from needs -svg") {
-		t.Fatalf("want all four problems reported, got %v", err)
+		!strings.Contains(err.Error(), "-chart-from needs -svg") || !strings.Contains(err.Error(), `-layout "sideways"`) {
+		t.Fatalf("want all five problems reported, got %v", err)
 	}
 }
 
