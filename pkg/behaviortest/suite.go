@@ -194,27 +194,41 @@ func (s *suite) send(t testing.TB, c call) answer {
 
 // sendAsync sends c from a goroutine; the channel yields its outcome.
 func (s *suite) sendAsync(c call) <-chan result {
-	ch := make(chan result, 1)
-	go func() {
-		a, err := s.do(c)
-		ch <- result{a, err}
-	}()
-	return ch
+	return async(func() (answer, error) { return s.do(c) })
 }
 
-type result struct {
-	a   answer
-	err error
-}
+type result = outcome[answer]
 
 // wait receives an async result, ending the test on a transport error.
 func wait(t testing.TB, ch <-chan result) answer {
 	t.Helper()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+	return await(t, ch)
+}
+
+// outcome is what a call made by async yields.
+type outcome[T any] struct {
+	v   T
+	err error
+}
+
+// async runs f in a goroutine; the channel yields its outcome.
+func async[T any](f func() (T, error)) <-chan outcome[T] {
+	ch := make(chan outcome[T], 1)
+	go func() {
+		v, err := f()
+		ch <- outcome[T]{v, err}
+	}()
+	return ch
+}
+
+// await receives an outcome, ending the test on an error.
+func await[T any](t testing.TB, ch <-chan outcome[T]) T {
+	t.Helper()
+	o := <-ch
+	if o.err != nil {
+		t.Fatal(o.err)
 	}
-	return r.a
+	return o.v
 }
 
 // checkLoopback refuses a base URL off this machine: the suite sends a few

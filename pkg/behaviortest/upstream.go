@@ -63,7 +63,9 @@ type Echo struct {
 }
 
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tag, key := r.Header.Get(TagHeader), r.Header.Get("Idempotency-Key")
+	// Cloned: a front end may hand over strings backed by buffers it
+	// reuses (Fiber's net/http adaptor does), and the counts keep them.
+	tag, key := strings.Clone(r.Header.Get(TagHeader)), strings.Clone(r.Header.Get("Idempotency-Key"))
 	exec := u.start(tag, key)
 	defer u.end(tag)
 	body, err := io.ReadAll(r.Body)

@@ -23,6 +23,7 @@ import (
 
 // env is a Server on an in-process gRPC connection; the test plays Envoy.
 type env struct {
+	srv     *Server
 	store   *memstore.Store
 	client  extprocv3.ExternalProcessorClient
 	active  atomic.Int64 // open streams, as told to StreamsActive
@@ -63,6 +64,7 @@ func newEnv(t *testing.T, tweak ...func(*Options)) *env {
 	}
 	srv, err := New(o)
 	require.NoError(t, err)
+	e.srv = srv
 
 	ln := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()

@@ -178,7 +178,11 @@ func (e *Engine) Store() Store { return e.store }
 // every failure becomes a Reject (or a Pass under fail-open) carrying the
 // problem to send, so no transport can forget to fail closed.
 func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request) Decision {
-	d := e.begin(ctx, p, r)
+	return e.decided(e.begin(ctx, p, r))
+}
+
+// decided reports d to the Decided hook and returns it.
+func (e *Engine) decided(d Decision) Decision {
 	if e.hooks.Decided != nil {
 		label := d.Kind.String()
 		if d.Kind == Reject {
@@ -214,13 +218,19 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 			return Decision{Kind: Pass}
 		}
 	}
-	c := Claim{Key: StorageKey(scope, key), Token: NewToken(), Fingerprint: Fingerprint(p, r), Lease: p.Lease, Retention: p.Retention}
+	return e.decide(ctx, p, StorageKey(scope, key), Fingerprint(p, r), r.BeforeWait)
+}
+
+// decide claims skey for fp and turns the store's answer into a Decision;
+// every front end (HTTP requests, direct operations) shares it.
+func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeWait func(time.Duration)) Decision {
+	c := Claim{Key: skey, Token: NewToken(), Fingerprint: fp, Lease: p.Lease, Retention: p.Retention}
 	keyID := c.KeyID()
 	opts := AcquireOptions{TakeOverExpired: p.UnknownOutcome == UnknownRetryAfterLease}
 	res, err := e.acquire(ctx, c, opts)
 	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
-		if r.BeforeWait != nil {
-			r.BeforeWait(p.WaitInFlight)
+		if beforeWait != nil {
+			beforeWait(p.WaitInFlight)
 		}
 		res, err = e.wait(ctx, p, c, opts, res)
 	}

@@ -8,28 +8,27 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/middleware/echomw"
-	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
 // TestBehaviour runs the shared behaviour suite against the Echo middleware
-// over the memory store.
+// over the memory store and a real Redis.
 func TestBehaviour(t *testing.T) {
-	mem := memstore.New(memstore.Options{})
-	t.Cleanup(func() { _ = mem.Close() })
-	store := behaviortest.NewOutageStore(mem)
-	routes := behaviortest.Routes()
-	mw, err := echomw.New(store, echomw.WithPolicyFunc(func(c echo.Context) *idempotency.Policy {
-		return behaviortest.Lookup(routes, c.Request().URL.Path)
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := behaviortest.NewUpstream()
-	e := echo.New()
-	e.Use(mw)
-	e.Any("/*", echo.WrapHandler(up))
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	behaviortest.Run(t, behaviortest.Target{BaseURL: srv.URL, Upstream: up, StoreOutage: store.Outage})
+	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+		routes := behaviortest.Routes()
+		mw, err := echomw.New(store, echomw.WithPolicyFunc(func(c echo.Context) *idempotency.Policy {
+			return behaviortest.Lookup(routes, c.Request().URL.Path)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := behaviortest.NewUpstream()
+		e := echo.New()
+		e.Use(mw)
+		e.Any("/*", echo.WrapHandler(up))
+		srv := httptest.NewServer(e)
+		t.Cleanup(srv.Close)
+		behaviortest.Run(t, behaviortest.Target{BaseURL: srv.URL, Upstream: up, StoreOutage: store.Outage})
+	})
 }

@@ -116,3 +116,32 @@ func TestOptions(t *testing.T) {
 		t.Errorf("alice %q, bob %q, alice again %q", alice.Body, bob.Body, again.Body)
 	}
 }
+
+// An outer middleware (a logger, error metrics) sees the error the handler
+// returned, live and not on replay, and Echo renders it once.
+func TestHandlerErrorReachesOuterMiddleware(t *testing.T) {
+	errNotFound := echo.NewHTTPError(http.StatusNotFound, "no such order")
+	var seen []error
+	e := echo.New()
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			err := next(c)
+			seen = append(seen, err)
+			return err
+		}
+	}, newMW(t))
+	e.POST("/orders", func(c echo.Context) error { return errNotFound })
+
+	first := mwtest.Post(e, "/orders", "Idempotency-Key", "k")
+	again := mwtest.Post(e, "/orders", "Idempotency-Key", "k")
+	if len(seen) != 2 || seen[0] != errNotFound || seen[1] != nil {
+		t.Errorf("outer middleware saw %v, want [the handler's error, nil for the replay]", seen)
+	}
+	want := `{"message":"no such order"}` + "\n"
+	if first.Code != http.StatusNotFound || first.Body.String() != want {
+		t.Errorf("live answer %d %q, want 404 %q rendered once", first.Code, first.Body, want)
+	}
+	if again.Code != http.StatusNotFound || again.Body.String() != want || again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Errorf("replay %d %q %v", again.Code, again.Body, again.Header())
+	}
+}

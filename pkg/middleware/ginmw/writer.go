@@ -7,7 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/gopotency/gopotency/pkg/middleware/internal/capture"
+	"github.com/gopotency/gopotency/pkg/middleware/guard"
 )
 
 // writer records what a handler sends through Gin's ResponseWriter. Gin
@@ -15,7 +15,7 @@ import (
 // is recorded just before the first call that really sends it.
 type writer struct {
 	gin.ResponseWriter
-	rec *capture.Recorder
+	rec *guard.Recorder
 }
 
 var _ gin.ResponseWriter = (*writer)(nil)

@@ -7,28 +7,27 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/middleware/stdhttp"
-	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
 // TestBehaviour runs the shared behaviour suite against the net/http
-// middleware over the memory store, twice over one store (keys must not
-// collide between runs).
+// middleware over the memory store and a real Redis, twice over one store
+// (keys must not collide between runs).
 func TestBehaviour(t *testing.T) {
-	mem := memstore.New(memstore.Options{})
-	t.Cleanup(func() { _ = mem.Close() })
-	store := behaviortest.NewOutageStore(mem)
-	routes := behaviortest.Routes()
-	mw, err := stdhttp.New(store, stdhttp.WithPolicyFunc(func(r *http.Request) *idempotency.Policy {
-		return behaviortest.Lookup(routes, r.URL.Path)
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := behaviortest.NewUpstream()
-	srv := httptest.NewServer(mw(up))
-	t.Cleanup(srv.Close)
-	target := behaviortest.Target{BaseURL: srv.URL, Upstream: up, StoreOutage: store.Outage}
-	behaviortest.Run(t, target)
-	t.Run("SecondRun", func(t *testing.T) { behaviortest.Run(t, target) })
+	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+		routes := behaviortest.Routes()
+		mw, err := stdhttp.New(store, stdhttp.WithPolicyFunc(func(r *http.Request) *idempotency.Policy {
+			return behaviortest.Lookup(routes, r.URL.Path)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := behaviortest.NewUpstream()
+		srv := httptest.NewServer(mw(up))
+		t.Cleanup(srv.Close)
+		target := behaviortest.Target{BaseURL: srv.URL, Upstream: up, StoreOutage: store.Outage}
+		behaviortest.Run(t, target)
+		t.Run("SecondRun", func(t *testing.T) { behaviortest.Run(t, target) })
+	})
 }

@@ -1,4 +1,4 @@
-package capture
+package guard
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package capture
+package guard
 
 import (
 	"net/http"
@@ -6,6 +6,26 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
+
+// HTTPResponder is the Responder of net/http-based front ends: it answers
+// through a ResponseWriter.
+type HTTPResponder struct {
+	http.ResponseWriter
+	// OnReject, when set, answers refusals instead of WriteProblem.
+	OnReject func(p *idempotency.Problem, err error)
+}
+
+// Replay writes rec with WriteRecord.
+func (h HTTPResponder) Replay(rec *idempotency.Record) { WriteRecord(h.ResponseWriter, rec) }
+
+// Reject calls OnReject, or writes p with WriteProblem.
+func (h HTTPResponder) Reject(p *idempotency.Problem, err error) {
+	if h.OnReject != nil {
+		h.OnReject(p, err)
+		return
+	}
+	WriteProblem(h.ResponseWriter, p)
+}
 
 // WriteRecord replays a stored response: its status, its header fields
 // (repeated fields kept apart and in order), Idempotent-Replayed: true, and
@@ -23,8 +43,8 @@ func WriteRecord(w http.ResponseWriter, rec *idempotency.Record) {
 	writeBody(w, rec.Status, rec.Body)
 }
 
-// WriteProblem sends p as application/problem+json; it is the default
-// error handler of every front end.
+// WriteProblem sends p as application/problem+json (RFC 9457) with its
+// Retry-After; it is the default answer to refusals.
 func WriteProblem(w http.ResponseWriter, p *idempotency.Problem) {
 	h := w.Header()
 	for _, f := range p.Headers() {

@@ -1,7 +1,4 @@
-// Package capture records the response a handler sends, for the engine to
-// store, and writes stored responses and problems back. It is shared by the
-// net/http, Gin and Echo middleware.
-package capture
+package guard
 
 import (
 	"maps"
@@ -14,8 +11,11 @@ import (
 )
 
 // Recorder accumulates what a handler sent: the status and header fields at
-// the moment the head went out, and the body up to a cap. It is not safe for
-// concurrent use; a handler writes its response from one goroutine.
+// the moment the head went out, and the body up to a cap. It needs no
+// http.ResponseWriter: net/http front ends feed it through Writer, others
+// (fasthttp) call Head and Body with what their response holds. It is not
+// safe for concurrent use; a handler writes its response from one
+// goroutine.
 type Recorder struct {
 	max      int64
 	outer    http.Header

@@ -1,0 +1,9 @@
+package echomw_test
+
+import (
+	"testing"
+
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
