@@ -78,8 +78,4 @@ check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-<<<<<<< HEAD
-.PHONY: help demo demo-serve build test test-short envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check
-=======
-.PHONY: help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e proto lint check test-deploy compose-check
->>>>>>> main
+.PHONY: help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check
