@@ -101,6 +101,7 @@ func TestClientDisconnect(t *testing.T) {
 		r := do(t, "POST", url, key, `{}`)
 		require.Equal(t, 424, r.Status, "body %s", r.Body)
 		require.Equal(t, "outcome-unknown", problemType(t, r))
+		assertGoldenBody(t, "outcome-unknown", r)
 		time.Sleep(300 * time.Millisecond)
 	}
 	assert.Equal(t, 1, up.count(key), "executions")
