@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,8 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
-
-	"github.com/gopotency/gopotency/pkg/envoyrun"
 )
 
 // shippedFilter is envoy/envoy.yaml's ext_proc typed_config.
@@ -91,7 +90,7 @@ func envoyBin(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("needs the Envoy binary")
 	}
-	bin, err := envoyrun.Find()
+	bin, err := findEnvoy()
 	if err != nil {
 		if os.Getenv("GOPOTENCY_REQUIRE_SERVICES") == "1" {
 			t.Fatalf("GOPOTENCY_REQUIRE_SERVICES=1: %v", err)
@@ -271,3 +270,20 @@ func checkIstioRoutes(t *testing.T, objs Objects, routes []any, d *Deployment) {
 }
 
 func asList(v any) []any { l, _ := v.([]any); return l }
+
+// findEnvoy returns $ENVOY_BIN, envoy on PATH, or the one `make envoy`
+// installs into the repository's .venv (the main module's
+// internal/envoyrun.Find, which another module cannot import).
+func findEnvoy() (string, error) {
+	if p := os.Getenv("ENVOY_BIN"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("envoy"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(repo, ".venv", "bin", "envoy")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("envoy not found: set ENVOY_BIN, put envoy on PATH, or run `make envoy`")
+	}
+	return p, nil
+}
