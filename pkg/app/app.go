@@ -28,6 +28,8 @@ import (
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/metrics"
+	"github.com/gopotency/gopotency/pkg/store/memstore"
+	"github.com/gopotency/gopotency/pkg/store/replaycache"
 	"github.com/gopotency/gopotency/pkg/version"
 )
 
@@ -105,6 +107,11 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	if store == nil {
 		if store, closeFn, err = OpenStore(ctx, cfg.Store, log, StoreOptions{RestartGrace: restartGrace(cfg)}); err != nil {
 			return nil, err
+		}
+		if _, local := store.(*memstore.Store); !local && cfg.ReplayCacheTTL > 0 {
+			// Replays come in storms right after a first request: answer
+			// them from memory, without a store round trip.
+			store = replaycache.New(store, replaycache.Options{TTL: cfg.ReplayCacheTTL, MaxBytes: cfg.ReplayCacheBytes})
 		}
 	}
 	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(cfg.StoreTimeout))
