@@ -114,7 +114,11 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 			store = replaycache.New(store, replaycache.Options{TTL: cfg.ReplayCacheTTL, MaxBytes: cfg.ReplayCacheBytes})
 		}
 	}
-	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(cfg.StoreTimeout))
+	storeTimeout := cfg.StoreTimeout
+	if _, local := store.(*memstore.Store); local {
+		storeTimeout = 0 // no I/O to bound: spare every call a timer
+	}
+	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(storeTimeout))
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
