@@ -185,8 +185,10 @@ func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempote
 
 // Release, Extend and Get go to the store: claims are never cached, and
 // Get (admin, readiness) must see the truth.
-func (s *Store) Release(ctx context.Context, c idempotency.Claim) error { return s.inner.Release(ctx, c) }
-func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error  { return s.inner.Extend(ctx, c) }
+func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
+	return s.inner.Release(ctx, c)
+}
+func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error { return s.inner.Extend(ctx, c) }
 func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error) {
 	return s.inner.Get(ctx, key)
 }
