@@ -74,11 +74,12 @@ func (e *envoyEdit) prependRoutes(routes []any) {
 }
 
 // sendIdentity makes the ext_proc filter send the request attributes cfg's
-// policies read. On a hand-written headers-first config (no
-// request_attributes yet) that is just the transport facts, the line the
-// README and docs/identity.md tell users to add; on a config that already
-// sends a body-first contract it is the contract derived from cfg, as
-// `gopotency envoy-config` writes it.
+// policies read, as the server's contract (extproc.NewContract) names
+// them. On a hand-written headers-first config (no request_attributes yet)
+// that is just the transport's facts (the peer, the client address), which
+// headers cannot carry; on a config that already sends a body-first
+// contract it is the whole contract derived from cfg, as `gopotency
+// envoy-config` writes it.
 func (e *envoyEdit) sendIdentity(cfg *config.Config) {
 	c := extproc.NewContract(&cfg.Default, cfg.Policies, len(cfg.RoutePolicies) > 0)
 	f := e.extProc()
@@ -88,7 +89,7 @@ func (e *envoyEdit) sendIdentity(cfg *config.Config) {
 	}
 	var attrs []string
 	for _, a := range c.Attributes {
-		if strings.HasPrefix(a, "source.") {
+		if !strings.HasPrefix(a, "request.") && a != c.TokenAttribute && a != "xds.route_name" {
 			attrs = append(attrs, a)
 		}
 	}
