@@ -82,7 +82,9 @@ func (x mtlsExample) stack(t *testing.T, up http.Handler, scope map[string]any, 
 	return s, strings.Replace(s.URL, "http://", "https://", 1) + "/orders"
 }
 
-func (x mtlsExample) client(t *testing.T, p testcerts.Pair) *http.Client { return tlsClient(t, x.ca, &p) }
+func (x mtlsExample) client(t *testing.T, p testcerts.Pair) *http.Client {
+	return tlsClient(t, x.ca, &p)
+}
 
 func uniqueKey(name string) string { return name + "-" + itoa(int(time.Now().UnixNano())) }
 
