@@ -136,6 +136,25 @@ func withScope(t *testing.T, set map[string]any) string {
 	return p
 }
 
+// identityStack runs the shipped Envoy config changed by edit, and
+// gopotency on configPath; the ext_proc filter sends the attributes its
+// policies read (sendIdentity).
+func identityStack(t *testing.T, up http.Handler, configPath string, edit func(e *envoyEdit)) *stack {
+	t.Helper()
+	var loaded *config.Config
+	return startStack(t, stackOptions{
+		upstream:  up,
+		config:    configPath,
+		configure: func(c *config.Config) { loaded = c },
+		tweak: func(cfg []byte) []byte {
+			e := editEnvoy(t, cfg)
+			e.sendIdentity(loaded)
+			edit(e)
+			return e.bytes()
+		},
+	})
+}
+
 // witness is an upstream that counts executions per key (counter) and
 // notes the values of one request header each execution saw.
 type witness struct {

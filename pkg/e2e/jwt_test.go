@@ -16,8 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
-
-	"github.com/gopotency/gopotency/pkg/config"
 )
 
 // issuer is a throwaway identity provider: an RSA key made at test time
@@ -82,18 +80,9 @@ func jwtScopeStack(t *testing.T, idp *issuer, up *witness, edit func(filters []a
 	if edit != nil {
 		filters = edit(filters)
 	}
-	var loaded *config.Config
-	return startStack(t, stackOptions{
-		upstream:  up,
-		config:    withScope(t, map[string]any{"scope_headers": []any{"x-jwt-tenant", "x-jwt-sub"}}),
-		configure: func(c *config.Config) { loaded = c },
-		tweak: func(cfg []byte) []byte {
-			e := editEnvoy(t, cfg)
-			e.sendIdentity(loaded)
-			e.prependFilters(filters)
-			e.prependRoutes(routes)
-			return e.bytes()
-		},
+	return identityStack(t, up, withScope(t, map[string]any{"scope_headers": []any{"x-jwt-tenant", "x-jwt-sub"}}), func(e *envoyEdit) {
+		e.prependFilters(filters)
+		e.prependRoutes(routes)
 	})
 }
 
@@ -246,5 +235,78 @@ func TestJWTClaimHeadersNeedStripping(t *testing.T) {
 				assert.Equal(t, want, up.last(), "%s: the x-jwt-sub values that pass", c.name)
 			}
 		})
+	}
+}
+
+// istioJWTFilter is the jwt_authn filter an Istio sidecar builds from
+// deploy/overlays/istio-sidecar-jwt/requestauthentication.yaml, as Istio's
+// pilot/pkg/security/authn/policy_applier.go translates a
+// RequestAuthentication with one jwtRule (provider origins-0; one rule on
+// prefix / requiring origins-0 or allow_missing), with the jwksUri
+// replaced by a local JWKS file. Istio's own Envoy may be older than 1.40.
+func istioJWTFilter(t *testing.T, jwks string) any {
+	t.Helper()
+	ra := readYAML(t, filepath.Join(root(t), "deploy", "overlays", "istio-sidecar-jwt", "requestauthentication.yaml"))
+	rules := dig(ra, "spec", "jwtRules").([]any)
+	require.Len(t, rules, 1)
+	rule := rules[0].(map[string]any)
+	var claims []any
+	for _, c := range rule["outputClaimToHeaders"].([]any) {
+		c := c.(map[string]any)
+		claims = append(claims, map[string]any{"header_name": c["header"], "claim_name": c["claim"]})
+	}
+	return map[string]any{
+		"name": "envoy.filters.http.jwt_authn",
+		"typed_config": map[string]any{
+			"@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+			"providers": map[string]any{"origins-0": map[string]any{
+				"issuer": rule["issuer"], "audiences": rule["audiences"], "forward": rule["forwardOriginalToken"] == true,
+				"claim_to_headers": claims, "payload_in_metadata": "istio/jwt",
+				"local_jwks": map[string]any{"filename": jwks},
+			}},
+			"rules": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "requires": map[string]any{"requires_any": map[string]any{"requirements": []any{
+				map[string]any{"provider_name": "origins-0"}, map[string]any{"allow_missing": map[string]any{}},
+			}}}}},
+			"bypass_cors_preflight": true,
+		},
+	}
+}
+
+// TestIstioClaimScope runs the Istio overlay's RequestAuthentication (as
+// the jwt_authn filter Istio makes of it) and its gopotency configuration
+// through the real Envoy: a refreshed token replays, another subject runs,
+// and claim headers a client sends never reach gopotency, with a token or
+// without one (the overlay's DENY policy, not run here, refuses the
+// latter before it gets that far).
+func TestIstioClaimScope(t *testing.T) {
+	idp := newIssuer(t, "test-key")
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	require.NoError(t, os.WriteFile(jwks, idp.jwks(t), 0o600))
+	up := newWitness("X-Jwt-Sub")
+	s := identityStack(t, up, filepath.Join(root(t), "deploy", "overlays", "istio-sidecar-jwt", "gopotency.yaml"), func(e *envoyEdit) {
+		e.prependFilters([]any{istioJWTFilter(t, jwks)})
+	})
+	url := s.URL + "/orders"
+	const body = `{"item":"book"}`
+	k := "istio-" + itoa(int(time.Now().UnixNano()))
+	now := time.Now().Unix()
+
+	first := do(t, "POST", url, k, body, "Authorization", bearer(idp.token(t, map[string]any{"sub": "alice", "tenant": "acme", "iat": now - 300})))
+	require.Equal(t, 201, first.Status, "body: %s", first.Body)
+	again := do(t, "POST", url, k, body, "Authorization", bearer(idp.token(t, map[string]any{"sub": "alice", "tenant": "acme", "iat": now})))
+	require.Equal(t, 201, again.Status)
+	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"), "a refreshed token replays")
+	assert.Equal(t, 1, up.count(k))
+
+	forged := []string{"X-Jwt-Sub", "alice", "X-Jwt-Tenant", "acme"}
+	for i, hdr := range [][]string{
+		append([]string{"Authorization", bearer(idp.token(t, map[string]any{"sub": "mallory", "tenant": "acme"}))}, forged...),
+		forged,
+	} {
+		r := do(t, "POST", url, k, body, hdr...)
+		require.Equal(t, 201, r.Status, "body: %s", r.Body)
+		assert.Empty(t, r.Header.Get("Idempotent-Replayed"), "the forger never gets alice's response")
+		assert.NotContains(t, up.last(), "alice")
+		assert.Equal(t, i+2, up.count(k))
 	}
 }

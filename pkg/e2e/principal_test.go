@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gopotency/gopotency/pkg/config"
 	"github.com/gopotency/gopotency/pkg/internal/testcerts"
 )
 
@@ -66,18 +65,9 @@ func newMTLSExample(t *testing.T) mtlsExample {
 // read, and gopotency's default policy changed by scope.
 func (x mtlsExample) stack(t *testing.T, up http.Handler, scope map[string]any, filters []any) (s *stack, url string) {
 	t.Helper()
-	var loaded *config.Config
-	s = startStack(t, stackOptions{
-		upstream:  up,
-		config:    withScope(t, scope),
-		configure: func(c *config.Config) { loaded = c },
-		tweak: func(cfg []byte) []byte {
-			e := editEnvoy(t, cfg)
-			e.chain()["transport_socket"] = x.socket
-			e.sendIdentity(loaded)
-			e.prependFilters(filters)
-			return e.bytes()
-		},
+	s = identityStack(t, up, withScope(t, scope), func(e *envoyEdit) {
+		e.chain()["transport_socket"] = x.socket
+		e.prependFilters(filters)
 	})
 	return s, strings.Replace(s.URL, "http://", "https://", 1) + "/orders"
 }

@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/gopotency/gopotency/pkg/config"
 )
 
 // boundClient is an HTTP client whose connections leave from ip (any
@@ -33,23 +31,14 @@ func TestAutoKeySourceAddress(t *testing.T) {
 	for _, edge := range []bool{false, true} {
 		t.Run(map[bool]string{false: "shipped", true: "use_remote_address"}[edge], func(t *testing.T) {
 			up := newCounter()
-			var loaded *config.Config
-			s := startStack(t, stackOptions{
-				upstream: up,
-				config: withScope(t, map[string]any{
-					"scope_headers": []any{},
-					"auto_key":      map[string]any{"body": true, "source_address": true},
-				}),
-				configure: func(c *config.Config) { loaded = c },
-				tweak: func(cfg []byte) []byte {
-					e := editEnvoy(t, cfg)
-					e.sendIdentity(loaded)
-					assert.Contains(t, e.extProc()["request_attributes"], "source.address")
-					if edge {
-						e.hcm()["use_remote_address"] = true
-					}
-					return e.bytes()
-				},
+			s := identityStack(t, up, withScope(t, map[string]any{
+				"scope_headers": []any{},
+				"auto_key":      map[string]any{"body": true, "source_address": true},
+			}), func(e *envoyEdit) {
+				assert.Contains(t, e.extProc()["request_attributes"], "source.address")
+				if edge {
+					e.hcm()["use_remote_address"] = true
+				}
 			})
 			one, two := boundClient(t, "127.0.0.1"), boundClient(t, "127.0.0.2")
 			url := s.URL + "/orders"
