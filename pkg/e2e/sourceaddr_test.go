@@ -35,13 +35,16 @@ func TestAutoKeySourceAddress(t *testing.T) {
 				"scope_headers": []any{},
 				"auto_key":      map[string]any{"body": true, "source_address": true},
 			}), func(e *envoyEdit) {
+				// A route of its own: requests without a key go through the
+				// filter, headers first, whatever the shipped routes skip.
+				e.prependRoutes([]any{map[string]any{"match": map[string]any{"prefix": "/auto/"}, "route": map[string]any{"cluster": "app", "timeout": "30s"}}})
 				assert.Contains(t, e.extProc()["request_attributes"], "source.address")
 				if edge {
 					e.hcm()["use_remote_address"] = true
 				}
 			})
 			one, two := boundClient(t, "127.0.0.1"), boundClient(t, "127.0.0.2")
-			url := s.URL + "/orders"
+			url := s.URL + "/auto/orders"
 			body := `{"item":"book","n":"` + itoa(int(time.Now().UnixNano())) + `"}`
 
 			first := doWith(t, one, "POST", url, "", body)
