@@ -33,6 +33,9 @@ import (
 
 // Main runs the server until ctx is done. args exclude the program name.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == EnvoyConfigCommand {
+		return EnvoyConfig(args[1:], os.Stdout, stderr)
+	}
 	cfg, err := config.Load(args, os.Getenv, stderr)
 	if err != nil {
 		return err
@@ -117,7 +120,12 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	}
 	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer()}
 	grpcOpts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(int(maxBody(cfg)) + 1<<20), // a buffered body plus headers and framing
+		// A buffered body plus headers and framing. Envoy's BUFFERED_PARTIAL
+		// can pass a body over its buffer limit in one message (a read that
+		// arrived whole, as after Expect: 100-continue): leave room for it,
+		// so the over-cap body reaches the processor and gets its 413
+		// instead of failing the stream (Envoy's bare 503).
+		grpc.MaxRecvMsgSize(int(2*maxBody(cfg)) + 4<<20),
 		// Envoy pings idle HTTP/2 connections; grpc-go's default policy
 		// (5 min, no pings without streams) answers faster pings with
 		// GOAWAY too_many_pings.
@@ -159,7 +167,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // Listen binds the gRPC and admin addresses.
 func (a *App) Listen() error {
 	var err error
-	if a.grpcLn, err = net.Listen("tcp", a.cfg.GRPCAddr); err != nil {
+	if a.grpcLn, err = listenGRPC(a.cfg.GRPCAddr, a.cfg.GRPCSocketMode); err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
 	}
 	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
@@ -169,8 +177,14 @@ func (a *App) Listen() error {
 	return nil
 }
 
-// GRPCAddr and AdminAddr return the bound addresses (after Listen).
-func (a *App) GRPCAddr() string  { return a.grpcLn.Addr().String() }
+// GRPCAddr and AdminAddr return the bound addresses (after Listen); a
+// socket is unix:///path.
+func (a *App) GRPCAddr() string {
+	if a.grpcLn.Addr().Network() == "unix" {
+		return "unix://" + a.grpcLn.Addr().String()
+	}
+	return a.grpcLn.Addr().String()
+}
 func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
 
 // Serve runs until ctx is done, then shuts down gracefully: health turns

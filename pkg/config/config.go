@@ -65,6 +65,12 @@ type Config struct {
 	MaxMessageTimeout time.Duration
 	MaxBufferedBytes  int64
 	Deploy            // TLS, --version (deploy.go)
+	// GRPCSocketMode is the permission of a unix:// grpc_addr socket.
+	GRPCSocketMode os.FileMode
+	// Pprof serves net/http/pprof on the admin listener.
+	Pprof bool
+	// Envoy is the envoy section (nil without one); see envoy.go.
+	Envoy *Envoy
 }
 
 // DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
@@ -74,6 +80,8 @@ const DefaultMaxBufferedBytes = 256 << 20
 // file is the YAML document. Unknown fields are errors.
 type file struct {
 	GRPCAddr      string                         `yaml:"grpc_addr"`
+	GRPCSocket    socketFile                     `yaml:"grpc_socket"`
+	Pprof         bool                           `yaml:"pprof"`
 	AdminAddr     string                         `yaml:"admin_addr"`
 	Store         string                         `yaml:"store"`
 	ShutdownGrace *duration                      `yaml:"shutdown_grace"`
@@ -88,7 +96,8 @@ type file struct {
 		MaxMessageTimeout *duration         `yaml:"max_message_timeout"`
 		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
-	GRPCTLS tlsFile `yaml:"grpc_tls"`
+	GRPCTLS tlsFile    `yaml:"grpc_tls"`
+	Envoy   *envoyFile `yaml:"envoy"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -111,6 +120,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
 	c.registerDeployFlags(fs, env)
+	fs.BoolVar(&c.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -171,9 +181,13 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 
 	errs := append([]error{fileErr}, deployErrs...)
+	c.Pprof = c.Pprof || f.Pprof
+	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
+		if a.name == "grpc_addr" && strings.HasPrefix(a.addr, "unix:") {
+			errs = append(errs, checkUnix("grpc_addr", a.addr))
+		} else if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port (or, for grpc_addr, unix:///path)", a.name, a.addr))
 		}
 	}
 	if !strings.Contains(c.Store, "://") {
@@ -233,6 +247,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 			errs = append(errs, c.checkWait("policies."+name, &p))
 		}
 	}
+	errs = append(errs, c.envoy(f.Envoy)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,12 +14,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/extproc"
+	"github.com/gopotency/gopotency/pkg/envoyconfig"
 )
 
 // Helpers of the caller-identity tests (jwt_test.go, principal_test.go,
-// sourceaddr_test.go): they derive Envoy configs from the shipped
-// envoy/envoy.yaml, as docs/identity.md tells a user to.
+// sourceaddr_test.go): they add to the generated Envoy config what
+// docs/identity.md tells a user to add.
 
 // envoyEdit is a parsed Envoy bootstrap a test changes.
 type envoyEdit struct {
@@ -73,39 +74,6 @@ func (e *envoyEdit) prependRoutes(routes []any) {
 	vh["routes"] = append(slices.Clone(routes), vh["routes"].([]any)...)
 }
 
-// sendIdentity makes the ext_proc filter send the request attributes cfg's
-// policies read, as the server's contract (extproc.NewContract) names
-// them. On a hand-written headers-first config (no request_attributes yet)
-// that is just the transport's facts (the peer, the client address), which
-// headers cannot carry; on a config that already sends a body-first
-// contract it is the whole contract derived from cfg, as `gopotency
-// envoy-config` writes it.
-func (e *envoyEdit) sendIdentity(cfg *config.Config) {
-	c := extproc.NewContract(&cfg.Default, cfg.Policies, len(cfg.RoutePolicies) > 0)
-	f := e.extProc()
-	if _, generated := f["request_attributes"]; generated {
-		f["request_attributes"] = toAny(c.Attributes)
-		return
-	}
-	var attrs []string
-	for _, a := range c.Attributes {
-		if !strings.HasPrefix(a, "request.") && a != c.TokenAttribute && a != "xds.route_name" {
-			attrs = append(attrs, a)
-		}
-	}
-	if len(attrs) > 0 {
-		f["request_attributes"] = toAny(attrs)
-	}
-}
-
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // example reads envoy/examples/<name> with its /etc/envoy/ paths moved to
 // dir, where the test writes the keys and certificates it generates.
 func example(t *testing.T, name, dir string) []byte {
@@ -129,30 +97,52 @@ func withScope(t *testing.T, set map[string]any) string {
 	for k, v := range set {
 		def[k] = v
 	}
+	return writeYAML(t, m)
+}
+
+// identityStack runs gopotency on configPath behind the Envoy config
+// `gopotency envoy-config` generates from it (the shipped envoy section
+// when configPath has none), changed by edit: routes, filters and request
+// attributes follow the policies, as they do for a user.
+func identityStack(t *testing.T, up http.Handler, configPath string, edit func(e *envoyEdit)) *stack {
+	t.Helper()
+	configPath = withEnvoySection(t, configPath)
+	cfg, err := config.Load([]string{"--config", configPath}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	generated, err := envoyconfig.Generate(cfg, "the identity tests")
+	require.NoError(t, err)
+	return startStack(t, stackOptions{
+		upstream: up,
+		config:   configPath,
+		envoy:    generated,
+		tweak: func(b []byte) []byte {
+			e := editEnvoy(t, b)
+			edit(e)
+			return e.bytes()
+		},
+	})
+}
+
+// withEnvoySection returns configPath, or a copy of it with
+// envoy/gopotency.yaml's envoy section when it has none.
+func withEnvoySection(t *testing.T, configPath string) string {
+	t.Helper()
+	m := readYAML(t, configPath)
+	if _, ok := m["envoy"]; ok {
+		return configPath
+	}
+	m["envoy"] = readYAML(t, filepath.Join(root(t), "envoy", "gopotency.yaml"))["envoy"]
+	require.NotNil(t, m["envoy"], "envoy/gopotency.yaml has an envoy section")
+	return writeYAML(t, m)
+}
+
+func writeYAML(t *testing.T, m map[string]any) string {
+	t.Helper()
 	out, err := yaml.Marshal(m)
 	require.NoError(t, err)
 	p := filepath.Join(t.TempDir(), "gopotency.yaml")
 	require.NoError(t, os.WriteFile(p, out, 0o600))
 	return p
-}
-
-// identityStack runs the shipped Envoy config changed by edit, and
-// gopotency on configPath; the ext_proc filter sends the attributes its
-// policies read (sendIdentity).
-func identityStack(t *testing.T, up http.Handler, configPath string, edit func(e *envoyEdit)) *stack {
-	t.Helper()
-	var loaded *config.Config
-	return startStack(t, stackOptions{
-		upstream:  up,
-		config:    configPath,
-		configure: func(c *config.Config) { loaded = c },
-		tweak: func(cfg []byte) []byte {
-			e := editEnvoy(t, cfg)
-			e.sendIdentity(loaded)
-			edit(e)
-			return e.bytes()
-		},
-	})
 }
 
 // witness is an upstream that counts executions per key (counter) and

@@ -7,9 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +70,7 @@ func (i *issuer) token(t *testing.T, claims map[string]any) string {
 
 func bearer(tok string) string { return "Bearer " + tok }
 
-// jwtScopeStack runs the shipped Envoy config with envoy/examples/
+// jwtScopeStack runs the generated Envoy config with envoy/examples/
 // jwt-scope.yaml's filters first in its chain (edit, when set, changes
 // them first), routes added first, and gopotency scoped on the headers
 // they set.
@@ -86,12 +89,23 @@ func jwtScopeStack(t *testing.T, idp *issuer, up *witness, edit func(filters []a
 	})
 }
 
-// extProcStreams counts the ext_proc streams Envoy opened.
-func extProcStreams(t *testing.T, s *stack) int64 {
+// decisions counts the requests gopotency's engine decided, whatever the
+// outcome: a request refused before ext_proc adds none. (A stream may
+// still open for Envoy's own answer, response headers only.)
+func decisions(t *testing.T, s *stack) float64 {
 	t.Helper()
-	n, err := s.envoy.Stat("http.ingress.ext_proc.streams_started")
-	if err != nil {
-		return 0 // no stream yet: Envoy creates the counter on first use
+	resp, err := http.Get("http://" + s.app.AdminAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var n float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "gopotency_decisions_total{"); ok {
+			var v float64
+			_, _ = fmtSscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v)
+			n += v
+		}
 	}
 	return n
 }
@@ -153,7 +167,8 @@ func TestJWTScope(t *testing.T) {
 			k := key("forged")
 			alice := idp.token(t, map[string]any{"sub": "alice", "tenant": "acme"})
 			require.Equal(t, 201, do(t, "POST", url, k, body, "Authorization", bearer(alice)).Status)
-			streams := extProcStreams(t, s)
+			decided := decisions(t, s)
+			require.Positive(t, decided, "alice's request was decided")
 			hdr := []string{"X-Jwt-Sub", "alice", "X-Jwt-Sub", "alice", "X-Jwt-Tenant", "acme"}
 			if f.token != "" {
 				hdr = append(hdr, "Authorization", bearer(f.token))
@@ -163,7 +178,7 @@ func TestJWTScope(t *testing.T) {
 			assert.Empty(t, r.Header.Get("Idempotent-Replayed"), "the forger never gets alice's response")
 			if f.want == 401 {
 				assert.Equal(t, 1, up.count(k))
-				assert.Equal(t, streams, extProcStreams(t, s), "jwt_authn answers before ext_proc is consulted")
+				assert.Equal(t, decided, decisions(t, s), "jwt_authn answers before gopotency sees the request")
 				return
 			}
 			assert.Equal(t, 2, up.count(k), "the forger's request runs in its own scope")

@@ -60,16 +60,17 @@ func newMTLSExample(t *testing.T) mtlsExample {
 	return mtlsExample{ca: ca, socket: m.Socket, httpFilters: m.Filters}
 }
 
-// stack runs the shipped Envoy config with the example's downstream mTLS,
-// filters (when given) first in the chain, the attributes the policies
-// read, and gopotency's default policy changed by scope.
-func (x mtlsExample) stack(t *testing.T, up http.Handler, scope map[string]any, filters []any) (s *stack, url string) {
+// stack runs the generated Envoy config with the example's downstream
+// mTLS and filters (when given) first in the chain, and gopotency's
+// default policy changed by scope.
+func (x mtlsExample) stack(t *testing.T, up http.Handler, scope map[string]any, filters []any) (s *stack, url string, attrs any) {
 	t.Helper()
 	s = identityStack(t, up, withScope(t, scope), func(e *envoyEdit) {
 		e.chain()["transport_socket"] = x.socket
 		e.prependFilters(filters)
+		attrs = e.extProc()["request_attributes"]
 	})
-	return s, strings.Replace(s.URL, "http://", "https://", 1) + "/orders"
+	return s, strings.Replace(s.URL, "http://", "https://", 1) + "/orders", attrs
 }
 
 func (x mtlsExample) client(t *testing.T, p testcerts.Pair) *http.Client {
@@ -135,7 +136,7 @@ func checkPeerScope(t *testing.T, x mtlsExample, up *counter, url string) {
 func TestPeerCertificateHeaderScope(t *testing.T) {
 	x := newMTLSExample(t)
 	up := newWitness("X-Client-Principal")
-	_, url := x.stack(t, up, map[string]any{"scope_headers": []any{"x-client-principal"}}, x.httpFilters)
+	_, url, _ := x.stack(t, up, map[string]any{"scope_headers": []any{"x-client-principal"}}, x.httpFilters)
 	checkPeerScope(t, x, up.counter, url)
 
 	t.Run("a forged header is replaced", func(t *testing.T) {
@@ -174,7 +175,8 @@ func TestPeerCertificateHeaderScope(t *testing.T) {
 func TestPrincipalScope(t *testing.T) {
 	x := newMTLSExample(t)
 	up := newCounter()
-	s, url := x.stack(t, up, map[string]any{"scope_headers": []any{}, "scope_principal": true}, nil)
+	s, url, attrs := x.stack(t, up, map[string]any{"scope_headers": []any{}, "scope_principal": true}, nil)
+	assert.Contains(t, attrs, "source.principal", "the generator asks for the peer as the server's contract names it")
 	checkPeerScope(t, x, up, url)
 	assert.NotContains(t, s.logs.tail(1<<20), "Envoy sends no source.principal", "the processor found no peer identity in Envoy's attributes")
 }

@@ -46,6 +46,14 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"execution": n, "echo": string(body)})
 }
 
+// byKeyAdd counts an execution of key (for other handlers that count).
+func (c *counter) byKeyAdd(key string) {
+	c.total.Add(1)
+	c.mu.Lock()
+	c.byKey[key]++
+	c.mu.Unlock()
+}
+
 func (c *counter) count(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
