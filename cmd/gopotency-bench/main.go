@@ -39,6 +39,7 @@ type options struct {
 	scenarios  []scenario
 	layout     string // shipped, headers-first or body-first
 	uds        bool
+	noCache    bool
 	json       bool
 	jsonOut    string
 	svgOut     string
@@ -60,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&names, "scenarios", "get,unkeyed,replay,first", "comma-separated scenarios to run")
 	fs.StringVar(&o.layout, "layout", "shipped", "Envoy layout: shipped (as envoy/gopotency.yaml says), headers-first, or body-first (envoy.body_first: keyed requests with a small body go body-first)")
 	fs.BoolVar(&o.uds, "uds", true, "also measure gopotency (memory) over a unix socket")
+	fs.BoolVar(&o.noCache, "no-cache-row", true, "also measure gopotency on Redis with the replay cache off")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of Markdown")
 	fs.StringVar(&o.jsonOut, "json-out", "", "also write the JSON report to this file")
 	fs.StringVar(&o.svgOut, "svg", "", "also write the chart (SVG) to this file")
@@ -267,6 +269,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	type backend struct {
 		name, store, grpc string
 		storePID          int
+		config            string // gopotency YAML (gpConfig when empty)
 	}
 	backends := []backend{{name: "memory", store: "memory://", grpc: "127.0.0.1:0"}}
 	switch o.redisURL {
@@ -283,6 +286,14 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 			st.add(rs.Stop)
 			rep.Facts.Redis = rs.Version + " (throwaway, no persistence)"
 			backends = append(backends, backend{name: "Redis", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.cmd.Process.Pid})
+			if o.noCache {
+				// The replay cache measured: the same Redis without it.
+				noCache, err := withReplayCacheOff(dir, gpConfig)
+				if err != nil {
+					return nil, err
+				}
+				backends = append(backends, backend{name: "Redis, no replay cache", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.cmd.Process.Pid, config: noCache})
+			}
 		}
 	default:
 		rep.Facts.Redis = "Redis from -redis-url (its CPU is not measured)"
@@ -292,7 +303,11 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		backends = append(backends, backend{name: "memory, unix socket", store: "memory://", grpc: "unix://" + filepath.Join(dir, "gopotency.sock")})
 	}
 	for i, b := range backends {
-		args := []string{"gopotency", "--config", gpConfig, "--store", b.store, "--grpc-addr", b.grpc, "--admin-addr", "127.0.0.1:0"}
+		cfgFile := gpConfig
+		if b.config != "" {
+			cfgFile = b.config
+		}
+		args := []string{"gopotency", "--config", cfgFile, "--store", b.store, "--grpc-addr", b.grpc, "--admin-addr", "127.0.0.1:0"}
 		if o.cpuProfile != "" {
 			args = append(args, "--pprof")
 		}
@@ -300,7 +315,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		if err != nil {
 			// Only a Redis the run started itself may be skipped: a store
 			// asked for by flag, or the memory store, must work.
-			if b.name != "Redis" || o.redisURL != "" {
+			if !strings.HasPrefix(b.name, "Redis") || o.redisURL != "" {
 				return nil, fmt.Errorf("gopotency (%s): %w", b.name, err)
 			}
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not start: %v", b.name, err))
@@ -389,4 +404,15 @@ func cpuModel() string {
 		}
 	}
 	return ""
+}
+
+// withReplayCacheOff writes a copy of the gopotency config with the
+// replay cache turned off.
+func withReplayCacheOff(dir, cfg string) (string, error) {
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "gopotency-nocache.yaml")
+	return out, os.WriteFile(out, append(b, []byte("\nreplay_cache: {ttl: 0s}\n")...), 0o600)
 }

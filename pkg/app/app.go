@@ -28,6 +28,8 @@ import (
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/metrics"
+	"github.com/gopotency/gopotency/pkg/store/memstore"
+	"github.com/gopotency/gopotency/pkg/store/replaycache"
 	"github.com/gopotency/gopotency/pkg/version"
 )
 
@@ -106,8 +108,17 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		if store, closeFn, err = OpenStore(ctx, cfg.Store, log, StoreOptions{RestartGrace: restartGrace(cfg)}); err != nil {
 			return nil, err
 		}
+		if _, local := store.(*memstore.Store); !local && cfg.ReplayCacheTTL > 0 {
+			// Replays come in storms right after a first request: answer
+			// them from memory, without a store round trip.
+			store = replaycache.New(store, replaycache.Options{TTL: cfg.ReplayCacheTTL, MaxBytes: cfg.ReplayCacheBytes})
+		}
 	}
-	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(cfg.StoreTimeout))
+	storeTimeout := cfg.StoreTimeout
+	if _, local := store.(*memstore.Store); local {
+		storeTimeout = 0 // no I/O to bound: spare every call a timer
+	}
+	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(storeTimeout))
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,

@@ -58,6 +58,11 @@ type Config struct {
 	// message_timeout so a slow store is answered with a 503 problem (or
 	// passed under fail_open), not Envoy's bare 504.
 	StoreTimeout time.Duration
+	// ReplayCacheTTL and ReplayCacheBytes bound the in-process cache of
+	// completed records in front of a shared store (replaycache); a TTL
+	// of 0 turns it off.
+	ReplayCacheTTL   time.Duration
+	ReplayCacheBytes int64
 	// PolicyHeader, RoutePolicies, MaxMessageTimeout and
 	// MaxBufferedBytes: see extproc.Options.
 	PolicyHeader      string
@@ -73,20 +78,31 @@ type Config struct {
 	Envoy *Envoy
 }
 
+// Defaults of the replay cache: a purge on one instance may go unseen by
+// the others for at most the TTL.
+const (
+	DefaultReplayCacheTTL   = 5 * time.Second
+	DefaultReplayCacheBytes = 64 << 20
+)
+
 // DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
 // at once (request bodies for fingerprints, responses being recorded).
 const DefaultMaxBufferedBytes = 256 << 20
 
 // file is the YAML document. Unknown fields are errors.
 type file struct {
-	GRPCAddr      string                         `yaml:"grpc_addr"`
-	GRPCSocket    socketFile                     `yaml:"grpc_socket"`
-	Pprof         bool                           `yaml:"pprof"`
-	AdminAddr     string                         `yaml:"admin_addr"`
-	Store         string                         `yaml:"store"`
-	ShutdownGrace *duration                      `yaml:"shutdown_grace"`
-	DrainDelay    *duration                      `yaml:"drain_delay"`
-	StoreTimeout  *duration                      `yaml:"store_timeout"`
+	GRPCAddr      string     `yaml:"grpc_addr"`
+	GRPCSocket    socketFile `yaml:"grpc_socket"`
+	Pprof         bool       `yaml:"pprof"`
+	AdminAddr     string     `yaml:"admin_addr"`
+	Store         string     `yaml:"store"`
+	ShutdownGrace *duration  `yaml:"shutdown_grace"`
+	DrainDelay    *duration  `yaml:"drain_delay"`
+	StoreTimeout  *duration  `yaml:"store_timeout"`
+	ReplayCache   struct {
+		TTL      *duration `yaml:"ttl"`
+		MaxBytes *int64    `yaml:"max_bytes"`
+	} `yaml:"replay_cache"`
 	Log           struct{ Level, Format string } `yaml:"log"`
 	DefaultPolicy policyFile                     `yaml:"default_policy"`
 	Policies      map[string]policyFile          `yaml:"policies"`
@@ -173,6 +189,11 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.ShutdownGrace = f.ShutdownGrace.or(30 * time.Second)
 	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
 	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
+	c.ReplayCacheTTL = f.ReplayCache.TTL.or(DefaultReplayCacheTTL)
+	c.ReplayCacheBytes = DefaultReplayCacheBytes
+	if f.ReplayCache.MaxBytes != nil {
+		c.ReplayCacheBytes = *f.ReplayCache.MaxBytes
+	}
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
 	c.RoutePolicies = f.ExtProc.RoutePolicies
 	c.MaxBufferedBytes = DefaultMaxBufferedBytes
@@ -215,6 +236,9 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 	if c.StoreTimeout <= 0 {
 		errs = append(errs, errors.New("store_timeout: must be positive"))
+	}
+	if c.ReplayCacheTTL < 0 || c.ReplayCacheBytes <= 0 {
+		errs = append(errs, errors.New("replay_cache: ttl must not be negative (0 turns the cache off) and max_bytes must be positive"))
 	}
 	if c.MaxBufferedBytes < maxBody(c.Default.MaxRequestBody, c.Default.MaxResponseBody) {
 		errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies (max_request_body + max_response_body)", c.MaxBufferedBytes))
