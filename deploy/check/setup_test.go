@@ -45,7 +45,7 @@ func schemas(t *testing.T) *Schemas {
 }
 
 // overlays are the directories `kubectl apply -k` is documented for.
-var overlays = []string{"envoy", "envoy-mtls", "istio-sidecar", "istio-gateway", "envoy-gateway"}
+var overlays = []string{"envoy", "envoy-mtls", "istio-sidecar", "istio-sidecar-jwt", "istio-gateway", "envoy-gateway"}
 
 // rendered renders an overlay and decodes every object, failing the test
 // on any problem.

@@ -167,6 +167,12 @@ var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 
 func do(t *testing.T, method, url, key string, body string, hdr ...string) result {
 	t.Helper()
+	return doWith(t, client, method, url, key, body, hdr...)
+}
+
+// doWith is do through client c (a TLS client, or one bound to an address).
+func doWith(t *testing.T, c *http.Client, method, url, key string, body string, hdr ...string) result {
+	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
 	require.NoError(t, err)
 	if key != "" {
@@ -175,7 +181,7 @@ func do(t *testing.T, method, url, key string, body string, hdr ...string) resul
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
