@@ -164,19 +164,14 @@ func TestPeerCertificateHeaderScope(t *testing.T) {
 // example's downstream mTLS and the ext_proc filter sending the request
 // attributes the server's contract names for it.
 //
-// It fails on Envoy 1.40 as of this writing: the contract and the
-// processor read the peer from the attribute "source.principal", which is
-// not an Envoy attribute (Envoy leaves it out of the message; its peer
-// attributes are connection.uri_san_peer_certificate,
-// connection.subject_peer_certificate, connection.dns_san_peer_certificate
-// and connection.sha256_peer_certificate_digest), so every caller gets the
-// anonymous scope and bob is served alice's response. The fix belongs in
-// pkg/extproc (contract.go, request.go).
+// Envoy has no "source.principal" attribute; the server reads the peer from
+// connection.uri_san_peer_certificate (else the subject) and fails closed
+// when a scope_principal policy gets no connection.mtls attribute.
 func TestPrincipalScope(t *testing.T) {
 	x := newMTLSExample(t)
 	up := newCounter()
 	s, url, attrs := x.stack(t, up, map[string]any{"scope_headers": []any{}, "scope_principal": true}, nil)
 	assert.NotEmpty(t, attrs, "the generator has the filter send the peer attribute the server's contract names")
 	checkPeerScope(t, x, up, url)
-	assert.NotContains(t, s.logs.tail(1<<20), "Envoy sends no source.principal", "the processor found no peer identity in Envoy's attributes")
+	assert.NotContains(t, s.logs.tail(1<<20), "Envoy sends no connection.mtls", "the processor found the peer attributes")
 }

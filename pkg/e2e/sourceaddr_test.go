@@ -23,21 +23,22 @@ func boundClient(t *testing.T, ip string) *http.Client {
 // TestAutoKeySourceAddress: anonymous callers with automatic keys scoped
 // by their address (auto_key.source_address, no scope headers) through
 // the real Envoy. Two clients on 127.0.0.1 and 127.0.0.2 sending the same
-// body are two callers; each one's retry replays its own response. With
-// the generated HCM settings (use_remote_address unset) Envoy takes the
-// address from X-Forwarded-For, so a client can claim another's; with
-// use_remote_address: true, as an edge Envoy should run, it cannot.
+// body are two callers; each one's retry replays its own response. The
+// generated HCM sets use_remote_address, as an edge Envoy should: a client
+// cannot claim another's address with X-Forwarded-For. Without it (an
+// Envoy behind a proxy, misconfigured) Envoy would believe the header.
 func TestAutoKeySourceAddress(t *testing.T) {
-	for _, edge := range []bool{false, true} {
-		t.Run(map[bool]string{false: "generated", true: "use_remote_address"}[edge], func(t *testing.T) {
+	for _, edge := range []bool{true, false} {
+		t.Run(map[bool]string{true: "generated", false: "without_use_remote_address"}[edge], func(t *testing.T) {
 			up := newCounter()
 			s := identityStack(t, up, withScope(t, map[string]any{
 				"scope_headers": []any{},
 				"auto_key":      map[string]any{"body": true, "source_address": true},
 			}), func(e *envoyEdit) {
 				assert.Contains(t, e.extProc()["request_attributes"], "source.address", "the generator sends the client address")
-				if edge {
-					e.hcm()["use_remote_address"] = true
+				assert.Equal(t, true, e.hcm()["use_remote_address"], "the generator runs Envoy as an edge")
+				if !edge {
+					delete(e.hcm(), "use_remote_address")
 				}
 			})
 			one, two := boundClient(t, "127.0.0.1"), boundClient(t, "127.0.0.2")
@@ -61,8 +62,7 @@ func TestAutoKeySourceAddress(t *testing.T) {
 			}
 			assert.Equal(t, int64(2), up.total.Load())
 
-			// 127.0.0.2 claims to be 127.0.0.1 with a new body: in the generated
-			// config Envoy believes it.
+			// 127.0.0.2 claims to be 127.0.0.1 with a new body.
 			claimed := `{"item":"pen","n":"` + itoa(int(time.Now().UnixNano())) + `"}`
 			mine := doWith(t, one, "POST", url, "", claimed)
 			require.Equal(t, 201, mine.Status)

@@ -127,11 +127,11 @@ func TestHeadersFirstAttributesAreWhatHeadersCannotCarry(t *testing.T) {
 	require.NoError(t, err)
 	p, err := NewPlan(c)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"source.principal"}, p.RequestAttributes)
+	assert.Equal(t, []string{"connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate"}, p.RequestAttributes)
 	c.Default.AutoKey.SourceAddress = true
 	p, err = NewPlan(c)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"source.principal", "source.address"}, p.RequestAttributes)
+	assert.Equal(t, []string{"connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate", "source.address"}, p.RequestAttributes)
 }
 
 func TestDisabledRoutesDoNotRaiseTheBufferLimit(t *testing.T) {

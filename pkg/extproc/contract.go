@@ -76,7 +76,7 @@ func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, 
 		attrs = append(attrs, headerAttribute(h))
 	}
 	if principal {
-		attrs = append(attrs, "source.principal")
+		attrs = append(attrs, peerAttributes...)
 	}
 	if address {
 		attrs = append(attrs, "source.address")
@@ -89,6 +89,13 @@ func NewContract(def *idempotency.Policy, named map[string]*idempotency.Policy, 
 	tokenAttr := "'" + token + "'"
 	return Contract{Attributes: append(attrs, tokenAttr), Token: token, TokenAttribute: tokenAttr, Headers: headers}
 }
+
+// peerAttributes name the mTLS peer for policies with scope_principal:
+// Envoy has no single "principal" attribute; the URI SAN (a SPIFFE id under
+// Istio) is the peer's name, the subject its fallback, and connection.mtls
+// tells a connection without a client certificate from a filter that was
+// not asked to say.
+var peerAttributes = []string{"connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate"}
 
 // ResponseAttributes are the response_attributes every configuration
 // sends: they tell responses Envoy made itself from the upstream's.

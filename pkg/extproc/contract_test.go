@@ -22,7 +22,8 @@ func TestContractListsWhatPoliciesRead(t *testing.T) {
 		"request.headers['authorization']", "request.headers['content-type']",
 		"request.headers['idempotency-key']",
 		"request.headers['x-request-key']", "request.headers['x-tenant']",
-		"source.principal", "xds.route_name", c.TokenAttribute,
+		"connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate",
+		"xds.route_name", c.TokenAttribute,
 	}, c.Attributes)
 	assert.Equal(t, "'"+c.Token+"'", c.TokenAttribute, "the token is sent through a CEL string literal")
 	assert.Regexp(t, `^gopotency-contract-v1-[0-9a-f]{16}$`, c.Token)

@@ -122,10 +122,15 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 	}
 	p.policy, p.info = pol, p.s.policies[pol]
 	p.req = f.request(p.info)
-	if pol.ScopePrincipal && p.req.Principal == "" {
+	if pol.ScopePrincipal && !f.peerKnown {
+		// Without the peer attributes every caller would share the
+		// anonymous scope and see each other's responses: fail closed.
+		p.stage = notOurs
+		p.s.protocolError("no_peer_attributes")
 		p.s.warnNoPrincipal.Do(func() {
-			p.log.Warn(`a policy scopes on the mTLS peer but Envoy sends no source.principal: add request_attributes: ["source.principal"] to the ext_proc filter; until then only scope_headers separate callers`)
+			p.log.Error(`a policy scopes on the mTLS peer (scope_principal) but Envoy sends no connection.mtls attribute: add request_attributes ["connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate"] to the ext_proc filter (gopotency envoy-config does); such requests are refused until then`)
 		})
+		return problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: no mTLS peer attributes for a scope_principal policy", idempotency.ErrMisconfigured)))
 	}
 	d, proceed := p.s.o.Engine.Precheck(pol, &p.req)
 	if !proceed {

@@ -45,7 +45,10 @@ type facts struct {
 	contentLength int64 // -1 when not sent
 	routeName     string
 	principal     string
-	address       string
+	// peerKnown: Envoy said whether the connection has a client
+	// certificate (connection.mtls), so an empty principal is a fact.
+	peerKnown bool
+	address   string
 	// get returns a request header's values by lower-case name.
 	get func(name string) []string
 }
@@ -84,9 +87,22 @@ func headerFacts(req *extprocv3.ProcessingRequest, m *corev3.HeaderMap) facts {
 	}
 	attrs := req.GetAttributes()[attrNamespace]
 	f.routeName = attrString(attrs, "xds.route_name")
-	f.principal = attrString(attrs, "source.principal")
+	f.principal, f.peerKnown = peer(attrs)
 	f.address = attrString(attrs, "source.address")
 	return f
+}
+
+// peer names the mTLS peer from Envoy's certificate attributes: the URI
+// SAN, else the subject (marked, so a subject can never equal a URI).
+func peer(attrs *structpb.Struct) (principal string, known bool) {
+	_, known = attrs.GetFields()["connection.mtls"]
+	if uri := attrString(attrs, "connection.uri_san_peer_certificate"); uri != "" {
+		return uri, known
+	}
+	if subject := attrString(attrs, "connection.subject_peer_certificate"); subject != "" {
+		return "subject:" + subject, known
+	}
+	return "", known
 }
 
 // attributeFacts reads a body-first request from its attributes. ok is
@@ -101,9 +117,9 @@ func attributeFacts(req *extprocv3.ProcessingRequest, c *Contract) (f facts, ok 
 	f = facts{
 		method: attrString(attrs, "request.method"), path: attrString(attrs, "request.path"),
 		contentType: attrString(attrs, headerAttribute("content-type")), contentLength: -1,
-		routeName: attrString(attrs, "xds.route_name"), principal: attrString(attrs, "source.principal"),
-		address: attrString(attrs, "source.address"),
+		routeName: attrString(attrs, "xds.route_name"), address: attrString(attrs, "source.address"),
 	}
+	f.principal, f.peerKnown = peer(attrs)
 	f.get = func(name string) []string {
 		v, present := attrs.GetFields()[headerAttribute(name)]
 		if !present {

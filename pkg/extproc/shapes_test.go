@@ -314,3 +314,34 @@ func TestRoutePolicies(t *testing.T) {
 	_, err := New(Options{Engine: idempotency.New(e.store), Default: &idempotency.Policy{}, RoutePolicies: map[string]string{"r/": "nope"}})
 	require.ErrorContains(t, err, `names policy "nope"`)
 }
+
+// scope_principal reads the peer from Envoy's certificate attributes, and
+// refuses requests when Envoy was not asked to send them (every caller
+// would otherwise share the anonymous scope).
+func TestPrincipalScopeFromPeerAttributes(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		p := idempotency.DefaultPolicy()
+		p.ScopeHeaders, p.ScopePrincipal = nil, true
+		o.Policies["peer"] = &p
+	})
+	peerReq := func(key string, attrs map[string]*structpb.Value) *extprocv3.ProcessingRequest {
+		r := reqHeaders("POST", "/o", key, true)
+		if attrs != nil {
+			r.Attributes = map[string]*structpb.Struct{attrNamespace: {Fields: attrs}}
+		}
+		return r
+	}
+	alice := map[string]*structpb.Value{"connection.mtls": structpb.NewBoolValue(true), "connection.uri_san_peer_certificate": structpb.NewStringValue("spiffe://x/alice")}
+	bob := map[string]*structpb.Value{"connection.mtls": structpb.NewBoolValue(true), "connection.uri_san_peer_certificate": structpb.NewStringValue("spiffe://x/bob")}
+
+	a := e.open(t, "peer")
+	require.NotNil(t, a.do(peerReq("k-peer", alice)).GetRequestHeaders())
+	a.do(respHeaders("201", true))
+	r := e.open(t, "peer")
+	require.EqualValues(t, 201, immediateOf(t, r.do(peerReq("k-peer", alice))).GetStatus().GetCode(), "alice replays")
+	b := e.open(t, "peer")
+	require.NotNil(t, b.do(peerReq("k-peer", bob)).GetRequestHeaders(), "bob is another caller: it runs")
+
+	none := e.open(t, "peer")
+	require.Equal(t, "proxy-misconfigured", requireProblem(t, none.do(peerReq("k-peer", nil)), 500))
+}
