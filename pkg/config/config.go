@@ -65,6 +65,8 @@ type Config struct {
 	MaxMessageTimeout time.Duration
 	MaxBufferedBytes  int64
 	Deploy            // TLS, --version (deploy.go)
+	// Admin is the operator API (admin.go).
+	Admin AdminAPI
 }
 
 // DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
@@ -89,6 +91,8 @@ type file struct {
 		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
 	GRPCTLS tlsFile `yaml:"grpc_tls"`
+
+	Admin adminFile `yaml:"admin"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -111,6 +115,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
 	c.registerDeployFlags(fs, env)
+	c.registerAdminFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -153,7 +158,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		}
 		return ""
 	}
-	deployErrs := c.mergeDeploy(f)
+	deployErrs := append(c.mergeDeploy(f), c.mergeAdmin(f)...)
 	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
 	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
 	c.Store = first(c.Store, f.Store, DefaultStore)
