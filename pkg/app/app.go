@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		// arrived whole, as after Expect: 100-continue): leave room for it,
 		// so the over-cap body reaches the processor and gets its 413
 		// instead of failing the stream (Envoy's bare 503).
-		grpc.MaxRecvMsgSize(int(2*maxBody(cfg))+4<<20),
+		grpc.MaxRecvMsgSize(int(2*maxBody(cfg)) + 4<<20),
 		// Envoy pings idle HTTP/2 connections; grpc-go's default policy
 		// (5 min, no pings without streams) answers faster pings with
 		// GOAWAY too_many_pings.

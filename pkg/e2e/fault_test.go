@@ -17,9 +17,13 @@ import (
 
 // shortLeaseConfig writes a gopotency config whose default lease is lease.
 func shortLeaseConfig(t *testing.T, lease string) string {
+	return writeConfig(t, "ext_proc: {max_message_timeout: 30s}\ndefault_policy: {lease: "+lease+"}\nlog: {level: debug}\n")
+}
+
+// writeConfig writes a gopotency YAML file and returns its path.
+func writeConfig(t *testing.T, body string) string {
 	p := filepath.Join(t.TempDir(), "gopotency.yaml")
-	cfg := "ext_proc: {max_message_timeout: 30s}\ndefault_policy: {lease: " + lease + "}\nlog: {level: debug}\n"
-	require.NoError(t, os.WriteFile(p, []byte(cfg), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
 	return p
 }
 
@@ -94,6 +98,7 @@ func TestClientDisconnect(t *testing.T) {
 		r := do(t, "POST", url, key, `{}`)
 		require.Equal(t, 424, r.Status, "body %s", r.Body)
 		require.Equal(t, "outcome-unknown", problemType(t, r))
+		assertGoldenBody(t, "outcome-unknown", r)
 		time.Sleep(300 * time.Millisecond)
 	}
 	assert.Equal(t, 1, up.count(key), "executions")

@@ -34,6 +34,9 @@ type stackOptions struct {
 	config   string              // gopotency YAML, envoy/gopotency.yaml by default
 	upstream http.Handler        // the application
 	tweak    func([]byte) []byte // edits the Envoy config after the address rewrite
+	// gopotency, when set, is the address of a gopotency run elsewhere
+	// (a process the test kills); no in-process server is started.
+	gopotency string
 	// configure edits the loaded gopotency configuration.
 	configure func(*config.Config)
 	appOpts   []app.Option
@@ -64,12 +67,16 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	t.Cleanup(func() { _ = s.upstream.Close() })
 
 	// gopotency, wired exactly as cmd/gopotency wires it.
-	s.startApp(t, o)
+	gp := o.gopotency
+	if gp == "" {
+		s.startApp(t, o)
+		gp = s.app.GRPCAddr()
+	}
 
 	ports := freePorts(t, 2)
 	raw, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
 	require.NoError(t, err)
-	cfg, err := envoyrun.Rewrite(raw, envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: s.app.GRPCAddr(), App: upLn.Addr().String()})
+	cfg, err := envoyrun.Rewrite(raw, envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: gp, App: upLn.Addr().String()})
 	require.NoError(t, err)
 	if o.tweak != nil {
 		cfg = o.tweak(cfg)

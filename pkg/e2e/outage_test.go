@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,9 +42,22 @@ func TestRealRedisOutage(t *testing.T) {
 	assert.Equal(t, 1, up.count(key+"-3"))
 	assert.Positive(t, metric(t, s, `gopotency_decisions_total{outcome="pass"}`))
 
+	ready := func() int {
+		resp, err := http.Get("http://" + s.app.AdminAddr() + "/readyz")
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, 503, ready(), "unready while the store is down")
+
 	// Redis back on the same port: the persisted record replays; a new key
 	// waits out the grace in which running instances re-assert claims.
 	require.NoError(t, rs.Start())
+	require.Eventually(t, func() bool { return ready() == 200 }, 5*time.Second, 20*time.Millisecond)
+	for range 20 { // ready stays ready: no flapping once the store answers
+		require.Equal(t, 200, ready())
+		time.Sleep(50 * time.Millisecond)
+	}
 	require.Eventually(t, func() bool {
 		return do(t, "POST", s.URL+"/orders", key, `{}`).Header.Get("Idempotent-Replayed") == "true"
 	}, 10*time.Second, 200*time.Millisecond)

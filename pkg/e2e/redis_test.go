@@ -34,14 +34,7 @@ func TestManyInstancesOneRedis(t *testing.T) {
 	second := &stack{}
 	second.startApp(t, stackOptions{store: url, config: shortLeaseConfig(t, "30s")})
 	s := startStack(t, stackOptions{upstream: up, store: url, tweak: func(cfg []byte) []byte {
-		// Add the second server as another endpoint of the gopotency cluster.
-		host, port, _ := strings.Cut(second.app.GRPCAddr(), ":")
-		anchor := "      - lb_endpoints:\n        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
-		i := strings.Index(string(cfg), anchor)
-		require.Positive(t, i, "gopotency endpoint anchor")
-		extra := fmt.Sprintf("        - endpoint: {address: {socket_address: {address: %s, port_value: %s}}}\n", host, port)
-		j := i + len("      - lb_endpoints:\n")
-		out := string(cfg[:j]) + extra + string(cfg[j:])
+		out := string(addEndpoint(t, cfg, second.app.GRPCAddr()))
 		// This test is about correctness across instances, on 2 cores shared
 		// with the race detector and parallel test binaries; a starved
 		// scheduler must not turn into 504s from the 1s message timeout.
@@ -94,4 +87,17 @@ func firstCreated(st []int) int {
 		}
 	}
 	return 0
+}
+
+// addEndpoint adds addr as another endpoint of Envoy's gopotency cluster
+// (the first lb_endpoints block, whose endpoint is on 127.0.0.1).
+func addEndpoint(t *testing.T, cfg []byte, addr string) []byte {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	anchor := "      - lb_endpoints:\n        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
+	i := strings.Index(string(cfg), anchor)
+	require.Positive(t, i, "gopotency endpoint anchor")
+	extra := fmt.Sprintf("        - endpoint: {address: {socket_address: {address: %s, port_value: %s}}}\n", host, port)
+	j := i + len("      - lb_endpoints:\n")
+	return []byte(string(cfg[:j]) + extra + string(cfg[j:]))
 }

@@ -104,9 +104,13 @@ func TestBodyFirstWithoutContractFailsClosed(t *testing.T) {
 		o.ProtocolError = func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() }
 	})
 	for name, mutate := range map[string]func(*extprocv3.ProcessingRequest){
-		"no token":    func(r *extprocv3.ProcessingRequest) { delete(r.Attributes[attrNamespace].Fields, srv.Contract().TokenAttribute) },
-		"other token": func(r *extprocv3.ProcessingRequest) { r.Attributes[attrNamespace].Fields[srv.Contract().TokenAttribute] = structpb.NewStringValue("x") },
-		"no attrs":    func(r *extprocv3.ProcessingRequest) { r.Attributes = nil },
+		"no token": func(r *extprocv3.ProcessingRequest) {
+			delete(r.Attributes[attrNamespace].Fields, srv.Contract().TokenAttribute)
+		},
+		"other token": func(r *extprocv3.ProcessingRequest) {
+			r.Attributes[attrNamespace].Fields[srv.Contract().TokenAttribute] = structpb.NewStringValue("x")
+		},
+		"no attrs": func(r *extprocv3.ProcessingRequest) { r.Attributes = nil },
 	} {
 		t.Run(name, func(t *testing.T) {
 			req := bodyFirst(srv, "POST", "/o", `{}`, true, "idempotency-key", "k-nc")

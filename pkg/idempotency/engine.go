@@ -325,6 +325,9 @@ func (e *Engine) key(p *Policy, r *Request) (key string, fromHeader bool, err er
 	case len(vals) > 1:
 		return "", false, fmt.Errorf("%w: %d %s fields sent, exactly one allowed", ErrKeyMalformed, len(vals), p.KeyHeader)
 	case len(vals) == 1:
+		if r.checkedKey != "" && r.checkedHeader == vals[0] {
+			return r.checkedKey, true, nil
+		}
 		k, err := ParseKey(vals[0])
 		return k, true, err
 	case p.AutoKey != nil:
@@ -346,7 +349,19 @@ func (e *Engine) Precheck(p *Policy, r *Request) (Decision, bool) {
 	if !p.Applies(r.Method) {
 		return Decision{Kind: Pass}, false
 	}
-	key, _, err := e.key(p, &Request{Method: r.Method, Path: r.Path, Header: r.Header})
+	var key string
+	var err error
+	switch vals := r.Header.Values(p.KeyHeader); {
+	case len(vals) == 0 && p.AutoKey != nil:
+		// Derived later from the body; nothing to check at the headers.
+		return Decision{Kind: Pass}, true
+	case len(vals) == 0:
+		key, _, err = e.key(p, r)
+	default:
+		key, _, err = e.key(p, r)
+		// Begin reuses the parsed key instead of parsing it again.
+		r.checkedKey, r.checkedHeader = key, vals[0]
+	}
 	if err != nil {
 		d := reject(err, "")
 		if e.hooks.Decided != nil {

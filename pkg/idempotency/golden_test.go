@@ -30,6 +30,18 @@ func TestProblemGolden(t *testing.T) {
 		"request-too-large":   fmt.Errorf("%w: more than 1048576 bytes", idempotency.ErrRequestTooLarge),
 		"store-unavailable":   fmt.Errorf("acquire: %w", idempotency.ErrStoreUnavailable),
 		"internal":            fmt.Errorf("something unexpected"),
+		"outcome-unknown":     idempotency.ErrOutcomeUnknown,
+		"response-incomplete": &idempotency.StatusError{Err: idempotency.ErrResponseIncomplete, Status: 201},
+		"response-evicted":    &idempotency.StatusError{Err: idempotency.ErrRecordEvicted, Status: 201},
+		"server-busy":         idempotency.ErrServerBusy,
+		"proxy-misconfigured": fmt.Errorf("%w: no contract", idempotency.ErrMisconfigured),
+		"protocol-error":      idempotency.ErrProtocol,
+	}
+	// Every row of the table has a golden file.
+	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "problems", "*.json"))
+	require.NoError(t, err)
+	if !*update {
+		require.Len(t, files, len(cases), "a golden file without a case, or the reverse")
 	}
 	for slug, err := range cases {
 		t.Run(slug, func(t *testing.T) {

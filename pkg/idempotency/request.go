@@ -34,6 +34,10 @@ type Request struct {
 	// ext_proc server uses it to extend Envoy's message timeout only for
 	// requests that really wait.
 	BeforeWait func(wait time.Duration)
+
+	// checkedKey is the key Precheck parsed from the header value
+	// checkedHeader, so Begin does not parse it twice.
+	checkedKey, checkedHeader string
 }
 
 // fieldHash writes length-prefixed fields so no two field lists collide.

@@ -45,6 +45,10 @@ type Watch struct {
 	now    func() time.Time
 	logger atomic.Pointer[slog.Logger]
 
+	// losses counts the losses seen, so a call can tell one happened
+	// while it was under way (its connection dialled to the new server).
+	losses atomic.Int64
+
 	mu         sync.Mutex
 	runIDs     map[string]string // node → run id last seen
 	graceUntil time.Time
@@ -133,6 +137,7 @@ func (w *Watch) claimsLost(reason string, attrs ...any) {
 		w.graceUntil = until
 	}
 	cbs := append([]func(){}, w.callbacks...)
+	w.losses.Add(1)
 	w.mu.Unlock()
 	w.log().Warn("redisstore: claims may have been lost; re-asserting held leases and refusing new keys for the grace period",
 		append([]any{"reason", reason, "grace", w.grace.String()}, attrs...)...)

@@ -107,7 +107,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	if err := s.check(ctx, "acquire", c); err != nil {
 		return none, err
 	}
-	graceLeft := s.watch.graceLeft()
+	losses, graceLeft := s.watch.losses.Load(), s.watch.graceLeft()
 	v, err := call(ctx, func(ctx context.Context) ([]any, error) {
 		return acquireScript.Run(ctx, s.client, []string{s.Key(c.Key)}, c.Fingerprint, c.Token,
 			millis(c.Lease), millis(c.Retention), flag(o.TakeOverExpired), flag(graceLeft > 0)).Slice()
@@ -118,6 +118,13 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	code, _ := elem[int64](v, 0)
 	switch code {
 	case replyAcquired:
+		if s.watch.losses.Load() != losses {
+			// The call dialled a server that lost its data (the loss was
+			// seen in this call's OnConnect, after the grace was read):
+			// the key may be another request's wiped claim. Give it back.
+			_ = s.Release(context.WithoutCancel(ctx), c)
+			return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) during this call; new keys wait for held claims to be re-asserted (restart_grace)", idempotency.ErrStoreUnavailable)
+		}
 		return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
 	case replyMismatch:
 		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil

@@ -11,9 +11,12 @@ local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local lease = tonumber(ARGV[3])
 local e = redis.call('HMGET', KEYS[1], 'f', 't', 'l', 'r')
+-- The first write of a script is the one Redis checks against maxmemory
+-- (a full server refuses it: OOM, a 503), so every script writes with
+-- HSET first, never with DEL or HDEL, which a full server lets through.
 local function claim()
-  redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'f', ARGV[1], 't', ARGV[2], 'l', string.format('%.0f', now + lease))
+  redis.call('HDEL', KEYS[1], 'r')
   redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[4]), lease))
   return {1}
 end

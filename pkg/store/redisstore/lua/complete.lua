@@ -6,7 +6,8 @@ local e = redis.call('HMGET', KEYS[1], 'f', 't', 'r')
 if e[1] and (e[3] or e[2] ~= ARGV[1]) then
   return 0
 end
-redis.call('DEL', KEYS[1])
+-- HSET first: under maxmemory the first write is the one refused (OOM).
 redis.call('HSET', KEYS[1], 'f', e[1] or ARGV[4], 'r', ARGV[2])
+redis.call('HDEL', KEYS[1], 't', 'l')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1

@@ -1,0 +1,95 @@
+package redisstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
+)
+
+// A Redis restart without persistence wipes the claim of a running
+// request. Each store notices the new run id when it reconnects: the
+// holder's engine re-creates its claim at once, and new keys are refused
+// for the grace, so a duplicate arriving anywhere never finds the key free.
+func TestRestartReassertsClaims(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ctx := context.Background()
+	holderStore, err := NewFromURL(ctx, srv.URL()+"?restart_grace=2s", Options{})
+	require.NoError(t, err)
+	defer holderStore.Close()
+	otherStore, err := NewFromURL(ctx, srv.URL()+"?restart_grace=2s", Options{})
+	require.NoError(t, err)
+	defer otherStore.Close()
+	holder, other := idempotency.New(holderStore), idempotency.New(otherStore)
+	p := idempotency.DefaultPolicy()
+	p.Lease = time.Minute // renewal would come in 20s: only the re-assertion can help
+	req := func() *idempotency.Request {
+		return &idempotency.Request{Method: "POST", Path: "/pay", Header: map[string][]string{"Idempotency-Key": {"k-restart"}}}
+	}
+	d := holder.Begin(ctx, &p, req())
+	require.Equal(t, idempotency.Proceed, d.Kind)
+	// Both stores have met the first server.
+	require.Equal(t, idempotency.Reject, other.Begin(ctx, &p, req()).Kind)
+
+	srv.Stop()
+	require.NoError(t, srv.Start()) // empty: the claim is gone
+
+	// The other server reconnects first: a new key waits out the grace,
+	// and this key is not handed out.
+	fresh := &idempotency.Request{Method: "POST", Path: "/pay", Header: map[string][]string{"Idempotency-Key": {"k-new"}}}
+	got := other.Begin(ctx, &p, fresh)
+	require.Equal(t, idempotency.Reject, got.Kind)
+	assert.Equal(t, "store-unavailable", got.Problem.Slug())
+	dup := other.Begin(ctx, &p, req())
+	require.Equal(t, idempotency.Reject, dup.Kind, "the wiped key is not free: %v", dup.Err)
+
+	// The holder reconnects (any call does: here its own renewal check)
+	// and re-asserts; the duplicate then sees the running request.
+	require.Eventually(t, func() bool {
+		_, _ = holderStore.Get(ctx, "probe") // reconnects, runs OnConnect
+		e, err := otherStore.Get(ctx, d.Lease.StorageKey())
+		return err == nil && e.State == idempotency.StateInFlight
+	}, 5*time.Second, 20*time.Millisecond, "the claim was re-created")
+	time.Sleep(2 * time.Second) // the grace ends
+	dup = other.Begin(ctx, &p, req())
+	requireSlug(t, dup, "request-in-progress")
+	require.NoError(t, d.Lease.Complete(ctx, &idempotency.Response{Status: 201, Body: []byte("once")}))
+	rep := other.Begin(ctx, &p, req())
+	require.Equal(t, idempotency.Replay, rep.Kind)
+	assert.Equal(t, "once", string(rep.Record.Body))
+}
+
+func requireSlug(t *testing.T, d idempotency.Decision, slug string) {
+	t.Helper()
+	require.Equal(t, idempotency.Reject, d.Kind, "%+v", d)
+	require.Equal(t, slug, d.Problem.Slug(), "%v", d.Err)
+}
+
+// Without a watch (a client the caller built without its OnConnect hook),
+// a renewal that finds its claim gone still re-creates it, tells the
+// other leases, and starts the grace.
+func TestRenewalFindingItsClaimGoneStartsTheGrace(t *testing.T) {
+	c := redisClient(t)
+	s := newStore(t, c)
+	eng := idempotency.New(s)
+	p := idempotency.DefaultPolicy()
+	ctx := context.Background()
+	a := eng.Begin(ctx, &p, &idempotency.Request{Method: "POST", Path: "/", Header: map[string][]string{"Idempotency-Key": {"a"}}})
+	b := eng.Begin(ctx, &p, &idempotency.Request{Method: "POST", Path: "/", Header: map[string][]string{"Idempotency-Key": {"b"}}})
+	require.Equal(t, idempotency.Proceed, a.Kind)
+	require.Equal(t, idempotency.Proceed, b.Kind)
+	for _, k := range []string{a.Lease.StorageKey(), b.Lease.StorageKey()} {
+		require.NoError(t, c.Del(ctx, s.Key(k)).Err()) // wiped behind the store's back
+	}
+	require.NoError(t, a.Lease.Extend(ctx), "a renewal re-creates its own claim")
+	require.Eventually(t, func() bool {
+		e, err := s.Get(ctx, b.Lease.StorageKey())
+		return err == nil && e.State == idempotency.StateInFlight
+	}, 5*time.Second, 10*time.Millisecond, "and the engine re-asserted the other lease")
+	assert.Positive(t, s.watch.graceLeft(), "new keys wait")
+}
