@@ -3,6 +3,7 @@
 //	gopotency [flags]        serve (gopotency --help lists the flags)
 //	gopotency --version      print the version
 //	gopotency probe [URL]    exit 0 if an admin endpoint answers 200 (container health checks)
+//	gopotency admin …        inspect or purge a key through the admin API (docs/admin.md)
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/gopotency/gopotency/pkg/admin"
 	"github.com/gopotency/gopotency/pkg/app"
 )
 
@@ -21,6 +23,9 @@ func main() {
 	run := func() error { return app.Main(ctx, os.Args[1:], os.Stderr) }
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		run = func() error { return probe(ctx, os.Args[2:], os.Stderr) }
+	}
+	if len(os.Args) > 1 && os.Args[1] == "admin" {
+		run = func() error { return admin.CLI(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr, os.Getenv) }
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "gopotency:", err)

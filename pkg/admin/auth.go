@@ -101,7 +101,7 @@ func (t *Tokens) current() ([]token, error) {
 	if t.path == "" {
 		return t.static, nil
 	}
-	toks, raw, err := readTokenFile(t.path)
+	lines, raw, err := readTokenFile(t.path)
 	d := sha256.Sum256(raw)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -111,6 +111,10 @@ func (t *Tokens) current() ([]token, error) {
 		}
 		t.lastErr = err.Error()
 		return nil, err
+	}
+	toks := make([]token, len(lines))
+	for i, l := range lines {
+		toks[i] = newToken(l)
 	}
 	if t.lastErr != "" || (t.digest != d && t.digest != [sha256.Size]byte{}) {
 		ids := make([]string, len(toks))
@@ -123,7 +127,8 @@ func (t *Tokens) current() ([]token, error) {
 	return toks, nil
 }
 
-func readTokenFile(path string) ([]token, []byte, error) {
+// readTokenFile returns the tokens in the file at path and its content.
+func readTokenFile(path string) ([]string, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin token file: %w", err)
@@ -136,7 +141,7 @@ func readTokenFile(path string) ([]token, []byte, error) {
 	if len(raw) > maxTokenFile {
 		return nil, nil, fmt.Errorf("admin token file %s: larger than %d bytes", path, maxTokenFile)
 	}
-	var toks []token
+	var toks []string
 	for i, line := range bytes.Split(raw, []byte("\n")) {
 		s := strings.TrimSpace(string(line))
 		if s == "" || strings.HasPrefix(s, "#") {
@@ -145,7 +150,7 @@ func readTokenFile(path string) ([]token, []byte, error) {
 		if err := checkToken(s); err != nil {
 			return nil, nil, fmt.Errorf("admin token file %s: line %d: %w", path, i+1, err)
 		}
-		toks = append(toks, newToken(s))
+		toks = append(toks, s)
 	}
 	if len(toks) == 0 {
 		return nil, nil, fmt.Errorf("admin token file %s: no token in it", path)
