@@ -67,6 +67,9 @@ func CLI(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	includeBody := fs.Bool("include-body", false, "inspect: include the recorded body (base64)")
 	force := fs.Bool("force", false, "purge: also a key whose request may still be running (see docs/admin.md)")
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
