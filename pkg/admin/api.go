@@ -69,6 +69,7 @@ type API struct {
 	log      *slog.Logger
 	audit    *slog.Logger
 	maxBody  int64
+	table    map[string]route
 	requests *prometheus.CounterVec
 	purges   *prometheus.CounterVec
 }
@@ -91,6 +92,7 @@ func New(o Options) (*API, error) {
 		body = max(body, p.MaxRequestBody)
 	}
 	a.maxBody = body*4/3 + 64<<10
+	a.table = a.routes()
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_admin_requests_total",
 		Help: "Admin API requests by route (inspect, purge, policies, other) and HTTP status; 401s count refused credentials."}, []string{"op", "code"})
 	a.purges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_admin_purges_total",
@@ -135,7 +137,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.who = who
-	rt, ok := a.routes()[r.URL.Path]
+	rt, ok := a.table[r.URL.Path]
 	if !ok {
 		a.fail(c, errNoRoute)
 		return
@@ -241,9 +243,12 @@ func (a *API) inspect(c *call) {
 	case errors.Is(err, idempotency.ErrNotFound):
 		state = "absent"
 	}
-	a.audit.LogAttrs(c.r.Context(), slog.LevelInfo, "admin: key inspected", slog.String("audit", "inspect"), slog.String("who", c.who),
-		slog.String("remote", c.r.RemoteAddr), slog.String("key_id", l.keyID), slog.String("policy", l.policyName),
-		slog.String("state", state), slog.Bool("include_body", withBody), slog.String("reason", kr.Reason))
+	attrs := []slog.Attr{slog.String("audit", "inspect"), slog.String("who", c.who), slog.String("remote", c.r.RemoteAddr),
+		slog.String("key_id", l.keyID), slog.String("policy", l.policyName), slog.String("state", state), slog.Bool("include_body", withBody)}
+	if kr.Reason != "" {
+		attrs = append(attrs, slog.String("reason", kr.Reason))
+	}
+	a.audit.LogAttrs(c.r.Context(), slog.LevelInfo, "admin: key inspected", attrs...)
 	if err != nil {
 		a.failKey(c, l, err)
 		return
@@ -276,11 +281,11 @@ func (a *API) purge(c *call) {
 	}
 	ent, corrupt, err := a.get(c, l)
 	if err != nil {
-		result := "failed"
 		if errors.Is(err, idempotency.ErrNotFound) {
-			result = "absent"
+			a.auditPurge(c, kr, l, nil, "absent", force, nil)
+		} else {
+			a.auditPurge(c, kr, l, nil, "failed", force, err)
 		}
-		a.auditPurge(c, kr, l, nil, result, force, err)
 		a.failKey(c, l, err)
 		return
 	}
@@ -377,6 +382,7 @@ func (a *API) reply(c *call, status int, v any) {
 	c.w.Header().Set("Cache-Control", "no-store")
 	c.w.WriteHeader(status)
 	enc := json.NewEncoder(c.w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }

@@ -31,6 +31,8 @@ func TestUnknownKeyIs404AndSaysWhichInputsCounted(t *testing.T) {
 	audit := f.logs.records(t, "admin: purge")
 	require.Len(t, audit, 1)
 	require.Equal(t, "absent", audit[0]["result"])
+	require.Equal(t, "INFO", audit[0]["level"], "nothing failed")
+	require.Nil(t, audit[0]["error"])
 	require.Equal(t, "INC-1", audit[0]["reason"])
 	require.Zero(t, f.counter(t, "gopotency_admin_purges_total"), "nothing purged")
 	f.requireNoSecrets(t)
