@@ -222,15 +222,23 @@ func (a *API) get(c *call, l *lookup) (ent *idempotency.Entry, corrupt, err erro
 	return ent, nil, err
 }
 
-func (a *API) inspect(c *call) {
-	withBody, err := c.flag("include_body")
-	if err != nil {
-		a.fail(c, err)
-		return
+// readKeyCall reads the boolean option opt and the body of an inspect or
+// purge, answering the problem itself when they are not valid.
+func (a *API) readKeyCall(c *call, opt string) (on bool, kr *keyRequest, l *lookup, ok bool) {
+	on, err := c.flag(opt)
+	if err == nil {
+		kr, l, err = a.readLookup(c)
 	}
-	kr, l, err := a.readLookup(c)
 	if err != nil {
 		a.fail(c, err)
+		return false, nil, nil, false
+	}
+	return on, kr, l, true
+}
+
+func (a *API) inspect(c *call) {
+	withBody, kr, l, ok := a.readKeyCall(c, "include_body")
+	if !ok {
 		return
 	}
 	ent, corrupt, err := a.get(c, l)
@@ -269,14 +277,8 @@ type purgeAnswer struct {
 const forcedWarning = "The request holding this key may still be running. Its next lease renewal re-creates the claim; a retry arriving before that runs the operation a second time, and whichever finishes second cannot record its response."
 
 func (a *API) purge(c *call) {
-	force, err := c.flag("force")
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	kr, l, err := a.readLookup(c)
-	if err != nil {
-		a.fail(c, err)
+	force, kr, l, ok := a.readKeyCall(c, "force")
+	if !ok {
 		return
 	}
 	ent, corrupt, err := a.get(c, l)

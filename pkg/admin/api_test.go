@@ -70,26 +70,29 @@ var states = []struct {
 	}},
 }
 
-// smallStore is a memstore whose budget a 80 kB response exceeds.
-func smallStore(t *testing.T, f func() time.Time) idempotency.Store {
-	s := memstore.New(memstore.Options{Now: f, MaxBytes: 50_000})
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+// inState returns a fixture whose store holds rawKey as settle (and the
+// clock, when expired) left it, the lease that claimed it, and when. The
+// store's byte budget is small enough for an 80 kB response to be evicted.
+func inState(t *testing.T, settle func(*testing.T, *idempotency.Lease), expired bool) (*fixture, *idempotency.Lease, time.Time) {
+	c := &clock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+	ms := memstore.New(memstore.Options{Now: c.Now, MaxBytes: 50_000})
+	t.Cleanup(func() { _ = ms.Close() })
+	f := newFixture(t, setup{store: ms})
+	f.clock = c
+	f.eng = idempotency.New(f.store, idempotency.WithClock(c.Now, func(context.Context, time.Duration) error { return nil }))
+	began := c.Now()
+	l := f.begin(t, rawKey)
+	settle(t, l)
+	if expired {
+		c.Advance(f.pol.Lease + time.Second)
+	}
+	return f, l, began
 }
 
 func TestInspectEachState(t *testing.T) {
 	for _, st := range states {
 		t.Run(st.name, func(t *testing.T) {
-			c := &clock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-			f := newFixture(t, setup{store: smallStore(t, c.Now)})
-			f.clock = c
-			f.eng = idempotency.New(f.store, idempotency.WithClock(c.Now, func(context.Context, time.Duration) error { return nil }))
-			began := c.Now()
-			l := f.begin(t, rawKey)
-			st.settle(t, l)
-			if st.expired {
-				c.Advance(f.pol.Lease + time.Second)
-			}
+			f, l, began := inState(t, st.settle, st.expired)
 			a := f.inspect(t, "", keyBody())
 			require.Equal(t, http.StatusOK, a.status, a.raw)
 			require.Equal(t, "application/json", a.header.Get("Content-Type"))
@@ -144,14 +147,7 @@ func numberOr0(v any) float64 {
 func TestPurgeEachState(t *testing.T) {
 	for _, st := range states {
 		t.Run(st.name, func(t *testing.T) {
-			c := &clock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-			f := newFixture(t, setup{store: smallStore(t, c.Now)})
-			f.eng = idempotency.New(f.store, idempotency.WithClock(c.Now, func(context.Context, time.Duration) error { return nil }))
-			l := f.begin(t, rawKey)
-			st.settle(t, l)
-			if st.expired {
-				c.Advance(f.pol.Lease + time.Second)
-			}
+			f, l, _ := inState(t, st.settle, st.expired)
 			if st.state == "in_flight" {
 				a := f.purge(t, "", keyBody())
 				requireProblem(t, a, http.StatusConflict, "admin-purge-refused")
