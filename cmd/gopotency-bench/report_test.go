@@ -7,25 +7,52 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/loadgen"
+	"github.com/gopotency/gopotency/internal/loadgen"
 )
 
 func sum(rps float64, p50, p99 time.Duration, errs int) loadgen.Summary {
 	return loadgen.Summary{Requests: int(rps) + errs, OK: int(rps), Errors: errs, Elapsed: time.Second, RPS: rps, P50: p50, P99: p99, Max: p99}
 }
 
+func scenarioNamed(name string) scenario {
+	for _, s := range scenarios {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic(name)
+}
+
+// sampleRow builds a row of 1 s with cpu µs per request per component.
+func sampleRow(sc string, t target, rps float64, p50, p99 time.Duration, msgs, streams int64, cpu map[string]int) *row {
+	x := newRow(scenarioNamed(sc), t)
+	x.Summary = sum(rps, p50, p99, 0)
+	x.ExtProcMsgs, x.Streams = msgs, streams
+	var all time.Duration
+	for k, us := range cpu {
+		d := time.Duration(us) * time.Microsecond * time.Duration(rps)
+		x.Proc[k] = d
+		all += d
+	}
+	x.CPU = all
+	return x
+}
+
 func sampleReport() *report {
-	base := target{Name: "Envoy alone"}
-	mem := target{Name: "Envoy + gopotency (memory)", gopotency: true}
-	first, replay := scenarios[1], scenarios[2]
+	base := target{Name: "Envoy alone", Kind: kindEnvoy}
+	fl := target{Name: "Envoy + floor ext_proc", Kind: kindFloor}
+	mem := target{Name: "Envoy + gopotency (memory)", Kind: kindGopotency}
+	ms2, ms4, ms8 := 2*time.Millisecond, 4*time.Millisecond, 8*time.Millisecond
 	return &report{
 		Facts: facts{Command: "go run ./cmd/gopotency-bench -d 5s", CPUs: 2, Platform: "linux/amd64", Go: "go1.26", Envoy: "1.40.0",
-			Workers: 16, Duration: "5s", Warmup: "1s", Rounds: 5},
+			Layout: "headers-first", Workers: 16, Duration: "5s", Warmup: "1s", Rounds: 5},
 		Rows: []*row{
-			{Scenario: first, Target: base, Summary: sum(4000, 2*time.Millisecond, 10*time.Millisecond, 0), ExtProcMsgs: -1, CPU: time.Second},
-			{Scenario: first, Target: mem, Summary: sum(1000, 5*time.Millisecond, 25*time.Millisecond, 0), ExtProcMsgs: 4000, CPU: 2 * time.Second},
-			{Scenario: replay, Target: base, Summary: sum(3000, 4*time.Millisecond, 8*time.Millisecond, 0), ExtProcMsgs: -1, CPU: -1},
-			{Scenario: replay, Target: mem, Summary: sum(1500, 3*time.Millisecond, 12*time.Millisecond, 0), ExtProcMsgs: 3000, CPU: -1},
+			sampleRow("unkeyed", base, 4000, ms2, ms8, -1, -1, map[string]int{"envoy": 100, "upstream": 50, "client": 50}),
+			sampleRow("unkeyed", fl, 3900, ms2, ms8, 0, 0, map[string]int{"envoy": 100, "server": 0, "upstream": 50, "client": 50}),
+			sampleRow("unkeyed", mem, 3880, ms2, ms8, 0, 0, map[string]int{"envoy": 100, "server": 1, "upstream": 50, "client": 50}),
+			sampleRow("replay", base, 4000, ms2, ms8, -1, -1, map[string]int{"envoy": 100, "upstream": 50, "client": 50}),
+			sampleRow("replay", fl, 3000, ms2, ms4, 2000*3000/1000, 3000, map[string]int{"envoy": 150, "server": 50, "upstream": 0, "client": 50}),
+			sampleRow("replay", mem, 2000, ms4, ms8, 2*2000, 2000, map[string]int{"envoy": 150, "server": 100, "upstream": 0, "client": 50}),
 		},
 		Notes: []string{"Redis rows skipped: -redis-url off."},
 	}
@@ -36,13 +63,17 @@ func TestMarkdown(t *testing.T) {
 	sampleReport().writeMarkdown(&b)
 	out := b.String()
 	for _, want := range []string{
-		"| first-time keyed POST | Envoy alone | 4000 | 2.00 ms | 10.0 ms | 250 µs | 0 | — | — | — |",
-		"| first-time keyed POST | Envoy + gopotency (memory) | 1000 | 5.00 ms | 25.0 ms | 2000 µs | 0 | 0.25× | 2.50× | 2.50× |",
-		"| replay (completed key) | Envoy + gopotency (memory) | 1500 | 3.00 ms | 12.0 ms | — | 0 | 0.50× | 0.75× | 1.50× |",
+		"| un-keyed POST | Envoy alone | 4000 | 2.00 ms | 8.00 ms | — | — | 0 | — | — | — |",
+		"| un-keyed POST | Envoy + gopotency (memory) | 3880 | 2.00 ms | 8.00 ms | 0.00 | 0.00 | 0 | 0.97× | 1.00× | 0.99× |",
+		"| replay (completed key) | Envoy + gopotency (memory) | 2000 | 4.00 ms | 8.00 ms | 2.00 | 1.00 | 0 | 0.50× | 1.00× | 0.67× |",
+		"| replay (completed key) | Envoy + gopotency (memory) | 150 | 100 | — | 0 | 50 | 300 | 2.00× |",
+		// No stream on either side: no CPU ratio to the floor.
+		"| un-keyed POST | Envoy + gopotency (memory) | 100 | 1 | — | 50 | 50 | 201 | — |",
 		"Command: `go run ./cmd/gopotency-bench -d 5s`",
-		"The 2 CPUs are shared by Envoy, gopotency",
-		"Replays through gopotency: 1500 sent, 0 reached the application.",
-		"ext_proc messages Envoy sent to gopotency per request, memory (Envoy's http.ingress.ext_proc.stream_msgs_sent): first-time keyed POST 4.00; replay (completed key) 2.00.",
+		"Envoy layout: headers-first",
+		"Goal, un-keyed POST: ≥ 0.95× Envoy alone, no ext_proc stream, server CPU ≤ 1.3× the floor's. gopotency (memory) met (0.97×, 0.00 streams/req).",
+		"Goal, replay (completed key): ≥ 0.60× Envoy alone, server CPU ≤ 1.6× the floor's. gopotency (memory) MISSED (0.50×, server 2.00× floor).",
+		"Replays through an ext_proc server: 5000 sent, 0 reached the application.",
 		"- Redis rows skipped: -redis-url off.",
 	} {
 		if !strings.Contains(out, want) {
@@ -56,12 +87,12 @@ func TestMarkdown(t *testing.T) {
 
 func TestWarnings(t *testing.T) {
 	r := sampleReport()
-	r.Rows[1].Summary = sum(1000, 5*time.Millisecond, 25*time.Millisecond, 3)
-	r.Rows[1].ErrorKinds = map[string]int{"HTTP 503": 2, "EOF": 1}
-	r.Rows[3].UpstreamCalls = 7
+	r.Rows[2].Summary = sum(1000, 5*time.Millisecond, 25*time.Millisecond, 3)
+	r.Rows[2].ErrorKinds = map[string]int{"HTTP 503": 2, "EOF": 1}
+	r.Rows[4].UpstreamCalls = 7
 	ws := r.warnings()
 	if len(ws) != 2 || !strings.Contains(ws[0], "3 of 1003 requests failed") || !strings.Contains(ws[0], "EOF ×1, HTTP 503 ×2") ||
-		!strings.Contains(ws[1], "7 replays") {
+		!strings.Contains(ws[1], "7 replays on Envoy + floor") {
 		t.Fatalf("warnings %q", ws)
 	}
 	var b bytes.Buffer
@@ -76,42 +107,44 @@ func TestJSON(t *testing.T) {
 	if err := sampleReport().writeJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	var got struct {
-		Facts facts
-		Rows  []struct {
-			Scenario, Target string
-			RPS              float64  `json:"rps"`
-			P99Ms            float64  `json:"p99_ms"`
-			Ratios           *ratios  `json:"vs_envoy_alone"`
-			MsgsPerReq       *float64 `json:"ext_proc_msgs_per_request"`
-			CPUPerReqUs      *float64 `json:"cpu_per_request_us"`
-		}
-		Warnings []string
-	}
+	var got jsonReport
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
 		t.Fatalf("%v\n%s", err, b.String())
 	}
-	if len(got.Rows) != 4 || got.Facts.Workers != 16 || len(got.Warnings) != 0 {
+	if len(got.Rows) != 6 || got.Facts.Workers != 16 || len(got.Warnings) != 0 || len(got.Goals) != 2 {
 		t.Fatalf("decoded %+v", got)
 	}
-	if r := got.Rows[0]; r.Scenario != "first" || r.Ratios != nil || r.MsgsPerReq != nil || r.RPS != 4000 || r.P99Ms != 10 {
+	if r := got.Rows[0]; r.Scenario != "unkeyed" || r.VsEnvoy != nil || r.MsgsPerReq != nil || r.RPS != 4000 || r.P99Ms != 8 {
 		t.Fatalf("baseline row %+v", r)
 	}
-	if q := got.Rows[1].Ratios; q == nil || q.RPS != 0.25 || q.P50 != 2.5 || q.P99 != 2.5 {
-		t.Fatalf("ratios %+v", q)
+	r := got.Rows[5]
+	if r.VsEnvoy == nil || r.VsEnvoy.RPS != 0.5 || r.VsFloor == nil || r.ServerVsFloor == nil || *r.ServerVsFloor != 2 {
+		t.Fatalf("ratios %+v", r)
 	}
-	if m := got.Rows[1].MsgsPerReq; m == nil || *m != 4 {
-		t.Fatalf("messages per request %v", m)
+	if r.MsgsPerReq == nil || *r.MsgsPerReq != 2 || *r.StreamsPerReq != 1 || r.ProcCPUUs["server"] != 100 || *r.CPUPerReqUs != 300 {
+		t.Fatalf("per request %+v", r)
 	}
-	if c := got.Rows[1].CPUPerReqUs; c == nil || *c != 2000 || got.Rows[3].CPUPerReqUs != nil {
-		t.Fatalf("CPU per request %v, %v", c, got.Rows[3].CPUPerReqUs)
+	if got.Rows[4].VsFloor != nil {
+		t.Fatal("the floor is not compared with itself")
+	}
+}
+
+func TestChartDrawsEveryRow(t *testing.T) {
+	svg := string(chart(sampleReport().toJSON()))
+	if !strings.HasPrefix(svg, "<svg") || !strings.HasSuffix(svg, "</svg>\n") {
+		t.Fatalf("not an SVG document:\n%s", svg)
+	}
+	for _, want := range []string{"un-keyed POST", "replay (completed key)", "0.50×", "300 µs", "baseline (4000 req/s)", "Envoy + floor ext_proc"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %q", want)
+		}
 	}
 }
 
 func TestRatiosNeedABaseline(t *testing.T) {
 	r := sampleReport()
-	r.Rows = r.Rows[1:2] // gopotency row alone
-	if _, ok := r.ratios(r.Rows[0]); ok {
+	r.Rows = r.Rows[2:3] // gopotency row alone
+	if _, ok := r.ratiosTo(r.Rows[0], kindEnvoy); ok {
 		t.Fatal("ratio without a baseline")
 	}
 }
@@ -136,8 +169,15 @@ func TestParseFlags(t *testing.T) {
 	if o.workers != 4 || len(o.scenarios) != 2 || o.scenarios[0].Name != "replay" || o.scenarios[1].Name != "unkeyed" {
 		t.Fatalf("options %+v", o)
 	}
-	_, err = parseFlags([]string{"-c", "0", "-d", "0s", "-scenarios", "nope"}, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "-c 0") || !strings.Contains(err.Error(), "-d 0s") || !strings.Contains(err.Error(), `"nope"`) {
-		t.Fatalf("want all three problems reported, got %v", err)
+	_, err = parseFlags([]string{"-c", "0", "-d", "0s", "-scenarios", "nope", "-chart-from", "x.json", "-layout", "sideways"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "-c 0") || !strings.Contains(err.Error(), "-d 0s") || !strings.Contains(err.Error(), `"nope"`) ||
+		!strings.Contains(err.Error(), "-chart-from needs -svg") || !strings.Contains(err.Error(), `-layout "sideways"`) {
+		t.Fatalf("want all five problems reported, got %v", err)
+	}
+}
+
+func TestSlug(t *testing.T) {
+	if got := slug("gopotency (memory, unix socket)"); got != "gopotency-memory-unix-socket" {
+		t.Fatal(got)
 	}
 }

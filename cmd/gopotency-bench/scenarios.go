@@ -6,60 +6,97 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/loadgen"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/loadgen"
 )
 
-// requestBody is what every scenario POSTs: a small JSON order.
+// requestBody is what every POST sends: a small JSON order.
 var requestBody = []byte(`{"item":"sku-123","quantity":2,"amount":4200,"currency":"EUR","customer":"cus_42"}`)
+
+// replayMarker is in every replay scenario key: the floor server replays
+// the keys that carry it, since it stores nothing.
+const replayMarker = "-replay-"
 
 // scenario is one kind of request, sent to every target.
 type scenario struct {
-	Name  string // flag value
-	Title string // table label
+	Name   string // flag value
+	Title  string // table label
+	Method string
 	// key returns the Idempotency-Key of a request ("" for none); run
 	// makes keys unique per measured run.
 	key func(run string, worker, n int) string
-	// replayed is whether gopotency must answer from the store.
+	// replayed is whether an ext_proc target must answer from the store.
 	replayed bool
 }
 
 var scenarios = []scenario{
-	{Name: "unkeyed", Title: "un-keyed POST",
+	{Name: "get", Title: "GET", Method: http.MethodGet,
 		key: func(string, int, int) string { return "" }},
-	{Name: "first", Title: "first-time keyed POST",
-		key: func(run string, w, n int) string { return fmt.Sprintf(`"bench-%s-%d-%d"`, run, w, n) }},
+	{Name: "unkeyed", Title: "un-keyed POST", Method: http.MethodPost,
+		key: func(string, int, int) string { return "" }},
 	// One completed key per worker: every request is a replay, and
 	// workers do not contend on one key.
-	{Name: "replay", Title: "replay (completed key)", replayed: true,
-		key: func(run string, w, _ int) string { return fmt.Sprintf(`"bench-%s-replay-%d"`, run, w) }},
+	{Name: "replay", Title: "replay (completed key)", Method: http.MethodPost, replayed: true,
+		key: func(run string, w, _ int) string { return fmt.Sprintf(`"bench-%s%s%d"`, run, replayMarker, w) }},
+	{Name: "first", Title: "first-time keyed POST", Method: http.MethodPost,
+		key: func(run string, w, n int) string { return fmt.Sprintf(`"bench-%s-%d-%d"`, run, w, n) }},
 }
 
-// target is one Envoy: the baseline or one with gopotency behind it.
+// Target kinds.
+const (
+	kindEnvoy     = "envoy"     // Envoy alone, the baseline
+	kindFloor     = "floor"     // Envoy + the do-nothing ext_proc server
+	kindGopotency = "gopotency" // Envoy + gopotency
+)
+
+// target is one Envoy and what stands behind it.
 type target struct {
-	Name      string
-	URL       string
-	gopotency bool
-	envoy     *envoyrun.Envoy
+	Name  string
+	Kind  string
+	URL   string
+	envoy *envoyrun.Envoy
+	// server is gopotency or the floor (nil for the baseline); store is
+	// the Redis process of a Redis target (0: none, or in-process).
+	server   *child
+	storePID int
 }
 
-// extProcMsgs is Envoy's count of ext_proc messages sent to gopotency.
-const extProcMsgs = "http.ingress.ext_proc.stream_msgs_sent"
+func (t target) extProc() bool { return t.Kind != kindEnvoy }
 
-// messages returns the target's extProcMsgs, or -1 when it has none or the
-// admin endpoint does not answer.
-func (t target) messages() int64 {
-	if !t.gopotency || t.envoy == nil {
+// Envoy's ext_proc counters.
+const (
+	statMsgs    = "http.ingress.ext_proc.stream_msgs_sent"
+	statStreams = "http.ingress.ext_proc.streams_started"
+)
+
+// stat returns one of the target's Envoy counters, or -1 when it has no
+// ext_proc filter or the admin endpoint does not answer.
+func (t target) stat(name string) int64 {
+	if !t.extProc() || t.envoy == nil {
 		return -1
 	}
-	n, err := t.envoy.Stat(extProcMsgs)
+	n, err := t.envoy.Stat(name)
 	if err != nil {
 		return -1
 	}
 	return n
+}
+
+// Processes whose CPU time is charged to a target's row.
+var components = []string{"envoy", "server", "store", "upstream", "client"}
+
+// pids returns the processes of components (0: none), upstream being the
+// application shared by every target.
+func (t target) pids(upstream int) map[string]int {
+	m := map[string]int{"envoy": t.envoy.PID(), "upstream": upstream, "client": os.Getpid(), "store": t.storePID}
+	if t.server != nil {
+		m["server"] = t.server.pid()
+	}
+	return m
 }
 
 // bench holds what every measurement shares.
@@ -69,17 +106,23 @@ type bench struct {
 	duration time.Duration
 	warmup   time.Duration
 	rounds   int
-	upstream *upstream
+	upstream *child
 	runID    string // unique per process, so keys never collide with older runs
 	seq      int
 }
 
-func (b *bench) request(t target, key string) (*http.Request, error) {
-	req, err := http.NewRequest(http.MethodPost, t.URL+"/orders", bytes.NewReader(requestBody))
+func (b *bench) request(t target, sc scenario, key string) (*http.Request, error) {
+	var body io.Reader
+	if sc.Method != http.MethodGet {
+		body = bytes.NewReader(requestBody)
+	}
+	req, err := http.NewRequest(sc.Method, t.URL+"/orders", body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
@@ -89,7 +132,7 @@ func (b *bench) request(t target, key string) (*http.Request, error) {
 // check accepts only the upstream's 201, replayed exactly when it should be.
 func check(t target, sc scenario) func(*http.Response) error {
 	want := ""
-	if t.gopotency && sc.replayed {
+	if t.extProc() && sc.replayed {
 		want = "true"
 	}
 	return func(resp *http.Response) error {
@@ -111,7 +154,7 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	rows := make([]*row, len(targets))
 	acc := make([]loadgen.Result, len(targets))
 	for i, t := range targets {
-		rows[i] = &row{Scenario: sc, Target: t, ExtProcMsgs: -1, CPU: -1}
+		rows[i] = newRow(sc, t)
 		if b.warmup > 0 {
 			if _, _, err := b.run(ctx, t, sc, b.warmup); err != nil {
 				return nil, err
@@ -126,13 +169,7 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 				return nil, err
 			}
 			acc[i].Add(res)
-			rows[i].UpstreamCalls += got.calls
-			if got.msgs >= 0 {
-				rows[i].ExtProcMsgs = max(rows[i].ExtProcMsgs, 0) + got.msgs
-			}
-			if got.cpu >= 0 {
-				rows[i].CPU = max(rows[i].CPU, 0) + got.cpu
-			}
+			rows[i].add(got)
 		}
 	}
 	for i := range rows {
@@ -141,20 +178,72 @@ func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) (
 	return rows, nil
 }
 
-// seen is what was counted during a run: calls that reached the
-// application, ext_proc messages sent (-1: unknown) and the machine's busy
-// CPU time (-1: unknown).
+// seen is what was counted during one run; -1 is unknown.
 type seen struct {
-	calls, msgs int64
-	cpu         time.Duration
+	calls, msgs, streams int64
+	cpu                  time.Duration            // busy time of the whole machine
+	proc                 map[string]time.Duration // per component
 }
 
-// run is one loadgen run with keys of its own; a replay run first
-// completes each worker's key with one request, outside what it counts.
+// sample reads every counter at one instant. The counters are read
+// through HTTP, which costs Envoy and the upstream a little CPU: at the
+// start (end false) they are read before the CPU times, at the end after,
+// so that cost falls outside the interval.
+func (b *bench) sample(t target, end bool) seen {
+	s := seen{calls: -1, msgs: -1, streams: -1, cpu: -1, proc: map[string]time.Duration{}}
+	counters := func() {
+		s.msgs, s.streams = t.stat(statMsgs), t.stat(statStreams)
+		if n, err := upstreamCalls(b.upstream.addrs[0]); err == nil {
+			s.calls = n
+		}
+	}
+	if !end {
+		counters()
+	}
+	if c, err := cpuBusy(); err == nil {
+		s.cpu = c
+	}
+	for name, pid := range t.pids(b.upstream.pid()) {
+		if pid == 0 {
+			continue
+		}
+		if c, err := procCPU(pid); err == nil {
+			s.proc[name] = c
+		}
+	}
+	if end {
+		counters()
+	}
+	return s
+}
+
+// since is s1 - s0, unknown where either is.
+func since(s0, s1 seen) seen {
+	d := func(a, b int64) int64 {
+		if a < 0 || b < 0 {
+			return -1
+		}
+		return b - a
+	}
+	out := seen{calls: d(s0.calls, s1.calls), msgs: d(s0.msgs, s1.msgs), streams: d(s0.streams, s1.streams), cpu: -1, proc: map[string]time.Duration{}}
+	if s0.cpu >= 0 && s1.cpu >= 0 {
+		out.cpu = s1.cpu - s0.cpu
+	}
+	for k, v := range s1.proc {
+		if v0, ok := s0.proc[k]; ok {
+			out.proc[k] = v - v0
+		}
+	}
+	return out
+}
+
+// run is one loadgen run with keys of its own; a replay run on gopotency
+// first completes each worker's key with one request, outside what it
+// counts (the floor stores nothing: it replays by the key's marker).
 func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration) (*loadgen.Result, seen, error) {
 	b.seq++
 	run := fmt.Sprintf("%s-%d", b.runID, b.seq)
-	if sc.replayed {
+	if sc.replayed && t.Kind == kindGopotency {
 		first := sc
 		first.replayed = false
 		for w := range b.workers {
@@ -163,28 +252,20 @@ func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration)
 			}
 		}
 	}
-	calls, msgs := b.upstream.calls.Load(), t.messages()
-	cpu0, cpuErr := cpuBusy()
+	s0 := b.sample(t, false)
 	res, err := loadgen.Run(ctx, loadgen.Options{
 		Client: b.client, Workers: b.workers, Duration: d,
-		NewRequest: func(w, n int) (*http.Request, error) { return b.request(t, sc.key(run, w, n)) },
+		NewRequest: func(w, n int) (*http.Request, error) { return b.request(t, sc, sc.key(run, w, n)) },
 		Check:      check(t, sc),
 	})
 	if err != nil {
 		return nil, seen{}, err
 	}
-	out := seen{calls: b.upstream.calls.Load() - calls, msgs: -1, cpu: -1}
-	if cpu1, err := cpuBusy(); err == nil && cpuErr == nil {
-		out.cpu = cpu1 - cpu0
-	}
-	if m := t.messages(); msgs >= 0 && m >= 0 {
-		out.msgs = m - msgs
-	}
-	return res, out, nil
+	return res, since(s0, b.sample(t, true)), nil
 }
 
 func (b *bench) once(t target, sc scenario, key string) error {
-	req, err := b.request(t, key)
+	req, err := b.request(t, sc, key)
 	if err != nil {
 		return err
 	}

@@ -5,70 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/gopotency/gopotency/pkg/app"
-	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 )
-
-// upstreamBody is the application's answer: about 200 bytes of JSON, the
-// size of a typical "created" resource.
-var upstreamBody = []byte(`{"id":"ord_5f2c9a7e1b3d4c8f","status":"created","item":"sku-123","quantity":2,` +
-	`"amount":4200,"currency":"EUR","customer":"cus_42","created_at":"2025-01-01T00:00:00Z",` +
-	`"links":{"self":"/orders/ord_5f2c9a7e1b3d4c8f"}}`)
-
-// upstream is the trivial application behind every Envoy: it reads the
-// request and answers 201. It counts calls, so a replay that reached it
-// would show.
-type upstream struct {
-	srv   *http.Server
-	addr  string
-	calls atomic.Int64
-}
-
-func startUpstream() (*upstream, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	u := &upstream{addr: ln.Addr().String()}
-	u.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.calls.Add(1)
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Location", "/orders/ord_5f2c9a7e1b3d4c8f")
-		w.WriteHeader(http.StatusCreated)
-		_, _ = w.Write(upstreamBody)
-	})}
-	go func() { _ = u.srv.Serve(ln) }()
-	return u, nil
-}
-
-// startGopotency runs the server, wired as cmd/gopotency wires it, with the
-// shipped envoy/gopotency.yaml on the given store, logging to logw.
-func startGopotency(root, store string, logw io.Writer) (*app.Running, error) {
-	cfg, err := config.Load([]string{"--config", filepath.Join(root, "envoy", "gopotency.yaml"), "--store", store,
-		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		return nil, err
-	}
-	cfg.DrainDelay, cfg.ShutdownGrace = 0, 2*time.Second
-	// Records of first-time keys would otherwise live 24h in a Redis given
-	// with -redis-url; the retention is one argument of the same calls, so
-	// it does not change what is measured.
-	cfg.Default.Retention = 10 * time.Minute
-	return app.Start(cfg, logw)
-}
 
 // redisServer is a throwaway redis-server on loopback: no persistence.
 type redisServer struct {
@@ -137,35 +83,13 @@ func (r *redisServer) Stop() {
 	_ = r.cmd.Wait()
 }
 
-// startEnvoy runs the shipped envoy.yaml pointed at gpAddr and appAddr, or
-// the baseline without ext_proc when baseline is set.
-func startEnvoy(ctx context.Context, bin, root, dir, gpAddr, appAddr string, baseline bool) (*envoyrun.Envoy, error) {
-	raw, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	listen, err := envoyrun.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	admin, err := envoyrun.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addrs := envoyrun.Addrs{Listen: listen, Admin: admin, GoPotency: gpAddr, App: appAddr}
-	cfg, err := envoyrun.Rewrite(raw, addrs)
-	if err != nil {
-		return nil, err
-	}
-	if baseline {
-		if cfg, err = stripExtProc(cfg); err != nil {
-			return nil, err
-		}
-	}
+// startEnvoy runs Envoy on cfg in dir; listen and admin are the ports
+// cfg uses.
+func startEnvoy(ctx context.Context, bin, dir string, cfg []byte, listen, admin int) (*envoyrun.Envoy, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return envoyrun.Start(ctx, bin, dir, cfg, addrs)
+	return envoyrun.Start(ctx, bin, dir, cfg, envoyrun.Addrs{Listen: listen, Admin: admin})
 }
 
 // envoyVersion asks the binary, e.g. "1.40.0/Clean/RELEASE/BoringSSL".

@@ -19,10 +19,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gopotency/gopotency/internal/demoapp"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/demoapp"
-	"github.com/gopotency/gopotency/pkg/envoyrun"
 )
 
 func main() {

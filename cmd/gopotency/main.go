@@ -3,6 +3,7 @@
 //	gopotency [flags]        serve (gopotency --help lists the flags)
 //	gopotency --version      print the version
 //	gopotency probe [URL]    exit 0 if an admin endpoint answers 200 (container health checks)
+//	gopotency envoy-config   print the Envoy configuration generated from a GoPotency config (--help)
 //	gopotency admin …        inspect or purge a key through the admin API (docs/admin.md)
 package main
 

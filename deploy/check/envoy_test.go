@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,8 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
-
-	"github.com/gopotency/gopotency/pkg/envoyrun"
 )
 
 // shippedFilter is envoy/envoy.yaml's ext_proc typed_config.
@@ -91,7 +90,7 @@ func envoyBin(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("needs the Envoy binary")
 	}
-	bin, err := envoyrun.Find()
+	bin, err := findEnvoy()
 	if err != nil {
 		if os.Getenv("GOPOTENCY_REQUIRE_SERVICES") == "1" {
 			t.Fatalf("GOPOTENCY_REQUIRE_SERVICES=1: %v", err)
@@ -113,12 +112,17 @@ var istioFilters = []istioFilter{
 }
 
 // TestIstioFilterIsEnvoyYAMLs: the delimited filter config of each
-// EnvoyFilter equals envoy.yaml's, grpc_service aside.
+// EnvoyFilter equals envoy.yaml's, grpc_service and request_attributes
+// aside: the Istio overlays route every guarded request headers first (the
+// body-first routes of envoy.yaml, and the attribute contract they carry,
+// are not generated for Istio yet).
 func TestIstioFilterIsEnvoyYAMLs(t *testing.T) {
 	want := shippedFilter(t)
 	delete(want, "grpc_service")
+	delete(want, "request_attributes")
 	for _, f := range istioFilters {
 		got := delimited(t, filepath.Join(repo, "deploy", "overlays", f.overlay, f.file))
+		delete(got, "request_attributes")
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: the filter config differs from envoy.yaml's:\n got %v\nwant %v", f.overlay, got, want)
 		}
@@ -271,3 +275,20 @@ func checkIstioRoutes(t *testing.T, objs Objects, routes []any, d *Deployment) {
 }
 
 func asList(v any) []any { l, _ := v.([]any); return l }
+
+// findEnvoy returns $ENVOY_BIN, envoy on PATH, or the one `make envoy`
+// installs into the repository's .venv (the main module's
+// internal/envoyrun.Find, which another module cannot import).
+func findEnvoy() (string, error) {
+	if p := os.Getenv("ENVOY_BIN"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("envoy"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(repo, ".venv", "bin", "envoy")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("envoy not found: set ENVOY_BIN, put envoy on PATH, or run `make envoy`")
+	}
+	return p, nil
+}

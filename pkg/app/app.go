@@ -29,11 +29,16 @@ import (
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/metrics"
+	"github.com/gopotency/gopotency/pkg/store/memstore"
+	"github.com/gopotency/gopotency/pkg/store/replaycache"
 	"github.com/gopotency/gopotency/pkg/version"
 )
 
 // Main runs the server until ctx is done. args exclude the program name.
 func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == EnvoyConfigCommand {
+		return EnvoyConfig(args[1:], os.Stdout, stderr)
+	}
 	cfg, err := config.Load(args, os.Getenv, stderr)
 	if err != nil {
 		return err
@@ -105,8 +110,17 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		if store, closeFn, err = OpenStore(ctx, cfg.Store, log, StoreOptions{RestartGrace: restartGrace(cfg)}); err != nil {
 			return nil, err
 		}
+		if _, local := store.(*memstore.Store); !local && cfg.ReplayCacheTTL > 0 {
+			// Replays come in storms right after a first request: answer
+			// them from memory, without a store round trip.
+			store = replaycache.New(store, replaycache.Options{TTL: cfg.ReplayCacheTTL, MaxBytes: cfg.ReplayCacheBytes})
+		}
 	}
-	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(cfg.StoreTimeout))
+	storeTimeout := cfg.StoreTimeout
+	if _, local := store.(*memstore.Store); local {
+		storeTimeout = 0 // no I/O to bound: spare every call a timer
+	}
+	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(storeTimeout))
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
@@ -170,7 +184,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // Listen binds the gRPC and admin addresses.
 func (a *App) Listen() error {
 	var err error
-	if a.grpcLn, err = net.Listen("tcp", a.cfg.GRPCAddr); err != nil {
+	if a.grpcLn, err = listenGRPC(a.cfg.GRPCAddr, a.cfg.GRPCSocketMode); err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
 	}
 	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
@@ -180,8 +194,14 @@ func (a *App) Listen() error {
 	return nil
 }
 
-// GRPCAddr and AdminAddr return the bound addresses (after Listen).
-func (a *App) GRPCAddr() string  { return a.grpcLn.Addr().String() }
+// GRPCAddr and AdminAddr return the bound addresses (after Listen); a
+// socket is unix:///path.
+func (a *App) GRPCAddr() string {
+	if a.grpcLn.Addr().Network() == "unix" {
+		return "unix://" + a.grpcLn.Addr().String()
+	}
+	return a.grpcLn.Addr().String()
+}
 func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
 
 // Serve runs until ctx is done, then shuts down gracefully: health turns

@@ -58,6 +58,11 @@ type Config struct {
 	// message_timeout so a slow store is answered with a 503 problem (or
 	// passed under fail_open), not Envoy's bare 504.
 	StoreTimeout time.Duration
+	// ReplayCacheTTL and ReplayCacheBytes bound the in-process cache of
+	// completed records in front of a shared store (replaycache); a TTL
+	// of 0 turns it off.
+	ReplayCacheTTL   time.Duration
+	ReplayCacheBytes int64
 	// PolicyHeader, RoutePolicies, MaxMessageTimeout and
 	// MaxBufferedBytes: see extproc.Options.
 	PolicyHeader      string
@@ -65,9 +70,22 @@ type Config struct {
 	MaxMessageTimeout time.Duration
 	MaxBufferedBytes  int64
 	Deploy            // TLS, --version (deploy.go)
+	// GRPCSocketMode is the permission of a unix:// grpc_addr socket.
+	GRPCSocketMode os.FileMode
+	// Pprof serves net/http/pprof on the admin listener.
+	Pprof bool
+	// Envoy is the envoy section (nil without one); see envoy.go.
+	Envoy *Envoy
 	// Admin is the operator API (admin.go).
 	Admin AdminAPI
 }
+
+// Defaults of the replay cache: a purge on one instance may go unseen by
+// the others for at most the TTL.
+const (
+	DefaultReplayCacheTTL   = 5 * time.Second
+	DefaultReplayCacheBytes = 64 << 20
+)
 
 // DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
 // at once (request bodies for fingerprints, responses being recorded).
@@ -75,12 +93,18 @@ const DefaultMaxBufferedBytes = 256 << 20
 
 // file is the YAML document. Unknown fields are errors.
 type file struct {
-	GRPCAddr      string                         `yaml:"grpc_addr"`
-	AdminAddr     string                         `yaml:"admin_addr"`
-	Store         string                         `yaml:"store"`
-	ShutdownGrace *duration                      `yaml:"shutdown_grace"`
-	DrainDelay    *duration                      `yaml:"drain_delay"`
-	StoreTimeout  *duration                      `yaml:"store_timeout"`
+	GRPCAddr      string     `yaml:"grpc_addr"`
+	GRPCSocket    socketFile `yaml:"grpc_socket"`
+	Pprof         bool       `yaml:"pprof"`
+	AdminAddr     string     `yaml:"admin_addr"`
+	Store         string     `yaml:"store"`
+	ShutdownGrace *duration  `yaml:"shutdown_grace"`
+	DrainDelay    *duration  `yaml:"drain_delay"`
+	StoreTimeout  *duration  `yaml:"store_timeout"`
+	ReplayCache   struct {
+		TTL      *duration `yaml:"ttl"`
+		MaxBytes *int64    `yaml:"max_bytes"`
+	} `yaml:"replay_cache"`
 	Log           struct{ Level, Format string } `yaml:"log"`
 	DefaultPolicy policyFile                     `yaml:"default_policy"`
 	Policies      map[string]policyFile          `yaml:"policies"`
@@ -90,7 +114,8 @@ type file struct {
 		MaxMessageTimeout *duration         `yaml:"max_message_timeout"`
 		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
 	} `yaml:"ext_proc"`
-	GRPCTLS tlsFile `yaml:"grpc_tls"`
+	GRPCTLS tlsFile    `yaml:"grpc_tls"`
+	Envoy   *envoyFile `yaml:"envoy"`
 
 	Admin adminFile `yaml:"admin"`
 }
@@ -115,6 +140,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
 	c.registerDeployFlags(fs, env)
+	fs.BoolVar(&c.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
 	c.registerAdminFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -168,6 +194,11 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	c.ShutdownGrace = f.ShutdownGrace.or(30 * time.Second)
 	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
 	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
+	c.ReplayCacheTTL = f.ReplayCache.TTL.or(DefaultReplayCacheTTL)
+	c.ReplayCacheBytes = DefaultReplayCacheBytes
+	if f.ReplayCache.MaxBytes != nil {
+		c.ReplayCacheBytes = *f.ReplayCache.MaxBytes
+	}
 	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
 	c.RoutePolicies = f.ExtProc.RoutePolicies
 	c.MaxBufferedBytes = DefaultMaxBufferedBytes
@@ -176,9 +207,13 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 
 	errs := append([]error{fileErr}, deployErrs...)
+	c.Pprof = c.Pprof || f.Pprof
+	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port", a.name, a.addr))
+		if a.name == "grpc_addr" && strings.HasPrefix(a.addr, "unix:") {
+			errs = append(errs, checkUnix("grpc_addr", a.addr))
+		} else if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port (or, for grpc_addr, unix:///path)", a.name, a.addr))
 		}
 	}
 	if !strings.Contains(c.Store, "://") {
@@ -206,6 +241,9 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 	if c.StoreTimeout <= 0 {
 		errs = append(errs, errors.New("store_timeout: must be positive"))
+	}
+	if c.ReplayCacheTTL < 0 || c.ReplayCacheBytes <= 0 {
+		errs = append(errs, errors.New("replay_cache: ttl must not be negative (0 turns the cache off) and max_bytes must be positive"))
 	}
 	if c.MaxBufferedBytes < maxBody(c.Default.MaxRequestBody, c.Default.MaxResponseBody) {
 		errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies (max_request_body + max_response_body)", c.MaxBufferedBytes))
@@ -238,6 +276,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 			errs = append(errs, c.checkWait("policies."+name, &p))
 		}
 	}
+	errs = append(errs, c.envoy(f.Envoy)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}

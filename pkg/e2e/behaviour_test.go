@@ -1,16 +1,18 @@
 package e2e
 
 import (
-	"bytes"
-	"fmt"
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/envoyconfig"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
@@ -23,14 +25,26 @@ func TestBehaviourSuite(t *testing.T) {
 	runBehaviour(t, behaviortest.NewOutageStore(mem), mem.Close)
 }
 
+// TestBehaviourSuiteBodyFirst runs the suite through the body-first
+// layout (envoy.body_first): keyed requests with a small body reach the
+// server as one buffered body message with CEL attributes.
+func TestBehaviourSuiteBodyFirst(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	runBehaviourLayout(t, behaviortest.NewOutageStore(mem), mem.Close, true)
+}
+
 func runBehaviour(t *testing.T, store *behaviortest.OutageStore, closeFn func() error) {
+	runBehaviourLayout(t, store, closeFn, false)
+}
+
+func runBehaviourLayout(t *testing.T, store *behaviortest.OutageStore, closeFn func() error, bodyFirst bool) {
 	routes := behaviortest.Routes()
 	up := behaviortest.NewUpstream()
 	s := startStack(t, stackOptions{
 		upstream:  up,
 		appOpts:   []app.Option{app.WithStore(store, closeFn)},
 		configure: func(c *config.Config) { c.Policies = routePolicies(routes) },
-		tweak:     func(cfg []byte) []byte { return behaviourRoutes(t, cfg, routes) },
+		envoy:     behaviourEnvoy(t, routes, bodyFirst),
 	})
 	behaviortest.Run(t, behaviortest.Target{BaseURL: s.URL, Upstream: up, StoreOutage: store.Outage})
 }
@@ -46,27 +60,21 @@ func routePolicies(routes []behaviortest.Route) map[string]*idempotency.Policy {
 
 func policyName(prefix string) string { return strings.Trim(prefix, "/") }
 
-// behaviourRoutes swaps the shipped route list for one route per suite
-// prefix, each naming its policy through ExtProcPerRoute
-// grpc_initial_metadata; other paths skip the filter. The filter and
-// cluster settings stay exactly as shipped.
-func behaviourRoutes(t *testing.T, cfg []byte, routes []behaviortest.Route) []byte {
-	start := bytes.Index(cfg, []byte("              routes:\n"))
-	end := bytes.Index(cfg, []byte("          http_filters:"))
-	require.True(t, start > 0 && end > start, "route anchors missing in envoy.yaml")
-	var b strings.Builder
-	b.WriteString("              routes:\n")
-	perRoute := `
-                typed_per_filter_config:
-                  envoy.filters.http.ext_proc:
-                    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
-                    %s
-`
+// behaviourEnvoy is the Envoy config the generator makes for the suite's
+// routes, each naming its policy, on the shipped envoy section; other
+// paths skip the filter.
+func behaviourEnvoy(t *testing.T, routes []behaviortest.Route, bodyFirst bool) []byte {
+	cfg, err := config.Load([]string{"--config", filepath.Join(root(t), "envoy", "gopotency.yaml")}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	cfg.Policies = routePolicies(routes)
+	e, err := cfg.RequireEnvoy()
+	require.NoError(t, err)
+	e.Routes, e.BodyFirst = nil, bodyFirst
 	for _, r := range routes {
-		fmt.Fprintf(&b, "              - match: {prefix: %q}\n                route: {cluster: app, timeout: 30s}", r.PathPrefix)
-		fmt.Fprintf(&b, perRoute, fmt.Sprintf("overrides: {grpc_initial_metadata: [{key: x-gopotency-policy, value: %s}]}", policyName(r.PathPrefix)))
+		e.Routes = append(e.Routes, config.EnvoyRoute{Prefix: r.PathPrefix, Policy: policyName(r.PathPrefix), Cluster: "app", Timeout: 30 * time.Second})
 	}
-	b.WriteString("              - match: {prefix: \"/\"}\n                route: {cluster: app, timeout: 30s}")
-	fmt.Fprintf(&b, perRoute, "disabled: true")
-	return append(append(append([]byte{}, cfg[:start]...), b.String()...), cfg[end:]...)
+	e.Routes = append(e.Routes, config.EnvoyRoute{Prefix: "/", Cluster: "app", Disabled: true})
+	out, err := envoyconfig.Generate(cfg, "the behaviour suite's routes")
+	require.NoError(t, err)
+	return out
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
@@ -114,9 +114,11 @@ func TestShippedEnvoyConfigsValidate(t *testing.T) {
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	out, err := exec.Command(bin, "--mode", "validate", "-c", filepath.Join(root(t), "envoy", "envoy.yaml")).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), "OK")
+	for _, f := range []string{"envoy.yaml", "envoy-uds.yaml"} {
+		out, err := exec.Command(bin, "--mode", "validate", "-c", filepath.Join(root(t), "envoy", f)).CombinedOutput()
+		require.NoError(t, err, "%s: %s", f, out)
+		assert.Contains(t, string(out), "OK", f)
+	}
 }
 
 // The Kubernetes manifests (deploy/) are validated by the deploy/check

@@ -14,9 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gopotency/gopotency/internal/envoyrun"
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/envoyrun"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
@@ -34,6 +34,9 @@ type stackOptions struct {
 	config   string              // gopotency YAML, envoy/gopotency.yaml by default
 	upstream http.Handler        // the application
 	tweak    func([]byte) []byte // edits the Envoy config after the address rewrite
+	// envoy is the Envoy config before the address rewrite
+	// (envoy/envoy.yaml by default).
+	envoy []byte
 	// gopotency, when set, is the address of a gopotency run elsewhere
 	// (a process the test kills); no in-process server is started.
 	gopotency string
@@ -74,8 +77,11 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 
 	ports := freePorts(t, 2)
-	raw, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
-	require.NoError(t, err)
+	raw := o.envoy
+	if raw == nil {
+		raw, err = os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+		require.NoError(t, err)
+	}
 	cfg, err := envoyrun.Rewrite(raw, envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: gp, App: upLn.Addr().String()})
 	require.NoError(t, err)
 	if o.tweak != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gopotency/gopotency/pkg/envoyrun"
+	"github.com/gopotency/gopotency/internal/envoyrun"
 )
 
 // These tests settle the VERIFY points of the ext_proc research notes
@@ -43,8 +43,7 @@ func TestVerifyConnectFailureLocalReply(t *testing.T) {
 func TestVerifyUpstreamTimeoutLocalReply(t *testing.T) {
 	up := newCounter()
 	s := startStack(t, stackOptions{upstream: up, tweak: func(cfg []byte) []byte {
-		out := bytes.Replace(cfg, []byte("- match: {prefix: \"/\"}\n                route: {cluster: app, timeout: 30s}"),
-			[]byte("- match: {prefix: \"/\"}\n                route: {cluster: app, timeout: 0.3s}"), 1)
+		out := bytes.ReplaceAll(cfg, []byte("route: {cluster: app, timeout: 30s}"), []byte("route: {cluster: app, timeout: 0.3s}"))
 		require.NotEqual(t, string(cfg), string(out), "route timeout anchor missing")
 		return out
 	}})

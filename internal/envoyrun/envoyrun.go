@@ -65,10 +65,17 @@ type Addrs struct {
 // Rewrite replaces the addresses of envoy/envoy.yaml: listener, admin, and
 // the gopotency and app clusters. It fails if any anchor is missing, so a
 // config edit cannot silently detach the tests from the shipped file.
+// A GoPotency address unix:///path becomes a pipe.
 func Rewrite(cfg []byte, a Addrs) ([]byte, error) {
-	gh, gp, err := net.SplitHostPort(a.GoPotency)
-	if err != nil {
-		return nil, err
+	gopotency := ""
+	if path, ok := strings.CutPrefix(a.GoPotency, "unix://"); ok {
+		gopotency = fmt.Sprintf("{pipe: {path: %q}}", path)
+	} else {
+		gh, gp, err := net.SplitHostPort(a.GoPotency)
+		if err != nil {
+			return nil, err
+		}
+		gopotency = fmt.Sprintf("{socket_address: {address: %s, port_value: %s}}", gh, gp)
 	}
 	ah, ap, err := net.SplitHostPort(a.App)
 	if err != nil {
@@ -77,7 +84,7 @@ func Rewrite(cfg []byte, a Addrs) ([]byte, error) {
 	repl := []struct{ old, new string }{
 		{"{address: 0.0.0.0, port_value: 9901}", fmt.Sprintf("{address: 127.0.0.1, port_value: %d}", a.Admin)},
 		{"{address: 0.0.0.0, port_value: 10000}", fmt.Sprintf("{address: 127.0.0.1, port_value: %d}", a.Listen)},
-		{"{address: gopotency, port_value: 9002}", fmt.Sprintf("{address: %s, port_value: %s}", gh, gp)},
+		{"{socket_address: {address: gopotency, port_value: 9002}}", gopotency},
 		{"{address: app, port_value: 8080}", fmt.Sprintf("{address: %s, port_value: %s}", ah, ap)},
 	}
 	out := cfg
@@ -178,6 +185,9 @@ func (e *Envoy) Stat(name string) (int64, error) {
 	}
 	return 0, fmt.Errorf("stat %s not found", name)
 }
+
+// PID is the Envoy process id.
+func (e *Envoy) PID() int { return e.cmd.Process.Pid }
 
 // Stop ends Envoy and waits for it.
 func (e *Envoy) Stop() {

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// child is a server process of the benchmark (see childArg).
+type child struct {
+	name  string
+	cmd   *exec.Cmd
+	addrs []string // what it printed after READY
+	done  chan struct{}
+	err   error
+}
+
+// startChild re-executes this binary as the named server, logging to
+// dir/<name>.log, and waits for its READY line.
+func startChild(dir, name string, args ...string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	c := &child{name: name, cmd: exec.Command(self, append([]string{childArg}, args...)...), done: make(chan struct{})}
+	c.cmd.Stderr = logf
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	if err := c.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	go func() { c.err = c.cmd.Wait(); logf.Close(); close(c.done) }()
+	select {
+	case line, ok := <-lines:
+		if f := strings.Fields(line); ok && len(f) > 1 && f[0] == readyPrefix {
+			c.addrs = f[1:]
+			return c, nil
+		}
+		c.stop()
+		return nil, fmt.Errorf("%s did not start (see %s): %v", name, logf.Name(), c.err)
+	case <-time.After(30 * time.Second):
+		c.stop()
+		return nil, fmt.Errorf("%s not ready within 30s (see %s)", name, logf.Name())
+	}
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// stop asks the server to shut down and waits for it.
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// upstreamCalls asks the upstream child how many requests it served.
+func upstreamCalls(addr string) (int64, error) {
+	resp, err := http.Get("http://" + addr + callsPath)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(b), 10, 64)
+}
+
+// procCPU returns the CPU time (user + system, every thread) a process
+// has used so far, from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(string(b))
+}
+
+func parseProcStat(stat string) (time.Duration, error) {
+	// The command name is in parentheses and may hold spaces: count the
+	// fields after the last ')'. utime and stime are fields 14 and 15 of
+	// the line, so 11 and 12 after it (state is the first).
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("/proc/<pid>/stat: no command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("/proc/<pid>/stat: too few fields")
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/<pid>/stat: bad field %q", v)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}

@@ -1,0 +1,218 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults of the envoy section.
+const (
+	DefaultEnvoyListen = "0.0.0.0:10000"
+	DefaultEnvoyAdmin  = "127.0.0.1:9901"
+	// DefaultMessageTimeout is Envoy's ext_proc message_timeout: above
+	// the store timeout, so a slow store is answered with GoPotency's 503
+	// problem rather than Envoy's bare 504.
+	DefaultMessageTimeout = time.Second
+)
+
+// Envoy is the Envoy side of a deployment: the listener, the upstream
+// clusters and the routes, each naming the policy that guards it. The
+// server does not use it; `gopotency envoy-config` generates Envoy's
+// configuration from it and the policies, so the two cannot drift.
+type Envoy struct {
+	// Listen and Admin are Envoy's HTTP listener and admin addresses.
+	Listen, Admin string
+	// ExtProcAddress is where Envoy reaches GoPotency: host:port, or
+	// unix:///path for a socket beside Envoy.
+	ExtProcAddress string
+	// MessageTimeout is the ext_proc filter's message_timeout.
+	MessageTimeout time.Duration
+	// BodyFirst sends keyed requests that declare a small enough
+	// Content-Length body-first (request headers skipped, CEL attributes
+	// on the buffered body message): one message for a replay.
+	BodyFirst bool
+	Clusters  []EnvoyCluster
+	// Routes in match order: the first whose prefix starts the path wins.
+	Routes []EnvoyRoute
+}
+
+// EnvoyCluster is an upstream Envoy routes to.
+type EnvoyCluster struct {
+	Name    string
+	Address string // host:port
+}
+
+// EnvoyRoute is one path prefix.
+type EnvoyRoute struct {
+	Prefix string
+	// Policy names the policy of this route; empty is the default policy.
+	Policy string
+	// Cluster is the upstream (the only cluster when empty).
+	Cluster string
+	// Timeout is Envoy's route timeout (0: Envoy's default, 15s).
+	Timeout time.Duration
+	// Disabled routes never reach GoPotency.
+	Disabled bool
+}
+
+type envoyFile struct {
+	Listen         string    `yaml:"listen"`
+	Admin          string    `yaml:"admin"`
+	ExtProcAddress string    `yaml:"ext_proc_address"`
+	MessageTimeout *duration `yaml:"message_timeout"`
+	BodyFirst      bool      `yaml:"body_first"`
+	Clusters       []struct {
+		Name    string `yaml:"name"`
+		Address string `yaml:"address"`
+	} `yaml:"clusters"`
+	Routes []struct {
+		Prefix   string    `yaml:"prefix"`
+		Policy   string    `yaml:"policy"`
+		Cluster  string    `yaml:"cluster"`
+		Timeout  *duration `yaml:"timeout"`
+		Disabled bool      `yaml:"disabled"`
+	} `yaml:"routes"`
+}
+
+// UnixSocketPath returns the path of a unix:///path address, or "" when
+// addr is not one.
+func UnixSocketPath(addr string) string {
+	p, ok := strings.CutPrefix(addr, "unix://")
+	if !ok {
+		return ""
+	}
+	return p
+}
+
+// checkUnix reports what is wrong with a unix:// address.
+func checkUnix(name, addr string) error {
+	p := UnixSocketPath(addr)
+	if p == "" || !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return fmt.Errorf("%s: %q: a socket is unix:///absolute/path", name, addr)
+	}
+	// sun_path holds 108 bytes on Linux, 104 on BSDs, with the NUL.
+	if len(p) > 103 {
+		return fmt.Errorf("%s: socket path %q is longer than 103 bytes", name, p)
+	}
+	return nil
+}
+
+// envoy builds c.Envoy from f (nil f: no envoy section). It runs after
+// the policies are built, since routes name them.
+func (c *Config) envoy(f *envoyFile) []error {
+	if f == nil {
+		return nil
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("envoy."+format, args...)) }
+	e := &Envoy{Listen: f.Listen, Admin: f.Admin, ExtProcAddress: f.ExtProcAddress,
+		MessageTimeout: f.MessageTimeout.or(DefaultMessageTimeout), BodyFirst: f.BodyFirst}
+	if e.Listen == "" {
+		e.Listen = DefaultEnvoyListen
+	}
+	if e.Admin == "" {
+		e.Admin = DefaultEnvoyAdmin
+	}
+	for _, a := range []struct{ name, addr string }{{"listen", e.Listen}, {"admin", e.Admin}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			bad("%s: %q is not host:port", a.name, a.addr)
+		}
+	}
+	// An empty ext_proc_address is left to the generator, which may be
+	// given one on its command line.
+	switch {
+	case e.ExtProcAddress == "" && UnixSocketPath(c.GRPCAddr) != "":
+		e.ExtProcAddress = c.GRPCAddr // beside Envoy, on the same socket
+	case e.ExtProcAddress == "":
+	case strings.HasPrefix(e.ExtProcAddress, "unix:"):
+		if err := checkUnix("envoy.ext_proc_address", e.ExtProcAddress); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		if _, _, err := net.SplitHostPort(e.ExtProcAddress); err != nil {
+			bad("ext_proc_address: %q is not host:port or unix:///path", e.ExtProcAddress)
+		}
+	}
+	if e.MessageTimeout <= c.StoreTimeout {
+		bad("message_timeout: %s must be above store_timeout (%s), or Envoy answers a slow store with a bare 504 before GoPotency's 503 problem",
+			e.MessageTimeout, c.StoreTimeout)
+	}
+	if c.MaxMessageTimeout > 0 && c.MaxMessageTimeout < e.MessageTimeout {
+		bad("message_timeout: %s is above ext_proc.max_message_timeout (%s)", e.MessageTimeout, c.MaxMessageTimeout)
+	}
+	clusters := map[string]bool{}
+	for i, cl := range f.Clusters {
+		switch {
+		case !clusterName.MatchString(cl.Name):
+			bad("clusters[%d]: name %q: use letters, digits, '.', '_' and '-'", i, cl.Name)
+		case cl.Name == GoPotencyCluster:
+			bad("clusters[%d]: the name %q is taken by the ext_proc cluster", i, cl.Name)
+		case clusters[cl.Name]:
+			bad("clusters[%d]: %q defined twice", i, cl.Name)
+		}
+		clusters[cl.Name] = true
+		if _, _, err := net.SplitHostPort(cl.Address); err != nil {
+			bad("clusters.%s: address %q is not host:port", cl.Name, cl.Address)
+		}
+		e.Clusters = append(e.Clusters, EnvoyCluster{Name: cl.Name, Address: cl.Address})
+	}
+	if len(f.Clusters) == 0 {
+		bad("clusters: at least one upstream cluster is required")
+	}
+	if len(f.Routes) == 0 {
+		bad("routes: at least one route is required")
+	}
+	for i, r := range f.Routes {
+		at := fmt.Sprintf("routes[%d] (%s)", i, r.Prefix)
+		route := EnvoyRoute{Prefix: r.Prefix, Policy: r.Policy, Cluster: r.Cluster, Timeout: r.Timeout.or(0), Disabled: r.Disabled}
+		if !strings.HasPrefix(r.Prefix, "/") {
+			bad("%s: prefix must start with /", at)
+		}
+		for _, prev := range e.Routes {
+			if strings.HasPrefix(r.Prefix, prev.Prefix) {
+				bad("%s: never matched, the earlier prefix %q takes every path it would", at, prev.Prefix)
+				break
+			}
+		}
+		if route.Cluster == "" && len(f.Clusters) == 1 {
+			route.Cluster = f.Clusters[0].Name
+		}
+		if !clusters[route.Cluster] {
+			bad("%s: cluster %q is not among envoy.clusters", at, route.Cluster)
+		}
+		if route.Timeout < 0 {
+			bad("%s: timeout must not be negative", at)
+		}
+		switch {
+		case r.Disabled && r.Policy != "":
+			bad("%s: a disabled route names no policy", at)
+		case r.Policy != "" && c.Policies[r.Policy] == nil:
+			bad("%s: policy %q is not among policies", at, r.Policy)
+		}
+		e.Routes = append(e.Routes, route)
+	}
+	c.Envoy = e
+	return errs
+}
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// GoPotencyCluster is the name of the ext_proc cluster in generated
+// Envoy configurations.
+const GoPotencyCluster = "gopotency"
+
+// errNoEnvoy is returned by RequireEnvoy.
+var errNoEnvoy = errors.New("the configuration has no envoy section (listener, clusters, routes): see envoy/gopotency.yaml")
+
+// RequireEnvoy returns c.Envoy, or an error saying it is missing.
+func (c *Config) RequireEnvoy() (*Envoy, error) {
+	if c.Envoy == nil {
+		return nil, errNoEnvoy
+	}
+	return c.Envoy, nil
+}

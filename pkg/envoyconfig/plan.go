@@ -1,0 +1,269 @@
+// Package envoyconfig generates the Envoy side of a GoPotency deployment
+// from the GoPotency configuration (its policies and its envoy section),
+// so the attribute list, the matchers and the timeouts Envoy uses cannot
+// drift from what the server expects.
+//
+// NewPlan turns the configuration into a Plan: an ordered list of request
+// classes per route and what Envoy does with each (skip the filter, send
+// the request headers first, or send the buffered body first), plus the
+// filter settings. A Plan says nothing about syntax; each target renders it
+// (Envoy, in envoy.go; an Istio EnvoyFilter or an Envoy Gateway policy can
+// render the same Plan later) and refuses what it cannot express.
+package envoyconfig
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/extproc"
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Action is what Envoy does with a class of requests.
+type Action int
+
+const (
+	// Skip opens no ext_proc stream: nothing in the class can need
+	// GoPotency.
+	Skip Action = iota
+	// HeadersFirst sends the request headers; the server asks for the
+	// body and the response phases per request (mode overrides).
+	HeadersFirst
+	// BodyFirst skips the request headers and sends the buffered body
+	// with the request's facts as CEL attributes; the response phases are
+	// on from the start, since mode overrides are only honoured on
+	// answers to headers messages.
+	BodyFirst
+)
+
+func (a Action) String() string {
+	return [...]string{"skip", "headers-first", "body-first"}[a]
+}
+
+// BufferMargin is how far Envoy's per-connection buffer limit is set
+// above the largest max_request_body. A body buffered for GoPotency
+// (BUFFERED, or BUFFERED_PARTIAL for chunked bodies) must be able to grow
+// past the cap, so the server sees it is over the cap and answers its 413
+// problem, instead of Envoy answering a bare 413 first.
+const BufferMargin = 64 << 10
+
+// Class is one class of requests on one route and what Envoy does with
+// it. A request belongs to the first class of the Plan it matches.
+type Class struct {
+	// Name is unique in the Plan (Envoy's route name).
+	Name string
+	// Why says, in a few words, why the class is handled this way.
+	Why     string
+	Prefix  string
+	Cluster string
+	Timeout time.Duration // 0: Envoy's default
+	// Methods, when set, restrict the class to these methods.
+	Methods []string
+	// KeyHeader, when set, restricts the class to requests carrying it
+	// (lower case).
+	KeyHeader string
+	// MaxContentLength, when positive, restricts the class to requests
+	// declaring a Content-Length from 1 to this.
+	MaxContentLength int64
+	Action           Action
+	// Policy names the route's policy ("" is the default policy).
+	Policy string
+}
+
+// Endpoint is where Envoy reaches GoPotency: a host and port, or a unix
+// socket path.
+type Endpoint struct {
+	Host string
+	Port int
+	Pipe string
+}
+
+// Plan is what Envoy must do, whatever syntax a target needs.
+type Plan struct {
+	Listen, Admin Endpoint
+	ExtProc       Endpoint
+	Clusters      []Cluster
+	Classes       []Class
+	// MessageTimeout and MaxMessageTimeout are the filter's (0 max: the
+	// server never extends it).
+	MessageTimeout, MaxMessageTimeout time.Duration
+	// BufferLimit is the listener's per_connection_buffer_limit_bytes.
+	BufferLimit int64
+	// RequestAttributes and ResponseAttributes are the CEL expressions
+	// the filter sends (they cannot vary per route).
+	RequestAttributes, ResponseAttributes []string
+	// PolicyMetadataKey is the gRPC initial-metadata key naming a route's
+	// policy.
+	PolicyMetadataKey string
+	// Contract is what body-first streams carry (zero without them).
+	Contract extproc.Contract
+	// BodyFirst is whether some class is BodyFirst.
+	BodyFirst bool
+}
+
+// Cluster is an upstream.
+type Cluster struct {
+	Name string
+	Endpoint
+}
+
+// NewPlan derives the plan from a loaded configuration. It fails when the
+// configuration has no envoy section or asks for what Envoy cannot do.
+func NewPlan(c *config.Config) (*Plan, error) {
+	e, err := c.RequireEnvoy()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	p := &Plan{MessageTimeout: e.MessageTimeout, MaxMessageTimeout: c.MaxMessageTimeout,
+		ResponseAttributes: slices.Clone(extproc.ResponseAttributes), PolicyMetadataKey: c.PolicyHeader}
+	p.Listen, err = endpoint(e.Listen)
+	errs = append(errs, err)
+	p.Admin, err = endpoint(e.Admin)
+	errs = append(errs, err)
+	for _, l := range []struct {
+		name string
+		ep   Endpoint
+	}{{"listen", p.Listen}, {"admin", p.Admin}} {
+		if err == nil && l.ep.NeedsDNS() {
+			errs = append(errs, fmt.Errorf("envoy.%s: %q: Envoy binds IP addresses only", l.name, l.ep.Host))
+		}
+	}
+	if e.ExtProcAddress == "" {
+		errs = append(errs, errors.New("envoy.ext_proc_address: required (the host:port Envoy dials, or unix:///path) unless grpc_addr is a unix socket"))
+	} else {
+		p.ExtProc, err = endpoint(e.ExtProcAddress)
+		errs = append(errs, err)
+	}
+	for _, cl := range e.Clusters {
+		ep, err := endpoint(cl.Address)
+		errs = append(errs, err)
+		p.Clusters = append(p.Clusters, Cluster{Name: cl.Name, Endpoint: ep})
+	}
+	var largest int64
+	for _, r := range e.Routes {
+		pol := &c.Default
+		if r.Policy != "" {
+			pol = c.Policies[r.Policy]
+		}
+		if !r.Disabled {
+			largest = max(largest, pol.MaxRequestBody)
+		}
+		p.Classes = append(p.Classes, classes(r, pol, e.BodyFirst)...)
+	}
+	if largest == 0 {
+		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default
+	}
+	p.BufferLimit = largest + BufferMargin
+	if p.BufferLimit > math.MaxUint32 {
+		errs = append(errs, fmt.Errorf("max_request_body %d: Envoy's buffer limit is a 32-bit count; keep it under %d", largest, math.MaxUint32-BufferMargin))
+	}
+	// A header-skipping stream learns the request's facts only from these
+	// attributes: take them from the contract the server checks, never
+	// from a list of our own.
+	contract := extproc.NewContract(&c.Default, c.Policies, len(c.RoutePolicies) > 0)
+	p.BodyFirst = slices.ContainsFunc(p.Classes, func(k Class) bool { return k.Action == BodyFirst })
+	if p.BodyFirst {
+		p.Contract = contract
+		p.RequestAttributes = slices.Clone(contract.Attributes)
+	} else {
+		// Headers-first streams carry the headers themselves; only what
+		// a header map cannot say (the mTLS peer, the client address) is
+		// asked for, so CEL runs for nothing on no stream.
+		for _, a := range contract.Attributes {
+			if !strings.HasPrefix(a, "request.") && a != contract.TokenAttribute {
+				p.RequestAttributes = append(p.RequestAttributes, a)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// classes splits one route into the classes Envoy tells apart, most
+// specific first.
+func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Class {
+	base := Class{Prefix: r.Prefix, Cluster: r.Cluster, Timeout: r.Timeout, Policy: r.Policy}
+	name := strings.Trim(r.Prefix, "/")
+	if name == "" {
+		name = "root"
+	}
+	at := func(kind string, k Class) Class {
+		k.Name = name + ":" + kind
+		return k
+	}
+	skip := base
+	skip.Action, skip.Policy, skip.Why = Skip, "", "GoPotency is disabled on this route"
+	if r.Disabled {
+		return []Class{at("skip", skip)}
+	}
+	key := strings.ToLower(pol.KeyHeader)
+	var out []Class
+	if bodyFirst && pol.NeedsBody(true) {
+		k := base
+		k.Action, k.Methods, k.KeyHeader, k.MaxContentLength = BodyFirst, pol.Methods, key, pol.MaxRequestBody
+		k.Why = "keyed, with a body of known length within max_request_body: the body and the attributes in one message"
+		out = append(out, at("body-first", k))
+	}
+	k := base
+	k.Action, k.Methods = HeadersFirst, pol.Methods
+	switch {
+	case pol.KeyRequired:
+		k.Why = "a guarded method: a missing key is answered 400 by GoPotency"
+		out = append(out, at("guarded", k))
+	case pol.AutoKey != nil:
+		k.Why = "a guarded method: without a key GoPotency derives one (auto_key)"
+		out = append(out, at("guarded", k))
+	default:
+		k.KeyHeader = key
+		k.Why = "keyed"
+		if bodyFirst && pol.NeedsBody(true) {
+			k.Why = "keyed, without a body, chunked, or over max_request_body (answered 413 at the headers)"
+		}
+		out = append(out, at("keyed", k))
+	}
+	skip.Why = "methods the policy does not guard"
+	if !pol.KeyRequired && pol.AutoKey == nil {
+		skip.Why += ", and requests without " + pol.KeyHeader
+	}
+	return append(out, at("skip", skip))
+}
+
+// endpoint parses host:port or unix:///path.
+func endpoint(addr string) (Endpoint, error) {
+	if p := config.UnixSocketPath(addr); p != "" {
+		return Endpoint{Pipe: p}, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("address %q: %w", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return Endpoint{}, fmt.Errorf("address %q: port must be 1 to 65535 (Envoy cannot pick a free one)", addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return Endpoint{Host: host, Port: n}, nil
+}
+
+// NeedsDNS reports whether the endpoint is a host name (not an IP
+// address or a socket).
+func (e Endpoint) NeedsDNS() bool {
+	if e.Pipe != "" {
+		return false
+	}
+	_, err := netip.ParseAddr(e.Host)
+	return err != nil
+}

@@ -1,0 +1,208 @@
+// Package replaycache keeps completed records of a shared store (Redis,
+// SQL) in process for a short time, so the replays that come in storms
+// right after a first request (a client's retries, a double click) are
+// answered without a store round trip or a record decode.
+//
+// A completed record never changes until its retention runs out or an
+// operator purges it, so serving it from memory cannot run anything twice.
+// What a cache can do is keep answering for a purged key: on the instance
+// that purged, never (Delete evicts at once); on other instances for at most
+// Options.TTL. Claims, leases and every other state always come from the
+// store. Memory is bounded by Options.MaxBytes, least recently used first.
+package replaycache
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+// Defaults of Options.
+const (
+	DefaultTTL      = 5 * time.Second
+	DefaultMaxBytes = 64 << 20
+	entryOverhead   = 256
+)
+
+// Options configure a cache.
+type Options struct {
+	// TTL bounds how long a record is served from memory (DefaultTTL when
+	// zero): the longest another instance's purge can go unseen here.
+	TTL time.Duration
+	// MaxBytes bounds the memory the records take (DefaultMaxBytes when
+	// zero); the least recently used go first.
+	MaxBytes int64
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// Store is an idempotency.Store that answers replays from memory.
+type Store struct {
+	inner idempotency.Store
+	ttl   time.Duration
+	max   int64
+	now   func() time.Time
+
+	mu    sync.Mutex
+	byKey map[string]*list.Element
+	lru   *list.List // *entry, most recently used first
+	bytes int64
+	hits  int64
+}
+
+type entry struct {
+	key, fp string
+	rec     *idempotency.Record
+	expires time.Time
+	size    int64
+}
+
+var (
+	_ idempotency.Store             = (*Store)(nil)
+	_ idempotency.ClaimLossNotifier = (*Store)(nil)
+)
+
+// New wraps inner.
+func New(inner idempotency.Store, o Options) *Store {
+	s := &Store{inner: inner, ttl: o.TTL, max: o.MaxBytes, now: o.Now, byKey: map[string]*list.Element{}, lru: list.New()}
+	if s.ttl <= 0 {
+		s.ttl = DefaultTTL
+	}
+	if s.max <= 0 {
+		s.max = DefaultMaxBytes
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Inner returns the wrapped store.
+func (s *Store) Inner() idempotency.Store { return s.inner }
+
+// Stats reports the cache's size and how many replays it answered.
+func (s *Store) Stats() (entries int, bytes, hits int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byKey), s.bytes, s.hits
+}
+
+// Acquire answers a completed key from memory, else asks the store and
+// remembers a completed answer.
+func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
+	if err := ctx.Err(); err != nil {
+		return idempotency.AcquireResult{}, err
+	}
+	if res, ok := s.lookup(c); ok {
+		return res, nil
+	}
+	res, err := s.inner.Acquire(ctx, c, o)
+	if err == nil && res.Outcome == idempotency.Completed && res.Record != nil {
+		until := s.now().Add(c.Retention)
+		if !res.Record.CreatedAt.IsZero() {
+			until = res.Record.CreatedAt.Add(c.Retention)
+		}
+		s.put(c.Key, c.Fingerprint, res.Record, until)
+	}
+	return res, err
+}
+
+func (s *Store) lookup(c idempotency.Claim) (idempotency.AcquireResult, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el := s.byKey[c.Key]
+	if el == nil {
+		return idempotency.AcquireResult{}, false
+	}
+	e := el.Value.(*entry)
+	if !s.now().Before(e.expires) {
+		s.remove(el)
+		return idempotency.AcquireResult{}, false
+	}
+	s.lru.MoveToFront(el)
+	s.hits++
+	if e.fp != c.Fingerprint {
+		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, true
+	}
+	return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: e.rec}, true
+}
+
+// put remembers rec until the earlier of until and the TTL. Records are
+// shared read-only with the callers: transports build new responses from
+// them and never write into them.
+func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time) {
+	expires := s.now().Add(s.ttl)
+	if until.Before(expires) {
+		expires = until
+	}
+	size := int64(entryOverhead + len(key) + len(fp) + len(rec.Body))
+	for _, h := range rec.Headers {
+		size += int64(len(h.Name) + len(h.Value) + 32)
+	}
+	if size > s.max/4 {
+		return // one big record would push out many small ones
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el := s.byKey[key]; el != nil {
+		s.remove(el)
+	}
+	s.byKey[key] = s.lru.PushFront(&entry{key: key, fp: fp, rec: rec, expires: expires, size: size})
+	s.bytes += size
+	for s.bytes > s.max {
+		s.remove(s.lru.Back())
+	}
+}
+
+func (s *Store) remove(el *list.Element) {
+	e := s.lru.Remove(el).(*entry)
+	delete(s.byKey, e.key)
+	s.bytes -= e.size
+}
+
+func (s *Store) evict(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el := s.byKey[key]; el != nil {
+		s.remove(el)
+	}
+}
+
+// Complete records through the store and remembers the record.
+func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	if err := s.inner.Complete(ctx, c, rec); err != nil {
+		return err
+	}
+	cp := *rec
+	cp.Headers = append([]idempotency.Header(nil), rec.Headers...)
+	cp.Body = append([]byte(nil), rec.Body...)
+	s.put(c.Key, c.Fingerprint, &cp, s.now().Add(c.Retention))
+	return nil
+}
+
+// Release, Extend and Get go to the store: claims are never cached, and
+// Get (admin, readiness) must see the truth.
+func (s *Store) Release(ctx context.Context, c idempotency.Claim) error { return s.inner.Release(ctx, c) }
+func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error  { return s.inner.Extend(ctx, c) }
+func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error) {
+	return s.inner.Get(ctx, key)
+}
+
+// Delete purges key in the store and here.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	s.evict(key)
+	err := s.inner.Delete(ctx, key)
+	s.evict(key) // a replay that raced the purge
+	return err
+}
+
+// OnClaimsLost passes the engine's re-assertion to the store, if it can
+// lose claims.
+func (s *Store) OnClaimsLost(f func()) {
+	if n, ok := s.inner.(idempotency.ClaimLossNotifier); ok {
+		n.OnClaimsLost(f)
+	}
+}
