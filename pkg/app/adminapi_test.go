@@ -19,6 +19,7 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/admin"
 	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
 const adminTestToken = "app-admin-token-0123456789abcdef"
@@ -211,4 +212,26 @@ func TestWeakAdminTokenFailsAtStart(t *testing.T) {
 	cfg.Admin = config.AdminAPI{TokenFile: filepath.Join(t.TempDir(), "missing")}
 	_, err = New(context.Background(), cfg, io.Discard)
 	require.ErrorContains(t, err, "admin API: admin token file")
+}
+
+// TestPurgeEvictsThisServersReplayCache: in front of Redis the server
+// answers replays from memory; a purge through its admin API reaches that
+// cache too, so the client's next retry runs instead of replaying.
+func TestPurgeEvictsThisServersReplayCache(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	r := start(t, "store: "+redis.URL()+"\nadmin:\n  token_file: "+writeAdminToken(t)+"\n")
+	hdrs := []string{"idempotency-key", "k-cached", "authorization", "Bearer alice"}
+	s, resp := r.openRequest(t, "", hdrs...)
+	require.NotNil(t, resp.GetRequestHeaders())
+	s.respond("201")
+	s.cancel()
+	for range 2 { // the second replay comes from the cache
+		_, resp = r.openRequest(t, "", hdrs...)
+		require.EqualValues(t, 201, resp.GetImmediateResponse().GetStatus().GetCode(), "replayed")
+	}
+	code, got := r.adminCall(t, http.MethodPost, admin.RoutePurge, map[string]any{"key": "k-cached", "headers": map[string]string{"Authorization": "Bearer alice"}})
+	require.Equal(t, 200, code, got)
+	_, resp = r.openRequest(t, "", hdrs...)
+	require.Nil(t, resp.GetImmediateResponse(), "not replayed from the cache after the purge")
+	require.NotNil(t, resp.GetRequestHeaders(), "the retry runs")
 }
