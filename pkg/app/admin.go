@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gopotency/gopotency/pkg/admin"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
@@ -18,6 +19,7 @@ const readyProbeKey = "gopotency!readiness-probe"
 
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle(admin.Prefix, a.adminAPI) // off unless a token is configured
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/gopotency/gopotency/pkg/admin"
 	"github.com/gopotency/gopotency/pkg/config"
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
@@ -71,6 +72,7 @@ type App struct {
 	adminLn  net.Listener
 	draining atomic.Bool
 	tls      *certReloader // nil without grpc_tls
+	adminAPI *admin.API
 }
 
 // Option changes how New builds the server.
@@ -153,6 +155,10 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	a.grpc = grpc.NewServer(grpcOpts...)
 	extprocv3.RegisterExternalProcessorServer(a.grpc, srv)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
+	if a.adminAPI, err = newAdminAPI(cfg, store, log, reg); err != nil {
+		_ = closeFn()
+		return nil, err
+	}
 	a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
 }
@@ -214,6 +220,7 @@ func (a *App) Serve(ctx context.Context) error {
 	a.log.Info("gopotency serving", "version", version.Version(), "grpc_addr", a.GRPCAddr(), "grpc_tls", a.tlsMode(), "admin_addr", a.AdminAddr(),
 		"store", redactURL(a.cfg.Store), "policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
 	a.warnUnsafeDeployment()
+	a.logAdminAPI()
 	if a.tls != nil {
 		go a.tls.watch(ctx)
 	}

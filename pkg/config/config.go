@@ -76,6 +76,8 @@ type Config struct {
 	Pprof bool
 	// Envoy is the envoy section (nil without one); see envoy.go.
 	Envoy *Envoy
+	// Admin is the operator API (admin.go).
+	Admin AdminAPI
 }
 
 // Defaults of the replay cache: a purge on one instance may go unseen by
@@ -114,6 +116,8 @@ type file struct {
 	} `yaml:"ext_proc"`
 	GRPCTLS tlsFile    `yaml:"grpc_tls"`
 	Envoy   *envoyFile `yaml:"envoy"`
+
+	Admin adminFile `yaml:"admin"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -137,6 +141,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
 	c.registerDeployFlags(fs, env)
 	fs.BoolVar(&c.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
+	c.registerAdminFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -179,7 +184,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		}
 		return ""
 	}
-	deployErrs := c.mergeDeploy(f)
+	deployErrs := append(c.mergeDeploy(f), c.mergeAdmin(f)...)
 	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
 	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
 	c.Store = first(c.Store, f.Store, DefaultStore)
