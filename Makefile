@@ -61,9 +61,13 @@ bench: ## Go benchmarks: engine, stores, middleware (needs Redis/PostgreSQL for 
 bench-e2e: envoy build ## Load benchmark through a real Envoy (Envoy alone, floor ext_proc, gopotency); BENCH_FLAGS=... adds flags
 	$(GO) run ./cmd/gopotency-bench -json-out bench-e2e.json -svg bench-e2e.svg $(BENCH_FLAGS)
 
-envoy-config: ## Regenerate envoy/envoy.yaml and envoy/envoy-uds.yaml from envoy/gopotency.yaml
+# pkg/app's TestShippedEnvoyConfigsAreGenerated runs these same lines.
+envoy-config: ## Regenerate the shipped Envoy side: envoy/envoy*.yaml, and deploy/overlays' EnvoyFilters and EnvoyExtensionPolicy from each overlay's gopotency.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml -o envoy/envoy.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-sidecar/gopotency.yaml --target istio-sidecar --namespace shop --selector app=orders --port 8080 -o deploy/overlays/istio-sidecar/envoyfilter.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-gateway/gopotency.yaml --target istio-gateway --namespace istio-system --selector istio=ingressgateway -o deploy/overlays/istio-gateway/envoyfilter.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders -o deploy/overlays/envoy-gateway/extensionpolicy.yaml
 
 proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)
 	protoc --go_out=. --go_opt=module=github.com/gopotency/gopotency proto/gopotency/v1/*.proto

@@ -8,12 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gopotency/gopotency/pkg/extproc"
 )
 
 // shippedFilter is envoy/envoy.yaml's ext_proc typed_config.
@@ -55,36 +58,6 @@ func at(v any, path ...any) any {
 	return v
 }
 
-// delimited returns the YAML between the BEGIN/END ext_proc filter config
-// markers of a file, dedented, decoded.
-func delimited(t *testing.T, path string) map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := bytes.Cut(b, []byte("# BEGIN ext_proc filter config"))
-	block, _, ok2 := bytes.Cut(rest, []byte("# END ext_proc filter config"))
-	if !ok || !ok2 {
-		t.Fatalf("%s: no BEGIN/END ext_proc filter config markers", path)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(block), "\n")[1:] {
-		if strings.TrimSpace(l) != "" && !strings.HasPrefix(strings.TrimSpace(l), "#") {
-			lines = append(lines, l)
-		}
-	}
-	indent := len(lines[0]) - len(strings.TrimLeft(lines[0], " "))
-	for i, l := range lines {
-		lines[i] = l[min(indent, len(l)-len(strings.TrimLeft(l, " "))):]
-	}
-	m, err := YAMLToJSONObject([]byte(strings.Join(lines, "\n")))
-	if err != nil {
-		t.Fatalf("%s: the delimited block: %v", path, err)
-	}
-	return m
-}
-
 func envoyBin(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -102,30 +75,82 @@ func envoyBin(t *testing.T) string {
 
 // istioFilter is one overlay's EnvoyFilter, as rendered.
 type istioFilter struct {
-	overlay, file string
-	namespace     string
+	overlay, namespace string
 }
 
 var istioFilters = []istioFilter{
-	{"istio-sidecar", "envoyfilter.yaml", "shop"},
-	{"istio-gateway", "envoyfilter.yaml", "istio-system"},
+	{"istio-sidecar", "shop"},
+	{"istio-sidecar-jwt", "shop"},
+	{"istio-gateway", "istio-system"},
 }
 
-// TestIstioFilterIsEnvoyYAMLs: the delimited filter config of each
-// EnvoyFilter equals envoy.yaml's, grpc_service and request_attributes
-// aside: the Istio overlays route every guarded request headers first (the
-// body-first routes of envoy.yaml, and the attribute contract they carry,
-// are not generated for Istio yet).
+// extProcOf returns the ExternalProcessor of an EnvoyFilter's
+// HTTP_FILTER patch, unwrapped from its ExtensionWithMatcher, and the
+// matcher (nil when there is none).
+func extProcOf(t *testing.T, ef Object) (filter, extProc, matcher map[string]any) {
+	t.Helper()
+	for _, p := range asList(at(ef.Raw, "spec", "configPatches")) {
+		if at(p, "applyTo") == "HTTP_FILTER" {
+			filter, _ = at(p, "patch", "value").(map[string]any)
+		}
+	}
+	tc, _ := at(filter, "typed_config").(map[string]any)
+	switch tc["@type"] {
+	case "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher":
+		inner, _ := at(tc, "extension_config", "typed_config").(map[string]any)
+		if at(tc, "extension_config", "name") != at(filter, "name") {
+			t.Errorf("%s: the wrapped filter is named %v, the wrapper %v: ExtProcPerRoute addresses the wrapper's name", ef, at(tc, "extension_config", "name"), at(filter, "name"))
+		}
+		m, _ := tc["xds_matcher"].(map[string]any)
+		return filter, inner, m
+	case "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor":
+		return filter, tc, nil
+	}
+	t.Fatalf("%s: no ext_proc HTTP_FILTER patch", ef)
+	return nil, nil, nil
+}
+
+// TestIstioFilterIsEnvoyYAMLs: the ext_proc config of each EnvoyFilter is
+// envoy.yaml's but for what each takes from its own configuration: the
+// cluster (Istio's, for the gopotency Service) and request_attributes
+// (envoy.yaml's routes go body-first and carry the attribute contract;
+// Istio's go headers first and carry only what a header map cannot, from
+// the overlay's policies). Both are rendered from one template over one
+// Plan; this catches an edit that makes one target differ.
 func TestIstioFilterIsEnvoyYAMLs(t *testing.T) {
 	want := shippedFilter(t)
 	delete(want, "grpc_service")
 	delete(want, "request_attributes")
 	for _, f := range istioFilters {
-		got := delimited(t, filepath.Join(repo, "deploy", "overlays", f.overlay, f.file))
-		delete(got, "request_attributes")
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: the filter config differs from envoy.yaml's:\n got %v\nwant %v", f.overlay, got, want)
-		}
+		t.Run(f.overlay, func(t *testing.T) {
+			objs := rendered(t, f.overlay)
+			ef, ok := objs.Find("EnvoyFilter", f.namespace, "gopotency")
+			if !ok {
+				t.Fatal("no EnvoyFilter")
+			}
+			_, got, _ := extProcOf(t, ef)
+			got = deepCopy(got)
+			attrs := asStrings(got["request_attributes"])
+			delete(got, "grpc_service")
+			delete(got, "request_attributes")
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("the filter config differs from envoy.yaml's:\n got %v\nwant %v", got, want)
+			}
+			d, errs := CheckGoPotency(objs, "gopotency")
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			c := extproc.NewContract(&d.Config.Default, d.Config.Policies, len(d.Config.RoutePolicies) > 0)
+			var headersFirst []string
+			for _, a := range c.Attributes {
+				if !strings.HasPrefix(a, "request.") && a != c.TokenAttribute {
+					headersFirst = append(headersFirst, a)
+				}
+			}
+			if !slices.Equal(attrs, headersFirst) {
+				t.Errorf("request_attributes %q; the overlay's policies need %q on headers-first streams", attrs, headersFirst)
+			}
+		})
 	}
 }
 
@@ -142,58 +167,8 @@ func TestIstioFiltersValidateInEnvoy(t *testing.T) {
 			if !ok {
 				t.Fatal("no EnvoyFilter")
 			}
-			var filter map[string]any
-			var routes []any
-			for _, p := range at(ef.Raw, "spec", "configPatches").([]any) {
-				switch at(p, "applyTo") {
-				case "HTTP_FILTER":
-					filter = at(p, "patch", "value").(map[string]any)
-				case "HTTP_ROUTE":
-					name := at(p, "match", "routeConfiguration", "vhost", "route", "name").(string)
-					route := map[string]any{"name": name, "match": map[string]any{"path": "/" + name}, "route": map[string]any{"cluster": "app"}}
-					for k, v := range at(p, "patch", "value").(map[string]any) {
-						route[k] = v
-					}
-					routes = append(routes, route)
-				}
-			}
-			routes = append(routes, map[string]any{"match": map[string]any{"prefix": "/"}, "route": map[string]any{"cluster": "app"}})
-			cluster := at(filter, "typed_config", "grpc_service", "envoy_grpc", "cluster_name").(string)
-			bootstrap := map[string]any{
-				"static_resources": map[string]any{
-					"listeners": []any{map[string]any{
-						"name":    "l",
-						"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 1}},
-						"filter_chains": []any{map[string]any{"filters": []any{map[string]any{
-							"name": "envoy.filters.network.http_connection_manager",
-							"typed_config": map[string]any{
-								"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-								"stat_prefix": "l",
-								"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
-									"name": "v", "domains": []any{"*"}, "routes": routes,
-								}}},
-								"http_filters": []any{filter, map[string]any{
-									"name":         "envoy.filters.http.router",
-									"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-								}},
-							},
-						}}}},
-					}},
-					"clusters": []any{cluster2(cluster, true), cluster2("app", false)},
-				},
-			}
-			b, err := yaml.Marshal(bootstrap)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(t.TempDir(), "bootstrap.yaml")
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			out, err := exec.Command(bin, "--mode", "validate", "-c", path).CombinedOutput()
-			if err != nil || !bytes.Contains(out, []byte("OK")) {
-				t.Fatalf("envoy --mode validate: %v\n%s\nbootstrap:\n%s", err, out, b)
-			}
+			extProc, routes := validateIstioFilter(t, bin, ef)
+			cluster := at(extProc, "grpc_service", "envoy_grpc", "cluster_name").(string)
 
 			// The cluster is Istio's for the gopotency Service's gRPC port.
 			svc, _ := objs.Find("Service", "gopotency", "gopotency")
@@ -209,13 +184,77 @@ func TestIstioFiltersValidateInEnvoy(t *testing.T) {
 			// gopotency may extend the message timeout exactly as far as
 			// the filter allows.
 			d, _ := CheckGoPotency(objs, "gopotency")
-			mmt, err := time.ParseDuration(at(filter, "typed_config", "max_message_timeout").(string))
+			mmt, err := time.ParseDuration(at(extProc, "max_message_timeout").(string))
 			if err != nil || d.Config.MaxMessageTimeout != mmt {
-				t.Errorf("ext_proc.max_message_timeout %s, the filter's %v", d.Config.MaxMessageTimeout, at(filter, "typed_config", "max_message_timeout"))
+				t.Errorf("ext_proc.max_message_timeout %s, the filter's %v", d.Config.MaxMessageTimeout, at(extProc, "max_message_timeout"))
+			}
+			for _, md := range asList(at(extProc, "grpc_service", "initial_metadata")) {
+				if _, ok := d.Config.Policies[fmt.Sprint(at(md, "value"))]; at(md, "key") == d.Config.PolicyHeader && !ok {
+					t.Errorf("the filter selects policy %v, which gopotency does not have", at(md, "value"))
+				}
 			}
 			checkIstioRoutes(t, objs, routes, d)
 		})
 	}
+}
+
+// validateIstioFilter wraps an EnvoyFilter's patches in a minimal
+// bootstrap (the filter before the router; one route per HTTP_ROUTE
+// patch, and a catch-all; the cluster grpc_service names) and runs
+// `envoy --mode validate` on it. It returns the ExternalProcessor and the
+// routes.
+func validateIstioFilter(t *testing.T, bin string, ef Object) (extProc map[string]any, routes []any) {
+	t.Helper()
+	filter, extProc, _ := extProcOf(t, ef)
+	for _, p := range at(ef.Raw, "spec", "configPatches").([]any) {
+		switch at(p, "applyTo") {
+		case "HTTP_ROUTE":
+			name := at(p, "match", "routeConfiguration", "vhost", "route", "name").(string)
+			route := map[string]any{"name": name, "match": map[string]any{"path": "/" + name}, "route": map[string]any{"cluster": "app"}}
+			for k, v := range at(p, "patch", "value").(map[string]any) {
+				route[k] = v
+			}
+			routes = append(routes, route)
+		}
+	}
+	routes = append(routes, map[string]any{"match": map[string]any{"prefix": "/"}, "route": map[string]any{"cluster": "app"}})
+	cluster := at(extProc, "grpc_service", "envoy_grpc", "cluster_name").(string)
+	bootstrap := map[string]any{
+		"static_resources": map[string]any{
+			"listeners": []any{map[string]any{
+				"name":    "l",
+				"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 1}},
+				"filter_chains": []any{map[string]any{"filters": []any{map[string]any{
+					"name": "envoy.filters.network.http_connection_manager",
+					"typed_config": map[string]any{
+						"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+						"stat_prefix": "l",
+						"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
+							"name": "v", "domains": []any{"*"}, "routes": routes,
+						}}},
+						"http_filters": []any{filter, map[string]any{
+							"name":         "envoy.filters.http.router",
+							"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+						}},
+					},
+				}}}},
+			}},
+			"clusters": []any{cluster2(cluster, true), cluster2("app", false)},
+		},
+	}
+	b, err := yaml.Marshal(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--mode", "validate", "-c", path).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("OK")) {
+		t.Fatalf("envoy --mode validate: %v\n%s\nbootstrap:\n%s", err, out, b)
+	}
+	return extProc, routes
 }
 
 func cluster2(name string, grpc bool) map[string]any {

@@ -1,19 +1,25 @@
 package check
 
 import (
-	"path/filepath"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gopotency/gopotency/pkg/extproc"
 )
 
 // TestEnvoyGatewayPolicy checks the Envoy Gateway overlay beyond its CRD
-// schemas: its filter settings say what envoy.yaml's filter says, as far
-// as Envoy Gateway can; the backend is reachable (Service, port,
-// ReferenceGrant); the backend cluster has the circuit breaker, gRPC
-// health check and keepalive envoy.yaml's has; and gopotency is configured
-// for what Envoy Gateway cannot send.
+// schemas and beyond TestGeneratedObjectsMatchTheirOverlay: its filter
+// settings say what envoy.yaml's filter says, as far as Envoy Gateway can;
+// its attributes are what the overlay's policies need on headers-first
+// streams; the backend is reachable (Service, port, ReferenceGrant); the
+// backend cluster has the circuit breaker, gRPC health check and keepalive
+// envoy.yaml's has; and gopotency is configured for what Envoy Gateway
+// cannot send.
 func TestEnvoyGatewayPolicy(t *testing.T) {
 	objs := rendered(t, "envoy-gateway")
 	pol, ok := objs.Find("EnvoyExtensionPolicy", "shop", "gopotency")
@@ -21,18 +27,14 @@ func TestEnvoyGatewayPolicy(t *testing.T) {
 		t.Fatal("no EnvoyExtensionPolicy shop/gopotency")
 	}
 	ep := at(pol.Raw, "spec", "extProc", 0).(map[string]any)
-
-	// The delimited block is the policy's, and means envoy.yaml's filter.
-	block := delimited(t, filepath.Join(repo, "deploy", "overlays", "envoy-gateway", "extensionpolicy.yaml"))
-	for k, v := range block {
-		if !equalJSON(ep[k], v) {
-			t.Errorf("delimited %s differs from the rendered policy's", k)
-		}
+	d, errs := CheckGoPotency(objs, "gopotency")
+	if len(errs) > 0 {
+		t.Fatal(errs)
 	}
+
 	want := shippedFilter(t)
-	mt, _ := time.ParseDuration(want["message_timeout"].(string))
-	if got, _ := time.ParseDuration(ep["messageTimeout"].(string)); got != mt {
-		t.Errorf("messageTimeout %v, envoy.yaml's message_timeout %v", got, mt)
+	if got, _ := time.ParseDuration(ep["messageTimeout"].(string)); got != d.Config.Envoy.MessageTimeout || got <= d.Config.StoreTimeout {
+		t.Errorf("messageTimeout %v: want envoy.message_timeout %v, above store_timeout %v", got, d.Config.Envoy.MessageTimeout, d.Config.StoreTimeout)
 	}
 	if ep["failOpen"] != want["failure_mode_allow"] {
 		t.Errorf("failOpen %v, envoy.yaml's failure_mode_allow %v", ep["failOpen"], want["failure_mode_allow"])
@@ -46,11 +48,21 @@ func TestEnvoyGatewayPolicy(t *testing.T) {
 	if at(ep, "processingMode", "request") == nil || at(want, "processing_mode", "request_header_mode") != "SEND" {
 		t.Error("request headers must be sent")
 	}
-	if at(ep, "processingMode", "request", "body") != nil {
-		t.Error("no static request body mode: gopotency asks for the body per request")
+	if at(ep, "processingMode", "request", "body") != nil || at(ep, "processingMode", "response", "body") != nil {
+		t.Error("no static body mode: gopotency asks for the bodies per request")
 	}
 	if !equalJSON(at(ep, "processingMode", "response", "attributes"), want["response_attributes"]) {
 		t.Errorf("response attributes %v, envoy.yaml's %v", at(ep, "processingMode", "response", "attributes"), want["response_attributes"])
+	}
+	c := extproc.NewContract(&d.Config.Default, d.Config.Policies, len(d.Config.RoutePolicies) > 0)
+	var need []string
+	for _, a := range c.Attributes {
+		if !strings.HasPrefix(a, "request.") && a != c.TokenAttribute {
+			need = append(need, a)
+		}
+	}
+	if got := asStrings(at(ep, "processingMode", "request", "attributes")); !slices.Equal(got, need) {
+		t.Errorf("request attributes %q; the policies need %q", got, need)
 	}
 
 	// The backend: the gopotency Service's gRPC port, across namespaces
@@ -93,17 +105,42 @@ func TestEnvoyGatewayPolicy(t *testing.T) {
 		}
 	}
 
-	// gopotency asks for nothing Envoy Gateway cannot give.
-	d, errs := CheckGoPotency(objs, "gopotency")
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
+	// gopotency asks for nothing Envoy Gateway cannot give, and every
+	// policy is reachable by route name.
 	if d.Config.MaxMessageTimeout != 0 {
 		t.Error("ext_proc.max_message_timeout must be 0: Envoy Gateway's filter has none")
 	}
-	if len(d.Config.Policies) != 0 {
-		t.Error("named policies are unreachable under Envoy Gateway (no per-route metadata)")
+	selected := map[string]bool{}
+	for prefix, name := range d.Config.RoutePolicies {
+		selected[name] = true
+		if !routeRuleExists(objs, pol, prefix) {
+			t.Errorf("ext_proc.route_policies %q names no rule of the HTTPRoutes the policy targets", prefix)
+		}
 	}
+	for name := range d.Config.Policies {
+		if !selected[name] {
+			t.Errorf("policy %s is unreachable: Envoy Gateway sends no per-route metadata; select it with ext_proc.route_policies", name)
+		}
+	}
+}
+
+// routeRuleExists reports whether prefix is a prefix of the Envoy route
+// name (httproute/<ns>/<name>/rule/<index>/…) of some rule of an HTTPRoute
+// the policy targets, or of the HTTPRoute itself.
+func routeRuleExists(objs Objects, pol Object, prefix string) bool {
+	for _, ref := range asList(at(pol.Raw, "spec", "targetRefs")) {
+		r, ok := objs.Find("HTTPRoute", pol.Namespace, fmt.Sprint(at(ref, "name")))
+		if !ok {
+			continue
+		}
+		for i := range asList(at(r.Raw, "spec", "rules")) {
+			name := fmt.Sprintf("httproute/%s/%s/rule/%d/", r.Namespace, r.Name, i)
+			if strings.HasPrefix(name, prefix) || strings.HasPrefix(prefix, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // granted reports whether a ReferenceGrant in toNS lets

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gopotency/gopotency/pkg/config"
@@ -21,23 +22,53 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gopotency "+EnvoyConfigCommand, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "GoPotency YAML file with policies and an envoy section (required)")
-	extProc := fs.String("ext-proc-address", "", "where Envoy reaches GoPotency, host:port or unix:///path (overrides envoy.ext_proc_address)")
-	target := fs.String("target", "envoy", "what to generate: envoy (a static Envoy 1.40 bootstrap)")
+	extProc := fs.String("ext-proc-address", "", "where Envoy reaches GoPotency, host:port or unix:///path (overrides envoy.ext_proc_address); the Kubernetes targets want the gopotency Service's DNS name")
+	target := fs.String("target", string(envoyconfig.TargetEnvoy), "what to generate: envoy (a static Envoy 1.40 bootstrap), istio-sidecar or istio-gateway (an Istio EnvoyFilter), envoy-gateway (an Envoy Gateway EnvoyExtensionPolicy)")
 	out := fs.String("o", "", "write to this file instead of stdout")
+	// Where the Kubernetes object goes and what it attaches to: names of
+	// the deployment, not GoPotency configuration, which one configuration
+	// may serve several of.
+	var k envoyconfig.Kube
+	fs.StringVar(&k.Name, "name", "gopotency", "istio-*, envoy-gateway: the object's name")
+	fs.StringVar(&k.Namespace, "namespace", "", "istio-*, envoy-gateway: the object's namespace (required): the workload's, the gateway's (or Istio's root namespace), the HTTPRoutes'")
+	fs.Func("selector", "istio-*: the workloadSelector, label=value[,label=value…] (required): the workload whose sidecar, or the gateway whose pods, run the filter", func(v string) error {
+		var err error
+		k.Selector, err = parseSelector(v)
+		return err
+	})
+	fs.IntVar(&k.Port, "port", 0, "istio-sidecar: only the inbound listener of this port (default every inbound port)")
+	fs.Func("http-route", "envoy-gateway: an HTTPRoute of --namespace to attach to, NAME or NAME/RULE for one named rule (repeat for more; at least one)", func(v string) error {
+		name, rule, _ := strings.Cut(v, "/")
+		k.HTTPRoutes = append(k.HTTPRoutes, envoyconfig.HTTPRouteRef{Name: name, Rule: rule})
+		return nil
+	})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gopotency %s --config FILE [flags]\n\nGenerates Envoy's configuration from GoPotency's, so routes, matchers and attributes cannot drift.\n\n", EnvoyConfigCommand)
+		fmt.Fprintf(stderr, "usage: gopotency %s --config FILE [flags]\n\nGenerates the Envoy side (plain Envoy, Istio, Envoy Gateway) from GoPotency's configuration, so routes, matchers and attributes cannot drift.\n\n", EnvoyConfigCommand)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	t := envoyconfig.Target(*target)
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("%s: unexpected arguments %q", EnvoyConfigCommand, fs.Args())
 	case *cfgPath == "":
 		return fmt.Errorf("%s: --config is required", EnvoyConfigCommand)
-	case *target != "envoy":
-		return fmt.Errorf("%s: --target %q: only envoy is supported (Istio and Envoy Gateway are not generated yet)", EnvoyConfigCommand, *target)
+	case !slices.Contains(envoyconfig.Targets, t):
+		return fmt.Errorf("%s: --target %q: want one of %v", EnvoyConfigCommand, *target, envoyconfig.Targets)
+	}
+	if t == envoyconfig.TargetEnvoy {
+		var kubeFlags []string
+		fs.Visit(func(f *flag.Flag) {
+			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route"}, f.Name) {
+				kubeFlags = append(kubeFlags, "--"+f.Name)
+			}
+		})
+		if len(kubeFlags) > 0 {
+			return fmt.Errorf("%s: %v name a Kubernetes object; --target envoy writes an Envoy bootstrap", EnvoyConfigCommand, kubeFlags)
+		}
+		k = envoyconfig.Kube{}
 	}
 	// The environment is not read: the output depends on the file and
 	// the flags alone, so it can be checked in and compared.
@@ -52,7 +83,7 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		}
 		e.ExtProcAddress = *extProc
 	}
-	b, err := envoyconfig.Generate(cfg, "gopotency "+EnvoyConfigCommand+" "+shellJoin(args))
+	b, err := envoyconfig.GenerateTarget(cfg, t, k, "gopotency "+EnvoyConfigCommand+" "+shellJoin(args))
 	if err != nil {
 		return err
 	}
@@ -61,6 +92,22 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return os.WriteFile(*out, b, 0o644)
+}
+
+// parseSelector reads label=value[,label=value…].
+func parseSelector(v string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		key, val, ok := strings.Cut(pair, "=")
+		if !ok || key == "" {
+			return nil, fmt.Errorf("%q: want label=value", pair)
+		}
+		if _, dup := m[key]; dup {
+			return nil, fmt.Errorf("label %s given twice", key)
+		}
+		m[key] = val
+	}
+	return m, nil
 }
 
 // shellJoin quotes args that a shell would split or expand.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,15 +13,20 @@ import (
 	"github.com/gopotency/gopotency/internal/envoyrun"
 )
 
-// shippedEnvoy lists the Envoy configurations shipped in envoy/ with the
-// arguments that generate them; `make envoy-config` runs the same.
+// shippedEnvoy lists the generated files shipped in envoy/ and deploy/
+// with the arguments that generate them; `make envoy-config` runs the
+// same (TestMakeEnvoyConfigRunsEveryLine).
 var shippedEnvoy = []struct{ file, args string }{
 	{"envoy/envoy.yaml", "--config envoy/gopotency.yaml -o envoy/envoy.yaml"},
 	{"envoy/envoy-uds.yaml", "--config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml"},
+	{"deploy/overlays/istio-sidecar/envoyfilter.yaml", "--config deploy/overlays/istio-sidecar/gopotency.yaml --target istio-sidecar --namespace shop --selector app=orders --port 8080 -o deploy/overlays/istio-sidecar/envoyfilter.yaml"},
+	{"deploy/overlays/istio-gateway/envoyfilter.yaml", "--config deploy/overlays/istio-gateway/gopotency.yaml --target istio-gateway --namespace istio-system --selector istio=ingressgateway -o deploy/overlays/istio-gateway/envoyfilter.yaml"},
+	{"deploy/overlays/envoy-gateway/extensionpolicy.yaml", "--config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders -o deploy/overlays/envoy-gateway/extensionpolicy.yaml"},
 }
 
 // TestShippedEnvoyConfigsAreGenerated regenerates every shipped Envoy
-// configuration from envoy/gopotency.yaml and fails on any difference.
+// configuration, EnvoyFilter and EnvoyExtensionPolicy from its GoPotency
+// configuration and fails on any difference.
 func TestShippedEnvoyConfigsAreGenerated(t *testing.T) {
 	root, err := envoyrun.ModuleRoot()
 	require.NoError(t, err)
@@ -35,8 +41,35 @@ func TestShippedEnvoyConfigsAreGenerated(t *testing.T) {
 			// The file names the command that writes it, -o included.
 			want := bytes.Replace(out.Bytes(), []byte(strings.Join(argv, " ")+"\n"), []byte(s.args+"\n"), 1)
 			if !bytes.Equal(want, shipped) {
-				t.Fatalf("%s is not what the generator produces from envoy/gopotency.yaml; refresh it with\n  make envoy-config\nor\n  go run ./cmd/gopotency %s %s", s.file, EnvoyConfigCommand, s.args)
+				t.Fatalf("%s is not what the generator produces from %s; refresh it with\n  make envoy-config\nor\n  go run ./cmd/gopotency %s %s", s.file, argv[1], EnvoyConfigCommand, s.args)
 			}
 		})
 	}
+}
+
+// TestMakeEnvoyConfigRunsEveryLine: `make envoy-config` regenerates
+// exactly the files the test above checks, with the same arguments.
+func TestMakeEnvoyConfigRunsEveryLine(t *testing.T) {
+	root, err := envoyrun.ModuleRoot()
+	require.NoError(t, err)
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	require.NoError(t, err)
+	var got, want []string
+	in := false
+	for _, l := range strings.Split(string(mk), "\n") {
+		switch {
+		case strings.HasPrefix(l, "envoy-config:"):
+			in = true
+		case in && strings.HasPrefix(l, "\t"):
+			_, args, ok := strings.Cut(l, " envoy-config ")
+			require.True(t, ok, "an envoy-config recipe line that does not run the generator: %q", l)
+			got = append(got, args)
+		case in:
+			in = false
+		}
+	}
+	for _, s := range shippedEnvoy {
+		want = append(want, s.args)
+	}
+	require.Equal(t, want, got, "the Makefile's envoy-config recipe and shippedEnvoy list the same commands")
 }

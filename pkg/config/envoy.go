@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,9 @@ type Envoy struct {
 	BodyFirst bool
 	Clusters  []EnvoyCluster
 	// Routes in match order: the first whose prefix starts the path wins.
+	// Plain Envoy needs at least one, and clusters; the Istio and Envoy
+	// Gateway targets route with their own objects and read only names
+	// and policies here.
 	Routes []EnvoyRoute
 }
 
@@ -47,8 +51,14 @@ type EnvoyCluster struct {
 	Address string // host:port
 }
 
-// EnvoyRoute is one path prefix.
+// EnvoyRoute is one path prefix, or one route named by the Envoy the
+// filter runs in (an Istio gateway's VirtualService route).
 type EnvoyRoute struct {
+	// Name, when set, names the route: the generated Envoy routes' names
+	// start with it, and under an Istio gateway it is the VirtualService
+	// http route whose Envoy route gets the route's policy. RouteName
+	// derives one from Prefix when it is empty.
+	Name   string
 	Prefix string
 	// Policy names the policy of this route; empty is the default policy.
 	Policy string
@@ -71,6 +81,7 @@ type envoyFile struct {
 		Address string `yaml:"address"`
 	} `yaml:"clusters"`
 	Routes []struct {
+		Name     string    `yaml:"name"`
 		Prefix   string    `yaml:"prefix"`
 		Policy   string    `yaml:"policy"`
 		Cluster  string    `yaml:"cluster"`
@@ -161,28 +172,38 @@ func (c *Config) envoy(f *envoyFile) []error {
 		}
 		e.Clusters = append(e.Clusters, EnvoyCluster{Name: cl.Name, Address: cl.Address})
 	}
-	if len(f.Clusters) == 0 {
-		bad("clusters: at least one upstream cluster is required")
-	}
-	if len(f.Routes) == 0 {
-		bad("routes: at least one route is required")
-	}
+	// Clusters and routes may be left out: the targets that route with
+	// objects of their own (Istio, Envoy Gateway) do not use them, and
+	// `gopotency envoy-config` refuses a plain Envoy without them.
+	names := map[string]bool{}
 	for i, r := range f.Routes {
-		at := fmt.Sprintf("routes[%d] (%s)", i, r.Prefix)
-		route := EnvoyRoute{Prefix: r.Prefix, Policy: r.Policy, Cluster: r.Cluster, Timeout: r.Timeout.or(0), Disabled: r.Disabled}
-		if !strings.HasPrefix(r.Prefix, "/") {
+		at := fmt.Sprintf("routes[%d] (%s)", i, cmp.Or(r.Prefix, r.Name))
+		route := EnvoyRoute{Name: r.Name, Prefix: r.Prefix, Policy: r.Policy, Cluster: r.Cluster, Timeout: r.Timeout.or(0), Disabled: r.Disabled}
+		switch {
+		case r.Prefix == "" && r.Name == "":
+			bad("%s: a route needs a prefix (plain Envoy) or a name (an Istio gateway's VirtualService route)", at)
+		case r.Prefix != "" && !strings.HasPrefix(r.Prefix, "/"):
 			bad("%s: prefix must start with /", at)
-		}
-		for _, prev := range e.Routes {
-			if strings.HasPrefix(r.Prefix, prev.Prefix) {
-				bad("%s: never matched, the earlier prefix %q takes every path it would", at, prev.Prefix)
-				break
+		case r.Prefix != "":
+			for _, prev := range e.Routes {
+				if prev.Prefix != "" && strings.HasPrefix(r.Prefix, prev.Prefix) {
+					bad("%s: never matched, the earlier prefix %q takes every path it would", at, prev.Prefix)
+					break
+				}
 			}
+		}
+		if r.Name != "" && !routeName.MatchString(r.Name) {
+			bad("%s: name %q: use letters, digits, '.', '_', '-', '/' and ':'", at, r.Name)
+		}
+		if n := route.RouteName(); names[n] {
+			bad("%s: a second route named %q (set name to tell them apart)", at, n)
+		} else {
+			names[n] = true
 		}
 		if route.Cluster == "" && len(f.Clusters) == 1 {
 			route.Cluster = f.Clusters[0].Name
 		}
-		if !clusters[route.Cluster] {
+		if (route.Cluster != "" || len(f.Clusters) > 0) && !clusters[route.Cluster] {
 			bad("%s: cluster %q is not among envoy.clusters", at, route.Cluster)
 		}
 		if route.Timeout < 0 {
@@ -200,7 +221,22 @@ func (c *Config) envoy(f *envoyFile) []error {
 	return errs
 }
 
-var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+var (
+	clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	routeName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]*$`)
+)
+
+// RouteName is the route's name, or one derived from its prefix ("root"
+// for "/").
+func (r EnvoyRoute) RouteName() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	if n := strings.Trim(r.Prefix, "/"); n != "" {
+		return n
+	}
+	return "root"
+}
 
 // GoPotencyCluster is the name of the ext_proc cluster in generated
 // Envoy configurations.

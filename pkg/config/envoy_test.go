@@ -79,3 +79,34 @@ func TestPprofIsOffByDefault(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, c.Pprof)
 }
+
+// TestEnvoySectionForIstioAndEnvoyGateway: targets that route with their
+// own objects need neither clusters nor prefixes; routes are then named.
+func TestEnvoySectionForIstioAndEnvoyGateway(t *testing.T) {
+	c, err := load(t, nil, "--config", writeYAML(t, `
+policies: {pay: {key_required: true}}
+envoy:
+  ext_proc_address: gopotency.gopotency.svc.cluster.local:9002
+  routes: [{name: payments, policy: pay}, {name: static, disabled: true}]
+`))
+	require.NoError(t, err)
+	require.Equal(t, []EnvoyRoute{{Name: "payments", Policy: "pay"}, {Name: "static", Disabled: true}}, c.Envoy.Routes)
+	require.Equal(t, "payments", c.Envoy.Routes[0].RouteName())
+	require.Equal(t, "root", EnvoyRoute{Prefix: "/"}.RouteName())
+	require.Equal(t, "api/v1", EnvoyRoute{Prefix: "/api/v1/"}.RouteName())
+
+	_, err = load(t, nil, "--config", writeYAML(t, "envoy: {ext_proc_address: \"gp:9002\"}\n"))
+	require.NoError(t, err, "an envoy section with only what Envoy Gateway reads")
+
+	for yaml, want := range map[string]string{
+		"routes: [{policy: pay}]":                                                      "a route needs a prefix (plain Envoy) or a name",
+		"routes: [{name: a}, {name: a}]":                                               `a second route named "a"`,
+		"routes: [{prefix: /a}, {prefix: /b, name: a}]":                                `a second route named "a"`,
+		"routes: [{name: 'a b'}]":                                                      `name "a b"`,
+		"routes: [{name: a, cluster: app}]":                                            `cluster "app" is not among envoy.clusters`,
+		"clusters: [{name: app, address: a:1}]\n  routes: [{prefix: /}, {prefix: /x}]": "never matched",
+	} {
+		_, err := load(t, nil, "--config", writeYAML(t, "policies: {pay: {}}\nenvoy:\n  ext_proc_address: gp:9002\n  "+yaml+"\n"))
+		requireErrorMentions(t, err, want)
+	}
+}

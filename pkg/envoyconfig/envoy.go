@@ -2,10 +2,11 @@ package envoyconfig
 
 import (
 	"bytes"
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
@@ -14,27 +15,48 @@ import (
 	"github.com/gopotency/gopotency/pkg/config"
 )
 
-//go:embed envoy.yaml.tmpl
-var envoyTemplate string
+//go:embed *.tmpl
+var templateFiles embed.FS
 
-var envoyTmpl = template.Must(template.New("envoy").Funcs(template.FuncMap{
-	"q":        quote,
-	"secs":     seconds,
-	"join":     strings.Join,
-	"list":     quoteList,
-	"decimals": decimalRange,
-	"addr":     socketAddress,
-	"lines":    commentLines,
-}).Parse(envoyTemplate))
+// templates holds every target's template and the pieces they share.
+var templates = func() *template.Template {
+	t := template.New("")
+	return template.Must(t.Funcs(template.FuncMap{
+		"q":        quote,
+		"scalar":   scalar,
+		"secs":     seconds,
+		"join":     strings.Join,
+		"list":     quoteList,
+		"decimals": decimalRange,
+		"addr":     socketAddress,
+		"lines":    commentLines,
+		"indent":   indent,
+		"filter":   filterData,
+		"include": func(name string, data any) (string, error) {
+			var b bytes.Buffer
+			err := t.ExecuteTemplate(&b, name, data)
+			return b.String(), err
+		},
+	}).ParseFS(templateFiles, "*.tmpl"))
+}()
+
+// filterView is what the shared "extproc" template renders: the plan's
+// filter settings, the cluster the filter calls and, where a target
+// cannot say it per route, the policy of every request.
+type filterView struct {
+	*Plan
+	Cluster  string
+	Metadata *metadataEntry
+}
+
+type metadataEntry struct{ Key, Value string }
+
+func filterData(p *Plan, cluster string) filterView { return filterView{Plan: p, Cluster: cluster} }
 
 // Generate renders cfg's Envoy bootstrap; command is the line written at
 // its top that regenerates it.
 func Generate(cfg *config.Config, command string) ([]byte, error) {
-	plan, err := NewPlan(cfg)
-	if err != nil {
-		return nil, errors.Join(errors.New("cannot generate the Envoy configuration:"), err)
-	}
-	return plan.Envoy(command)
+	return GenerateTarget(cfg, TargetEnvoy, Kube{}, command)
 }
 
 // Envoy renders the plan as a static Envoy bootstrap: listener, routes,
@@ -44,13 +66,28 @@ func (p *Plan) Envoy(command string) ([]byte, error) {
 	if p.Listen.Pipe != "" || p.Admin.Pipe != "" {
 		return nil, fmt.Errorf("envoy: the listener and admin addresses must be host:port")
 	}
+	var errs []error
 	for _, c := range p.Clusters {
 		if c.Pipe != "" {
-			return nil, fmt.Errorf("envoy: cluster %s: upstreams are host:port", c.Name)
+			errs = append(errs, fmt.Errorf("envoy.clusters.%s: upstreams are host:port", c.Name))
 		}
 	}
+	if len(p.Clusters) == 0 {
+		errs = append(errs, errors.New("envoy.clusters: at least one upstream cluster is required"))
+	}
+	if len(p.Routes) == 0 {
+		errs = append(errs, errors.New("envoy.routes: at least one route is required"))
+	}
+	for i, r := range p.Routes {
+		if r.Prefix == "" {
+			errs = append(errs, fmt.Errorf("envoy.routes[%d] (%s): plain Envoy routes by path: set prefix", i, r.Name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
-	if err := envoyTmpl.Execute(&b, struct {
+	if err := templates.ExecuteTemplate(&b, "envoy.yaml.tmpl", struct {
 		*Plan
 		Command         string
 		GoPotency       string
@@ -91,6 +128,28 @@ func socketAddress(e Endpoint) string {
 		host = quote(host) // IPv6
 	}
 	return fmt.Sprintf("{socket_address: {address: %s, port_value: %d}}", host, e.Port)
+}
+
+// scalar writes s as a plain YAML scalar when it is one, else quoted.
+func scalar(s string) string {
+	if plainScalar.MatchString(s) {
+		return s
+	}
+	return quote(s)
+}
+
+var plainScalar = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_./-]*$`)
+
+// indent prefixes every non-empty line of s with n spaces.
+func indent(n int, s string) string {
+	pad := strings.Repeat(" ", n)
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = pad + l
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // commentLines writes s as YAML comment lines at indent, wrapped so they

@@ -173,6 +173,22 @@ type layoutStack struct {
 // is set) and Envoy on the generated configuration.
 func startLayout(t *testing.T, bodyFirst, uds bool) *layoutStack {
 	t.Helper()
+	var c *config.Config
+	s := startStack(t, uds, func(listen, admin int, extProc, app string) ([]byte, string) {
+		c = layoutConfig(t, listen, admin, extProc, app, bodyFirst)
+		cfg, err := Generate(c, "layout test")
+		require.NoError(t, err)
+		return cfg, "cluster.gopotency.health_check.success"
+	})
+	s.contract = extproc.NewContract(&c.Default, c.Policies, false)
+	return s
+}
+
+// startStack runs an upstream, the recorder and Envoy on the bootstrap
+// build returns for their addresses; Envoy gets its first requests once
+// the stat healthy (when not "") counts a passed health check.
+func startStack(t *testing.T, uds bool, build func(listen, admin int, extProc, app string) (cfg []byte, healthy string)) *layoutStack {
+	t.Helper()
 	bin := envoyBin(t)
 	up := &atomic.Int64{}
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -198,9 +214,7 @@ func startLayout(t *testing.T, bodyFirst, uds bool) *layoutStack {
 	require.NoError(t, err)
 	admin, err := envoyrun.FreePort()
 	require.NoError(t, err)
-	c := layoutConfig(t, listen, admin, extProc, upLn.Addr().String(), bodyFirst)
-	cfg, err := Generate(c, "layout test")
-	require.NoError(t, err)
+	cfg, healthy := build(listen, admin, extProc, upLn.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e, err := envoyrun.Start(ctx, bin, t.TempDir(), cfg, envoyrun.Addrs{Listen: listen, Admin: admin})
@@ -213,11 +227,13 @@ func startLayout(t *testing.T, bodyFirst, uds bool) *layoutStack {
 	})
 	// Envoy routes to the ext_proc cluster once its first health check
 	// passed; until then a guarded request would get the 503 of fail-closed.
-	require.Eventually(t, func() bool {
-		n, err := e.Stat("cluster.gopotency.health_check.success")
-		return err == nil && n > 0
-	}, 10*time.Second, 20*time.Millisecond)
-	return &layoutStack{rec: rec, envoy: e, upstream: up, contract: extproc.NewContract(&c.Default, c.Policies, false)}
+	if healthy != "" {
+		require.Eventually(t, func() bool {
+			n, err := e.Stat(healthy)
+			return err == nil && n > 0
+		}, 10*time.Second, 20*time.Millisecond)
+	}
+	return &layoutStack{rec: rec, envoy: e, upstream: up}
 }
 
 // call is one request of a layout table.

@@ -91,7 +91,10 @@ type Plan struct {
 	Listen, Admin Endpoint
 	ExtProc       Endpoint
 	Clusters      []Cluster
-	Classes       []Class
+	// Routes are the envoy section's routes; Classes split them into what
+	// plain Envoy's routes tell apart.
+	Routes  []Route
+	Classes []Class
 	// MessageTimeout and MaxMessageTimeout are the filter's (0 max: the
 	// server never extends it).
 	MessageTimeout, MaxMessageTimeout time.Duration
@@ -107,6 +110,54 @@ type Plan struct {
 	Contract extproc.Contract
 	// BodyFirst is whether some class is BodyFirst.
 	BodyFirst bool
+	// RoutePolicies are ext_proc.route_policies (Envoy route name prefix
+	// to policy, read from xds.route_name).
+	RoutePolicies map[string]string
+
+	defaultPolicy *idempotency.Policy
+	// bodyFirstAsked is envoy.body_first, which the targets that cannot
+	// route body-first refuse even where no route would use it.
+	bodyFirstAsked bool
+}
+
+// Route is one route of the envoy section.
+type Route struct {
+	config.EnvoyRoute
+	// Name is the route's name (config.EnvoyRoute.RouteName).
+	Name string
+	// policy guards the route (nil when Disabled).
+	policy *idempotency.Policy
+}
+
+// FilterSkip is what the whole filter may skip, whatever the route: the
+// requests that none of the policies it can apply could need.
+type FilterSkip struct {
+	// Methods are the methods some of the policies guard; a request with
+	// any other skips.
+	Methods []string
+	// KeyHeaders, when set, are those policies' key headers (lower case),
+	// none of which requires a key or derives one: a request carrying
+	// none of them skips.
+	KeyHeaders []string
+}
+
+// filterSkip is the FilterSkip of a filter that can apply pols.
+func filterSkip(pols []*idempotency.Policy) FilterSkip {
+	var s FilterSkip
+	keyed := true
+	for _, p := range pols {
+		s.Methods = append(s.Methods, p.Methods...)
+		s.KeyHeaders = append(s.KeyHeaders, strings.ToLower(p.KeyHeader))
+		keyed = keyed && !p.KeyRequired && p.AutoKey == nil
+	}
+	slices.Sort(s.Methods)
+	s.Methods = slices.Compact(s.Methods)
+	if !keyed {
+		return FilterSkip{Methods: s.Methods}
+	}
+	slices.Sort(s.KeyHeaders)
+	s.KeyHeaders = slices.Compact(s.KeyHeaders)
+	return s
 }
 
 // Cluster is an upstream.
@@ -148,15 +199,19 @@ func NewPlan(c *config.Config) (*Plan, error) {
 		errs = append(errs, err)
 		p.Clusters = append(p.Clusters, Cluster{Name: cl.Name, Endpoint: ep})
 	}
+	p.RoutePolicies, p.defaultPolicy, p.bodyFirstAsked = c.RoutePolicies, &c.Default, e.BodyFirst
 	var largest int64
 	for _, r := range e.Routes {
 		pol := &c.Default
 		if r.Policy != "" {
 			pol = c.Policies[r.Policy]
 		}
+		route := Route{EnvoyRoute: r, Name: r.RouteName()}
 		if !r.Disabled {
 			largest = max(largest, pol.MaxRequestBody)
+			route.policy = pol
 		}
+		p.Routes = append(p.Routes, route)
 		p.Classes = append(p.Classes, classes(r, pol, e.BodyFirst)...)
 	}
 	if largest == 0 {
@@ -194,10 +249,7 @@ func NewPlan(c *config.Config) (*Plan, error) {
 // specific first.
 func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Class {
 	base := Class{Prefix: r.Prefix, Cluster: r.Cluster, Timeout: r.Timeout, Policy: r.Policy}
-	name := strings.Trim(r.Prefix, "/")
-	if name == "" {
-		name = "root"
-	}
+	name := r.RouteName()
 	at := func(kind string, k Class) Class {
 		k.Name = name + ":" + kind
 		return k

@@ -171,7 +171,6 @@ func TestConfigRefusesWhatNoEnvoyCanRoute(t *testing.T) {
 		"unknown cluster":                     {envoySection + "  routes: [{prefix: /, cluster: db}]\n", `cluster "db" is not among`},
 		"disabled with policy":                {"policies: {p: {}}\n" + envoySection + "  routes: [{prefix: /, policy: p, disabled: true}]\n", "a disabled route names no policy"},
 		"message timeout under store timeout": {"store_timeout: 2s\n" + envoySection + "  routes: [{prefix: /}]\n", "must be above store_timeout"},
-		"no routes":                           {envoySection, "at least one route"},
 		"cluster name":                        {strings.Replace(envoySection, "name: app", "name: 'a b'", 1) + "  routes: [{prefix: /, cluster: 'a b'}]\n", "use letters, digits"},
 		"reserved cluster":                    {strings.Replace(envoySection, "name: app", "name: gopotency", 1) + "  routes: [{prefix: /}]\n", "taken by the ext_proc cluster"},
 		"socket path":                         {strings.Replace(envoySection, "127.0.0.1:9002", "unix://run/x.sock", 1) + "  routes: [{prefix: /}]\n", "unix:///absolute/path"},

@@ -1,0 +1,237 @@
+package envoyconfig
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
+)
+
+const istioPolicies = `
+store_timeout: 500ms
+default_policy: {methods: [POST, PATCH]}
+policies:
+  pay: {key_required: true}
+  orders: {methods: [POST], key_header: X-Order-Key}
+`
+
+var gatewayKube = Kube{Name: "gopotency", Namespace: "istio-system", Selector: map[string]string{"istio": "ingressgateway"}}
+
+const istioEnvoy = `envoy:
+  ext_proc_address: gopotency.gopotency.svc.cluster.local:9002
+`
+
+func generate(t *testing.T, yaml string, target Target, k Kube) ([]byte, error) {
+	t.Helper()
+	c, err := load(t, yaml)
+	require.NoError(t, err)
+	return GenerateTarget(c, target, k, "test")
+}
+
+// istioBootstrap is what istiod would make of an EnvoyFilter, reduced to
+// what the filter sees: its HTTP_FILTER patch before the router, one
+// route per HTTP_ROUTE patch (prefix /<name>, the patch merged in), a
+// catch-all route "default", the ext_proc cluster the filter names at
+// extProc, and app.
+func istioBootstrap(t *testing.T, ef []byte, listen, admin int, extProc, app string) []byte {
+	t.Helper()
+	var obj map[string]any
+	require.NoError(t, yaml.Unmarshal(ef, &obj))
+	var filter map[string]any
+	var routes []any
+	for _, p := range obj["spec"].(map[string]any)["configPatches"].([]any) {
+		p := p.(map[string]any)
+		value := p["patch"].(map[string]any)["value"].(map[string]any)
+		switch p["applyTo"] {
+		case "HTTP_FILTER":
+			filter = value
+		case "HTTP_ROUTE":
+			name := p["match"].(map[string]any)["routeConfiguration"].(map[string]any)["vhost"].(map[string]any)["route"].(map[string]any)["name"].(string)
+			route := map[string]any{"name": name, "match": map[string]any{"prefix": "/" + name}, "route": map[string]any{"cluster": "app"}}
+			for k, v := range value {
+				route[k] = v
+			}
+			routes = append(routes, route)
+		}
+	}
+	routes = append(routes, map[string]any{"name": "default", "match": map[string]any{"prefix": "/"}, "route": map[string]any{"cluster": "app"}})
+	wrapped := filter["typed_config"].(map[string]any)["extension_config"].(map[string]any)["typed_config"].(map[string]any)
+	cluster := wrapped["grpc_service"].(map[string]any)["envoy_grpc"].(map[string]any)["cluster_name"].(string)
+	endpoint := func(addr string) map[string]any {
+		host, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		n, err := strconv.Atoi(port)
+		require.NoError(t, err)
+		return map[string]any{"lb_endpoints": []any{map[string]any{"endpoint": map[string]any{"address": map[string]any{
+			"socket_address": map[string]any{"address": host, "port_value": n}}}}}}
+	}
+	boot := map[string]any{
+		"admin": map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": admin}}},
+		"static_resources": map[string]any{
+			"listeners": []any{map[string]any{
+				"name":    "http",
+				"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": listen}},
+				"filter_chains": []any{map[string]any{"filters": []any{map[string]any{
+					"name": "envoy.filters.network.http_connection_manager",
+					"typed_config": map[string]any{
+						"@type":        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+						"stat_prefix":  "ingress",
+						"route_config": map[string]any{"virtual_hosts": []any{map[string]any{"name": "app", "domains": []any{"*"}, "routes": routes}}},
+						"http_filters": []any{filter, map[string]any{"name": "envoy.filters.http.router",
+							"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}},
+					},
+				}}}},
+			}},
+			"clusters": []any{
+				map[string]any{"name": cluster, "type": "STATIC", "connect_timeout": "1s",
+					"typed_extension_protocol_options": map[string]any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": map[string]any{
+						"@type":                "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+						"explicit_http_config": map[string]any{"http2_protocol_options": map[string]any{}}}},
+					"load_assignment": map[string]any{"cluster_name": cluster, "endpoints": []any{endpoint(extProc)}}},
+				map[string]any{"name": "app", "type": "STATIC", "connect_timeout": "1s",
+					"load_assignment": map[string]any{"cluster_name": "app", "endpoints": []any{endpoint(app)}}},
+			},
+		},
+	}
+	b, err := yaml.Marshal(boot)
+	require.NoError(t, err)
+	return b
+}
+
+func startIstio(t *testing.T, yaml string, target Target, k Kube) *layoutStack {
+	t.Helper()
+	ef, err := generate(t, yaml, target, k)
+	require.NoError(t, err)
+	return startStack(t, false, func(listen, admin int, extProc, app string) ([]byte, string) {
+		return istioBootstrap(t, ef, listen, admin, extProc, app), ""
+	})
+}
+
+// TestIstioGatewayLayout runs the generated gateway EnvoyFilter in a real
+// Envoy: the matcher skips unguarded methods before any stream, disabled
+// routes open none, patched routes name their policy, and keyless
+// requests still reach GoPotency since one policy requires a key.
+func TestIstioGatewayLayout(t *testing.T) {
+	s := startIstio(t, istioPolicies+istioEnvoy+`  routes: [{name: pay, policy: pay}, {name: orders, policy: orders}, {name: static, disabled: true}]
+`, TargetIstioGateway, gatewayKube)
+	for _, tc := range []layoutCase{
+		{call{"GET", "/x", "k1", "", false}, nil, ""},
+		{call{"PUT", "/pay", "k1", small, false}, nil, ""},
+		{call{"POST", "/static/x", "k1", small, false}, nil, ""},
+		{call{"POST", "/x", "k1", small, false}, []string{"request_headers"}, ""},
+		{call{"PATCH", "/x", "", small, false}, []string{"request_headers"}, ""},
+		{call{"POST", "/pay", "", small, false}, []string{"request_headers"}, "pay"},
+		{call{"POST", "/orders/1", "k1", small, false}, []string{"request_headers"}, "orders"},
+	} {
+		s.expect(t, tc)
+	}
+}
+
+// TestIstioSidecarLayout: where every policy's key is optional, keyless
+// requests open no stream either; a named policy rides on grpc_service.
+func TestIstioSidecarLayout(t *testing.T) {
+	k := Kube{Name: "gopotency", Namespace: "shop", Selector: map[string]string{"app": "orders"}, Port: 8080}
+	t.Run("default policy", func(t *testing.T) {
+		s := startIstio(t, istioPolicies+istioEnvoy, TargetIstioSidecar, k)
+		for _, tc := range []layoutCase{
+			{call{"GET", "/x", "k1", "", false}, nil, ""},
+			{call{"POST", "/x", "", small, false}, nil, ""},
+			{call{"POST", "/x", "k1", small, false}, []string{"request_headers"}, ""},
+			{call{"PATCH", "/x", "k1", "", false}, []string{"request_headers"}, ""},
+		} {
+			s.expect(t, tc)
+		}
+	})
+	t.Run("named policy", func(t *testing.T) {
+		s := startIstio(t, istioPolicies+istioEnvoy+"  routes: [{prefix: /, policy: pay}]\n", TargetIstioSidecar, k)
+		for _, tc := range []layoutCase{
+			{call{"GET", "/x", "k1", "", false}, nil, ""},
+			{call{"PATCH", "/x", "k1", small, false}, []string{"request_headers"}, "pay"},
+			// pay requires a key: a keyless request gets its 400.
+			{call{"POST", "/x", "", small, false}, []string{"request_headers"}, "pay"},
+		} {
+			s.expect(t, tc)
+		}
+	})
+}
+
+func TestFilterSkip(t *testing.T) {
+	p := plan(t, istioPolicies+istioEnvoy+"  routes: [{name: orders, policy: orders}]\n")
+	assert.Equal(t, FilterSkip{Methods: []string{"PATCH", "POST"}, KeyHeaders: []string{"idempotency-key", "x-order-key"}},
+		filterSkip([]*idempotency.Policy{p.defaultPolicy, p.Routes[0].policy}))
+	assert.Equal(t, FilterSkip{Methods: []string{"PATCH", "POST"}}, filterSkip([]*idempotency.Policy{p.defaultPolicy, plan(t, istioPolicies+istioEnvoy+"  routes: [{name: pay, policy: pay}]\n").Routes[0].policy}),
+		"a key-required policy needs keyless requests")
+}
+
+func TestKubeRefusals(t *testing.T) {
+	sidecar := Kube{Name: "gopotency", Namespace: "shop", Selector: map[string]string{"app": "orders"}}
+	eg := Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders"}}}
+	egEnvoy := "envoy: {ext_proc_address: gopotency.gopotency.svc:9002}\n"
+	for name, tc := range map[string]struct {
+		yaml   string
+		target Target
+		k      Kube
+		want   string
+	}{
+		"istio body-first":       {istioPolicies + istioEnvoy + "  body_first: true\n", TargetIstioSidecar, sidecar, "body_first: not under Istio"},
+		"istio no selector":      {istioPolicies + istioEnvoy, TargetIstioGateway, Kube{Name: "gopotency", Namespace: "x"}, "a workload selector is required"},
+		"istio bad namespace":    {istioPolicies + istioEnvoy, TargetIstioSidecar, Kube{Name: "gopotency", Namespace: "Shop", Selector: sidecar.Selector}, `namespace "Shop"`},
+		"istio socket":           {istioPolicies + "envoy: {ext_proc_address: unix:///run/gp.sock}\n", TargetIstioSidecar, sidecar, "a unix socket cannot be reached"},
+		"istio ip":               {istioPolicies + "envoy: {ext_proc_address: 10.0.0.1:9002}\n", TargetIstioSidecar, sidecar, "is an IP address"},
+		"istio short name":       {istioPolicies + egEnvoy, TargetIstioSidecar, sidecar, "add the cluster domain"},
+		"istio clusters":         {istioPolicies + istioEnvoy + "  clusters: [{name: app, address: a:1}]\n", TargetIstioGateway, gatewayKube, "leave clusters out"},
+		"istio route timeout":    {istioPolicies + istioEnvoy + "  routes: [{name: pay, policy: pay, timeout: 3s}]\n", TargetIstioGateway, gatewayKube, "cluster and timeout are the VirtualService's"},
+		"gateway route prefix":   {istioPolicies + istioEnvoy + "  routes: [{prefix: /pay, policy: pay}]\n", TargetIstioGateway, gatewayKube, "set name, and leave the prefix"},
+		"sidecar two routes":     {istioPolicies + istioEnvoy + "  routes: [{prefix: /pay, policy: pay}, {prefix: /}]\n", TargetIstioSidecar, sidecar, "an inbound sidecar has one route"},
+		"sidecar port on gw":     {istioPolicies + istioEnvoy, TargetIstioGateway, Kube{Name: "gopotency", Namespace: "x", Selector: sidecar.Selector, Port: 80}, "only an Istio sidecar's inbound port"},
+		"eg body-first":          {"envoy: {ext_proc_address: gopotency.gopotency.svc:9002, body_first: true, routes: [{prefix: /}]}\n", TargetEnvoyGateway, eg, "body_first: not under Envoy Gateway"},
+		"eg max message timeout": {"ext_proc: {max_message_timeout: 5s}\n" + egEnvoy, TargetEnvoyGateway, eg, "Envoy Gateway cannot set the filter's max_message_timeout"},
+		"eg routes":              {"policies: {pay: {}}\nenvoy: {ext_proc_address: gopotency.gopotency.svc:9002, routes: [{prefix: /, policy: pay}]}\n", TargetEnvoyGateway, eg, "Envoy Gateway's routes are HTTPRoutes"},
+		"eg no route":            {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop"}, "at least one HTTPRoute"},
+		"eg foreign route name":  {"policies: {pay: {}}\next_proc: {route_policies: {httproute/other/orders/: pay}}\n" + egEnvoy, TargetEnvoyGateway, eg, `"httproute/other/orders/" names no route`},
+		"eg selector":            {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Selector: sidecar.Selector}, "Envoy Gateway attaches to HTTPRoutes"},
+		"eg not a service":       {"envoy: {ext_proc_address: gopotency:9002}\n", TargetEnvoyGateway, eg, "is not a Service's DNS name"},
+		"eg odd timeout":         {"envoy: {ext_proc_address: gopotency.gopotency.svc:9002, message_timeout: 1500100us}\n", TargetEnvoyGateway, eg, "whole milliseconds"},
+		"envoy without clusters": {istioPolicies + istioEnvoy + "  routes: [{prefix: /}]\n", TargetEnvoy, Kube{}, "at least one upstream cluster"},
+		"envoy without routes":   {envoySection, TargetEnvoy, Kube{}, "at least one route is required"},
+		"envoy named route only": {envoySection + "  routes: [{name: pay}]\n", TargetEnvoy, Kube{}, "plain Envoy routes by path: set prefix"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := generate(t, tc.yaml, tc.target, tc.k)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestGatewayDuration(t *testing.T) {
+	for in, want := range map[string]string{"1s": "1s", "1.5s": "1s500ms", "90s": "1m30s", "250ms": "250ms", "2h0m1s": "2h1s"} {
+		d, err := time.ParseDuration(in)
+		require.NoError(t, err)
+		got, err := gatewayDuration(d)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, in)
+	}
+}
+
+func TestEnvoyGatewayAttributes(t *testing.T) {
+	out, err := generate(t, `
+default_policy: {scope_principal: true}
+policies: {pay: {key_required: true}}
+ext_proc: {route_policies: {"httproute/shop/orders/rule/1/": pay}}
+`+"envoy: {ext_proc_address: gopotency.gopotency.svc:9002}\n", TargetEnvoyGateway, Kube{Name: "gp", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders", Rule: "pay"}}})
+	require.NoError(t, err)
+	s := string(out)
+	assert.Contains(t, s, `attributes: ["connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate", "xds.route_name"]`)
+	assert.Contains(t, s, "name: orders, sectionName: pay}")
+	assert.Contains(t, s, "- {group: \"\", kind: Service, name: gopotency, namespace: gopotency, port: 9002}")
+	assert.NotContains(t, s, "request.headers", fmt.Sprintf("no header attribute:\n%s", s))
+	assert.False(t, strings.Contains(s, "gopotency-contract"), "no contract token")
+}
