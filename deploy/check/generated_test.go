@@ -58,6 +58,38 @@ func attachment(t *testing.T, o Object) (envoyconfig.Target, envoyconfig.Kube) {
 	return "", k
 }
 
+// checkGenerated reports every EnvoyFilter and EnvoyExtensionPolicy of
+// objs that is not what `gopotency envoy-config` generates from cfg for
+// the object's own names and attachment, and counts them by kind.
+func checkGenerated(t *testing.T, objs Objects, cfg *config.Config) (map[string]int, []error) {
+	t.Helper()
+	var errs []error
+	got := map[string]int{}
+	for _, o := range objs {
+		if o.GVK.Kind != "EnvoyFilter" && o.GVK.Kind != "EnvoyExtensionPolicy" {
+			continue
+		}
+		got[o.GVK.Kind]++
+		target, k := attachment(t, o)
+		out, err := envoyconfig.GenerateTarget(cfg, target, k, "deploy/check")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: the overlay's configuration does not generate: %w", o, err))
+			continue
+		}
+		regenerated, derrs := Decode(t.Context(), out, schemas(t))
+		if len(derrs) > 0 || len(regenerated) != 1 {
+			errs = append(errs, fmt.Errorf("%s: the generated object does not decode: %v", o, derrs))
+			continue
+		}
+		if !equalJSON(regenerated[0].Raw, o.Raw) {
+			errs = append(errs, fmt.Errorf("%s is not what the overlay's gopotency configuration generates: regenerate it from that "+
+				"configuration (make envoy-config; an overlay that changes the policies of an object it inherits needs one of its own). "+
+				"Generated:\n%s", o, out))
+		}
+	}
+	return got, errs
+}
+
 // TestGeneratedObjectsMatchTheirOverlay: every EnvoyFilter and
 // EnvoyExtensionPolicy an overlay ships is what `gopotency envoy-config`
 // generates from the configuration that overlay gives gopotency (its
@@ -76,25 +108,9 @@ func TestGeneratedObjectsMatchTheirOverlay(t *testing.T) {
 			if !ok {
 				t.Fatalf("generatedKinds does not say what %s ships", overlay)
 			}
-			got := map[string]int{}
-			for _, o := range objs {
-				if o.GVK.Kind != "EnvoyFilter" && o.GVK.Kind != "EnvoyExtensionPolicy" {
-					continue
-				}
-				got[o.GVK.Kind]++
-				target, k := attachment(t, o)
-				out, err := envoyconfig.GenerateTarget(d.Config, target, k, "deploy/check")
-				if err != nil {
-					t.Errorf("%s: the overlay's configuration does not generate: %v", o, err)
-					continue
-				}
-				regenerated, errs := Decode(t.Context(), out, schemas(t))
-				if len(errs) > 0 || len(regenerated) != 1 {
-					t.Fatalf("%s: the generated object does not decode: %v", o, errs)
-				}
-				if !equalJSON(regenerated[0].Raw, o.Raw) {
-					t.Errorf("%s is not what the overlay's gopotency configuration generates; regenerate it (make envoy-config) from that configuration. Generated:\n%s", o, out)
-				}
+			got, errs := checkGenerated(t, objs, d.Config)
+			for _, err := range errs {
+				t.Error(err)
 			}
 			for kind, n := range want {
 				if got[kind] != n {
@@ -105,6 +121,33 @@ func TestGeneratedObjectsMatchTheirOverlay(t *testing.T) {
 				if want[kind] == 0 {
 					t.Errorf("%d unexpected %s", n, kind)
 				}
+			}
+		})
+	}
+}
+
+// TestCheckGeneratedRejects: a policy change the object was not
+// regenerated for, and a hand edit of the object, both fail.
+func TestCheckGeneratedRejects(t *testing.T) {
+	for _, c := range []struct {
+		overlay string
+		break_  func(Objects, *config.Config)
+	}{
+		{"istio-sidecar-jwt", func(_ Objects, c *config.Config) { c.Default.ScopePrincipal = true }},
+		{"istio-gateway", func(_ Objects, c *config.Config) { c.Policies["payments"].KeyRequired = false }},
+		{"istio-sidecar", func(os Objects, _ *config.Config) {
+			ef := os.OfKind("EnvoyFilter")[0]
+			p := at(ef.Raw, "spec", "configPatches", 0, "patch", "value", "typed_config", "extension_config", "typed_config").(map[string]any)
+			p["message_timeout"] = "2s"
+		}},
+		{"envoy-gateway", func(_ Objects, c *config.Config) { c.RoutePolicies = map[string]string{"httproute/shop/orders/": "x"} }},
+	} {
+		t.Run(c.overlay, func(t *testing.T) {
+			objs := rendered(t, c.overlay)
+			d, _ := CheckGoPotency(objs, "gopotency")
+			c.break_(objs, d.Config)
+			if _, errs := checkGenerated(t, objs, d.Config); len(errs) == 0 {
+				t.Fatal("no problem found")
 			}
 		})
 	}
@@ -193,53 +236,83 @@ func reachable(t *testing.T, ef Object, extProc map[string]any, c *config.Config
 	return out
 }
 
-// TestIstioMatcherSkipsOnlyWhatNoPolicyNeeds evaluates each shipped
-// EnvoyFilter's matcher against the overlay's policies: no request a
-// policy it can apply guards is skipped (a keyed request of a guarded
-// method; on a key-required or auto_key policy, a keyless one too, which
-// must get its 400), and GET, HEAD and, where every policy's key is
-// optional, keyless requests are (no ext_proc stream).
+// checkMatcher evaluates an EnvoyFilter's matcher against the policies
+// it can apply: no request one of them guards is skipped (a keyed request
+// of a guarded method; on a key-required or auto_key policy, a keyless
+// one too, which must get its 400), and GET, HEAD and, where every
+// policy's key is optional, keyless requests are (no ext_proc stream).
+func checkMatcher(t *testing.T, matcher map[string]any, pols map[string]*idempotency.Policy) []error {
+	t.Helper()
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if matcher == nil {
+		return []error{fmt.Errorf("the filter has no matcher: every request opens a stream")}
+	}
+	allOptional := true
+	for name, p := range pols {
+		key := strings.ToLower(p.KeyHeader)
+		needed := p.KeyRequired || p.AutoKey != nil
+		allOptional = allOptional && !needed
+		for _, m := range p.Methods {
+			if skips(t, matcher, map[string]string{":method": m, key: `"k1"`}) {
+				fail("%s: a keyed %s is skipped", name, m)
+			}
+			if needed && skips(t, matcher, map[string]string{":method": m}) {
+				fail("%s: a keyless %s is skipped, but gets a 400 (or a derived key) from gopotency", name, m)
+			}
+		}
+		for _, m := range []string{"GET", "HEAD"} {
+			if !guardedBySome(pols, m) && !skips(t, matcher, map[string]string{":method": m, key: `"k1"`}) {
+				fail("a keyed %s, which no policy guards, opens a stream", m)
+			}
+		}
+	}
+	if allOptional {
+		for _, m := range []string{"POST", "PATCH"} {
+			if !skips(t, matcher, map[string]string{":method": m}) {
+				fail("every policy's key is optional, but a keyless %s opens a stream", m)
+			}
+		}
+	}
+	return errs
+}
+
+// TestIstioMatcherSkipsOnlyWhatNoPolicyNeeds runs checkMatcher on each
+// shipped EnvoyFilter with the overlay's policies.
 func TestIstioMatcherSkipsOnlyWhatNoPolicyNeeds(t *testing.T) {
 	for _, f := range istioFilters {
 		t.Run(f.overlay, func(t *testing.T) {
 			objs := rendered(t, f.overlay)
 			ef, _ := objs.Find("EnvoyFilter", f.namespace, "gopotency")
 			_, extProc, matcher := extProcOf(t, ef)
-			if matcher == nil {
-				t.Fatal("the filter has no matcher: every request opens a stream")
-			}
 			d, errs := CheckGoPotency(objs, "gopotency")
 			if len(errs) > 0 {
 				t.Fatal(errs)
 			}
-			pols := reachable(t, ef, extProc, d.Config)
-			allOptional := true
-			for name, p := range pols {
-				key := strings.ToLower(p.KeyHeader)
-				for _, m := range p.Methods {
-					if skips(t, matcher, map[string]string{":method": m, key: `"k1"`}) {
-						t.Errorf("%s: a keyed %s is skipped", name, m)
-					}
-					needed := p.KeyRequired || p.AutoKey != nil
-					if skips(t, matcher, map[string]string{":method": m}) && needed {
-						t.Errorf("%s: a keyless %s is skipped, but gets a 400 (or a derived key) from gopotency", name, m)
-					}
-					allOptional = allOptional && !needed
-				}
-				for _, m := range []string{"GET", "HEAD"} {
-					if !slices.Contains(p.Methods, m) && !skips(t, matcher, map[string]string{":method": m, key: `"k1"`}) && !guardedBySome(pols, m) {
-						t.Errorf("a keyed %s, which no policy guards, opens a stream", m)
-					}
-				}
-			}
-			if allOptional {
-				for _, m := range []string{"POST", "PATCH"} {
-					if !skips(t, matcher, map[string]string{":method": m}) {
-						t.Errorf("every policy's key is optional, but a keyless %s opens a stream", m)
-					}
-				}
+			for _, err := range checkMatcher(t, matcher, reachable(t, ef, extProc, d.Config)) {
+				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestCheckMatcherRejects: the istio-sidecar matcher (keyless requests
+// skipped) is wrong for a policy that requires a key, or guards GET.
+func TestCheckMatcherRejects(t *testing.T) {
+	objs := rendered(t, "istio-sidecar")
+	ef, _ := objs.Find("EnvoyFilter", "shop", "gopotency")
+	_, _, matcher := extProcOf(t, ef)
+	d, _ := CheckGoPotency(objs, "gopotency")
+	required, get := d.Config.Default, d.Config.Default
+	required.KeyRequired = true
+	get.Methods = []string{"GET", "POST"}
+	for name, p := range map[string]*idempotency.Policy{"key required": &required, "GET guarded": &get} {
+		if errs := checkMatcher(t, matcher, map[string]*idempotency.Policy{"p": p}); len(errs) == 0 {
+			t.Errorf("%s: no problem found", name)
+		}
+	}
+	if errs := checkMatcher(t, matcher, map[string]*idempotency.Policy{"p": &d.Config.Default}); len(errs) > 0 {
+		t.Errorf("the shipped policy: %v", errs)
 	}
 }
 
