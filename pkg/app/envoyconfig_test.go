@@ -73,3 +73,24 @@ func TestMakeEnvoyConfigRunsEveryLine(t *testing.T) {
 	}
 	require.Equal(t, want, got, "the Makefile's envoy-config recipe and shippedEnvoy list the same commands")
 }
+
+func TestEnvoyConfigFlags(t *testing.T) {
+	root, err := envoyrun.ModuleRoot()
+	require.NoError(t, err)
+	t.Chdir(root)
+	sidecar := "--config deploy/overlays/istio-sidecar/gopotency.yaml --target istio-sidecar --namespace shop"
+	for args, want := range map[string]string{
+		sidecar + " --selector app":         `"app": want label=value`,
+		sidecar + " --selector app=a,app=b": "label app given twice",
+		sidecar:                             "a workload selector is required",
+		"--config envoy/gopotency.yaml --target consul":           `--target "consul": want one of`,
+		"--config envoy/gopotency.yaml --namespace shop --port 1": "[--namespace --port] name a Kubernetes object",
+	} {
+		err := EnvoyConfig(strings.Fields(args), io.Discard, io.Discard)
+		require.ErrorContains(t, err, want, args)
+	}
+	var out bytes.Buffer
+	require.NoError(t, EnvoyConfig(strings.Fields(sidecar+" --selector app=orders,tier=api --name gp"), &out, io.Discard))
+	require.Contains(t, out.String(), "  name: gp\n  namespace: shop\n")
+	require.Contains(t, out.String(), "      app: orders\n      tier: api\n")
+}
