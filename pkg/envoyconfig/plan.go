@@ -7,8 +7,11 @@
 // classes per route and what Envoy does with each (skip the filter, send
 // the request headers first, or send the buffered body first), plus the
 // filter settings. A Plan says nothing about syntax; each target renders it
-// (Envoy, in envoy.go; an Istio EnvoyFilter or an Envoy Gateway policy can
-// render the same Plan later) and refuses what it cannot express.
+// and refuses what it cannot express: a static Envoy bootstrap (envoy.go),
+// an Istio EnvoyFilter for an inbound sidecar or a gateway (istio.go), an
+// Envoy Gateway EnvoyExtensionPolicy (gateway.go). The ext_proc filter
+// config itself is one template (extproc.tmpl) for every target that
+// takes Envoy's own syntax.
 package envoyconfig
 
 import (
