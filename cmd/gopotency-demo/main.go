@@ -139,7 +139,13 @@ func (w *walk) all() {
 	w.say("The payments route requires a key: without one, 400 and a link to the docs.")
 	w.show(w.post("", body))
 
-	fmt.Printf("\nCharges that really ran upstream: %d (3 requests with the first key, 2 with the second, 1 without).\n", w.app.Charges())
+	key3 := fmt.Sprintf("\"demo-dropped-%d\"", time.Now().UnixNano())
+	w.say("The connection drops while the charge runs, and the client retries: the card may have been charged, so the retry is told the outcome is unknown (424) instead of charging again.")
+	w.show(w.postWithin(key3, body, w.app.Delay/3))
+	time.Sleep(w.app.Delay) // the charge finished upstream; its answer never came back
+	w.show(w.post(key3, body))
+
+	fmt.Printf("\nCharges that really ran upstream: %d (3 requests with the first key, 2 with the second, 1 without, 2 with the third).\n", w.app.Charges())
 }
 
 func (w *walk) say(s string) {
@@ -147,8 +153,16 @@ func (w *walk) say(s string) {
 	fmt.Printf("\n%d. %s\n", w.step, s)
 }
 
-func (w *walk) post(key, body string) string {
-	req, _ := http.NewRequest(http.MethodPost, w.base+"/payments", strings.NewReader(body))
+func (w *walk) post(key, body string) string { return w.postWithin(key, body, 0) }
+
+// postWithin posts as a client that gives up after timeout (0: never).
+func (w *walk) postWithin(key, body string, timeout time.Duration) string {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.base+"/payments", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	line := "   $ curl -X POST /payments"
 	if key != "" {
@@ -157,6 +171,9 @@ func (w *walk) post(key, body string) string {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return line + "\n   (no answer: the client gave up)"
+		}
 		return line + "\n   error: " + err.Error()
 	}
 	defer resp.Body.Close()

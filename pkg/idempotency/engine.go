@@ -79,6 +79,9 @@ type Engine struct {
 	hooks        Hooks
 	logger       *slog.Logger
 	storeTimeout time.Duration
+	// fakeClock: WithClock replaced the sleeps, so renewals go through
+	// e.sleep instead of runtime timers.
+	fakeClock bool
 
 	// live holds the leases not yet settled, so they can be re-asserted
 	// when the store reports lost claims.
@@ -92,7 +95,7 @@ type Option func(*Engine)
 // WithClock replaces time.Now and the sleeps used when waiting and renewing
 // (tests use a fake clock).
 func WithClock(now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) Option {
-	return func(e *Engine) { e.now, e.sleep = now, sleep }
+	return func(e *Engine) { e.now, e.sleep, e.fakeClock = now, sleep, true }
 }
 
 // WithHooks installs observers.

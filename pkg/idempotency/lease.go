@@ -124,29 +124,57 @@ func (l *Lease) renew(ctx context.Context) error {
 // keeps ctx's values but not its cancellation (a client hanging up does
 // not stop a running handler), so the transport must always settle the
 // lease. Calling it again is a no-op.
+//
+// A renewal is a runtime timer, not a goroutine per request: most requests
+// settle before the first renewal is due, and then cost one timer.
 func (l *Lease) KeepAlive(ctx context.Context) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ctx = context.WithoutCancel(ctx)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.settled || l.stopKeep != nil {
-		l.mu.Unlock()
-		cancel()
 		return
 	}
-	l.stopKeep = cancel
-	l.mu.Unlock()
-	go func() {
-		for l.e.sleep(ctx, l.p.Lease/3) == nil {
-			err := l.renew(ctx)
-			switch {
-			case err == nil, ctx.Err() != nil:
-			case errors.Is(err, ErrLeaseLost):
-				l.e.logger.Error("lease taken over by another request; it holds the key now", "key_id", l.c.KeyID(), "error", err)
-				return
-			default:
-				l.e.logger.Error("lease renewal failed; retrying at the next interval (if the lease runs out first, retries are told outcome-unknown)", "key_id", l.c.KeyID(), "error", err)
+	every := l.p.Lease / 3
+	if l.e.fakeClock {
+		l.keepAliveSleeping(ctx, every)
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(every, func() {
+		if l.renewed(ctx) {
+			l.mu.Lock()
+			if !l.settled {
+				t.Reset(every)
 			}
+			l.mu.Unlock()
+		}
+	})
+	l.stopKeep = func() { t.Stop() }
+}
+
+// keepAliveSleeping renews through the engine's injected sleep (WithClock);
+// the caller holds l.mu.
+func (l *Lease) keepAliveSleeping(ctx context.Context, every time.Duration) {
+	ctx, cancel := context.WithCancel(ctx)
+	l.stopKeep = cancel
+	go func() {
+		for l.e.sleep(ctx, every) == nil && l.renewed(ctx) {
 		}
 	}()
+}
+
+// renewed renews once and reports whether renewal should go on.
+func (l *Lease) renewed(ctx context.Context) bool {
+	err := l.renew(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLeaseLost):
+		l.e.logger.Error("lease taken over by another request; it holds the key now", "key_id", l.c.KeyID(), "error", err)
+		return false
+	default:
+		l.e.logger.Error("lease renewal failed; retrying at the next interval (if the lease runs out first, retries are told outcome-unknown)", "key_id", l.c.KeyID(), "error", err)
+	}
+	return true
 }
 
 // StorageKey returns the opaque key the lease holds (for admin and tests).

@@ -41,31 +41,50 @@ type Request struct {
 }
 
 // fieldHash writes length-prefixed fields so no two field lists collide.
-type fieldHash struct{ h hash.Hash }
+// Small fields gather in one buffer before reaching the hash, so hashing a
+// request costs a few allocations, not one per field.
+type fieldHash struct {
+	h   hash.Hash
+	buf []byte
+}
 
-func newFieldHash(domain string) fieldHash {
-	f := fieldHash{sha256.New()}
+func newFieldHash(domain string) *fieldHash {
+	f := &fieldHash{h: sha256.New(), buf: make([]byte, 0, 256)}
 	f.add(domain)
 	return f
 }
 
-func (f fieldHash) add(s string) { f.addBytes([]byte(s)) }
-
-func (f fieldHash) addBytes(b []byte) {
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-	f.h.Write(n[:])
-	f.h.Write(b)
+func (f *fieldHash) add(s string) {
+	f.buf = binary.BigEndian.AppendUint64(f.buf, uint64(len(s)))
+	f.buf = append(f.buf, s...)
 }
 
-func (f fieldHash) addHeaders(h http.Header, names []string) {
+func (f *fieldHash) addBytes(b []byte) {
+	f.buf = binary.BigEndian.AppendUint64(f.buf, uint64(len(b)))
+	if len(b) > 4096 { // a body: straight to the hash, no copy
+		f.flush()
+		f.h.Write(b)
+		return
+	}
+	f.buf = append(f.buf, b...)
+}
+
+func (f *fieldHash) flush() {
+	f.h.Write(f.buf)
+	f.buf = f.buf[:0]
+}
+
+func (f *fieldHash) addHeaders(h http.Header, names []string) {
 	for _, name := range names {
 		f.add(strings.ToLower(name))
 		f.add(strings.Join(h.Values(name), "\x00"))
 	}
 }
 
-func (f fieldHash) sum() []byte { return f.h.Sum(nil) }
+func (f *fieldHash) sum() []byte {
+	f.flush()
+	return f.h.Sum(nil)
+}
 
 // Fingerprint returns the hex SHA-256 binding r to its key under p, or ""
 // when p.Fingerprint is FingerprintNone.

@@ -51,6 +51,7 @@ type Watch struct {
 
 	mu         sync.Mutex
 	runIDs     map[string]string // node → run id last seen
+	watching   bool              // OnConnect has reported a server
 	graceUntil time.Time
 	callbacks  []func()
 	noInfo     sync.Once
@@ -116,6 +117,7 @@ func (w *Watch) observe(node, runID string, uptime time.Duration) {
 	w.mu.Lock()
 	prev, seen := w.runIDs[node]
 	w.runIDs[node] = runID
+	w.watching = true
 	w.mu.Unlock()
 	if !seen || prev == runID {
 		// The first server a process meets is taken as is: refusing new
@@ -126,6 +128,25 @@ func (w *Watch) observe(node, runID string, uptime time.Duration) {
 	// A server we knew was replaced (restart or failover): claims held
 	// here and by every other instance may be gone.
 	w.claimsLost("Redis run id changed (restart or failover)", "node", node, "uptime", uptime.String())
+}
+
+// claimVanished is a renewal that found its claim gone. On a watched
+// server (OnConnect installed) a restart or failover is seen on reconnect,
+// so a lone vanished claim was purged or evicted: the other leases are
+// re-asserted, but new keys are not refused. Unwatched, it may be the only
+// sign of lost data, and counts as a loss.
+func (w *Watch) claimVanished() {
+	w.mu.Lock()
+	watching := w.watching
+	cbs := append([]func(){}, w.callbacks...)
+	w.mu.Unlock()
+	if !watching {
+		w.claimsLost("a renewal found its claim gone")
+		return
+	}
+	for _, f := range cbs {
+		go f()
+	}
 }
 
 // claimsLost records a loss: the server was replaced, or a renewal found

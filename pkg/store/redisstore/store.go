@@ -178,8 +178,8 @@ func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
 	if err == nil && n == replyRecreated {
 		// A claim this server holds had vanished: Redis lost data. Others
 		// are likely gone too; re-assert them now, not at their renewals.
-		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (Redis restarted without persistence, or failed over); re-created it", "key_id", c.KeyID())
-		s.watch.claimsLost("a renewal found its claim gone")
+		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (purged, evicted, or lost by Redis); re-created it", "key_id", c.KeyID())
+		s.watch.claimVanished()
 	}
 	return err
 }

@@ -15,8 +15,9 @@ local e = redis.call('HMGET', KEYS[1], 'f', 't', 'l', 'r')
 -- (a full server refuses it: OOM, a 503), so every script writes with
 -- HSET first, never with DEL or HDEL, which a full server lets through.
 local function claim()
+  -- over nothing, or over a claim (f t l) being taken over: no record
+  -- field can be there, so nothing else needs removing
   redis.call('HSET', KEYS[1], 'f', ARGV[1], 't', ARGV[2], 'l', string.format('%.0f', now + lease))
-  redis.call('HDEL', KEYS[1], 'r')
   redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[4]), lease))
   return {1}
 end
