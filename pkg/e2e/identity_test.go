@@ -124,11 +124,13 @@ func identityStack(t *testing.T, up http.Handler, configPath string, edit func(e
 }
 
 // withEnvoySection returns configPath, or a copy of it with
-// envoy/gopotency.yaml's envoy section when it has none.
+// envoy/gopotency.yaml's envoy section when it has none or one plain
+// Envoy cannot run (an Istio or Envoy Gateway overlay's, without
+// clusters).
 func withEnvoySection(t *testing.T, configPath string) string {
 	t.Helper()
 	m := readYAML(t, configPath)
-	if _, ok := m["envoy"]; ok {
+	if e, ok := m["envoy"].(map[string]any); ok && e["clusters"] != nil {
 		return configPath
 	}
 	m["envoy"] = readYAML(t, filepath.Join(root(t), "envoy", "gopotency.yaml"))["envoy"]

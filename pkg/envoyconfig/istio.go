@@ -26,9 +26,9 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 	if len(k.Selector) == 0 {
 		errs = append(errs, errors.New("a workload selector is required: without one the EnvoyFilter applies to every proxy of its namespace (of the whole mesh in the root namespace)"))
 	}
-	for key, v := range k.Selector {
-		if !labelKey.MatchString(key) || !labelValue.MatchString(v) {
-			errs = append(errs, fmt.Errorf("selector %s=%s: not a Kubernetes label", key, v))
+	for _, l := range labelPairs(k.Selector) {
+		if !labelKey.MatchString(l[0]) || !labelValue.MatchString(l[1]) {
+			errs = append(errs, fmt.Errorf("selector %s=%s: not a Kubernetes label", l[0], l[1]))
 		}
 	}
 	if k.Port < 0 || k.Port > 65535 || (gateway && k.Port != 0) {
@@ -72,6 +72,11 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 				view.Filter.Metadata = &metadataEntry{Key: p.PolicyMetadataKey, Value: r.Policy}
 			}
 		}
+	}
+	if view.Filter.Metadata == nil {
+		// Without metadata the server picks by route name first: the
+		// matcher must let through what those policies need too.
+		pols = append(pols, p.byRouteName()...)
 	}
 	view.Skip = filterSkip(pols)
 	if err := errors.Join(errs...); err != nil {

@@ -235,3 +235,17 @@ ext_proc: {route_policies: {"httproute/shop/orders/rule/1/": pay}}
 	assert.NotContains(t, s, "request.headers", fmt.Sprintf("no header attribute:\n%s", s))
 	assert.False(t, strings.Contains(s, "gopotency-contract"), "no contract token")
 }
+
+// TestMatcherCountsRoutePolicies: a policy chosen by route name
+// (ext_proc.route_policies) is one the filter applies, so its methods and
+// its keyless requests must not be skipped either.
+func TestMatcherCountsRoutePolicies(t *testing.T) {
+	base := istioPolicies + istioEnvoy
+	out, err := generate(t, base, TargetIstioGateway, gatewayKube)
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `header_name: "idempotency-key"`, "every policy here has an optional key")
+	out, err = generate(t, strings.Replace(base, "store_timeout: 500ms\n", "store_timeout: 500ms\next_proc: {route_policies: {refunds: pay}}\n", 1)+
+		"", TargetIstioGateway, gatewayKube)
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), `header_name: "idempotency-key"`, "pay requires a key: keyless requests must reach GoPotency")
+}

@@ -77,9 +77,9 @@ func GenerateTarget(cfg *config.Config, t Target, k Kube, command string) ([]byt
 // checkKube reports what is missing from k or wrong in it.
 func checkKube(k Kube) []error {
 	var errs []error
-	for what, v := range map[string]string{"name": k.Name, "namespace": k.Namespace} {
-		if !dnsLabel.MatchString(v) {
-			errs = append(errs, fmt.Errorf("the object's %s %q: want a DNS label (lower case letters, digits, '-')", what, v))
+	for _, f := range [][2]string{{"name", k.Name}, {"namespace", k.Namespace}} {
+		if !dnsLabel.MatchString(f[1]) {
+			errs = append(errs, fmt.Errorf("the object's %s %q: want a DNS label (lower case letters, digits, '-')", f[0], f[1]))
 		}
 	}
 	return errs

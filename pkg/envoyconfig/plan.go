@@ -17,6 +17,7 @@ package envoyconfig
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -118,6 +119,7 @@ type Plan struct {
 	RoutePolicies map[string]string
 
 	defaultPolicy *idempotency.Policy
+	policies      map[string]*idempotency.Policy
 	// bodyFirstAsked is envoy.body_first, which the targets that cannot
 	// route body-first refuse even where no route would use it.
 	bodyFirstAsked bool
@@ -142,6 +144,15 @@ type FilterSkip struct {
 	// none of which requires a key or derives one: a request carrying
 	// none of them skips.
 	KeyHeaders []string
+}
+
+// byRouteName returns the policies ext_proc.route_policies can select.
+func (p *Plan) byRouteName() []*idempotency.Policy {
+	var out []*idempotency.Policy
+	for _, prefix := range slices.Sorted(maps.Keys(p.RoutePolicies)) {
+		out = append(out, p.policies[p.RoutePolicies[prefix]])
+	}
+	return out
 }
 
 // filterSkip is the FilterSkip of a filter that can apply pols.
@@ -202,7 +213,7 @@ func NewPlan(c *config.Config) (*Plan, error) {
 		errs = append(errs, err)
 		p.Clusters = append(p.Clusters, Cluster{Name: cl.Name, Endpoint: ep})
 	}
-	p.RoutePolicies, p.defaultPolicy, p.bodyFirstAsked = c.RoutePolicies, &c.Default, e.BodyFirst
+	p.RoutePolicies, p.defaultPolicy, p.policies, p.bodyFirstAsked = c.RoutePolicies, &c.Default, c.Policies, e.BodyFirst
 	var largest int64
 	for _, r := range e.Routes {
 		pol := &c.Default
