@@ -97,6 +97,14 @@ func TestClientDisconnect(t *testing.T) {
 	require.Error(t, err, "the client must time out")
 	require.Equal(t, 1, up.count(key))
 
+	// Until Envoy has reset the stream and the server settled it, the
+	// attempt still counts as in progress (409); then the outcome is
+	// unknown for good.
+	require.Eventually(t, func() bool {
+		r := do(t, "POST", url, key, `{}`)
+		require.Contains(t, []int{409, 424}, r.Status, "body %s", r.Body)
+		return r.Status == 424
+	}, 5*time.Second, 20*time.Millisecond)
 	for range 5 { // over 1.5s: five leases' worth, and past the upstream's end
 		r := do(t, "POST", url, key, `{}`)
 		require.Equal(t, 424, r.Status, "body %s", r.Body)
