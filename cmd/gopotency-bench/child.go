@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -114,6 +115,9 @@ func serveGopotency(ctx context.Context, args []string) error {
 	for _, p := range cfg.Policies {
 		p.Retention = 10 * time.Minute
 	}
+	// The server's own runtime defaults (GOGC, memory limit), as
+	// cmd/gopotency sets them: part of what is measured.
+	app.TuneRuntime(cfg, os.Getenv, slog.New(slog.DiscardHandler))
 	r, err := app.Start(cfg, os.Stderr)
 	if err != nil {
 		return err

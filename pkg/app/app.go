@@ -51,6 +51,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	TuneRuntime(cfg, os.Getenv, a.log)
 	if err := a.Listen(); err != nil {
 		a.closeStore()
 		return err
