@@ -27,28 +27,37 @@
 //
 // # Store states
 //
-// A Store holds each key in one of three states and changes it only
+// A Store holds each key in one of four states and changes it only
 // through one atomic call each (never check-then-act):
 //
-//	          Acquire: new token             Complete(token)
-//	absent ────────────────────▶ in flight ────────────────▶ completed
-//	 ▲  ▲                        │  Extend(token) renews         │
-//	 │  └─ Release(token), or ───┘  (KeepAlive)                  │
-//	 │     lease runs out                                        │
-//	 └─────────── retention runs out, or admin Delete ───────────┘
+//	          Acquire: new token              Complete(token)
+//	absent ────────────────────▶ in flight ─────────────────▶ completed
+//	 ▲  ▲                        │   ▲  Extend(token) renews       │
+//	 │  └── Release(token) ──────┘   │  (KeepAlive), and           │
+//	 │                     lease runs│  re-creates a vanished claim│
+//	 │                       out ▼   │                             │
+//	 │                     lease expired ── Complete(token) ───────▶│
+//	 └──── retention runs out, or admin Delete (any state) ────────┘
 //
 // Acquire on a live entry does not change it: in flight gives 409 with
-// Retry-After (or, with Policy.WaitInFlight, a bounded wait for the
-// outcome), completed gives Replay, and a different fingerprint gives 422.
+// Policy.RetryAfter (or, with Policy.WaitInFlight, a bounded wait for the
+// outcome), completed gives Replay (or the problem its Record.Mark stands
+// for), a different fingerprint gives 422, and a lease that ran out gives
+// 424 outcome-unknown: its holder stopped renewing (it crashed, or lost the
+// store), its request may have run, so the key is not free. Under
+// Policy.UnknownOutcome retry_after_lease such a claim is taken over
+// instead, and the old token is fenced off (its Complete, Extend and
+// Release fail with ErrLeaseLost).
 //
-// The lease (default 30s) bounds how long an in-flight claim survives
-// without renewal, so a crashed server cannot wedge a key; KeepAlive
-// renews it every lease/3 while the request runs. Retention (default 24h,
-// DefaultRetention) is how long a completed record replays. A retry after
+// The lease (default 30s) says whether a claim's holder is alive; KeepAlive
+// renews it every lease/3 while the request runs. A claim is kept for the
+// retention from when it was made, a record for the retention (default
+// 24h, DefaultRetention) from when it was written. A retry after the
 // retention runs as a new request: publish the window, as the IETF draft
-// asks. Each claim carries a fencing token: once a lease expires and
-// another request takes the key over, the old token's Complete, Extend and
-// Release fail with ErrLeaseLost and change nothing.
+// asks. A claim that vanished while its holder runs (a store restarted
+// without persistence) is re-created by the holder's next Extend or
+// Complete; stores that can notice such a loss (ClaimLossNotifier) make the
+// engine re-assert every lease it holds at once (Engine.Reassert).
 //
 // # What is stored
 //
@@ -56,10 +65,14 @@
 // hop-by-hop, Connection-named or denylisted headers; an allowlist mode
 // exists) and body. Statuses in Policy.DoNotStore (5xx, 408, 429 by
 // default) release the key instead, so a retry may run. A body over
-// Policy.MaxResponseBody stores a tombstone (status only, TooLarge): its
-// retries get 413, never a re-run. Abandon(false) releases the key (the
-// upstream provably never saw the request); Abandon(true) means the outcome
-// is unknown, so the claim is left to expire rather than risk a duplicate.
+// Policy.MaxResponseBody stores a tombstone (MarkTooLarge): its retries get
+// 413, never a re-run. A response cut off after its head (Response.
+// Incomplete) is recorded as MarkIncomplete with its status: retries get
+// 424 response-incomplete. Abandon(false) releases the key (the upstream
+// provably never saw the request); Abandon(true) means the outcome is
+// unknown and records MarkUnknown (retries get 424 outcome-unknown), or,
+// under retry_after_lease, leaves the claim to its lease. A settling call
+// that fails on a transient store error is retried until its context ends.
 //
 // # Keys, scope and fingerprints
 //
