@@ -216,7 +216,7 @@ func (p *processor) requestBody(req *extprocv3.ProcessingRequest, b *extprocv3.H
 		}
 		return one(continueRequestBody())
 	}
-	p.collect(b.GetBody())
+	p.collect(&p.req.Body, b.GetBody())
 	if int64(len(p.req.Body)) > p.policy.MaxRequestBody {
 		p.stage = notOurs
 		p.dropRequestBody()
@@ -264,12 +264,15 @@ func (p *processor) requestTrailers() []*extprocv3.ProcessingResponse {
 	return p.decideHeld(heldTrailers)
 }
 
-// collect adds a body chunk to the request and to the server's budget.
-func (p *processor) collect(chunk []byte) {
-	if len(p.req.Body) == 0 {
-		p.req.Body = chunk // the usual single buffered message: no copy
+// collect adds a body chunk to *body (the request's or the response's)
+// and to the server's budget. Each message's bytes are its own (proto
+// unmarshalling copies them), so the first chunk is kept without a copy:
+// the usual single buffered message.
+func (p *processor) collect(body *[]byte, chunk []byte) {
+	if len(*body) == 0 {
+		*body = chunk
 	} else {
-		p.req.Body = append(p.req.Body[:len(p.req.Body):len(p.req.Body)], chunk...)
+		*body = append((*body)[:len(*body):len(*body)], chunk...)
 	}
 	p.s.hold(int64(len(chunk)))
 	p.buffered += int64(len(chunk))
@@ -431,9 +434,7 @@ func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 			p.tooLarge = true // a tombstone needs no body
 			p.releaseBody()
 		} else {
-			p.body = append(p.body, b.GetBody()...)
-			p.s.hold(int64(len(b.GetBody())))
-			p.buffered += int64(len(b.GetBody()))
+			p.collect(&p.body, b.GetBody())
 		}
 	}
 	if b.GetEndOfStream() {
@@ -513,6 +514,8 @@ func neverSent(details string) bool {
 	return false
 }
 
+// cloneMode copies a mode template: answers adjust their copy (the
+// request body mode of a collecting request) and the templates stay intact.
 func cloneMode(m *filterv3.ProcessingMode) *filterv3.ProcessingMode {
 	return &filterv3.ProcessingMode{
 		RequestHeaderMode: m.RequestHeaderMode, ResponseHeaderMode: m.ResponseHeaderMode,

@@ -23,11 +23,13 @@
 package extproc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +99,9 @@ type Server struct {
 	policies map[*idempotency.Policy]*policyInfo
 	contract Contract
 	buffered atomic.Int64
+	// routes are RoutePolicies' prefixes, longest first, so the first
+	// match is the longest without a map walk per request.
+	routes []routePolicy
 
 	warnNoDetails   sync.Once
 	warnNoPrincipal sync.Once
@@ -112,6 +117,7 @@ func New(o Options) (*Server, error) {
 	if o.PolicyHeader == "" {
 		o.PolicyHeader = DefaultPolicyHeader
 	}
+	o.PolicyHeader = strings.ToLower(o.PolicyHeader) // gRPC metadata keys are lower case
 	if o.SettleTimeout <= 0 {
 		o.SettleTimeout = 5 * time.Second
 	}
@@ -121,12 +127,17 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	s := &Server{o: o, policies: map[*idempotency.Policy]*policyInfo{}}
 	for prefix, name := range o.RoutePolicies {
 		if o.Policies[name] == nil {
 			return nil, fmt.Errorf("extproc: route %q names policy %q, which is not defined", prefix, name)
 		}
+		if prefix == "" {
+			return nil, errors.New("extproc: an empty route name prefix would match every route; set Default instead")
+		}
+		s.routes = append(s.routes, routePolicy{prefix: prefix, policy: o.Policies[name]})
 	}
-	s := &Server{o: o, policies: map[*idempotency.Policy]*policyInfo{}}
+	slices.SortFunc(s.routes, func(a, b routePolicy) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
 	s.policies[o.Default] = newPolicyInfo(o.Default)
 	for _, p := range o.Policies {
 		s.policies[p] = newPolicyInfo(p)
@@ -177,30 +188,29 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 // (ExtProcPerRoute grpc_initial_metadata), else by route name
 // (RoutePolicies), else the default.
 func (s *Server) policyFor(ctx context.Context, routeName string) (*idempotency.Policy, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if names := md.Get(s.o.PolicyHeader); len(names) > 0 && names[0] != "" {
+	if names := metadata.ValueFromIncomingContext(ctx, s.o.PolicyHeader); len(names) > 0 && names[0] != "" {
 		if p, ok := s.o.Policies[names[0]]; ok {
 			return p, nil
 		}
 		return nil, fmt.Errorf("%w: the route names policy %q, which the configuration does not define", idempotency.ErrMisconfigured, names[0])
 	}
-	if len(s.o.RoutePolicies) > 0 {
-		if routeName == "" {
-			s.warnNoRoute.Do(func() {
-				s.o.Logger.Warn(`route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does); until then every route gets default_policy`)
-			})
-		}
-		best := ""
-		for prefix := range s.o.RoutePolicies {
-			if strings.HasPrefix(routeName, prefix) && len(prefix) > len(best) {
-				best = prefix
-			}
-		}
-		if best != "" {
-			return s.o.Policies[s.o.RoutePolicies[best]], nil
+	if len(s.routes) > 0 && routeName == "" {
+		s.warnNoRoute.Do(func() {
+			s.o.Logger.Warn(`route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does); until then every route gets default_policy`)
+		})
+	}
+	for _, r := range s.routes {
+		if strings.HasPrefix(routeName, r.prefix) {
+			return r.policy, nil
 		}
 	}
 	return s.o.Default, nil
+}
+
+// routePolicy is one entry of Options.RoutePolicies.
+type routePolicy struct {
+	prefix string
+	policy *idempotency.Policy
 }
 
 // protocolError reports a stream that broke the protocol.

@@ -313,6 +313,8 @@ func TestRoutePolicies(t *testing.T) {
 
 	_, err := New(Options{Engine: idempotency.New(e.store), Default: &idempotency.Policy{}, RoutePolicies: map[string]string{"r/": "nope"}})
 	require.ErrorContains(t, err, `names policy "nope"`)
+	_, err = New(Options{Engine: idempotency.New(e.store), Default: &idempotency.Policy{}, Policies: map[string]*idempotency.Policy{"p": {}}, RoutePolicies: map[string]string{"": "p"}})
+	require.ErrorContains(t, err, "empty route name prefix")
 }
 
 // scope_principal reads the peer from Envoy's certificate attributes, and
