@@ -61,7 +61,7 @@ func (f *fieldHash) add(s string) {
 
 func (f *fieldHash) addBytes(b []byte) {
 	f.buf = binary.BigEndian.AppendUint64(f.buf, uint64(len(b)))
-	if len(b) > 4096 { // a body: straight to the hash, no copy
+	if len(b) > cap(f.buf)-len(f.buf) { // would grow the buffer: straight to the hash, no copy
 		f.flush()
 		f.h.Write(b)
 		return
