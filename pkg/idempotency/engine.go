@@ -200,7 +200,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 	if !p.Applies(r.Method) {
 		return Decision{Kind: Pass}
 	}
-	key, hasKey, err := e.key(p, r)
+	key, hasKey, err := requestKey(p, r)
 	if err != nil {
 		return reject(err, "")
 	}
@@ -320,9 +320,9 @@ func derivedScope(p *Policy, r *Request, scope string) string {
 	return hex.EncodeToString(f.sum())
 }
 
-// key returns the client's key, a derived key, or "" when the request
-// carries none and the route does not require one.
-func (e *Engine) key(p *Policy, r *Request) (key string, fromHeader bool, err error) {
+// requestKey returns the client's key, a derived key, or "" when the
+// request carries none and the route does not require one.
+func requestKey(p *Policy, r *Request) (key string, fromHeader bool, err error) {
 	vals := r.Header.Values(p.KeyHeader)
 	switch {
 	case len(vals) > 1:
@@ -352,16 +352,13 @@ func (e *Engine) Precheck(p *Policy, r *Request) (Decision, bool) {
 	if !p.Applies(r.Method) {
 		return Decision{Kind: Pass}, false
 	}
-	var key string
-	var err error
-	switch vals := r.Header.Values(p.KeyHeader); {
-	case len(vals) == 0 && p.AutoKey != nil:
+	vals := r.Header.Values(p.KeyHeader)
+	if len(vals) == 0 && p.AutoKey != nil {
 		// Derived later from the body; nothing to check at the headers.
 		return Decision{Kind: Pass}, true
-	case len(vals) == 0:
-		key, _, err = e.key(p, r)
-	default:
-		key, _, err = e.key(p, r)
+	}
+	key, _, err := requestKey(p, r)
+	if len(vals) > 0 {
 		// Begin reuses the parsed key instead of parsing it again.
 		r.checkedKey, r.checkedHeader = key, vals[0]
 	}

@@ -18,8 +18,7 @@ package idempotency
 // hashes (method, path, its headers, the body) and r.SourceAddress. Whether
 // p applies to r.Method is not checked.
 func RequestKey(p *Policy, r *Request) (key string, derived bool, err error) {
-	var e Engine // key reads only its arguments
-	raw, fromHeader, err := e.key(p, r)
+	raw, fromHeader, err := requestKey(p, r)
 	if err != nil || raw == "" {
 		return "", false, err
 	}
