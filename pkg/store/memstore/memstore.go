@@ -213,7 +213,8 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 
 // claim stores a new in-flight claim for c; the caller holds s.mu.
 func (s *Store) claim(c idempotency.Claim, now time.Time) {
-	e := &entry{key: c.Key, token: c.Token, fingerprint: c.Fingerprint, leaseUntil: now.Add(c.Lease), expires: now.Add(c.Retention)}
+	// Kept at least while the lease runs, as the other stores do.
+	e := &entry{key: c.Key, token: c.Token, fingerprint: c.Fingerprint, leaseUntil: now.Add(c.Lease), expires: now.Add(max(c.Retention, c.Lease))}
 	e.size = entryOverhead + int64(len(c.Key)+len(c.Fingerprint))
 	s.entries[c.Key] = e
 	s.bytes += e.size

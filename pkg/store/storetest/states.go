@@ -89,6 +89,15 @@ func testExtendPastRetention(t *testing.T, s idempotency.Store) {
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 }
 
+func testLeaseOutlivesRetention(t *testing.T, s idempotency.Store) {
+	// A claim is kept while its lease runs, even when the retention it
+	// was given is shorter (the contract allows it; policies do not).
+	c := NewClaim("fp", 4*shortLease, shortLease)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+}
+
 func testExtendExpired(t *testing.T, s idempotency.Store) {
 	c := NewClaim("fp", shortLease, retention)
 	acquire(t, s, c, noTakeover, idempotency.Acquired)

@@ -75,6 +75,7 @@ func runCases(t *testing.T, newStore Factory, bubble bool) {
 		{"TakeoverRaceOneWinner", testTakeoverRace},
 		{"ExtendKeepsClaim", testExtend},
 		{"ExtendPastRetentionKeepsClaim", testExtendPastRetention},
+		{"LeaseLongerThanRetentionKeepsClaim", testLeaseOutlivesRetention},
 		{"ExtendRevivesExpiredLease", testExtendExpired},
 		{"ExtendRecreatesVanishedClaim", testExtendVanished},
 		{"CompleteAfterLeaseExpired", testCompleteExpired},
