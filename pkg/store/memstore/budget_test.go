@@ -105,3 +105,54 @@ func TestSweepDropsExpiredInBatches(t *testing.T) {
 	assert.Zero(t, s.Stats().Entries)
 	assert.Zero(t, s.Stats().Bytes)
 }
+
+// Entries past their retention make room at once, before the sweeper
+// runs: a full store of dead entries does not refuse new keys.
+func TestEntryBudgetCountsOnlyLiveEntries(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	s := memstore.New(memstore.Options{MaxEntries: 3, Now: func() time.Time { return now }, SweepInterval: time.Hour})
+	defer s.Close()
+	for range 3 {
+		_, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Second, time.Minute), idempotency.AcquireOptions{})
+		require.NoError(t, err)
+	}
+	_, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Second, time.Minute), idempotency.AcquireOptions{})
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	now = now.Add(time.Minute)
+	res, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Second, time.Minute), idempotency.AcquireOptions{})
+	require.NoError(t, err, "the expired entries make room")
+	assert.Equal(t, idempotency.Acquired, res.Outcome)
+}
+
+// Under byte pressure expired entries go first, and a response-incomplete
+// mark keeps its mark and headers: only replayable responses are evicted.
+func TestByteBudgetKeepsMarksAndDropsExpiredFirst(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	s := memstore.New(memstore.Options{MaxBytes: 60_000, Now: func() time.Time { return now }, SweepInterval: time.Hour})
+	defer s.Close()
+	ctx := context.Background()
+	inc := storetest.NewClaim("fp", time.Minute, time.Hour)
+	_, err := s.Acquire(ctx, inc, idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	incomplete := &idempotency.Record{Status: 201, Mark: idempotency.MarkIncomplete, Headers: []idempotency.Header{{Name: "Location", Value: "/orders/7"}}}
+	require.NoError(t, s.Complete(ctx, inc, incomplete))
+
+	short := storetest.NewClaim("fp", time.Second, time.Second)
+	_, err = s.Acquire(ctx, short, idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	require.NoError(t, s.Complete(ctx, short, record(25_000)))
+	kept := complete(t, s, 25_000)
+	now = now.Add(2 * time.Second) // short's retention ran out; not swept
+	fresh := complete(t, s, 25_000)
+
+	assert.Zero(t, s.Stats().Evicted, "the expired response made room; no live one was evicted")
+	assert.Equal(t, idempotency.MarkNone, outcome(t, s, kept).Record.Mark)
+	assert.Equal(t, idempotency.MarkNone, outcome(t, s, fresh).Record.Mark)
+	for range 5 {
+		complete(t, s, 25_000)
+	}
+	got := outcome(t, s, inc)
+	require.Equal(t, idempotency.Completed, got.Outcome)
+	assert.Equal(t, idempotency.MarkIncomplete, got.Record.Mark, "a mark is never evicted")
+	assert.Equal(t, incomplete.Headers, got.Record.Headers)
+}

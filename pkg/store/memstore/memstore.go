@@ -156,18 +156,23 @@ func (s *Store) sweeper(iv time.Duration) {
 func (s *Store) Sweep() {
 	for {
 		s.mu.Lock()
-		now := s.now()
-		n := 0
-		for n < sweepBatch && len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
-			s.remove(s.byExpiry[0])
-			n++
-		}
-		more := n == sweepBatch
+		more := s.dropExpired(s.now(), sweepBatch) == sweepBatch
 		s.mu.Unlock()
 		if !more {
 			return
 		}
 	}
+}
+
+// dropExpired removes up to limit entries past their retention, oldest
+// first, and returns how many; the caller holds s.mu.
+func (s *Store) dropExpired(now time.Time, limit int) int {
+	n := 0
+	for n < limit && len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
+		s.remove(s.byExpiry[0])
+		n++
+	}
+	return n
 }
 
 // live returns the unexpired entry for key, dropping an expired one; the
@@ -204,7 +209,8 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		}
 		s.remove(e) // take over: the old token is fenced off with it
 	}
-	if len(s.entries) >= s.maxEntries {
+	if len(s.entries) >= s.maxEntries && s.dropExpired(now, sweepBatch) == 0 {
+		// Full of live entries (expired ones, not yet swept, make room).
 		return idempotency.AcquireResult{}, fmt.Errorf("memstore: %w: full (%d entries; max_entries)", idempotency.ErrStoreUnavailable, len(s.entries))
 	}
 	s.claim(c, now)
@@ -257,7 +263,11 @@ func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempote
 	if payload := recordBytes(e.rec); payload > 0 {
 		e.size += payload
 		s.bytes += payload
-		e.replayable = s.replayable.PushBack(e)
+		if e.rec.Mark == idempotency.MarkNone {
+			// Only replayable responses are evictable; a mark's few
+			// headers (response-incomplete's) are kept with it.
+			e.replayable = s.replayable.PushBack(e)
+		}
 	}
 	s.enforceBytes()
 	return nil
@@ -347,6 +357,9 @@ func (s *Store) remove(e *entry) {
 // until the store is within MaxBytes; the caller holds s.mu. Claims and
 // marks are never touched: dropping them could run a request twice.
 func (s *Store) enforceBytes() {
+	if s.bytes > s.maxBytes {
+		s.dropExpired(s.now(), sweepBatch) // expired entries go before live responses
+	}
 	for s.bytes > s.maxBytes && s.replayable.Len() > 0 {
 		e := s.replayable.Remove(s.replayable.Front()).(*entry)
 		e.replayable = nil
