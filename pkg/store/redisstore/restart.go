@@ -3,8 +3,6 @@ package redisstore
 import (
 	"context"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,8 +16,9 @@ import (
 const DefaultRestartGrace = 11 * time.Second
 
 // Watch notices when Redis lost data it held: a server restarted without
-// persistence (its run id changes, its uptime is short) or a failover to a
-// replica (the master's run id changes). Claims of requests still running
+// persistence (its run id changes) or a failover to a replica (the
+// master's run id changes; in a Cluster, a master at an address not seen
+// when the store started). Claims of requests still running
 // may be gone then, and a duplicate could claim the key and run again. So
 // the Watch
 //
@@ -38,7 +37,8 @@ const DefaultRestartGrace = 11 * time.Second
 // docs/redis.md: persistence closes that gap). NewFromURL installs it;
 // for a client you build yourself, set Watch.OnConnect as
 // redis.Options.OnConnect (or FailoverOptions.OnConnect; for a Cluster use
-// Watch.NodeHook in ClusterOptions.NewClient) and pass the Watch in Options.
+// Watch.NodeHook in ClusterOptions.NewClient, then NodesKnown once
+// ForEachMaster has met every master) and pass the Watch in Options.
 // A renewal that finds its claim gone (Extend) also counts as a loss.
 type Watch struct {
 	grace  time.Duration
@@ -49,9 +49,12 @@ type Watch struct {
 	// while it was under way (its connection dialled to the new server).
 	losses atomic.Int64
 
-	mu         sync.Mutex
-	runIDs     map[string]string // node → run id last seen
-	watching   bool              // OnConnect has reported a server
+	mu       sync.Mutex
+	runIDs   map[string]string // node → run id last seen
+	watching bool              // OnConnect has reported a server
+	// nodesKnown: the Cluster's masters at start were all seen
+	// (NodesKnown); a master met later is a failover or a resharding.
+	nodesKnown bool
 	graceUntil time.Time
 	callbacks  []func()
 	noInfo     sync.Once
@@ -70,11 +73,28 @@ func (w *Watch) log() *slog.Logger { return w.logger.Load() }
 // OnConnect is a redis.Options.OnConnect hook for a standalone or
 // Sentinel-managed server.
 func (w *Watch) OnConnect(ctx context.Context, cn *redis.Conn) error {
-	return w.NodeHook("server")(ctx, cn)
+	return w.hook("server", false)(ctx, cn)
 }
 
-// NodeHook returns the OnConnect hook for one Cluster node.
+// NodeHook returns the OnConnect hook for one Cluster node (by address).
+// Call NodesKnown once the client has met every master.
 func (w *Watch) NodeHook(node string) func(context.Context, *redis.Conn) error {
+	return w.hook(node, true)
+}
+
+// NodesKnown marks the Cluster's current masters as seen (NewFromURL calls
+// it after meeting each one): from then on a master at a new address is
+// taken for a promoted replica, which may lack the latest claims, and
+// counts as a loss. A planned resharding onto new masters costs one grace
+// period of 503s for new keys; missing a failover could run a request
+// twice.
+func (w *Watch) NodesKnown() {
+	w.mu.Lock()
+	w.nodesKnown = true
+	w.mu.Unlock()
+}
+
+func (w *Watch) hook(node string, cluster bool) func(context.Context, *redis.Conn) error {
 	return func(ctx context.Context, cn *redis.Conn) error {
 		info, err := cn.Info(ctx, "server").Result()
 		if err != nil {
@@ -86,48 +106,53 @@ func (w *Watch) NodeHook(node string) func(context.Context, *redis.Conn) error {
 			})
 			return nil
 		}
-		runID, uptime := parseInfo(info)
-		if runID != "" {
-			w.observe(node, runID, uptime)
+		fields := infoFields(info)
+		if fields["redis_mode"] == "sentinel" {
+			// go-redis runs FailoverOptions.OnConnect on its Sentinel
+			// connections too; a Sentinel holds no claims.
+			return nil
+		}
+		runID := fields["run_id"]
+		if runID == "" {
+			return nil
+		}
+		if w.observe(node, runID, fields["uptime_in_seconds"]) && cluster && isMaster(ctx, cn) {
+			w.claimsLost("a Cluster master not seen at start (failover or resharding)", "node", node)
 		}
 		return nil
 	}
 }
 
-// parseInfo reads run_id and uptime_in_seconds from INFO server.
-func parseInfo(info string) (runID string, uptime time.Duration) {
-	for line := range strings.Lines(info) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "run_id":
-			runID = v
-		case "uptime_in_seconds":
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-				uptime = time.Duration(n) * time.Second
-			}
-		}
-	}
-	return runID, uptime
+// isMaster reports whether the connection's server is a master; a replica
+// met later (read_only routing) holds no claims of its own.
+func isMaster(ctx context.Context, cn *redis.Conn) bool {
+	info, err := cn.Info(ctx, "replication").Result()
+	return err != nil || infoFields(info)["role"] != "slave" // unknown: assume the worst
 }
 
-func (w *Watch) observe(node, runID string, uptime time.Duration) {
+// observe records node's run id and reports a loss when a known node came
+// back with another one. It returns true for a node first met after
+// NodesKnown.
+func (w *Watch) observe(node, runID, uptimeSeconds string) (newNode bool) {
 	w.mu.Lock()
 	prev, seen := w.runIDs[node]
 	w.runIDs[node] = runID
 	w.watching = true
+	late := w.nodesKnown
 	w.mu.Unlock()
-	if !seen || prev == runID {
+	if !seen {
 		// The first server a process meets is taken as is: refusing new
 		// keys whenever a young Redis is met would stall every fresh
 		// deployment, to guard against a rarer case (see the docs).
-		return
+		return late
+	}
+	if prev == runID {
+		return false
 	}
 	// A server we knew was replaced (restart or failover): claims held
 	// here and by every other instance may be gone.
-	w.claimsLost("Redis run id changed (restart or failover)", "node", node, "uptime", uptime.String())
+	w.claimsLost("Redis run id changed (restart or failover)", "node", node, "uptime_seconds", uptimeSeconds)
+	return false
 }
 
 // claimVanished is a renewal that found its claim gone. On a watched

@@ -2,9 +2,11 @@ package redisstore
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -92,4 +94,38 @@ func TestRenewalFindingItsClaimGoneStartsTheGrace(t *testing.T) {
 		return err == nil && e.State == idempotency.StateInFlight
 	}, 5*time.Second, 10*time.Millisecond, "and the engine re-asserted the other lease")
 	assert.Positive(t, s.watch.graceLeft(), "new keys wait")
+}
+
+// In a Cluster, nodes are known by address: a failover puts a master at an
+// address the store did not meet at start, whose data may lack the latest
+// claims. Such a master counts as a loss; a replica met later does not.
+func TestClusterMasterMetAfterStartIsALoss(t *testing.T) {
+	ctx := context.Background()
+	a, b, replica := testenv.StartRedis(t), testenv.StartRedis(t), testenv.StartRedis(t)
+	connect := func(srv *testenv.RedisServer) *redis.Conn {
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		t.Cleanup(func() { _ = c.Close() })
+		cn := c.Conn()
+		t.Cleanup(func() { _ = cn.Close() })
+		return cn
+	}
+	host, port, err := net.SplitHostPort(a.Addr)
+	require.NoError(t, err)
+	rc := connect(replica)
+	require.NoError(t, rc.Do(ctx, "REPLICAOF", host, port).Err())
+
+	w := NewWatch(time.Minute)
+	require.NoError(t, w.NodeHook(a.Addr)(ctx, connect(a)))
+	require.NoError(t, w.NodeHook(b.Addr)(ctx, connect(b)), "masters met before NodesKnown are the start topology")
+	require.Zero(t, w.losses.Load())
+	w.NodesKnown()
+	require.NoError(t, w.NodeHook(replica.Addr)(ctx, rc))
+	require.Zero(t, w.losses.Load(), "a replica holds no claims of its own")
+	require.NoError(t, w.NodeHook(a.Addr)(ctx, connect(a)))
+	require.Zero(t, w.losses.Load(), "a known master reconnecting is no loss")
+
+	promoted := testenv.StartRedis(t)
+	require.NoError(t, w.NodeHook(promoted.Addr)(ctx, connect(promoted)))
+	assert.Equal(t, int64(1), w.losses.Load(), "a master at a new address after start")
+	assert.Positive(t, w.graceLeft())
 }

@@ -24,12 +24,7 @@ func (s *Store) CheckSettings(ctx context.Context) []string {
 		if err != nil {
 			return nil
 		}
-		fields := map[string]string{}
-		for line := range strings.Lines(info) {
-			if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
-				fields[k] = v
-			}
-		}
+		fields := infoFields(info)
 		if policy := fields["maxmemory_policy"]; fields["maxmemory"] != "0" && fields["maxmemory"] != "" && policy != "noeviction" {
 			mu.Lock()
 			defer mu.Unlock()
@@ -45,4 +40,15 @@ func (s *Store) CheckSettings(ctx context.Context) []string {
 		_ = check(ctx, c)
 	}
 	return warnings
+}
+
+// infoFields splits an INFO reply into its "name:value" fields.
+func infoFields(info string) map[string]string {
+	fields := map[string]string{}
+	for line := range strings.Lines(info) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	return fields
 }

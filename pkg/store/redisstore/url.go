@@ -79,9 +79,10 @@ func NewFromURL(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		_ = client.Close()
 		return nil, err
 	}
-	for _, warning := range s.CheckSettings(ctx) {
+	for _, warning := range s.CheckSettings(ctx) { // meets every master of a Cluster
 		s.logger.WarnContext(ctx, "redisstore: "+warning)
 	}
+	w.NodesKnown()
 	return s, nil
 }
 

@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,4 +204,36 @@ func TestNewFromURLSentinel(t *testing.T) {
 	n, err := c.Exists(ctx, s.Key("k")).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
+}
+
+// go-redis runs FailoverOptions.OnConnect on its Sentinel connections too:
+// the Sentinel's run id must not read as a replaced master.
+func TestSentinelIsNotMistakenForARestart(t *testing.T) {
+	rs := testenv.StartRedisSentinel(t)
+	ctx := context.Background()
+	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?prefix="+testPrefix(), Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 5 {
+		res, err := s.Acquire(ctx, claim("sentinel-"+strconv.Itoa(i)), idempotency.AcquireOptions{})
+		require.NoError(t, err, "no restart grace: nothing was lost")
+		require.Equal(t, idempotency.Acquired, res.Outcome)
+	}
+	assert.Zero(t, s.watch.losses.Load())
+}
+
+// NewFromURL meets every master of a Cluster before it returns, so keys on
+// any of them are served at once: the start topology is no failover.
+func TestNewFromURLClusterMeetsEveryMaster(t *testing.T) {
+	addrs := testenv.RedisCluster(t)
+	ctx := context.Background()
+	s, err := NewFromURL(ctx, "redis+cluster://"+strings.Join(addrs, ",")+"/?prefix="+testPrefix(), Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 30 { // spread over every master's slots
+		res, err := s.Acquire(ctx, claim("cluster-"+strconv.Itoa(i)), idempotency.AcquireOptions{})
+		require.NoError(t, err)
+		require.Equal(t, idempotency.Acquired, res.Outcome)
+	}
+	assert.Zero(t, s.watch.losses.Load())
 }
