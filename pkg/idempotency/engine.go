@@ -87,6 +87,10 @@ type Engine struct {
 	// when the store reports lost claims.
 	liveMu sync.Mutex
 	live   map[*Lease]struct{}
+	// reasserting: a Reassert pass runs; reassertAgain: another was asked
+	// for meanwhile.
+	reassertMu                 sync.Mutex
+	reasserting, reassertAgain bool
 }
 
 // Option configures an Engine.
@@ -126,8 +130,31 @@ func New(store Store, opts ...Option) *Engine {
 // Reassert renews every lease the engine holds at once, which re-creates
 // claims the store lost (Store.Extend on an absent key). Stores that can
 // lose claims call it through ClaimLossNotifier; it is safe to call any
-// time.
+// time. A call during a pass returns at once and one more pass follows:
+// the pass itself reports a loss for every claim it re-creates, and
+// renewing every lease for each would cost N² store calls.
 func (e *Engine) Reassert() {
+	e.reassertMu.Lock()
+	if e.reasserting {
+		e.reassertAgain = true
+		e.reassertMu.Unlock()
+		return
+	}
+	e.reasserting = true
+	e.reassertMu.Unlock()
+	for {
+		e.reassertOnce()
+		e.reassertMu.Lock()
+		again := e.reassertAgain
+		e.reassertAgain, e.reasserting = false, again
+		e.reassertMu.Unlock()
+		if !again {
+			return
+		}
+	}
+}
+
+func (e *Engine) reassertOnce() {
 	e.liveMu.Lock()
 	leases := make([]*Lease, 0, len(e.live))
 	for l := range e.live {

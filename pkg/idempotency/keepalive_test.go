@@ -2,7 +2,9 @@ package idempotency_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -215,5 +217,47 @@ func TestEngineRegistersForClaimLoss(t *testing.T) {
 		require.NoError(t, mem.Delete(context.Background(), d.Lease.StorageKey()))
 		s.lost()
 		requireReject(t, eng.Begin(context.Background(), &p, post("k", orderJSON)), 409, "request-in-progress")
+	})
+}
+
+// vanishingStore lost every claim: the first Extend of each re-creates it
+// and reports a loss, as the Redis store does after a restart.
+type vanishingStore struct {
+	idempotency.Store
+	lost      func()
+	extends   atomic.Int64
+	recreated sync.Map
+}
+
+func (s *vanishingStore) OnClaimsLost(f func()) { s.lost = f }
+
+func (s *vanishingStore) Extend(ctx context.Context, c idempotency.Claim) error {
+	s.extends.Add(1)
+	err := s.Store.Extend(ctx, c)
+	if _, again := s.recreated.LoadOrStore(c.Key, true); !again {
+		go s.lost()
+	}
+	return err
+}
+
+// Re-creating N lost claims reports N more losses; they join the pass
+// under way instead of each renewing every lease again (N² store calls
+// right when the store came back).
+func TestReassertCoalescesLossesItCauses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New(memstore.Options{})
+		defer mem.Close()
+		s := &vanishingStore{Store: mem}
+		eng := idempotency.New(s)
+		p := idempotency.DefaultPolicy()
+		const n = 50
+		for i := range n {
+			require.Equal(t, idempotency.Proceed, eng.Begin(context.Background(), &p, post(fmt.Sprint("k", i), orderJSON)).Kind)
+		}
+		s.lost()
+		synctest.Wait()
+		got := s.extends.Load()
+		assert.GreaterOrEqual(t, got, int64(n), "every lease was renewed")
+		assert.LessOrEqual(t, got, int64(2*n), "one more pass at most, not one per report")
 	})
 }
