@@ -6,7 +6,9 @@ import "context"
 // server that stopped answering: go-redis bounds network I/O by a ctx's
 // deadline (ContextTimeoutEnabled) but not by its cancellation, which
 // would hold a cancelled request until the read timeout. f then finishes
-// on its own goroutine, and go-redis discards its connection.
+// on its own goroutine (a late error discards its connection, a late
+// reply returns it to the pool); whatever it wrote is the engine's to undo
+// (an Acquire's claim is released: Engine.releaseOrphan).
 func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
 	done := ctx.Done()
 	if done == nil {

@@ -51,6 +51,9 @@ type Store struct {
 	lru   *list.List // *entry, most recently used first
 	bytes int64
 	hits  int64
+	// gen counts purges: a fill that read the store before a purge (its
+	// generation is older) is not cached after it.
+	gen uint64
 }
 
 type entry struct {
@@ -96,16 +99,20 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	if err := ctx.Err(); err != nil {
 		return idempotency.AcquireResult{}, err
 	}
+	if err := c.Validate(); err != nil {
+		return idempotency.AcquireResult{}, err // as the store would answer
+	}
 	if res, ok := s.lookup(c); ok {
 		return res, nil
 	}
+	gen := s.generation()
 	res, err := s.inner.Acquire(ctx, c, o)
 	if err == nil && res.Outcome == idempotency.Completed && res.Record != nil {
 		until := s.now().Add(c.Retention)
 		if !res.Record.CreatedAt.IsZero() {
 			until = res.Record.CreatedAt.Add(c.Retention)
 		}
-		s.put(c.Key, c.Fingerprint, res.Record, until)
+		s.put(c.Key, c.Fingerprint, res.Record, until, gen, false)
 	}
 	return res, err
 }
@@ -130,10 +137,17 @@ func (s *Store) lookup(c idempotency.Claim) (idempotency.AcquireResult, bool) {
 	return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: e.rec}, true
 }
 
-// put remembers rec until the earlier of until and the TTL. Records are
-// shared read-only with the callers: transports build new responses from
-// them and never write into them.
-func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time) {
+func (s *Store) generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// put remembers rec until the earlier of until and the TTL, unless a purge
+// happened since gen; copy asks for a private copy of the caller's record.
+// Cached records are shared read-only with the callers: transports build
+// new responses from them and never write into them.
+func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time, gen uint64, copy bool) {
 	expires := s.now().Add(s.ttl)
 	if until.Before(expires) {
 		expires = until
@@ -145,8 +159,17 @@ func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time) {
 	if size > s.max/4 {
 		return // one big record would push out many small ones
 	}
+	if copy {
+		cp := *rec
+		cp.Headers = append([]idempotency.Header(nil), rec.Headers...)
+		cp.Body = append([]byte(nil), rec.Body...)
+		rec = &cp
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gen != gen {
+		return
+	}
 	if el := s.byKey[key]; el != nil {
 		s.remove(el)
 	}
@@ -163,9 +186,11 @@ func (s *Store) remove(el *list.Element) {
 	s.bytes -= e.size
 }
 
+// evict drops key and starts a new generation.
 func (s *Store) evict(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gen++
 	if el := s.byKey[key]; el != nil {
 		s.remove(el)
 	}
@@ -173,13 +198,11 @@ func (s *Store) evict(key string) {
 
 // Complete records through the store and remembers the record.
 func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	gen := s.generation()
 	if err := s.inner.Complete(ctx, c, rec); err != nil {
 		return err
 	}
-	cp := *rec
-	cp.Headers = append([]idempotency.Header(nil), rec.Headers...)
-	cp.Body = append([]byte(nil), rec.Body...)
-	s.put(c.Key, c.Fingerprint, &cp, s.now().Add(c.Retention))
+	s.put(c.Key, c.Fingerprint, rec, s.now().Add(c.Retention), gen, true)
 	return nil
 }
 
@@ -193,11 +216,12 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	return s.inner.Get(ctx, key)
 }
 
-// Delete purges key in the store and here.
+// Delete purges key in the store and here. A fill that read the store
+// before the purge finished is not cached: gen moves on both sides of it.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	s.evict(key)
 	err := s.inner.Delete(ctx, key)
-	s.evict(key) // a replay that raced the purge
+	s.evict(key)
 	return err
 }
 

@@ -128,3 +128,48 @@ func retry(c idempotency.Claim, fp string) idempotency.Claim {
 	c.Token, c.Fingerprint = idempotency.NewToken(), fp
 	return c
 }
+
+// stalling holds an Acquire after the store answered, until released.
+type stalling struct {
+	idempotency.Store
+	answered, release chan struct{}
+}
+
+func (s *stalling) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
+	res, err := s.Store.Acquire(ctx, c, o)
+	if s.answered != nil {
+		s.answered <- struct{}{}
+		<-s.release
+	}
+	return res, err
+}
+
+// A replay that read the record before this instance purged it does not
+// put it back in the cache after the purge.
+func TestPurgeWinsOverARacingFill(t *testing.T) {
+	m := memstore.New(memstore.Options{})
+	t.Cleanup(func() { _ = m.Close() })
+	inner := &stalling{Store: m}
+	s := replaycache.New(inner, replaycache.Options{})
+	ctx := context.Background()
+	c := storetest.NewClaim("fp", time.Minute, time.Hour)
+	_, err := m.Acquire(ctx, c, idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	require.NoError(t, m.Complete(ctx, c, &idempotency.Record{Status: 201, Body: []byte("made")})) // behind the cache
+
+	inner.answered, inner.release = make(chan struct{}), make(chan struct{})
+	done := make(chan idempotency.AcquireResult)
+	go func() {
+		res, _ := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
+		done <- res
+	}()
+	<-inner.answered // the fill has the record
+	require.NoError(t, s.Delete(ctx, c.Key))
+	close(inner.release)
+	require.Equal(t, idempotency.Completed, (<-done).Outcome, "the racing replay itself was answered")
+	inner.answered = nil
+
+	res, err := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.Acquired, res.Outcome, "the purged record is not served from the cache")
+}

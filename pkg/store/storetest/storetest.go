@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"sync"
 	"testing"
@@ -107,9 +106,7 @@ func runCases(t *testing.T, newStore Factory, bubble bool) {
 
 // NewKey returns a random key shaped like the engine's storage keys.
 func NewKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return idempotency.StorageKey("storetest", hex.EncodeToString(b[:]))
+	return idempotency.StorageKey("storetest", idempotency.NewToken())
 }
 
 // NewClaim returns a claim on a new random key with a fresh token.
