@@ -203,11 +203,11 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "gopotency-bench-")
+	e, err := base.RequireEnvoy()
 	if err != nil {
 		return nil, err
 	}
-	e, err := base.RequireEnvoy()
+	dir, err := os.MkdirTemp("", "gopotency-bench-")
 	if err != nil {
 		return nil, err
 	}

@@ -310,7 +310,7 @@ func (a *API) purge(c *call) {
 	a.purges.WithLabelValues(prev.State, prev.markLabel()).Inc()
 	a.auditPurge(c, kr, l, prev, "purged", force, nil)
 	ans := &purgeAnswer{Purged: true, KeyID: l.keyID, Forced: live, Previous: prev,
-		Next: "The next request with this key runs upstream (a new claim)."}
+		Next: "The next request with this key runs upstream (a new claim); other instances with a replay cache may replay the old answer for up to replay_cache.ttl."}
 	if live {
 		ans.Warning = forcedWarning
 	}

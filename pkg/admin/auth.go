@@ -89,11 +89,15 @@ func (t *Tokens) Describe() string {
 // IDs returns the ids of the tokens accepted now.
 func (t *Tokens) IDs() ([]string, error) {
 	toks, err := t.current()
+	return tokenIDs(toks), err
+}
+
+func tokenIDs(toks []token) []string {
 	ids := make([]string, len(toks))
 	for i, tk := range toks {
 		ids[i] = tk.id
 	}
-	return ids, err
+	return ids
 }
 
 // current returns the accepted tokens, reading the file when there is one.
@@ -117,11 +121,7 @@ func (t *Tokens) current() ([]token, error) {
 		toks[i] = newToken(l)
 	}
 	if t.lastErr != "" || (t.digest != d && t.digest != [sha256.Size]byte{}) {
-		ids := make([]string, len(toks))
-		for i, tk := range toks {
-			ids[i] = tk.id
-		}
-		t.log.Info("admin API: token file loaded", "file", t.path, "token_ids", ids)
+		t.log.Info("admin API: token file loaded", "file", t.path, "token_ids", tokenIDs(toks))
 	}
 	t.digest, t.lastErr = d, ""
 	return toks, nil

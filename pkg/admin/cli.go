@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -184,8 +185,10 @@ func cliRequest(fs *flag.FlagSet, kr *keyRequest, headers headerFlags, input, bo
 		if err != nil {
 			return nil, fmt.Errorf("admin: --body-file: %w", err)
 		}
-		s := string(b)
-		req.Body, req.BodyBase64 = &s, nil
+		// base64: JSON would replace invalid UTF-8 (a gzip or protobuf
+		// body) and so name another key.
+		s := base64.StdEncoding.EncodeToString(b)
+		req.Body, req.BodyBase64 = nil, &s
 	}
 	return req, nil
 }

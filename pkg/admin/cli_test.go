@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,4 +72,24 @@ func TestCLIInspectsAndPurges(t *testing.T) {
 	_, err = f.cli(t, "", nil, "inspect", "--header", "no-colon")
 	require.ErrorContains(t, err, "Name: value")
 	f.requireNoSecrets(t)
+}
+
+// --body-file names a derived key by the body's exact bytes, even when
+// they are not UTF-8 (a gzip or protobuf body).
+func TestCLIBodyFileKeepsBinaryBodies(t *testing.T) {
+	auto := idempotency.DefaultPolicy()
+	auto.AutoKey = &idempotency.AutoKey{Body: true}
+	f := newFixture(t, setup{named: map[string]*idempotency.Policy{"auto": &auto}})
+	body := []byte{0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x80, 0x00}
+	h := http.Header{}
+	h.Set("Authorization", bearer)
+	d := f.eng.Begin(context.Background(), &auto, &idempotency.Request{Method: "POST", Path: "/upload", Header: h, Body: body})
+	require.Equal(t, idempotency.Proceed, d.Kind)
+	t.Cleanup(func() { _ = d.Lease.Abandon(context.Background(), false) })
+
+	file := filepath.Join(t.TempDir(), "body")
+	require.NoError(t, os.WriteFile(file, body, 0o600))
+	ans, err := f.cli(t, "", nil, "inspect", "--policy", "auto", "--method", "POST", "--path", "/upload", "--header", "Authorization: "+bearer, "--body-file", file)
+	require.NoError(t, err)
+	require.Equal(t, "in_flight", ans["state"])
 }

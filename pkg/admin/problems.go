@@ -100,9 +100,6 @@ func problemFor(err error) *problem {
 		Detail: "The server log has the details."}
 }
 
-// slug is the last segment of the type, for metrics and logs.
-func (p *problem) slug() string { return p.Type[len(idempotency.ProblemTypeBase):] }
-
 func (p *problem) write(w http.ResponseWriter) {
 	for name, vals := range p.headers {
 		w.Header()[name] = vals

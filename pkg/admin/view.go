@@ -8,10 +8,9 @@ import (
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
-// States an answer reports; the first three are idempotency.State's names.
-const (
-	stateCorrupt = "corrupt" // the store holds an entry it cannot decode
-)
+// stateCorrupt is the state an answer reports, beside idempotency.State's
+// names, for an entry the store holds but cannot decode.
+const stateCorrupt = "corrupt"
 
 // fingerprintShown is how much of a fingerprint is shown: enough to tell
 // two requests apart, too little to matter.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the usage was printed
+		}
 		return err
 	}
 	t := envoyconfig.Target(*target)
@@ -77,6 +81,9 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *extProc != "" {
+		if err := config.CheckExtProcAddress("--ext-proc-address", *extProc); err != nil {
+			return err
+		}
 		e, err := cfg.RequireEnvoy()
 		if err != nil {
 			return err

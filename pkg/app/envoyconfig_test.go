@@ -83,12 +83,15 @@ func TestEnvoyConfigFlags(t *testing.T) {
 		sidecar + " --selector app":         `"app": want label=value`,
 		sidecar + " --selector app=a,app=b": "label app given twice",
 		sidecar:                             "a workload selector is required",
-		"--config envoy/gopotency.yaml --target consul":           `--target "consul": want one of`,
-		"--config envoy/gopotency.yaml --namespace shop --port 1": "[--namespace --port] name a Kubernetes object",
+		"--config envoy/gopotency.yaml --target consul":                       `--target "consul": want one of`,
+		"--config envoy/gopotency.yaml --namespace shop --port 1":             "[--namespace --port] name a Kubernetes object",
+		"--config envoy/gopotency.yaml --ext-proc-address unix://run/gp.sock": "a socket is unix:///absolute/path",
+		"--config envoy/gopotency.yaml --ext-proc-address gopotency":          "not host:port",
 	} {
 		err := EnvoyConfig(strings.Fields(args), io.Discard, io.Discard)
 		require.ErrorContains(t, err, want, args)
 	}
+	require.NoError(t, EnvoyConfig([]string{"--help"}, io.Discard, io.Discard), "help is not an error")
 	var out bytes.Buffer
 	require.NoError(t, EnvoyConfig(strings.Fields(sidecar+" --selector app=orders,tier=api --name gp"), &out, io.Discard))
 	require.Contains(t, out.String(), "  name: gp\n  namespace: shop\n")

@@ -2,6 +2,8 @@ package app
 
 import (
 	"strings"
+
+	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
 // warnUnsafeDeployment logs, at warn level, settings that run but do not
@@ -9,8 +11,7 @@ import (
 // traffic: the Dockerfile's default config and a forgotten GOPOTENCY_STORE
 // end up here.
 func (a *App) warnUnsafeDeployment() {
-	scheme, _, _ := strings.Cut(strings.ToLower(a.cfg.Store), "://")
-	if scheme != "memory" && scheme != "mem" {
+	if scheme, _, _ := strings.Cut(a.cfg.Store, "://"); !memstore.IsURLScheme(scheme) {
 		return
 	}
 	const why = "keys live in this process only: with more than one replica a retry that reaches another replica runs again, and a restart forgets every key; use a shared store (redis://, postgres://) in a deployment"

@@ -73,7 +73,8 @@ type Config struct {
 	// GRPCSocketMode is the permission of a unix:// grpc_addr socket.
 	GRPCSocketMode os.FileMode
 	// Pprof serves net/http/pprof on the admin listener.
-	Pprof bool
+	Pprof      bool
+	pprofGiven bool // by flag or environment, so the file does not decide
 	// Envoy is the envoy section (nil without one); see envoy.go.
 	Envoy *Envoy
 	// Admin is the operator API (admin.go).
@@ -145,6 +146,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	// An explicit --pprof or GOPOTENCY_PPROF (either way) wins over the file.
+	c.pprofGiven = getenv("GOPOTENCY_PPROF") != ""
+	fs.Visit(func(fl *flag.Flag) { c.pprofGiven = c.pprofGiven || fl.Name == "pprof" })
 	if c.ShowVersion {
 		return &c, nil
 	}
@@ -207,7 +211,9 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	}
 
 	errs := append([]error{fileErr}, deployErrs...)
-	c.Pprof = c.Pprof || f.Pprof
+	if !c.pprofGiven {
+		c.Pprof = f.Pprof
+	}
 	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
 		if a.name == "grpc_addr" && strings.HasPrefix(a.addr, "unix:") {
@@ -245,9 +251,6 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	if c.ReplayCacheTTL < 0 || c.ReplayCacheBytes <= 0 {
 		errs = append(errs, errors.New("replay_cache: ttl must not be negative (0 turns the cache off) and max_bytes must be positive"))
 	}
-	if c.MaxBufferedBytes < maxBody(c.Default.MaxRequestBody, c.Default.MaxResponseBody) {
-		errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies (max_request_body + max_response_body)", c.MaxBufferedBytes))
-	}
 	for _, prefix := range slices.Sorted(maps.Keys(c.RoutePolicies)) {
 		name := c.RoutePolicies[prefix]
 		if _, ok := f.Policies[name]; !ok {
@@ -276,6 +279,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 			errs = append(errs, c.checkWait("policies."+name, &p))
 		}
 	}
+	errs = append(errs, c.checkBuffered()...)
 	errs = append(errs, c.envoy(f.Envoy)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
@@ -304,4 +308,18 @@ func split(err error) []error {
 	return nil
 }
 
-func maxBody(req, resp int64) int64 { return req + resp }
+// checkBuffered: the server's body budget must hold one request's bodies
+// under every policy, or such a request could never be admitted.
+func (c *Config) checkBuffered() []error {
+	var errs []error
+	check := func(name string, p *idempotency.Policy) {
+		if need := p.MaxRequestBody + p.MaxResponseBody; c.MaxBufferedBytes < need {
+			errs = append(errs, fmt.Errorf("ext_proc.max_buffered_bytes: %d is below one request's bodies under %s (max_request_body + max_response_body = %d)", c.MaxBufferedBytes, name, need))
+		}
+	}
+	check("default_policy", &c.Default)
+	for _, name := range slices.Sorted(maps.Keys(c.Policies)) {
+		check("policies."+name, c.Policies[name])
+	}
+	return errs
+}

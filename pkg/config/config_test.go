@@ -333,4 +333,10 @@ policies:
 `))
 	requireErrorMentions(t, err, "lease: must be at least 10ms", "retry_after: must be at least 1s", `unknown_outcome: "maybe"`,
 		"max_buffered_bytes", `route "r/" names policy "nope"`, "policies.anon: auto_key: derived keys need a caller identity")
+
+	_, err = load(t, nil, "--config", writeYAML(t, `
+ext_proc: {max_buffered_bytes: 16777216}
+policies: {uploads: {max_request_body: 20971520}}
+`))
+	requireErrorMentions(t, err, "max_buffered_bytes: 16777216 is below one request's bodies under policies.uploads")
 }

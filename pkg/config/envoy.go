@@ -101,6 +101,18 @@ func UnixSocketPath(addr string) string {
 }
 
 // checkUnix reports what is wrong with a unix:// address.
+// CheckExtProcAddress checks where Envoy is to reach GoPotency (name is
+// the setting's name, for the error): host:port or unix:///absolute/path.
+func CheckExtProcAddress(name, addr string) error {
+	if strings.HasPrefix(addr, "unix:") {
+		return checkUnix(name, addr)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s: %q is not host:port or unix:///path", name, addr)
+	}
+	return nil
+}
+
 func checkUnix(name, addr string) error {
 	p := UnixSocketPath(addr)
 	if p == "" || !filepath.IsAbs(p) || filepath.Clean(p) != p {
@@ -140,13 +152,9 @@ func (c *Config) envoy(f *envoyFile) []error {
 	case e.ExtProcAddress == "" && UnixSocketPath(c.GRPCAddr) != "":
 		e.ExtProcAddress = c.GRPCAddr // beside Envoy, on the same socket
 	case e.ExtProcAddress == "":
-	case strings.HasPrefix(e.ExtProcAddress, "unix:"):
-		if err := checkUnix("envoy.ext_proc_address", e.ExtProcAddress); err != nil {
-			errs = append(errs, err)
-		}
 	default:
-		if _, _, err := net.SplitHostPort(e.ExtProcAddress); err != nil {
-			bad("ext_proc_address: %q is not host:port or unix:///path", e.ExtProcAddress)
+		if err := CheckExtProcAddress("envoy.ext_proc_address", e.ExtProcAddress); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if e.MessageTimeout <= c.StoreTimeout {

@@ -78,6 +78,14 @@ func TestPprofIsOffByDefault(t *testing.T) {
 	c, err = load(t, map[string]string{"GOPOTENCY_PPROF": "1"})
 	require.NoError(t, err)
 	require.True(t, c.Pprof)
+	// The precedence of every setting: flag, environment, file.
+	on := writeYAML(t, "pprof: true\n")
+	c, err = load(t, nil, "--pprof=false", "--config", on)
+	require.NoError(t, err)
+	require.False(t, c.Pprof, "the flag wins over the file")
+	c, err = load(t, map[string]string{"GOPOTENCY_PPROF": "0"}, "--config", on)
+	require.NoError(t, err)
+	require.False(t, c.Pprof, "the environment wins over the file")
 }
 
 // TestEnvoySectionForIstioAndEnvoyGateway: targets that route with their

@@ -190,17 +190,18 @@ func NewPlan(c *config.Config) (*Plan, error) {
 	var errs []error
 	p := &Plan{MessageTimeout: e.MessageTimeout, MaxMessageTimeout: c.MaxMessageTimeout,
 		ResponseAttributes: slices.Clone(extproc.ResponseAttributes), PolicyMetadataKey: c.PolicyHeader}
-	p.Listen, err = endpoint(e.Listen)
-	errs = append(errs, err)
-	p.Admin, err = endpoint(e.Admin)
-	errs = append(errs, err)
 	for _, l := range []struct {
-		name string
-		ep   Endpoint
-	}{{"listen", p.Listen}, {"admin", p.Admin}} {
-		if err == nil && l.ep.NeedsDNS() {
-			errs = append(errs, fmt.Errorf("envoy.%s: %q: Envoy binds IP addresses only", l.name, l.ep.Host))
+		name, addr string
+		ep         *Endpoint
+	}{{"listen", e.Listen, &p.Listen}, {"admin", e.Admin, &p.Admin}} {
+		ep, err := endpoint(l.addr)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case ep.NeedsDNS():
+			errs = append(errs, fmt.Errorf("envoy.%s: %q: Envoy binds IP addresses only", l.name, ep.Host))
 		}
+		*l.ep = ep
 	}
 	if e.ExtProcAddress == "" {
 		errs = append(errs, errors.New("envoy.ext_proc_address: required (the host:port Envoy dials, or unix:///path) unless grpc_addr is a unix socket"))
@@ -227,6 +228,10 @@ func NewPlan(c *config.Config) (*Plan, error) {
 		}
 		p.Routes = append(p.Routes, route)
 		p.Classes = append(p.Classes, classes(r, pol, e.BodyFirst)...)
+	}
+	for _, name := range c.RoutePolicies {
+		// Chosen per request by route name: any of them may guard a route.
+		largest = max(largest, c.Policies[name].MaxRequestBody)
 	}
 	if largest == 0 {
 		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default

@@ -139,6 +139,11 @@ func TestDisabledRoutesDoNotRaiseTheBufferLimit(t *testing.T) {
 policies: {huge: {max_request_body: 50000000}}
 `+envoySection+"  routes: [{prefix: /}]\n")
 	assert.EqualValues(t, 1<<20+BufferMargin, p.BufferLimit, "only policies of routes count")
+	p = plan(t, `
+policies: {huge: {max_request_body: 5000000}}
+ext_proc: {route_policies: {uploads: huge}}
+`+envoySection+"  routes: [{prefix: /}]\n")
+	assert.EqualValues(t, 5000000+BufferMargin, p.BufferLimit, "a policy route_policies may choose counts")
 }
 
 func TestRefusals(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 // errors, so a typo never silently means "unbounded".
 func ParseURL(raw string) (Options, error) {
 	var o Options
-	_, rest, ok := strings.Cut(raw, "://")
-	if !ok {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || !IsURLScheme(scheme) {
 		return o, fmt.Errorf("memstore: %q is not a memory:// URL", raw)
 	}
 	path, query, _ := strings.Cut(rest, "?")
@@ -45,6 +45,12 @@ func ParseURL(raw string) (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// IsURLScheme reports whether a store URL's scheme names this store
+// (memory, or its short form mem).
+func IsURLScheme(scheme string) bool {
+	return strings.EqualFold(scheme, "memory") || strings.EqualFold(scheme, "mem")
 }
 
 func parseSize(v string) (int64, error) {

@@ -18,7 +18,7 @@ func TestParseURL(t *testing.T) {
 	o, err = ParseURL("mem://?max_bytes=1048576")
 	require.NoError(t, err)
 	assert.Equal(t, int64(1<<20), o.MaxBytes)
-	for _, bad := range []string{"memory://?max_byte=1", "memory://?max_bytes=-1", "memory://?max_bytes=lots", "memory://?max_entries=0", "memory://host", "memory://?%zz"} {
+	for _, bad := range []string{"memory://?max_byte=1", "memory://?max_bytes=-1", "memory://?max_bytes=lots", "memory://?max_entries=0", "memory://host", "memory://?%zz", "redis://", "postgres://?max_bytes=1"} {
 		_, err := ParseURL(bad)
 		assert.Error(t, err, bad)
 	}
