@@ -231,7 +231,9 @@ func NewPlan(c *config.Config) (*Plan, error) {
 	}
 	for _, name := range c.RoutePolicies {
 		// Chosen per request by route name: any of them may guard a route.
-		largest = max(largest, c.Policies[name].MaxRequestBody)
+		if pol := c.Policies[name]; pol != nil { // config.Load refuses unknown names
+			largest = max(largest, pol.MaxRequestBody)
+		}
 	}
 	if largest == 0 {
 		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default
