@@ -130,9 +130,8 @@ func New(store Store, opts ...Option) *Engine {
 // Reassert renews every lease the engine holds at once, which re-creates
 // claims the store lost (Store.Extend on an absent key). Stores that can
 // lose claims call it through ClaimLossNotifier; it is safe to call any
-// time. A call during a pass returns at once and one more pass follows:
-// the pass itself reports a loss for every claim it re-creates, and
-// renewing every lease for each would cost N² store calls.
+// time. A call during a pass returns at once and one more pass follows,
+// so reports that arrive together cost one or two passes, not one each.
 func (e *Engine) Reassert() {
 	e.reassertMu.Lock()
 	if e.reasserting {
@@ -165,6 +164,7 @@ func (e *Engine) reassertOnce() {
 		return
 	}
 	e.logger.Warn("store lost claims; re-asserting the leases held here", "leases", len(leases))
+	ctx := context.WithValue(context.Background(), reassertingKey{}, true)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for _, l := range leases {
@@ -172,7 +172,7 @@ func (e *Engine) reassertOnce() {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := l.renew(context.Background()); err != nil {
+			if err := l.renew(ctx); err != nil {
 				e.logger.Error("could not re-assert a lease", "key_id", l.c.KeyID(), "error", err)
 			}
 		}()

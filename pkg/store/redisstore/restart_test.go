@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +130,46 @@ func TestClusterMasterMetAfterStartIsALoss(t *testing.T) {
 	require.NoError(t, w.NodeHook(promoted.Addr)(ctx, connect(promoted)))
 	assert.Equal(t, int64(1), w.losses.Load(), "a master at a new address after start")
 	assert.Positive(t, w.graceLeft())
+}
+
+// After a restart the re-assertion renews each held lease once: the claims
+// it re-creates are not reported again (each report would renew every
+// lease: N² scripts right when Redis came back). Counted on the server.
+func TestReassertAfterRestartRenewsEachLeaseOnce(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ctx := context.Background()
+	s, err := NewFromURL(ctx, srv.URL()+"?restart_grace=1s", Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	eng := idempotency.New(s)
+	p := idempotency.DefaultPolicy()
+	p.Lease = time.Minute // no renewal timer within the test
+	const n = 30
+	var keys []string
+	for i := range n {
+		d := eng.Begin(ctx, &p, &idempotency.Request{Method: "POST", Path: "/", Header: map[string][]string{"Idempotency-Key": {"once-" + strconv.Itoa(i)}}})
+		require.Equal(t, idempotency.Proceed, d.Kind)
+		keys = append(keys, s.Key(d.Lease.StorageKey()))
+	}
+	srv.Stop()
+	require.NoError(t, srv.Start()) // empty: every claim is gone
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	_, _ = s.Get(ctx, "probe") // the store reconnects and sees the new run id
+	require.Eventually(t, func() bool {
+		m, err := raw.Exists(ctx, keys...).Result()
+		return err == nil && m == n
+	}, 5*time.Second, 20*time.Millisecond, "every claim re-created")
+	time.Sleep(300 * time.Millisecond) // any further pass would be under way
+	info, err := raw.Info(ctx, "commandstats").Result()
+	require.NoError(t, err)
+	scripts := 0
+	for _, name := range []string{"cmdstat_evalsha", "cmdstat_eval"} {
+		calls, _, _ := strings.Cut(strings.TrimPrefix(infoFields(info)[name], "calls="), ",")
+		c, _ := strconv.Atoi(calls)
+		scripts += c
+	}
+	t.Logf("scripts run after the restart: %d for %d leases", scripts, n)
+	assert.LessOrEqual(t, scripts, n+5, "one renewal per lease (plus the probe and NOSCRIPT retries)")
+	assert.GreaterOrEqual(t, scripts, n)
 }

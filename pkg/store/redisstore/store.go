@@ -177,9 +177,12 @@ func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
 	n, err := s.runOwned(ctx, "extend", extendScript, c, millis(c.Lease), c.Fingerprint, millis(c.Retention))
 	if err == nil && n == replyRecreated {
 		// A claim this server holds had vanished: Redis lost data. Others
-		// are likely gone too; re-assert them now, not at their renewals.
+		// are likely gone too; re-assert them now, not at their renewals
+		// (unless this is the re-assertion: it covers them already).
 		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (purged, evicted, or lost by Redis); re-created it", "key_id", c.KeyID())
-		s.watch.claimVanished()
+		if !idempotency.Reasserting(ctx) {
+			s.watch.claimVanished()
+		}
 	}
 	return err
 }
