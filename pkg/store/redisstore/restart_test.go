@@ -170,6 +170,9 @@ func TestReassertAfterRestartRenewsEachLeaseOnce(t *testing.T) {
 		scripts += c
 	}
 	t.Logf("scripts run after the restart: %d for %d leases", scripts, n)
-	assert.LessOrEqual(t, scripts, n+5, "one renewal per lease (plus the probe and NOSCRIPT retries)")
+	// One pass: n renewals, the probe, and up to 16 (the pass's
+	// concurrency) NOSCRIPT replies retried as EVAL; a second pass would
+	// add n more.
+	assert.LessOrEqual(t, scripts, n+16+3, "one renewal per lease")
 	assert.GreaterOrEqual(t, scripts, n)
 }
