@@ -66,7 +66,7 @@ envoy-config: ## Regenerate the shipped Envoy side: envoy/envoy*.yaml, and deplo
 	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml -o envoy/envoy.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-sidecar/gopotency.yaml --target istio-sidecar --namespace shop --selector app=orders --port 8080 -o deploy/overlays/istio-sidecar/envoyfilter.yaml
-	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-gateway/gopotency.yaml --target istio-gateway --namespace istio-system --selector istio=ingressgateway -o deploy/overlays/istio-gateway/envoyfilter.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-gateway/gopotency.yaml --target istio-gateway --namespace istio-system --selector istio=ingressgateway --virtual-service deploy/overlays/istio-gateway/gateway.yaml -o deploy/overlays/istio-gateway/envoyfilter.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders -o deploy/overlays/envoy-gateway/extensionpolicy.yaml
 
 proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)

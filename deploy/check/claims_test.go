@@ -71,7 +71,7 @@ func CheckClaimScope(objs Objects, cfg *config.Config) []error {
 		}
 		for _, r := range asList(at(ap.Raw, "spec", "rules")) {
 			for _, f := range asList(at(r, "from")) {
-				if slices.Equal(asStrings(at(f, "source", "notRequestPrincipals")), []string{"*"}) && len(asList(at(r, "to"))) == 0 && len(asList(at(r, "when"))) == 0 {
+				if slices.Equal(asStrings(at(f, "source", "notRequestPrincipals")), []string{"*"}) && portsOnly(asList(at(r, "to"))) && len(asList(at(r, "when"))) == 0 {
 					denied = true
 				}
 			}
@@ -81,6 +81,19 @@ func CheckClaimScope(objs Objects, cfg *config.Config) []error {
 		fail("no DENY AuthorizationPolicy for requests without a token (notRequestPrincipals: [\"*\"]) on %v: they would share one anonymous scope", workload)
 	}
 	return errs
+}
+
+// portsOnly reports whether a rule's to narrows it by port at most: a
+// DENY for requests without a token must cover every request to the
+// ports it names (a path or method condition would let others through).
+func portsOnly(to []any) bool {
+	for _, t := range to {
+		op, _ := at(t, "operation").(map[string]any)
+		if len(op) != 1 || len(asList(op["ports"])) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func stringMap(v any) map[string]string {

@@ -28,7 +28,7 @@ var generatedKinds = map[string]map[string]int{
 
 // attachment reads back from a generated object the target and the
 // Kubernetes names it was generated for.
-func attachment(t *testing.T, o Object) (envoyconfig.Target, envoyconfig.Kube) {
+func attachment(t *testing.T, o Object, objs Objects) (envoyconfig.Target, envoyconfig.Kube) {
 	t.Helper()
 	k := envoyconfig.Kube{Name: o.Name, Namespace: o.Namespace}
 	switch o.GVK.Kind {
@@ -42,6 +42,7 @@ func attachment(t *testing.T, o Object) (envoyconfig.Target, envoyconfig.Kube) {
 				k.Port = int(n)
 			}
 			if at(p, "match", "context") == "GATEWAY" {
+				k.VirtualServices = virtualServices(objs)
 				return envoyconfig.TargetIstioGateway, k
 			}
 			return envoyconfig.TargetIstioSidecar, k
@@ -58,6 +59,26 @@ func attachment(t *testing.T, o Object) (envoyconfig.Target, envoyconfig.Kube) {
 	return "", k
 }
 
+// virtualServices are the overlay's VirtualServices, which an Istio
+// gateway's route patches are generated from.
+func virtualServices(objs Objects) []envoyconfig.VirtualService {
+	var out []envoyconfig.VirtualService
+	for _, o := range objs.OfKind("VirtualService") {
+		vs := envoyconfig.VirtualService{Name: o.Name, Namespace: o.Namespace}
+		for _, h := range asList(at(o.Raw, "spec", "http")) {
+			name, _ := at(h, "name").(string)
+			vh := envoyconfig.VirtualServiceHTTP{Name: name}
+			for _, m := range asList(at(h, "match")) {
+				mn, _ := at(m, "name").(string)
+				vh.MatchNames = append(vh.MatchNames, mn)
+			}
+			vs.HTTP = append(vs.HTTP, vh)
+		}
+		out = append(out, vs)
+	}
+	return out
+}
+
 // checkGenerated reports every EnvoyFilter and EnvoyExtensionPolicy of
 // objs that is not what `gopotency envoy-config` generates from cfg for
 // the object's own names and attachment, and counts them by kind.
@@ -70,7 +91,7 @@ func checkGenerated(t *testing.T, objs Objects, cfg *config.Config) (map[string]
 			continue
 		}
 		got[o.GVK.Kind]++
-		target, k := attachment(t, o)
+		target, k := attachment(t, o, objs)
 		out, err := envoyconfig.GenerateTarget(cfg, target, k, "deploy/check")
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: the overlay's configuration does not generate: %w", o, err))
@@ -371,7 +392,8 @@ policies:
 envoy:
   ext_proc_address: gopotency.gopotency.svc.cluster.local:9002
   routes: [{name: payments, policy: payments}, {name: static, disabled: true}]
-`, envoyconfig.TargetIstioGateway, envoyconfig.Kube{Name: "gopotency", Namespace: "istio-system", Selector: map[string]string{"istio": "ingressgateway", "app.kubernetes.io/name": "gw"}}},
+`, envoyconfig.TargetIstioGateway, envoyconfig.Kube{Name: "gopotency", Namespace: "istio-system", Selector: map[string]string{"istio": "ingressgateway", "app.kubernetes.io/name": "gw"},
+		VirtualServices: []envoyconfig.VirtualService{{Name: "shop", Namespace: "shop", HTTP: []envoyconfig.VirtualServiceHTTP{{Name: "payments", MatchNames: []string{"card", ""}}, {Name: "static"}}}}}},
 	{"istio sidecar, a named policy", variantServer + `
 envoy:
   ext_proc_address: gopotency.gopotency.svc.cluster.local:9002

@@ -38,6 +38,21 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	})
 	fs.IntVar(&k.Port, "port", 0, "istio-sidecar: only the inbound listener of this port (default every inbound port)")
+	fs.Func("virtual-service", "istio-gateway: a YAML file with the VirtualServices whose http routes envoy.routes names (repeat for more; required with envoy.routes): the patches take the Envoy route names Istio builds from them", func(v string) error {
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		vss, err := envoyconfig.ParseVirtualServices(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v, err)
+		}
+		if len(vss) == 0 {
+			return fmt.Errorf("%s: no VirtualService (networking.istio.io) in it", v)
+		}
+		k.VirtualServices = append(k.VirtualServices, vss...)
+		return nil
+	})
 	fs.Func("http-route", "envoy-gateway: an HTTPRoute of --namespace to attach to, NAME or NAME/RULE for one named rule (repeat for more; at least one)", func(v string) error {
 		name, rule, _ := strings.Cut(v, "/")
 		k.HTTPRoutes = append(k.HTTPRoutes, envoyconfig.HTTPRouteRef{Name: name, Rule: rule})
@@ -65,7 +80,7 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 	if t == envoyconfig.TargetEnvoy {
 		var kubeFlags []string
 		fs.Visit(func(f *flag.Flag) {
-			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route"}, f.Name) {
+			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route", "virtual-service"}, f.Name) {
 				kubeFlags = append(kubeFlags, "--"+f.Name)
 			}
 		})

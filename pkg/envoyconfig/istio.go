@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
+	"slices"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
@@ -36,6 +40,9 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 	}
 	if len(k.HTTPRoutes) > 0 {
 		errs = append(errs, errors.New("HTTPRoutes are Envoy Gateway's; Istio attaches by workload selector"))
+	}
+	if !gateway && len(k.VirtualServices) > 0 {
+		errs = append(errs, errors.New("VirtualServices name the routes of a gateway; an inbound sidecar has one route"))
 	}
 	if p.bodyFirstAsked {
 		errs = append(errs, errIstioBodyFirst)
@@ -79,6 +86,23 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 		pols = append(pols, p.byRouteName()...)
 	}
 	view.Skip = filterSkip(pols)
+	// Istio leaves Envoy's 1 MiB per-connection buffer limit, which is
+	// also the default cap: a body at the cap would sit exactly on it.
+	var largest int64
+	for _, pol := range pols {
+		if pol.NeedsBody(true) || pol.NeedsBody(false) {
+			largest = max(largest, pol.MaxRequestBody)
+		}
+	}
+	if largest > 0 {
+		view.ListenerBufferLimit, err = bufferLimit(largest)
+		errs = append(errs, err)
+	}
+	if gateway {
+		var perr error
+		view.Patches, perr = routePatches(p.patchedRoutes(), k.VirtualServices)
+		errs = append(errs, perr)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -99,6 +123,18 @@ type istioView struct {
 	Service kubeService
 	Filter  filterView
 	Skip    FilterSkip
+	// ListenerBufferLimit, when set, is the per_connection_buffer_limit_bytes
+	// of a LISTENER patch.
+	ListenerBufferLimit int64
+	// Patches are the gateway's HTTP_ROUTE patches.
+	Patches []routePatch
+}
+
+// routePatch is one envoy.routes entry and the Envoy route names Istio
+// builds from the VirtualService http route of that name.
+type routePatch struct {
+	Route
+	EnvoyNames []string
 }
 
 // SelectorText is the workload selector as label=value, ….
@@ -118,15 +154,128 @@ func (v istioView) Context() string {
 	return "SIDECAR_INBOUND"
 }
 
-// PatchedRoutes are the routes an HTTP_ROUTE patch changes.
-func (v istioView) PatchedRoutes() []Route {
+// patchedRoutes are the gateway routes an HTTP_ROUTE patch changes.
+func (p *Plan) patchedRoutes() []Route {
 	var out []Route
-	for _, r := range v.Routes {
-		if v.Gateway && (r.Disabled || r.Policy != "") {
+	for _, r := range p.Routes {
+		if r.Disabled || r.Policy != "" {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// routePatches finds each route's VirtualService http route and derives
+// the Envoy route names Istio gives it: the http route's name, or
+// "<name>.<match name>" for each match that has a name of its own. An
+// HTTP_ROUTE patch matches names exactly, so a patch written for a name
+// Istio does not build misses silently and the route falls back to
+// default_policy: every name is taken from the VirtualServices, and a
+// route none of them has is refused.
+func routePatches(routes []Route, vss []VirtualService) ([]routePatch, error) {
+	if len(routes) > 0 && len(vss) == 0 {
+		return nil, errors.New("envoy.routes names VirtualService http routes: give the VirtualServices (--virtual-service FILE), " +
+			"so the patches match the Envoy route names Istio builds from them (<route>.<match> when a match has a name)")
+	}
+	var out []routePatch
+	var errs []error
+	for _, r := range routes {
+		var found []string
+		rp := routePatch{Route: r}
+		for _, vs := range vss {
+			for _, h := range vs.HTTP {
+				if h.Name != r.Name {
+					continue
+				}
+				found = append(found, vs.Namespace+"/"+vs.Name)
+				rp.EnvoyNames = append(rp.EnvoyNames, h.envoyNames()...)
+			}
+		}
+		switch {
+		case len(found) == 0:
+			errs = append(errs, fmt.Errorf("envoy.routes: no http route named %q in the VirtualServices given: its patch would match nothing and the route would get default_policy", r.Name))
+		case len(found) > 1:
+			errs = append(errs, fmt.Errorf("envoy.routes: http route %q is in %s: keep the names patched unique on the gateway", r.Name, strings.Join(found, ", ")))
+		}
+		slices.Sort(rp.EnvoyNames)
+		rp.EnvoyNames = slices.Compact(rp.EnvoyNames)
+		out = append(out, rp)
+	}
+	return out, errors.Join(errs...)
+}
+
+// VirtualService is what the gateway generator reads of an Istio
+// VirtualService: the names of its http routes and of their matches.
+type VirtualService struct {
+	Name, Namespace string
+	HTTP            []VirtualServiceHTTP
+}
+
+// VirtualServiceHTTP is one http route of a VirtualService.
+type VirtualServiceHTTP struct {
+	Name string
+	// MatchNames are the names of its matches ("" for an unnamed one).
+	MatchNames []string
+}
+
+// envoyNames are the Envoy route names Istio builds for h (as
+// pilot's route translation does: one route per match).
+func (h VirtualServiceHTTP) envoyNames() []string {
+	if len(h.MatchNames) == 0 {
+		return []string{h.Name}
+	}
+	out := make([]string, len(h.MatchNames))
+	for i, m := range h.MatchNames {
+		out[i] = h.Name
+		if m != "" {
+			out[i] += "." + m
+		}
+	}
+	return out
+}
+
+// ParseVirtualServices reads the VirtualServices of a multi-document
+// YAML file; other objects are ignored.
+func ParseVirtualServices(b []byte) ([]VirtualService, error) {
+	var out []VirtualService
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var doc struct {
+			APIVersion string `yaml:"apiVersion"`
+			Kind       string `yaml:"kind"`
+			Metadata   struct {
+				Name      string `yaml:"name"`
+				Namespace string `yaml:"namespace"`
+			} `yaml:"metadata"`
+			Spec struct {
+				HTTP []struct {
+					Name  string `yaml:"name"`
+					Match []struct {
+						Name string `yaml:"name"`
+					} `yaml:"match"`
+				} `yaml:"http"`
+			} `yaml:"spec"`
+		}
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("virtual services: %w", err)
+		}
+		if doc.Kind != "VirtualService" || !strings.HasPrefix(doc.APIVersion, "networking.istio.io/") {
+			continue
+		}
+		vs := VirtualService{Name: doc.Metadata.Name, Namespace: doc.Metadata.Namespace}
+		for _, h := range doc.Spec.HTTP {
+			vh := VirtualServiceHTTP{Name: h.Name}
+			for _, m := range h.Match {
+				vh.MatchNames = append(vh.MatchNames, m.Name)
+			}
+			vs.HTTP = append(vs.HTTP, vh)
+		}
+		out = append(out, vs)
+	}
 }
 
 // MethodRegex is an RE2 expression matching exactly the methods.

@@ -3,6 +3,7 @@ package envoyconfig
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,7 +24,8 @@ policies:
   orders: {methods: [POST], key_header: X-Order-Key}
 `
 
-var gatewayKube = Kube{Name: "gopotency", Namespace: "istio-system", Selector: map[string]string{"istio": "ingressgateway"}}
+var gatewayKube = Kube{Name: "gopotency", Namespace: "istio-system", Selector: map[string]string{"istio": "ingressgateway"},
+	VirtualServices: []VirtualService{{Name: "shop", Namespace: "shop", HTTP: []VirtualServiceHTTP{{Name: "pay"}, {Name: "orders"}, {Name: "static"}, {Name: "default"}}}}}
 
 const istioEnvoy = `envoy:
   ext_proc_address: gopotency.gopotency.svc.cluster.local:9002
@@ -248,4 +250,92 @@ func TestMatcherCountsRoutePolicies(t *testing.T) {
 		"", TargetIstioGateway, gatewayKube)
 	require.NoError(t, err)
 	assert.NotContains(t, string(out), `header_name: "idempotency-key"`, "pay requires a key: keyless requests must reach GoPotency")
+}
+
+// TestIstioGatewayMatchNames: Istio names the Envoy route of a match that
+// has a name "<route>.<match>", and an HTTP_ROUTE patch matches names
+// exactly, so the patches take every name Istio builds, and a route the
+// VirtualServices do not have is refused rather than left to miss.
+func TestIstioGatewayMatchNames(t *testing.T) {
+	vs, err := ParseVirtualServices([]byte(`
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: shop}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: orders, namespace: shop}
+spec:
+  http:
+  - name: pay
+    match: [{name: card, uri: {prefix: /pay/card}}, {name: iban, uri: {prefix: /pay/iban}}, {uri: {prefix: /pay}}]
+  - name: static
+`))
+	require.NoError(t, err)
+	require.Equal(t, []VirtualService{{Name: "orders", Namespace: "shop", HTTP: []VirtualServiceHTTP{
+		{Name: "pay", MatchNames: []string{"card", "iban", ""}}, {Name: "static"}}}}, vs)
+	k := gatewayKube
+	k.VirtualServices = vs
+	out, err := generate(t, istioPolicies+istioEnvoy+"  routes: [{name: pay, policy: pay}, {name: static, disabled: true}]\n", TargetIstioGateway, k)
+	require.NoError(t, err)
+	var names []string
+	var ef map[string]any
+	require.NoError(t, yaml.Unmarshal(out, &ef))
+	for _, p := range ef["spec"].(map[string]any)["configPatches"].([]any) {
+		if p := p.(map[string]any); p["applyTo"] == "HTTP_ROUTE" {
+			names = append(names, p["match"].(map[string]any)["routeConfiguration"].(map[string]any)["vhost"].(map[string]any)["route"].(map[string]any)["name"].(string))
+		}
+	}
+	assert.Equal(t, []string{"pay", "pay.card", "pay.iban", "static"}, names)
+
+	for name, tc := range map[string]struct {
+		routes string
+		vs     []VirtualService
+		want   string
+	}{
+		"unknown route":   {"[{name: refunds, policy: pay}]", vs, `no http route named "refunds"`},
+		"envoy name":      {"[{name: pay.card, policy: pay}]", vs, `no http route named "pay.card"`},
+		"no vs":           {"[{name: pay, policy: pay}]", nil, "give the VirtualServices"},
+		"duplicate route": {"[{name: pay, policy: pay}]", append(slices.Clone(vs), VirtualService{Name: "b", Namespace: "shop", HTTP: []VirtualServiceHTTP{{Name: "pay"}}}), "is in shop/orders, shop/b"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			k.VirtualServices = tc.vs
+			_, err := generate(t, istioPolicies+istioEnvoy+"  routes: "+tc.routes+"\n", TargetIstioGateway, k)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	k.VirtualServices = vs
+	_, err = generate(t, istioPolicies+istioEnvoy, TargetIstioSidecar, Kube{Name: "gopotency", Namespace: "shop", Selector: map[string]string{"app": "orders"}, VirtualServices: vs})
+	require.ErrorContains(t, err, "an inbound sidecar has one route")
+}
+
+// TestIstioListenerBufferLimit: Istio leaves Envoy's 1 MiB buffer limit,
+// so the EnvoyFilter raises it above the largest max_request_body of the
+// policies that need bodies, the same limit plain Envoy gets.
+func TestIstioListenerBufferLimit(t *testing.T) {
+	limit := func(t *testing.T, cfg string, target Target, k Kube) any {
+		t.Helper()
+		out, err := generate(t, cfg, target, k)
+		require.NoError(t, err)
+		var ef map[string]any
+		require.NoError(t, yaml.Unmarshal(out, &ef))
+		var got any
+		for _, p := range ef["spec"].(map[string]any)["configPatches"].([]any) {
+			if p := p.(map[string]any); p["applyTo"] == "LISTENER" {
+				require.Nil(t, got, "one LISTENER patch")
+				got = p["patch"].(map[string]any)["value"].(map[string]any)["per_connection_buffer_limit_bytes"]
+				if target == TargetIstioSidecar {
+					assert.Equal(t, map[string]any{"name": "virtualInbound"}, p["match"].(map[string]any)["listener"])
+				}
+			}
+		}
+		return got
+	}
+	sidecar := Kube{Name: "gopotency", Namespace: "shop", Selector: map[string]string{"app": "orders"}}
+	assert.Equal(t, 1<<20+BufferMargin, limit(t, istioPolicies+istioEnvoy, TargetIstioSidecar, sidecar), "the default cap")
+	big := "default_policy: {max_request_body: 3000000}\npolicies: {pay: {max_request_body: 5000000}, none: {fingerprint: none, max_request_body: 9000000}}\n"
+	assert.Equal(t, 5000000+BufferMargin, limit(t, big+istioEnvoy+"  routes: [{name: pay, policy: pay}, {name: orders, policy: none}]\n", TargetIstioGateway, gatewayKube),
+		"the largest cap of a policy that needs the body")
+	assert.Equal(t, 3000000+BufferMargin, limit(t, big+istioEnvoy, TargetIstioGateway, gatewayKube), "default_policy guards every other gateway route")
+	assert.Nil(t, limit(t, "default_policy: {fingerprint: none}\n"+istioEnvoy, TargetIstioSidecar, sidecar), "no body needed: Envoy's default stands")
 }

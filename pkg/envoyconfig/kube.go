@@ -44,6 +44,9 @@ type Kube struct {
 	Port int
 	// HTTPRoutes are the Envoy Gateway policy's targets.
 	HTTPRoutes []HTTPRouteRef
+	// VirtualServices are the Istio gateway's, whose http routes the
+	// envoy section's routes name.
+	VirtualServices []VirtualService
 }
 
 // HTTPRouteRef is an HTTPRoute of the policy's namespace, or one named

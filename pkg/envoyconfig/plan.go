@@ -235,13 +235,8 @@ func NewPlan(c *config.Config) (*Plan, error) {
 			largest = max(largest, pol.MaxRequestBody)
 		}
 	}
-	if largest == 0 {
-		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default
-	}
-	p.BufferLimit = largest + BufferMargin
-	if p.BufferLimit > math.MaxUint32 {
-		errs = append(errs, fmt.Errorf("max_request_body %d: Envoy's buffer limit is a 32-bit count; keep it under %d", largest, math.MaxUint32-BufferMargin))
-	}
+	p.BufferLimit, err = bufferLimit(largest)
+	errs = append(errs, err)
 	// A header-skipping stream learns the request's facts only from these
 	// attributes: take them from the contract the server checks, never
 	// from a list of our own.
@@ -310,6 +305,18 @@ func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Cla
 		skip.Why += ", and requests without " + pol.KeyHeader
 	}
 	return append(out, at("skip", skip))
+}
+
+// bufferLimit is Envoy's per-connection buffer limit for a filter whose
+// policies cap bodies at largest (0: no guarded route).
+func bufferLimit(largest int64) (int64, error) {
+	if largest == 0 {
+		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default
+	}
+	if largest+BufferMargin > math.MaxUint32 {
+		return 0, fmt.Errorf("max_request_body %d: Envoy's buffer limit is a 32-bit count; keep it under %d", largest, math.MaxUint32-BufferMargin)
+	}
+	return largest + BufferMargin, nil
 }
 
 // endpoint parses host:port or unix:///path.
