@@ -10,10 +10,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config/constants"
+	"istio.io/istio/pkg/jwt"
 )
 
 // istioVersion is what the proxy reports; generated config is gated on it,
@@ -77,9 +80,16 @@ func run(kind, namespace, labelFlag, ip string, filterGW bool, files []string, o
 	p.Metadata.Labels = labels
 	p.Metadata.Namespace = p.ConfigNamespace
 	p.ID = "proxy." + p.ConfigNamespace
-	// A plain package variable, read at every push: setting it here is
-	// what the environment variable does in istiod.
+	// Plain package variables, read at every push: setting them here is
+	// what the environment variables do in istiod.
 	features.FilterGatewayClusterConfig = filterGW
+	// istiod would fetch a RequestAuthentication's jwksUri itself; here
+	// nothing leaves the machine: Envoy's to fetch (PILOT_JWT_ENABLE_REMOTE_JWKS=envoy).
+	features.JwksFetchMode = jwt.Envoy
+	// And no name is resolved, should some other path try the network.
+	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("istio-xds resolves no names: it works offline")
+	}}
 
 	istioObjs, kubeObjs, err := readObjects(files)
 	if err != nil {

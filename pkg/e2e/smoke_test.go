@@ -43,6 +43,9 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Add("X-Multi", "one")
 	w.Header().Add("X-Multi", "two")
 	w.WriteHeader(http.StatusCreated)
+	if r.URL.Query().Has("brief") {
+		body = nil // an answer small enough to store whatever the request's size
+	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"execution": n, "echo": string(body)})
 }
 
