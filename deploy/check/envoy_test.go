@@ -206,8 +206,17 @@ func TestIstioFiltersValidateInEnvoy(t *testing.T) {
 func validateIstioFilter(t *testing.T, bin string, ef Object) (extProc map[string]any, routes []any) {
 	t.Helper()
 	filter, extProc, _ := extProcOf(t, ef)
+	listener := map[string]any{
+		"name":    "l",
+		"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 1}},
+	}
 	for _, p := range at(ef.Raw, "spec", "configPatches").([]any) {
 		switch at(p, "applyTo") {
+		case "LISTENER":
+			// Merged into Istio's listener: its fields are a listener's.
+			for k, v := range at(p, "patch", "value").(map[string]any) {
+				listener[k] = v
+			}
 		case "HTTP_ROUTE":
 			name := at(p, "match", "routeConfiguration", "vhost", "route", "name").(string)
 			route := map[string]any{"name": name, "match": map[string]any{"path": "/" + name}, "route": map[string]any{"cluster": "app"}}
@@ -219,27 +228,24 @@ func validateIstioFilter(t *testing.T, bin string, ef Object) (extProc map[strin
 	}
 	routes = append(routes, map[string]any{"match": map[string]any{"prefix": "/"}, "route": map[string]any{"cluster": "app"}})
 	cluster := at(extProc, "grpc_service", "envoy_grpc", "cluster_name").(string)
+	listener["filter_chains"] = []any{map[string]any{"filters": []any{map[string]any{
+		"name": "envoy.filters.network.http_connection_manager",
+		"typed_config": map[string]any{
+			"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+			"stat_prefix": "l",
+			"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
+				"name": "v", "domains": []any{"*"}, "routes": routes,
+			}}},
+			"http_filters": []any{filter, map[string]any{
+				"name":         "envoy.filters.http.router",
+				"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+			}},
+		},
+	}}}}
 	bootstrap := map[string]any{
 		"static_resources": map[string]any{
-			"listeners": []any{map[string]any{
-				"name":    "l",
-				"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 1}},
-				"filter_chains": []any{map[string]any{"filters": []any{map[string]any{
-					"name": "envoy.filters.network.http_connection_manager",
-					"typed_config": map[string]any{
-						"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-						"stat_prefix": "l",
-						"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
-							"name": "v", "domains": []any{"*"}, "routes": routes,
-						}}},
-						"http_filters": []any{filter, map[string]any{
-							"name":         "envoy.filters.http.router",
-							"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-						}},
-					},
-				}}}},
-			}},
-			"clusters": []any{cluster2(cluster, true), cluster2("app", false)},
+			"listeners": []any{listener},
+			"clusters":  []any{cluster2(cluster, true), cluster2("app", false)},
 		},
 	}
 	b, err := yaml.Marshal(bootstrap)
