@@ -195,8 +195,8 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	}
 	// Ask for the whole body before anything goes upstream (Envoy holds
 	// the headers meanwhile). BUFFERED_PARTIAL, not BUFFERED: a body over
-	// Envoy's buffer limit then arrives cut (end_of_stream false, over the
-	// cap) and gets 413, where BUFFERED would stall the connection. Request
+	// Envoy's buffer limit then arrives cut (end_of_stream false) and gets
+	// 413 (verifyWhole), where BUFFERED would stall the connection. Request
 	// trailers are asked for so a request that ends with trailers is still
 	// decided before it leaves. Mode overrides are only honoured on headers
 	// answers, so the response phases are turned on now; a request that
