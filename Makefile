@@ -67,7 +67,7 @@ envoy-config: ## Regenerate the shipped Envoy side: envoy/envoy*.yaml, and deplo
 	$(GO) run ./cmd/gopotency envoy-config --config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-sidecar/gopotency.yaml --target istio-sidecar --namespace shop --selector app=orders --port 8080 -o deploy/overlays/istio-sidecar/envoyfilter.yaml
 	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/istio-gateway/gopotency.yaml --target istio-gateway --namespace istio-system --selector istio=ingressgateway -o deploy/overlays/istio-gateway/envoyfilter.yaml
-	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders -o deploy/overlays/envoy-gateway/extensionpolicy.yaml
+	$(GO) run ./cmd/gopotency envoy-config --config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders --gateway shop -o deploy/overlays/envoy-gateway/extensionpolicy.yaml
 
 # Envoy Gateway's own translator (egctl x translate), for the tests that run
 # the shipped envoy-gateway overlay through it. Its module graph is large, so
