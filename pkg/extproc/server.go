@@ -105,7 +105,6 @@ type Server struct {
 
 	warnNoDetails   sync.Once
 	warnNoPrincipal sync.Once
-	warnNoRoute     sync.Once
 	warnStaticResp  sync.Once
 }
 
@@ -195,9 +194,9 @@ func (s *Server) policyFor(ctx context.Context, routeName string) (*idempotency.
 		return nil, fmt.Errorf("%w: the route names policy %q, which the configuration does not define", idempotency.ErrMisconfigured, names[0])
 	}
 	if len(s.routes) > 0 && routeName == "" {
-		s.warnNoRoute.Do(func() {
-			s.o.Logger.Warn(`route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does); until then every route gets default_policy`)
-		})
+		// Falling back to default_policy would silently drop what a
+		// route's own policy requires (key_required, its fingerprint).
+		return nil, fmt.Errorf("%w: route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does)", idempotency.ErrMisconfigured)
 	}
 	for _, r := range s.routes {
 		if strings.HasPrefix(routeName, r.prefix) {
