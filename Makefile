@@ -95,5 +95,6 @@ lint: ## gofmt and go vet
 check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
+	cd controlplane/envoygateway && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
 .PHONY: help demo demo-serve build egctl test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check

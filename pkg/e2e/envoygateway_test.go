@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/envoyconfig"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
@@ -352,9 +355,13 @@ func egStack(t *testing.T, withCTP bool) form {
 	c := parseEG(t, dump)
 
 	// What the translation must say for gopotency to be safe.
+	cfgPath := filepath.Join(root(t), "deploy", "overlays", "envoy-gateway", "gopotency.yaml")
+	cfg, err := config.Load([]string{"--config", cfgPath}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	maxBody := cfg.Default.MaxRequestBody
 	limit, _ := c.listener["perConnectionBufferLimitBytes"].(float64)
 	if withCTP {
-		assert.EqualValues(t, 1<<20+64<<10, limit, "the ClientTrafficPolicy's bufferLimit")
+		assert.EqualValues(t, maxBody+envoyconfig.BufferMargin, limit, "the ClientTrafficPolicy's bufferLimit")
 	} else {
 		assert.EqualValues(t, 32768, limit, "Envoy Gateway's default")
 	}
@@ -386,11 +393,11 @@ func egStack(t *testing.T, withCTP bool) form {
 	s := startStack(t, stackOptions{
 		upstream:     up,
 		store:        testenv.Redis(t),
-		config:       filepath.Join(root(t), "deploy", "overlays", "envoy-gateway", "gopotency.yaml"),
+		config:       cfgPath,
 		bootstrap:    func(a envoyrun.Addrs) []byte { return c.bootstrap(t, a) },
 		extProcStats: c.extProcStats(t),
 	})
-	return form{s: s, up: up, client: hostClient(egHost), guarded: s.URL + "/orders", unguarded: s.URL + "/static/x", maxBody: 1 << 20}
+	return form{s: s, up: up, client: hostClient(egHost), guarded: s.URL + "/orders", unguarded: s.URL + "/static/x", maxBody: int(maxBody)}
 }
 
 // TestEnvoyGatewayOverlayThroughItsTranslator runs the rows every form
