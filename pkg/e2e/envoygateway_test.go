@@ -41,21 +41,28 @@ const (
 )
 
 // egctlBin is Envoy Gateway's egctl: $GOPOTENCY_EGCTL, or what `make
-// egctl` built into .cache/bin.
+// egctl` built into .cache/bin for the version controlplane/envoygateway
+// pins.
 func egctlBin(t *testing.T) string {
 	t.Helper()
 	testenv.SkipShort(t, "egctl and Envoy")
-	if p := os.Getenv("GOPOTENCY_EGCTL"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			testenv.Unavailable(t, "GOPOTENCY_EGCTL=%s: %v (run `make egctl`)", p, err)
+	p := os.Getenv("GOPOTENCY_EGCTL")
+	if p == "" {
+		mod, err := os.ReadFile(filepath.Join(root(t), "controlplane", "envoygateway", "go.mod"))
+		require.NoError(t, err)
+		version := ""
+		for _, l := range strings.Split(string(mod), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "github.com/envoyproxy/gateway" {
+				version = f[1]
+			}
 		}
-		return p
+		require.NotEmpty(t, version, "controlplane/envoygateway/go.mod requires no github.com/envoyproxy/gateway")
+		p = filepath.Join(root(t), ".cache", "bin", "egctl-"+version)
 	}
-	found, _ := filepath.Glob(filepath.Join(root(t), ".cache", "bin", "egctl-*"))
-	if len(found) == 0 {
-		testenv.Unavailable(t, "egctl not built: run `make egctl` (or set GOPOTENCY_EGCTL)")
+	if _, err := os.Stat(p); err != nil {
+		testenv.Unavailable(t, "egctl: %v (run `make egctl`, or set GOPOTENCY_EGCTL)", err)
 	}
-	return found[len(found)-1]
+	return p
 }
 
 // egInput is what egctl translates: the overlay's Gateway API and Envoy
