@@ -97,3 +97,56 @@ func TestOversizedRequestBodiesGet413(t *testing.T) {
 		assert.Equal(t, 1, up.count(key), key)
 	}
 }
+
+// smallBufferLimit sets the listener's buffer limit to 32 KiB (Envoy
+// Gateway's default), below the 1 MiB cap.
+func smallBufferLimit(t *testing.T) func([]byte) []byte {
+	return func(cfg []byte) []byte {
+		out := bytes.Replace(cfg, []byte("per_connection_buffer_limit_bytes: 1114112"), []byte("per_connection_buffer_limit_bytes: 32768"), 1)
+		require.NotEqual(t, cfg, out, "buffer limit anchor missing in the Envoy config")
+		return out
+	}
+}
+
+// TestCutBodyIsRefused: behind a listener buffer limit below
+// max_request_body, Envoy's BUFFERED_PARTIAL hands GoPotency the first
+// 32 KiB of a larger body and streams the rest past it. Such a request is
+// refused with the 413 problem naming the setting and never runs, whether
+// it declared its length or came chunked; the retry is refused the same
+// way, never replayed. Where Envoy's buffer filter holds the body (the
+// body-first routes) the body is whole and the request runs once.
+func TestCutBodyIsRefused(t *testing.T) {
+	up := newCounter()
+	id := itoa(int(time.Now().UnixNano()))
+	body := strings.Repeat("a", 100<<10)
+	other := body[:len(body)-1] + "b" // differs in the last byte only
+	cut := func(t *testing.T, s *stack, key string, chunked bool) {
+		for try := range 2 {
+			r, _ := send(t, s.URL+"/orders", key, len(body), chunked, false)
+			require.Equal(t, 413, r.Status, "%s try %d: body %.300s", key, try, r.Body)
+			assert.Equal(t, "request-too-large", problemType(t, r), key)
+			assert.Contains(t, string(r.Body), "raise the proxy's buffer limit", key)
+		}
+		assert.Zero(t, up.count(key), "%s reached the upstream", key)
+	}
+
+	t.Run("headers-first", func(t *testing.T) {
+		s := startStack(t, stackOptions{upstream: up, envoy: shippedLayout(t, false), tweak: smallBufferLimit(t)})
+		cut(t, s, "cut-cl-"+id, false)
+		cut(t, s, "cut-chunked-"+id, true)
+		small := "cut-small-" + id
+		require.Equal(t, 201, do(t, "POST", s.URL+"/orders", small, body[:16<<10]).Status, "a body within the limit runs")
+		assert.Equal(t, "true", do(t, "POST", s.URL+"/orders", small, body[:16<<10]).Header.Get("Idempotent-Replayed"))
+		assert.Equal(t, 1, up.count(small))
+	})
+	t.Run("body-first", func(t *testing.T) {
+		s := startStack(t, stackOptions{upstream: up, tweak: smallBufferLimit(t)})
+		cut(t, s, "cut-bf-chunked-"+id, true) // chunked requests stay headers-first
+		key := "cut-bf-cl-" + id
+		first := do(t, "POST", s.URL+"/orders", key, body)
+		require.Equal(t, 201, first.Status, "body %.300s", first.Body)
+		assert.Equal(t, "true", do(t, "POST", s.URL+"/orders", key, body).Header.Get("Idempotent-Replayed"))
+		assert.Equal(t, 422, do(t, "POST", s.URL+"/orders", key, other).Status, "a difference in the last byte is seen")
+		assert.Equal(t, 1, up.count(key))
+	})
+}

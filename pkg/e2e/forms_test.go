@@ -184,6 +184,7 @@ func checkCutBodyFailsClosed(t *testing.T, f form) {
 			r := f.post(t, key, body, chunked)
 			require.Equal(t, 413, r.Status, "%s: %.300s", key, r.Body)
 			assert.Equal(t, "request-too-large", problemType(t, r), key)
+			assert.Contains(t, string(r.Body), "raise the proxy's buffer limit", "%s: the detail names the fix", key)
 		}
 		assert.Zero(t, f.up.count(key), "%s reached the upstream", key)
 	}

@@ -114,8 +114,8 @@ func obj(v any, path ...string) map[string]any {
 
 func list(v any) []any { out, _ := v.([]any); return out }
 
-// hcmOf is a filter chain's HTTP connection manager config.
-func hcmOf(chain map[string]any) map[string]any {
+// chainHCM is a filter chain's HTTP connection manager config.
+func chainHCM(chain map[string]any) map[string]any {
 	for _, f := range list(chain["filters"]) {
 		if obj(f)["name"] == hcmName {
 			return obj(f, "typed_config")
@@ -210,7 +210,7 @@ func reduce(t *testing.T, x xdsOut, pick func(lis map[string]any) map[string]any
 		}
 	}
 	require.NotNil(t, r.chain, "Istio generated no listener for the proxy")
-	r.hcm = hcmOf(r.chain)
+	r.hcm = chainHCM(r.chain)
 	if rds := obj(r.hcm, "rds"); rds != nil {
 		name := rds["route_config_name"]
 		for _, rc := range x.Routes {
@@ -272,13 +272,13 @@ func (r *istioRun) route(t *testing.T, name string) map[string]any {
 // cluster extProcCluster) or at the upstream, plaintext.
 func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster string) []byte {
 	t.Helper()
-	hcm := clone(t, r.hcm)
-	routes := clone(t, r.routes)
+	hcm := cloneJSON(t, r.hcm)
+	routes := cloneJSON(t, r.routes)
 	stripForeignPerFilter(routes)
 	delete(hcm, "rds")
 	hcm["route_config"] = routes
 	hcm["http_filters"] = keepUpstream(list(hcm["http_filters"]), &r.dropped)
-	chain := clone(t, r.chain)
+	chain := cloneJSON(t, r.chain)
 	// The chain's match (destination port, TLS or plaintext, ALPN) is for
 	// istiod's iptables redirect and mTLS; the mesh's TLS needs SDS.
 	delete(chain, "filter_chain_match")
@@ -291,7 +291,7 @@ func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster stri
 		filters = append(filters, f)
 	}
 	chain["filters"] = filters
-	lis := clone(t, r.listener)
+	lis := cloneJSON(t, r.listener)
 	lis["address"] = map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": a.Listen}}
 	lis["filter_chains"] = []any{chain}
 	// Redirected traffic's original destination and TLS sniffing: not on
@@ -301,7 +301,7 @@ func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster stri
 	}
 	var clusters []any
 	for name, c := range r.clusters {
-		c := clone(t, c)
+		c := cloneJSON(t, c)
 		addr := a.App
 		if name == extProcCluster {
 			addr = a.GoPotency
@@ -333,7 +333,7 @@ func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster stri
 	return b
 }
 
-func clone(t *testing.T, v map[string]any) map[string]any {
+func cloneJSON(t *testing.T, v map[string]any) map[string]any {
 	t.Helper()
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
@@ -350,7 +350,7 @@ func (r *istioRun) statPrefix() string {
 // gatewayChain picks the gateway's HTTP listener chain.
 func gatewayChain(lis map[string]any) map[string]any {
 	for _, c := range list(lis["filter_chains"]) {
-		if h := hcmOf(obj(c)); h != nil && h["rds"] != nil {
+		if h := chainHCM(obj(c)); h != nil && h["rds"] != nil {
 			return obj(c)
 		}
 	}
@@ -365,7 +365,7 @@ func sidecarChain(lis map[string]any) map[string]any {
 	}
 	for _, c := range list(lis["filter_chains"]) {
 		fcm := obj(c, "filter_chain_match")
-		if fmt.Sprint(fcm["destination_port"]) == "8080" && fcm["transport_protocol"] == "raw_buffer" && hcmOf(obj(c)) != nil {
+		if fmt.Sprint(fcm["destination_port"]) == "8080" && fcm["transport_protocol"] == "raw_buffer" && chainHCM(obj(c)) != nil {
 			return obj(c)
 		}
 	}

@@ -78,16 +78,16 @@ func TestShippedConfigOverUnixSocket(t *testing.T) {
 	assert.Equal(t, 1, up.count(key))
 }
 
-// shippedBodyFirst is envoy/envoy.yaml as the generator writes it with
-// envoy.body_first on.
-func shippedBodyFirst(t *testing.T) []byte {
+// shippedLayout is envoy/envoy.yaml as the generator writes it with
+// envoy.body_first set to bodyFirst.
+func shippedLayout(t *testing.T, bodyFirst bool) []byte {
 	t.Helper()
 	cfg, err := config.Load([]string{"--config", filepath.Join(root(t), "envoy", "gopotency.yaml")}, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
 	e, err := cfg.RequireEnvoy()
 	require.NoError(t, err)
-	e.BodyFirst = true
-	out, err := envoyconfig.Generate(cfg, "body-first")
+	e.BodyFirst = bodyFirst
+	out, err := envoyconfig.Generate(cfg, "the shipped layout")
 	require.NoError(t, err)
 	return out
 }
@@ -97,7 +97,7 @@ func shippedBodyFirst(t *testing.T) []byte {
 // still work headers-first; the upstream runs once per key.
 func TestBodyFirstLayout(t *testing.T) {
 	up := newCounter()
-	s := startStack(t, stackOptions{upstream: up, envoy: shippedBodyFirst(t)})
+	s := startStack(t, stackOptions{upstream: up, envoy: shippedLayout(t, true)})
 	key := "bf-" + itoa(int(time.Now().UnixNano()))
 
 	m0 := messages(t, s)

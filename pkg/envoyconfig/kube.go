@@ -47,6 +47,9 @@ type Kube struct {
 	// VirtualServices are the Istio gateway's, whose http routes the
 	// envoy section's routes name.
 	VirtualServices []VirtualService
+	// Gateway is the Envoy Gateway Gateway (of Namespace) those routes
+	// attach to, whose listener buffer a ClientTrafficPolicy raises.
+	Gateway string
 }
 
 // HTTPRouteRef is an HTTPRoute of the policy's namespace, or one named

@@ -105,7 +105,7 @@ func TestEveryMessageGetsOneAnswerInOrder(t *testing.T) {
 	e := newEnv(t)
 	s := e.open(t, "")
 	msgs := []*extprocv3.ProcessingRequest{
-		reqHeaders("PATCH", "/orders/1", `"k-order"`, false),
+		reqHeaders("PATCH", "/orders/1", `"k-order"`, false, "content-length", "7"),
 		reqBody(`{"a":1}`, false),
 		reqTrailers(),
 		respHeaders("200", false, "content-type", "text/plain"),

@@ -55,6 +55,12 @@ type processor struct {
 	// streamedBody: Envoy's static request body mode is STREAMED, so body
 	// messages are chunks even if an override asked for one buffered body.
 	streamedBody bool
+	// staticBuffered: Envoy's static request body mode is BUFFERED and no
+	// override applies (body first): Envoy answers 413 itself rather than
+	// send part of a body, so a message without end_of_stream is whole.
+	staticBuffered bool
+	// contentLength is the length the request declared, -1 if none.
+	contentLength int64
 
 	lease      *idempotency.Lease
 	status     int
@@ -122,6 +128,7 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 	}
 	p.policy, p.info = pol, p.s.policies[pol]
 	p.req = f.request(p.info)
+	p.contentLength = f.contentLength
 	if pol.ScopePrincipal && !f.peerKnown {
 		// Without the peer attributes every caller would share the
 		// anonymous scope and see each other's responses: fail closed.
@@ -163,7 +170,7 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 		return one(continueRequestHeaders(nil))
 	}
 	pc := req.GetProtocolConfig()
-	p.streamedBody = pc.GetRequestBodyMode() == filterv3.ProcessingMode_STREAMED || pc.GetSendBodyWithoutWaitingForHeaderResponse()
+	p.readProtocol(pc)
 	if resp := p.admit(headerFacts(req, h.GetHeaders())); resp != nil || p.stage == notOurs {
 		if resp != nil {
 			return one(resp)
@@ -188,13 +195,14 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	}
 	// Ask for the whole body before anything goes upstream (Envoy holds
 	// the headers meanwhile). BUFFERED_PARTIAL, not BUFFERED: a body over
-	// Envoy's buffer limit then arrives cut (end_of_stream false, over the
-	// cap) and gets 413, where BUFFERED would stall the connection. Request
+	// Envoy's buffer limit then arrives cut (end_of_stream false) and gets
+	// 413 (verifyWhole), where BUFFERED would stall the connection. Request
 	// trailers are asked for so a request that ends with trailers is still
 	// decided before it leaves. Mode overrides are only honoured on headers
 	// answers, so the response phases are turned on now; a request that
 	// ends up holding no lease answers them with CONTINUE.
 	p.stage = collecting
+	p.staticBuffered = false // the override replaces Envoy's static mode
 	mode := cloneMode(&recording)
 	mode.RequestBodyMode = filterv3.ProcessingMode_BUFFERED_PARTIAL
 	mode.RequestTrailerMode = filterv3.ProcessingMode_SEND
@@ -218,20 +226,58 @@ func (p *processor) requestBody(req *extprocv3.ProcessingRequest, b *extprocv3.H
 	}
 	p.collect(&p.req.Body, b.GetBody())
 	if int64(len(p.req.Body)) > p.policy.MaxRequestBody {
-		p.stage = notOurs
-		p.dropRequestBody()
-		return one(problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: more than %d bytes", idempotency.ErrRequestTooLarge, p.policy.MaxRequestBody))))
+		return p.refuseBody(fmt.Errorf("%w: more than %d bytes", idempotency.ErrRequestTooLarge, p.policy.MaxRequestBody))
 	}
-	// With the body buffered (BUFFERED_PARTIAL) the one message is the
-	// whole body: end_of_stream is false only when trailers follow, or
-	// when the body was cut at Envoy's buffer limit, which is above the
-	// cap and caught just above. Chunks of a streamed body are held until
-	// the last.
 	if !b.GetEndOfStream() && (len(p.held) > 0 || p.streamedBody) {
+		// Chunks of a streamed body are held until the last.
 		p.held = append(p.held, heldBody)
 		return nil
 	}
-	return p.decideHeld(heldBody)
+	return p.decideWhole(heldBody, b.GetEndOfStream())
+}
+
+// decideWhole decides a collected request once its body is proven whole,
+// and refuses it otherwise: a fingerprint of part of a body would replay
+// another request's response or refuse an identical retry.
+func (p *processor) decideWhole(cur heldMsg, eos bool) []*extprocv3.ProcessingResponse {
+	if err := p.verifyWhole(eos); err != nil {
+		p.s.protocolError("request_body_cut")
+		p.log.ErrorContext(p.ctx, "refusing a request body the proxy passed only in part: raise the proxy's buffer limit above max_request_body (Envoy: per_connection_buffer_limit_bytes; Envoy Gateway: ClientTrafficPolicy connection.bufferLimit), as gopotency envoy-config generates it", "error", err)
+		return p.refuseBody(err)
+	}
+	return p.decideHeld(cur)
+}
+
+// verifyWhole checks that the collected request body is the whole body
+// before it is fingerprinted. A buffered body without end_of_stream is
+// either followed by trailers or was cut at Envoy's buffer limit
+// (BUFFERED_PARTIAL sends what it holds and streams the rest upstream
+// unseen): only a declared Content-Length, or a static BUFFERED mode
+// (which answers 413 rather than cut), tells the two apart.
+func (p *processor) verifyWhole(eos bool) error {
+	n := int64(len(p.req.Body))
+	switch {
+	case p.contentLength >= 0 && n != p.contentLength:
+		return fmt.Errorf("%w: the proxy passed %d of the %d bytes declared (its buffer limit is below max_request_body %d: raise the proxy's buffer limit)", idempotency.ErrRequestTooLarge, n, p.contentLength, p.policy.MaxRequestBody)
+	case eos || p.contentLength >= 0 || p.staticBuffered:
+		return nil
+	}
+	return fmt.Errorf("%w: the proxy passed %d bytes of a body of undeclared length without its end (its buffer limit is below max_request_body %d: raise the proxy's buffer limit, or send a Content-Length)", idempotency.ErrRequestTooLarge, n, p.policy.MaxRequestBody)
+}
+
+// refuseBody ends a guarded request whose body cannot be fingerprinted.
+func (p *processor) refuseBody(err error) []*extprocv3.ProcessingResponse {
+	p.stage = notOurs
+	p.dropRequestBody()
+	return one(problemResponse(idempotency.ProblemFor(err)))
+}
+
+// readProtocol reads Envoy's static body settings, sent on a stream's
+// first message only.
+func (p *processor) readProtocol(pc *extprocv3.ProtocolConfiguration) {
+	mode := pc.GetRequestBodyMode()
+	p.streamedBody = mode == filterv3.ProcessingMode_STREAMED || pc.GetSendBodyWithoutWaitingForHeaderResponse()
+	p.staticBuffered = mode == filterv3.ProcessingMode_BUFFERED
 }
 
 // bodyFirst handles a stream whose first message is the request body: the
@@ -245,6 +291,7 @@ func (p *processor) bodyFirst(req *extprocv3.ProcessingRequest, b *extprocv3.Htt
 			"want", p.s.contract.TokenAttribute, "got", attribute(req, p.s.contract.TokenAttribute))
 		return one(problemResponse(idempotency.ProblemFor(idempotency.ErrMisconfigured)))
 	}
+	p.readProtocol(req.GetProtocolConfig())
 	if resp := p.admit(f); resp != nil || p.stage == notOurs {
 		if resp == nil {
 			resp = continueRequestBody()
@@ -261,7 +308,7 @@ func (p *processor) requestTrailers() []*extprocv3.ProcessingResponse {
 	if p.stage != collecting {
 		return one(continueRequestTrailers())
 	}
-	return p.decideHeld(heldTrailers)
+	return p.decideWhole(heldTrailers, true)
 }
 
 // collect adds a body chunk to *body (the request's or the response's)
@@ -457,14 +504,42 @@ func (p *processor) complete() {
 	if p.lease == nil || p.status == 0 {
 		return
 	}
-	ctx, cancel := p.settleCtx()
-	defer cancel()
+	lease, held := p.lease, p.buffered
 	resp := &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge, Incomplete: p.incomplete}
-	if err := p.lease.Complete(ctx, resp); err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
-		p.log.ErrorContext(p.ctx, "recording the response failed", "error", err)
+	// The settle owns the body (and its share of the budget) from here.
+	p.lease, p.body, p.buffered = nil, nil, 0
+	p.settle(held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
+}
+
+// settle runs a store call that settles the lease (its errors are logged
+// and counted by the engine). The answer Envoy waits for waits on it at
+// most AnswerWithin (the store_timeout, below Envoy's message_timeout):
+// past that the answer goes out and the call goes on in the background,
+// so a stalled store delays the record, never the client's response, and
+// never turns it into Envoy's bare 504. Until it lands, the key stays
+// claimed: retries get 409, then the replay.
+func (p *processor) settle(held int64, call func(context.Context) error) {
+	ctx, cancel := p.settleCtx()
+	done := make(chan struct{})
+	p.s.settling.Add(1)
+	go func() {
+		defer p.s.settling.Done()
+		defer close(done)
+		defer cancel()
+		defer p.s.hold(-held)
+		_ = call(ctx)
+	}()
+	if p.s.o.AnswerWithin <= 0 {
+		<-done
+		return
 	}
-	p.lease = nil
-	p.releaseBody()
+	t := time.NewTimer(p.s.o.AnswerWithin)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.log.WarnContext(p.ctx, "the store is slow: answering before the outcome is saved; saving goes on in the background (retries get 409 meanwhile)", "waited", p.s.o.AnswerWithin.String())
+	}
 }
 
 // finish is the one path for every ending without a recorded response.
@@ -491,10 +566,9 @@ func (p *processor) finish() {
 }
 
 func (p *processor) abandon(upstreamSawRequest bool) {
-	ctx, cancel := p.settleCtx()
-	defer cancel()
-	_ = p.lease.Abandon(ctx, upstreamSawRequest)
+	lease := p.lease
 	p.lease = nil
+	p.settle(0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
 }
 
 // settleCtx outlives the stream: Envoy may reset the stream right after the

@@ -78,10 +78,16 @@ type Options struct {
 	// new guarded requests get 503 server-busy with Retry-After; requests
 	// already admitted finish as usual.
 	MaxBufferedBytes int64
-	// SettleTimeout bounds the store calls that record or release a key
-	// after the stream ends, retries included (5s when zero).
+	// SettleTimeout bounds the store calls that record or release a key,
+	// retries included (5s when zero).
 	SettleTimeout time.Duration
-	Logger        *slog.Logger
+	// AnswerWithin is the longest an answer to Envoy waits on such a call:
+	// the store_timeout, which the configuration keeps below Envoy's
+	// message_timeout. Past it the answer goes out and the call goes on in
+	// the background (Wait waits for it). Zero waits for the call (a store
+	// without I/O).
+	AnswerWithin time.Duration
+	Logger       *slog.Logger
 	// StreamsActive, when set, is told +1/-1 as streams open and close.
 	StreamsActive func(delta int)
 	// Buffered, when set, is told the change of buffered body bytes.
@@ -103,9 +109,11 @@ type Server struct {
 	// match is the longest without a map walk per request.
 	routes []routePolicy
 
+	// settling counts the settle calls still running (see AnswerWithin).
+	settling sync.WaitGroup
+
 	warnNoDetails   sync.Once
 	warnNoPrincipal sync.Once
-	warnNoRoute     sync.Once
 	warnStaticResp  sync.Once
 }
 
@@ -195,9 +203,9 @@ func (s *Server) policyFor(ctx context.Context, routeName string) (*idempotency.
 		return nil, fmt.Errorf("%w: the route names policy %q, which the configuration does not define", idempotency.ErrMisconfigured, names[0])
 	}
 	if len(s.routes) > 0 && routeName == "" {
-		s.warnNoRoute.Do(func() {
-			s.o.Logger.Warn(`route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does); until then every route gets default_policy`)
-		})
+		// Falling back to default_policy would silently drop what a
+		// route's own policy requires (key_required, its fingerprint).
+		return nil, fmt.Errorf("%w: route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does)", idempotency.ErrMisconfigured)
 	}
 	for _, r := range s.routes {
 		if strings.HasPrefix(routeName, r.prefix) {
@@ -212,6 +220,11 @@ type routePolicy struct {
 	prefix string
 	policy *idempotency.Policy
 }
+
+// Wait returns once every settling store call has returned (each is
+// bounded by SettleTimeout): call it after the gRPC server stopped and
+// before the store is closed.
+func (s *Server) Wait() { s.settling.Wait() }
 
 // protocolError reports a stream that broke the protocol.
 func (s *Server) protocolError(reason string) {

@@ -196,8 +196,8 @@ func TestStaticStreamedBodyAccumulates(t *testing.T) {
 func TestTrailers(t *testing.T) {
 	e := newEnv(t)
 	s := e.open(t, "")
-	s.do(reqHeaders("POST", "/o", "k-tr", false))
-	require.NotNil(t, s.do(reqBody("whole", false)).GetRequestBody())
+	s.do(reqHeaders("POST", "/o", "k-tr", false, "content-length", "5"))
+	require.NotNil(t, s.do(reqBody("whole", false)).GetRequestBody(), "all the declared bytes: trailers follow")
 	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-tr").State, "decided at the body")
 	require.NotNil(t, s.do(reqTrailers()).GetRequestTrailers())
 
@@ -310,6 +310,9 @@ func TestRoutePolicies(t *testing.T) {
 	require.Equal(t, "key-missing", requireProblem(t, s.do(req), 400), "the longest prefix wins")
 	m := e.open(t, "short")
 	requirePassThrough(t, m.do(withAttr(reqHeaders("POST", "/o", "", false), "xds.route_name", "httproute/shop/pay/rule/0")))
+	none := e.open(t, "")
+	require.Equal(t, "proxy-misconfigured", requireProblem(t, none.do(reqHeaders("POST", "/o", "k-route", false)), 500),
+		"without xds.route_name a route's own policy cannot be found: never default_policy")
 
 	_, err := New(Options{Engine: idempotency.New(e.store), Default: &idempotency.Policy{}, RoutePolicies: map[string]string{"r/": "nope"}})
 	require.ErrorContains(t, err, `names policy "nope"`)
@@ -346,4 +349,51 @@ func TestPrincipalScopeFromPeerAttributes(t *testing.T) {
 
 	none := e.open(t, "peer")
 	require.Equal(t, "proxy-misconfigured", requireProblem(t, none.do(peerReq("k-peer", nil)), 500))
+}
+
+// Envoy's BUFFERED_PARTIAL hands over what its buffer limit holds with
+// end_of_stream false and streams the rest upstream unseen. A body short
+// of its Content-Length, or of undeclared length without its end, is never
+// fingerprinted: 413 with the setting to raise, nothing locked, counted.
+func TestCutBodyFailsClosed(t *testing.T) {
+	var reasons []string
+	e := newEnv(t, func(o *Options) { o.ProtocolError = func(r string) { reasons = append(reasons, r) } })
+	cut := strings.Repeat("x", 32768)
+	for _, c := range []struct {
+		name   string
+		extra  []string
+		chunks []*extprocv3.ProcessingRequest
+	}{
+		{"short of Content-Length", []string{"content-length", "102400"}, []*extprocv3.ProcessingRequest{reqBody(cut, false)}},
+		{"undeclared length, no end", nil, []*extprocv3.ProcessingRequest{reqBody(cut, false)}},
+		{"short of Content-Length at the trailers", []string{"content-length", "102400"}, []*extprocv3.ProcessingRequest{reqTrailers()}},
+	} {
+		s := e.open(t, "")
+		require.NotNil(t, s.do(reqHeaders("POST", "/o", "k-cut", false, c.extra...)).GetRequestHeaders(), c.name)
+		var resp *extprocv3.ProcessingResponse
+		for _, m := range c.chunks {
+			resp = s.do(m)
+		}
+		ir := immediateOf(t, resp)
+		require.EqualValues(t, 413, ir.GetStatus().GetCode(), c.name)
+		require.Contains(t, string(ir.GetBody()), "raise the proxy's buffer limit", c.name)
+		require.Equal(t, "request-too-large", requireProblem(t, resp, 413), c.name)
+		require.Nil(t, e.entry(t, "k-cut"), "%s: nothing locked, nothing replayed", c.name)
+	}
+	assert.Equal(t, []string{"request_body_cut", "request_body_cut", "request_body_cut"}, reasons)
+
+	// The same body whole (declared, or a static BUFFERED body first with
+	// trailers following) runs as usual.
+	w := e.open(t, "")
+	w.do(reqHeaders("POST", "/o", "k-whole", false, "content-length", "32768"))
+	require.NotNil(t, w.do(reqBody(cut, false)).GetRequestBody())
+	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-whole").State)
+	bf := e.open(t, "")
+	first := withProtocol(bodyFirst(e.srv, "POST", "/o", cut, false, "idempotency-key", "k-bf"), filterv3.ProcessingMode_BUFFERED, false)
+	require.NotNil(t, bf.do(first).GetRequestBody(), "static BUFFERED never cuts (Envoy answers 413 itself)")
+	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-bf").State)
+	partial := e.open(t, "")
+	first = withProtocol(bodyFirst(e.srv, "POST", "/o", cut, false, "idempotency-key", "k-bf-partial"), filterv3.ProcessingMode_BUFFERED_PARTIAL, false)
+	require.Equal(t, "request-too-large", requireProblem(t, partial.do(first), 413), "body first in BUFFERED_PARTIAL proves nothing")
+	e.endAll(t)
 }

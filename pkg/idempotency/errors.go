@@ -13,7 +13,7 @@ var (
 	ErrInFlight        = errors.New("idempotency: request with this key is in progress")
 	ErrMismatch        = errors.New("idempotency: key reused with a different request")
 	ErrRecordTooLarge  = errors.New("idempotency: stored response exceeded the size cap")
-	ErrRequestTooLarge = errors.New("idempotency: request body exceeds the fingerprint cap")
+	ErrRequestTooLarge = errors.New("idempotency: request body too large to fingerprint")
 	// ErrOutcomeUnknown: an earlier request with the key was forwarded and
 	// never answered (or its holder vanished); it may have run.
 	ErrOutcomeUnknown = errors.New("idempotency: outcome of the earlier request with this key is unknown")

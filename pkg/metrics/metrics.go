@@ -41,7 +41,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gopotency_extproc_buffered_bytes",
 			Help: "Request and response body bytes the ext_proc streams hold (bounded by ext_proc.max_buffered_bytes)."}),
 		protocol: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_extproc_protocol_errors_total",
-			Help: "Streams that broke the protocol or did not match the configuration, by reason (undecided_at_response_headers, contract_mismatch, unknown_policy, body_after_decision, ...)."}, []string{"reason"}),
+			Help: "Streams that broke the protocol or did not match the configuration, by reason (undecided_at_response_headers, contract_mismatch, unknown_policy, body_after_decision, request_body_cut, ...)."}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.decisions, m.storeDur, m.renewals, m.settled, m.recorded, m.streams, m.buffered, m.protocol} {
 		if err := reg.Register(c); err != nil {
