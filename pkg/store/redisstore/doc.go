@@ -29,8 +29,11 @@
 //   - acquire: HMGET f,t,r. Absent: HSET f,t + PEXPIRE lease, "acquired".
 //     Different fingerprint: "mismatch". Record present: "completed" with
 //     the record. Otherwise "in flight" with PTTL as Retry-After.
-//   - complete: if t equals the token, HDEL t + HSET r + PEXPIRE retention.
-//   - release: absent is a no-op; if t equals the token, DEL.
+//   - complete: if t equals the token, HSET r + HDEL l + PEXPIRE retention;
+//     the record keeps t, so the same token completing again is a no-op
+//     that succeeds (a retry whose first try landed).
+//   - release: absent is a no-op; if t equals the token and there is no
+//     record, DEL.
 //   - extend: if t equals the token, PEXPIRE lease.
 //   - get: HMGET f,r + PTTL, read atomically.
 //
