@@ -98,9 +98,15 @@ type Store interface {
 	// retention ran out.
 	Get(ctx context.Context, key string) (*Entry, error)
 
-	// Delete purges key whatever its state (admin). Deleting an absent key
-	// returns nil.
-	Delete(ctx context.Context, key string) error
+	// Delete purges key (admin). With seen nil it deletes whatever is there;
+	// deleting an absent key returns nil. With seen set (an Entry Get
+	// returned), inspection and deletion are one atomic step: it deletes
+	// only while the key still holds that entry (the same Token in the same
+	// State, the lease judged by the store's clock at this call), and
+	// otherwise changes nothing and returns an error wrapping ErrNotFound:
+	// the entry seen is gone (the claim completed, was renewed or taken
+	// over, a new claim came, or the key is absent).
+	Delete(ctx context.Context, key string, seen *Entry) error
 }
 
 // Claim is one execution's hold on a key: what Acquire stores and what
@@ -286,7 +292,11 @@ func (s State) String() string {
 
 // Entry is the admin view of a stored key.
 type Entry struct {
-	State       State
+	State State
+	// Token is the claim's token, kept with the record it completed; it
+	// tells this entry from a later one for Delete. Empty for records
+	// completed before records kept their token. Never shown to clients.
+	Token       string
 	Fingerprint string
 	// ExpiresAt is when the entry is forgotten (its retention deadline),
 	// as seen by the store.
@@ -303,7 +313,8 @@ var (
 	// another token holds the key (it took the key over, or completed
 	// it). Release also returns it for a record its own token completed.
 	ErrLeaseLost = errors.New("idempotency: lease lost")
-	// ErrNotFound is returned by Store.Get for an absent or expired key.
+	// ErrNotFound is returned by Store.Get for an absent or expired key,
+	// and by Store.Delete when the entry it was given is no longer there.
 	ErrNotFound = errors.New("idempotency: key not found")
 	// ErrStoreUnavailable wraps transport and server failures of a Store.
 	ErrStoreUnavailable = errors.New("idempotency: store unavailable")

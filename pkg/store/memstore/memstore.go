@@ -337,25 +337,41 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	if e == nil {
 		return nil, fmt.Errorf("memstore: %w", idempotency.ErrNotFound)
 	}
-	out := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: e.fingerprint, ExpiresAt: e.expires, LeaseExpiresAt: e.leaseUntil}
-	switch {
-	case e.rec != nil:
-		out.State, out.Record, out.LeaseExpiresAt = idempotency.StateCompleted, copyRecord(e.rec), time.Time{}
-	case !now.Before(e.leaseUntil):
-		out.State = idempotency.StateLeaseExpired
+	out := &idempotency.Entry{State: e.state(now), Token: e.token, Fingerprint: e.fingerprint, ExpiresAt: e.expires, LeaseExpiresAt: e.leaseUntil}
+	if e.rec != nil {
+		out.Record, out.LeaseExpiresAt = copyRecord(e.rec), time.Time{}
 	}
 	return out, nil
 }
 
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (e *entry) state(now time.Time) idempotency.State {
+	switch {
+	case e.rec != nil:
+		return idempotency.StateCompleted
+	case !now.Before(e.leaseUntil):
+		return idempotency.StateLeaseExpired
+	}
+	return idempotency.StateInFlight
+}
+
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.entries[key]; e != nil {
-		s.remove(e)
+	if seen == nil {
+		if e := s.entries[key]; e != nil {
+			s.remove(e)
+		}
+		return nil
 	}
+	now := s.now()
+	e := s.live(key, now)
+	if e == nil || e.token != seen.Token || e.state(now) != seen.State {
+		return fmt.Errorf("memstore: delete: %w: the entry changed since it was read", idempotency.ErrNotFound)
+	}
+	s.remove(e)
 	return nil
 }
 

@@ -223,9 +223,9 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 
 // Delete purges key in the store and here. A fill that read the store
 // before the purge finished is not cached: gen moves on both sides of it.
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	s.evict(key)
-	err := s.inner.Delete(ctx, key)
+	err := s.inner.Delete(ctx, key, seen)
 	s.evict(key)
 	return err
 }

@@ -89,6 +89,8 @@ func runCases(t *testing.T, newStore Factory, bubble bool) {
 		{"LargeBodyRoundTrip", testLargeBody},
 		{"MarksRoundTrip", testMarks},
 		{"GetAndDelete", testGetDelete},
+		{"DeleteSeenDeletesWhatWasRead", testDeleteSeen},
+		{"DeleteSeenLeavesAChangedEntry", testDeleteSeenChanged},
 		{"KeysIndependent", testKeysIndependent},
 		{"InvalidClaimRefused", testInvalidClaim},
 		{"ContextCancelled", testContextCancelled},
@@ -321,7 +323,7 @@ func testCompleteRetried(t *testing.T, s idempotency.Store) {
 	// keeps the token too.
 	v := NewClaim("fp", longLease, retention)
 	acquire(t, s, v, noTakeover, idempotency.Acquired)
-	require.NoError(t, s.Delete(x, v.Key))
+	require.NoError(t, s.Delete(x, v.Key, nil))
 	require.NoError(t, s.Complete(x, v, sampleRecord()))
 	require.NoError(t, s.Complete(x, v, sampleRecord()))
 	require.ErrorIs(t, s.Complete(x, another(v, "fp"), sampleRecord()), idempotency.ErrLeaseLost)
@@ -375,7 +377,7 @@ func testContextCancelled(t *testing.T, s idempotency.Store) {
 		"Release":  func() error { return s.Release(x, c) },
 		"Extend":   func() error { return s.Extend(x, c) },
 		"Get":      func() error { _, err := s.Get(x, c.Key); return err },
-		"Delete":   func() error { return s.Delete(x, c.Key) },
+		"Delete":   func() error { return s.Delete(x, c.Key, nil) },
 	}
 	for name, call := range calls {
 		start := time.Now()

@@ -56,8 +56,9 @@ WHERE e.expires_at <= excluded.updated_at
 	OR ($6 AND e.status IS NULL AND e.fingerprint = excluded.fingerprint AND COALESCE(e.lease_until, e.expires_at) <= excluded.updated_at)`
 
 // lookup returns the row whatever its expiry, with the clock, so the caller
-// judges liveness with the same clock the writes use.
-const lookup = `SELECT {NOW}, expires_at, lease_until, fingerprint, status, headers, body, too_large, mark, created_at
+// judges liveness with the same clock the writes use. The token comes last
+// (row.dest leaves it out: the claim's own report has none).
+const lookup = `SELECT {NOW}, expires_at, lease_until, fingerprint, status, headers, body, too_large, mark, created_at, token
 FROM "{TABLE}" WHERE key = $1`
 
 // complete records the outcome of the claim of token $2: it succeeds while
@@ -94,6 +95,14 @@ WHERE (e.token = $2 AND e.status IS NULL) OR e.expires_at <= excluded.updated_at
 
 const purge = `DELETE FROM "{TABLE}" WHERE key = $1`
 
+// purgeSeen deletes the live row only while it is the entry the caller
+// read: token $2 (NULL read as ”) in state $3 (idempotency.State: 1 in
+// flight, 2 completed, 3 lease expired), judged as Get judges it. A row
+// changed concurrently is re-checked in its newest version (PostgreSQL
+// re-evaluates the WHERE after the row lock; SQLite has one writer).
+const purgeSeen = `DELETE FROM "{TABLE}" WHERE key = $1 AND expires_at > {NOW} AND COALESCE(token, '') = $2
+	AND (CASE WHEN status IS NOT NULL THEN 2 WHEN COALESCE(lease_until, expires_at) > {NOW} THEN 1 ELSE 3 END) = $3`
+
 // reapPostgres deletes a bounded batch of expired rows. SKIP LOCKED lets
 // several reapers (one per server) share the work without waiting on each
 // other or on claims. The outer expiry test is re-checked against the
@@ -111,18 +120,19 @@ const reapSQLite = `DELETE FROM "{TABLE}" WHERE key IN (
 
 // statements holds every statement compiled for one Store.
 type statements struct {
-	claim, lookup, complete, release, owner, extend, purge, reap stmt
+	claim, lookup, complete, release, owner, extend, purge, purgeSeen, reap stmt
 }
 
 func compileAll(d Dialect, b Bind, table string) statements {
 	c := func(tmpl string) stmt { return compile(tmpl, d, b, table) }
 	st := statements{
-		lookup:   c(lookup),
-		complete: c(complete),
-		release:  c(release),
-		owner:    c(owner),
-		extend:   c(extend),
-		purge:    c(purge),
+		lookup:    c(lookup),
+		complete:  c(complete),
+		release:   c(release),
+		owner:     c(owner),
+		extend:    c(extend),
+		purge:     c(purge),
+		purgeSeen: c(purgeSeen),
 	}
 	if d == Postgres {
 		st.claim, st.reap = c(claimPostgres), c(reapPostgres)
@@ -133,5 +143,5 @@ func compileAll(d Dialect, b Bind, table string) statements {
 }
 
 func (st *statements) all() []stmt {
-	return []stmt{st.claim, st.lookup, st.complete, st.release, st.owner, st.extend, st.purge, st.reap}
+	return []stmt{st.claim, st.lookup, st.complete, st.release, st.owner, st.extend, st.purge, st.purgeSeen, st.reap}
 }

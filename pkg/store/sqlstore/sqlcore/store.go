@@ -264,6 +264,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	}
 	e := &idempotency.Entry{
 		State:          idempotency.StateInFlight,
+		Token:          r.token.String,
 		Fingerprint:    string(r.fingerprint),
 		ExpiresAt:      time.UnixMilli(r.expires).UTC(),
 		LeaseExpiresAt: time.UnixMilli(r.lease()).UTC(),
@@ -280,12 +281,22 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	return e, nil
 }
 
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return s.fail(ctx, "delete", err)
 	}
-	if _, err := s.exec(ctx, s.st.purge, s.st.purge.args(key)); err != nil {
+	if seen == nil {
+		if _, err := s.exec(ctx, s.st.purge, s.st.purge.args(key)); err != nil {
+			return s.fail(ctx, "delete", err)
+		}
+		return nil
+	}
+	n, err := s.exec(ctx, s.st.purgeSeen, s.st.purgeSeen.args(key, seen.Token, int64(seen.State)))
+	if err != nil {
 		return s.fail(ctx, "delete", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: delete: %w: the entry changed since it was read", s.name, idempotency.ErrNotFound)
 	}
 	return nil
 }
@@ -311,7 +322,7 @@ func (s *Store) lookup(ctx context.Context, key string) (*row, error) {
 		return nil, rows.Err()
 	}
 	r := &row{}
-	if err := rows.Scan(r.dest()...); err != nil {
+	if err := rows.Scan(append(r.dest(), &r.token)...); err != nil {
 		return nil, corruptRow(err)
 	}
 	return r, rows.Close()
