@@ -138,6 +138,7 @@ func (s *RedisServer) Stop() {
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -146,6 +147,35 @@ func (s *RedisServer) Stop() {
 		<-s.done
 	}
 	s.cmd, s.done = nil, nil
+}
+
+// Kill ends the server with SIGKILL, as in a crash (nothing is saved or
+// handed over), and waits for it to exit. Start runs it again.
+func (s *RedisServer) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd, s.done = nil, nil
+}
+
+// Pause freezes the server (SIGSTOP): connections stay open and the
+// kernel still accepts new ones, but nothing is answered, as when a host
+// stalls. Resume undoes it.
+func (s *RedisServer) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT); it answers what was queued.
+func (s *RedisServer) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *RedisServer) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
 }
 
 // waitRedis polls addr with cmd until the reply contains want, the process
