@@ -38,6 +38,9 @@ func (a *App) adminHandler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
+		if a.durability != "" {
+			_, _ = w.Write([]byte("durability at start: " + a.durability + "\n"))
+		}
 	})
 	if a.cfg.Pprof {
 		// Opt-in only: profiles expose internals and cost CPU while taken.

@@ -74,6 +74,11 @@ type App struct {
 	draining atomic.Bool
 	tls      *certReloader // nil without grpc_tls
 	adminAPI *admin.API
+	// durability is what the store said at start about failovers and
+	// restarts (Redis), shown by /readyz.
+	durability string
+	// settled waits for the outcomes still being saved (extproc.Server.Wait).
+	settled func()
 }
 
 // Option changes how New builds the server.
@@ -107,9 +112,13 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	if closeFn == nil {
 		closeFn = func() error { return nil }
 	}
+	durability := ""
 	if store == nil {
 		if store, closeFn, err = OpenStore(ctx, cfg.Store, log, StoreOptions{RestartGrace: restartGrace(cfg)}); err != nil {
 			return nil, err
+		}
+		if d, ok := store.(interface{ Durability() (string, bool) }); ok {
+			durability, _ = d.Durability()
 		}
 		if _, local := store.(*memstore.Store); !local && cfg.ReplayCacheTTL > 0 {
 			// Replays come in storms right after a first request: answer
@@ -126,13 +135,13 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
 		RoutePolicies: cfg.RoutePolicies, MaxBufferedBytes: cfg.MaxBufferedBytes,
-		Buffered: m.Buffered, ProtocolError: m.ProtocolError,
+		Buffered: m.Buffered, ProtocolError: m.ProtocolError, AnswerWithin: storeTimeout,
 	})
 	if err != nil {
 		_ = closeFn()
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer()}
+	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer(), durability: durability, settled: srv.Wait}
 	grpcOpts := []grpc.ServerOption{
 		// A buffered body plus headers and framing. Envoy's BUFFERED_PARTIAL
 		// can pass a body over its buffer limit in one message (a read that
@@ -145,6 +154,9 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		// GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Stop returns once every handler has: the settles a cut stream
+		// starts are then known to Wait before the store closes.
+		grpc.WaitForHandlers(true),
 	}
 	if cfg.GRPCTLS.Enabled() {
 		if a.tls, err = newCertReloader(cfg.GRPCTLS, log, reg); err != nil {
@@ -251,6 +263,7 @@ func (a *App) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = a.admin.Shutdown(ctx)
+	a.settled() // outcomes a slow store kept in the background
 	a.closeStore()
 	a.log.Info("stopped")
 }

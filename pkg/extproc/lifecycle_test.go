@@ -1,6 +1,8 @@
 package extproc
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -8,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
 // TestCancelAfterResponseHeadRecordsIncomplete: the upstream answered and
@@ -225,4 +228,52 @@ func TestStreamsActiveIsBalanced(t *testing.T) {
 func TestNewRequiresEngineAndDefault(t *testing.T) {
 	_, err := New(Options{})
 	require.Error(t, err)
+}
+
+// stalledStore holds Complete until gate closes, as a store that stopped
+// answering and came back.
+type stalledStore struct {
+	idempotency.Store
+	gate chan struct{}
+}
+
+func (s *stalledStore) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	select {
+	case <-s.gate:
+		return s.Store.Complete(ctx, c, rec)
+	case <-ctx.Done():
+		return fmt.Errorf("stalled: %w", ctx.Err())
+	}
+}
+
+// A store that stalls while the response is recorded delays the record,
+// never the answer: Envoy gets it within AnswerWithin (below its message
+// timeout, where it would answer the client a bare 504), the key stays
+// claimed (a duplicate gets 409), and the record lands once the store
+// answers again; Wait waits for it.
+func TestStalledStoreDelaysTheRecordNotTheAnswer(t *testing.T) {
+	var st *stalledStore
+	e := newEnv(t, func(o *Options) {
+		st = &stalledStore{Store: memstore.New(memstore.Options{}), gate: make(chan struct{})}
+		o.Engine = idempotency.New(st, idempotency.WithStoreTimeout(100*time.Millisecond))
+		o.AnswerWithin = 50 * time.Millisecond
+	})
+	s := e.open(t, "")
+	s.do(reqHeaders("POST", "/o", "k-stall", false))
+	s.do(reqBody("x", true))
+	s.do(respHeaders("201", false))
+	start := time.Now()
+	require.NotNil(t, s.do(respBody("done", true)).GetResponseBody())
+	require.Less(t, time.Since(start), time.Second, "answered long before the store came back")
+
+	dup := e.open(t, "")
+	dup.do(reqHeaders("POST", "/o", "k-stall", false))
+	require.Equal(t, "request-in-progress", requireProblem(t, dup.do(reqBody("x", true)), 409), "claimed while the record is pending")
+
+	close(st.gate)
+	e.srv.Wait()
+	ent, err := st.Get(context.Background(), idempotency.StorageKey("", "k-stall"))
+	require.NoError(t, err)
+	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, "done", string(ent.Record.Body))
 }

@@ -504,14 +504,42 @@ func (p *processor) complete() {
 	if p.lease == nil || p.status == 0 {
 		return
 	}
-	ctx, cancel := p.settleCtx()
-	defer cancel()
+	lease, held := p.lease, p.buffered
 	resp := &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge, Incomplete: p.incomplete}
-	if err := p.lease.Complete(ctx, resp); err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
-		p.log.ErrorContext(p.ctx, "recording the response failed", "error", err)
+	// The settle owns the body (and its share of the budget) from here.
+	p.lease, p.body, p.buffered = nil, nil, 0
+	p.settle(held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
+}
+
+// settle runs a store call that settles the lease (its errors are logged
+// and counted by the engine). The answer Envoy waits for waits on it at
+// most AnswerWithin (the store_timeout, below Envoy's message_timeout):
+// past that the answer goes out and the call goes on in the background,
+// so a stalled store delays the record, never the client's response, and
+// never turns it into Envoy's bare 504. Until it lands, the key stays
+// claimed: retries get 409, then the replay.
+func (p *processor) settle(held int64, call func(context.Context) error) {
+	ctx, cancel := p.settleCtx()
+	done := make(chan struct{})
+	p.s.settling.Add(1)
+	go func() {
+		defer p.s.settling.Done()
+		defer close(done)
+		defer cancel()
+		defer p.s.hold(-held)
+		_ = call(ctx)
+	}()
+	if p.s.o.AnswerWithin <= 0 {
+		<-done
+		return
 	}
-	p.lease = nil
-	p.releaseBody()
+	t := time.NewTimer(p.s.o.AnswerWithin)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.log.WarnContext(p.ctx, "the store is slow: answering before the outcome is saved; saving goes on in the background (retries get 409 meanwhile)", "waited", p.s.o.AnswerWithin.String())
+	}
 }
 
 // finish is the one path for every ending without a recorded response.
@@ -538,10 +566,9 @@ func (p *processor) finish() {
 }
 
 func (p *processor) abandon(upstreamSawRequest bool) {
-	ctx, cancel := p.settleCtx()
-	defer cancel()
-	_ = p.lease.Abandon(ctx, upstreamSawRequest)
+	lease := p.lease
 	p.lease = nil
+	p.settle(0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
 }
 
 // settleCtx outlives the stream: Envoy may reset the stream right after the

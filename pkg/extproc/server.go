@@ -78,10 +78,16 @@ type Options struct {
 	// new guarded requests get 503 server-busy with Retry-After; requests
 	// already admitted finish as usual.
 	MaxBufferedBytes int64
-	// SettleTimeout bounds the store calls that record or release a key
-	// after the stream ends, retries included (5s when zero).
+	// SettleTimeout bounds the store calls that record or release a key,
+	// retries included (5s when zero).
 	SettleTimeout time.Duration
-	Logger        *slog.Logger
+	// AnswerWithin is the longest an answer to Envoy waits on such a call:
+	// the store_timeout, which the configuration keeps below Envoy's
+	// message_timeout. Past it the answer goes out and the call goes on in
+	// the background (Wait waits for it). Zero waits for the call (a store
+	// without I/O).
+	AnswerWithin time.Duration
+	Logger       *slog.Logger
 	// StreamsActive, when set, is told +1/-1 as streams open and close.
 	StreamsActive func(delta int)
 	// Buffered, when set, is told the change of buffered body bytes.
@@ -102,6 +108,9 @@ type Server struct {
 	// routes are RoutePolicies' prefixes, longest first, so the first
 	// match is the longest without a map walk per request.
 	routes []routePolicy
+
+	// settling counts the settle calls still running (see AnswerWithin).
+	settling sync.WaitGroup
 
 	warnNoDetails   sync.Once
 	warnNoPrincipal sync.Once
@@ -211,6 +220,11 @@ type routePolicy struct {
 	prefix string
 	policy *idempotency.Policy
 }
+
+// Wait returns once every settling store call has returned (each is
+// bounded by SettleTimeout): call it after the gRPC server stopped and
+// before the store is closed.
+func (s *Server) Wait() { s.settling.Wait() }
 
 // protocolError reports a stream that broke the protocol.
 func (s *Server) protocolError(reason string) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,6 +35,12 @@ type Options struct {
 	// RestartGrace is NewFromURL's grace period when the URL sets none
 	// (DefaultRestartGrace when zero); see Watch.
 	RestartGrace time.Duration
+	// Replicas is how many replicas must confirm a claim (Redis WAIT)
+	// before Acquire reports it acquired, so a failover cannot lose it and
+	// run its key again; an unconfirmed claim is released and reported as
+	// ErrStoreUnavailable. 0 confirms nothing. It needs a *redis.Client
+	// (standalone or Sentinel) or a *redis.ClusterClient.
+	Replicas int
 	// Watch detects restarts and failovers through the client's OnConnect
 	// hook (see Watch); NewFromURL sets it up. Without one, a lost claim is
 	// noticed only when a renewal finds it gone, and new claims are then
@@ -49,6 +56,12 @@ type Store struct {
 	logger *slog.Logger
 	watch  *Watch
 	owned  bool // Close closes client: NewFromURL made it
+	// replicas: Options.Replicas.
+	replicas int
+
+	durMu      sync.Mutex
+	durability string // what checkDurability found
+	durable    bool
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -71,8 +84,19 @@ func New(o Options) (*Store, error) {
 	if o.Watch == nil {
 		o.Watch = NewWatch(DefaultRestartGrace)
 	}
+	if o.Replicas < 0 {
+		return nil, fmt.Errorf("redisstore: replicas %d is negative", o.Replicas)
+	}
 	o.Watch.logger.Store(o.Logger)
-	return &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch}, nil
+	s := &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch, replicas: o.Replicas}
+	switch o.Client.(type) {
+	case *redis.Client, *redis.ClusterClient:
+	default:
+		if o.Replicas > 0 {
+			return nil, fmt.Errorf("redisstore: replicas need a *redis.Client or *redis.ClusterClient, not %T", o.Client)
+		}
+	}
+	return s, nil
 }
 
 // Close closes the client if the Store created it (NewFromURL); a client
@@ -108,16 +132,34 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		return none, err
 	}
 	losses, graceLeft := s.watch.losses.Load(), s.watch.graceLeft()
-	v, err := call(ctx, func(ctx context.Context) ([]any, error) {
-		return acquireScript.Run(ctx, s.client, []string{s.Key(c.Key)}, c.Fingerprint, c.Token,
-			millis(c.Lease), millis(c.Retention), flag(o.TakeOverExpired), flag(graceLeft > 0)).Slice()
+	key := s.Key(c.Key)
+	args := []any{c.Fingerprint, c.Token, millis(c.Lease), millis(c.Retention), flag(o.TakeOverExpired), flag(graceLeft > 0)}
+	type reply struct {
+		v       []any
+		acked   int64
+		waitErr error
+	}
+	r, err := call(ctx, func(ctx context.Context) (reply, error) {
+		if s.replicas == 0 {
+			v, err := acquireScript.Run(ctx, s.client, []string{key}, args...).Slice()
+			return reply{v: v}, err
+		}
+		v, acked, waitErr, err := s.acquireConfirmed(ctx, key, args...)
+		return reply{v, acked, waitErr}, err
 	})
 	if err != nil {
 		return none, s.fail(ctx, "acquire", err)
 	}
+	v := r.v
 	code, _ := elem[int64](v, 0)
 	switch code {
 	case replyAcquired:
+		if s.replicas > 0 && (r.waitErr != nil || r.acked < int64(s.replicas)) {
+			// On the master only: a failover now would lose the claim while
+			// its request runs. Give it back; nothing ran.
+			_ = s.Release(context.WithoutCancel(ctx), c)
+			return none, fmt.Errorf("redisstore: acquire: %w: %w (%d of replicas=%d confirmed)", idempotency.ErrStoreUnavailable, errUnconfirmed, r.acked, s.replicas)
+		}
 		if s.watch.losses.Load() != losses {
 			// The call dialled a server that lost its data (the loss was
 			// seen in this call's OnConnect, after the grace was read):

@@ -29,10 +29,11 @@ import (
 // as in go-redis. Ports default to 6379 (26379 for sentinels).
 //
 // Options are go-redis option names in snake case (dial_timeout=2s,
-// pool_size=50, ...), plus two the store consumes: prefix=<key prefix> and
+// pool_size=50, ...), plus three the store consumes: prefix=<key prefix>,
 // restart_grace=<duration> (DefaultRestartGrace; see Watch; 0 turns the
 // refusal of new claims after a restart off, for servers whose persistence
-// and replication make lost claims impossible).
+// and replication make lost claims impossible) and replicas=<n> (see
+// Options.Replicas; 1 by default for redis+sentinel://, else 0).
 // context_timeout_enabled defaults to true so a ctx deadline bounds every
 // call. Errors never echo the URL, which may hold a password; a reachable
 // but failing server gives an error wrapping idempotency.ErrStoreUnavailable.
@@ -68,7 +69,7 @@ func NewFromURL(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		co.OnConnect = w.OnConnect
 		client = redis.NewClient(co)
 	}
-	o.Client, o.Prefix, o.Watch = client, ex.prefix, w
+	o.Client, o.Prefix, o.Watch, o.Replicas = client, ex.prefix, w, ex.replicas
 	s, err := New(o)
 	if err != nil {
 		_ = client.Close()
@@ -82,19 +83,26 @@ func NewFromURL(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	for _, warning := range s.CheckSettings(ctx) { // meets every master of a Cluster
 		s.logger.WarnContext(ctx, "redisstore: "+warning)
 	}
+	s.checkDurability(ctx)
+	if d, ok := s.Durability(); ok {
+		s.logger.InfoContext(ctx, "redisstore: durability: "+d)
+	} else {
+		s.logger.WarnContext(ctx, "redisstore: durability: "+d)
+	}
 	w.NodesKnown()
 	return s, nil
 }
 
 // urlExtras are the URL options the store consumes itself.
 type urlExtras struct {
-	prefix string
-	grace  *time.Duration
+	prefix   string
+	grace    *time.Duration
+	replicas int // -1 until set: the default depends on the topology
 }
 
-// parseURLExtras is parseURL plus restart_grace.
+// parseURLExtras is parseURL plus restart_grace and replicas.
 func parseURLExtras(rawURL string) (any, urlExtras, error) {
-	var ex urlExtras
+	ex := urlExtras{replicas: -1}
 	if base, query, ok := strings.Cut(rawURL, "?"); ok {
 		q, err := url.ParseQuery(query)
 		if err != nil {
@@ -106,15 +114,29 @@ func parseURLExtras(rawURL string) (any, urlExtras, error) {
 				return nil, ex, fmt.Errorf("redisstore: bad Redis URL: restart_grace %q is not a duration like 11s", q.Get("restart_grace"))
 			}
 			ex.grace = &d
-			q.Del("restart_grace")
-			rawURL = base
-			if len(q) > 0 {
-				rawURL += "?" + q.Encode()
+		}
+		if q.Has("replicas") {
+			n, err := strconv.Atoi(q.Get("replicas"))
+			if err != nil || n < 0 {
+				return nil, ex, fmt.Errorf("redisstore: bad Redis URL: replicas %q is not a whole number of replicas like 1", q.Get("replicas"))
 			}
+			ex.replicas = n
+		}
+		q.Del("restart_grace")
+		q.Del("replicas")
+		rawURL = base
+		if len(q) > 0 {
+			rawURL += "?" + q.Encode()
 		}
 	}
 	opts, prefix, err := parseURL(rawURL)
 	ex.prefix = prefix
+	if _, sentinel := opts.(*redis.FailoverOptions); ex.replicas < 0 && sentinel {
+		// Sentinel exists to fail over: confirm claims on a replica unless
+		// told otherwise.
+		ex.replicas = 1
+	}
+	ex.replicas = max(ex.replicas, 0)
 	return opts, ex, err
 }
 

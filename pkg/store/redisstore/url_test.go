@@ -192,7 +192,17 @@ func TestNewRejects(t *testing.T) {
 func TestNewFromURLSentinel(t *testing.T) {
 	rs := testenv.StartRedisSentinel(t)
 	ctx := context.Background()
+	// Through Sentinel claims wait for a replica by default; this master
+	// has none, so nothing may run.
 	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?restart_grace=0&prefix="+testPrefix(), Options{})
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = s.Acquire(short, claim("k"), idempotency.AcquireOptions{})
+	cancel()
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	_ = s.Close()
+
+	s, err = NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?restart_grace=0&replicas=0&prefix="+testPrefix(), Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	res, err := s.Acquire(ctx, claim("k"), idempotency.AcquireOptions{})
@@ -211,7 +221,8 @@ func TestNewFromURLSentinel(t *testing.T) {
 func TestSentinelIsNotMistakenForARestart(t *testing.T) {
 	rs := testenv.StartRedisSentinel(t)
 	ctx := context.Background()
-	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?prefix="+testPrefix(), Options{})
+	// replicas=0: a lone master (TestNewFromURLSentinel covers the default).
+	s, err := NewFromURL(ctx, "redis+sentinel://"+rs.Sentinel.Addr+"/"+rs.MasterName+"?replicas=0&prefix="+testPrefix(), Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	for i := range 5 {
