@@ -124,7 +124,7 @@ func (s *RedisServer) Start() error {
 	if err := waitRedis(s.Addr, done, "PING", "PONG"); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("%w; log: %s", err, tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log")))
+		return fmt.Errorf("%w; log: %s", err, s.logTail())
 	}
 	s.cmd, s.done = cmd, done
 	return nil
@@ -176,6 +176,11 @@ func (s *RedisServer) signal(sig syscall.Signal) {
 	if s.cmd != nil {
 		_ = s.cmd.Process.Signal(sig)
 	}
+}
+
+// logTail returns the end of the server's log.
+func (s *RedisServer) logTail() string {
+	return tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log"))
 }
 
 // waitRedis polls addr with cmd until the reply contains want, the process
