@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,7 +105,7 @@ func (t tally) String() string {
 // for good) or the deadline passes, and checks every answer: a key that
 // already ran must never run again.
 type retrier struct {
-	url string
+	url func(key string) string // the URL the key was first sent to
 	up  *counter
 
 	mu      sync.Mutex
@@ -115,14 +116,14 @@ type retrier struct {
 	odd     []string          // answers that are neither a replay, a first run nor a clear problem
 }
 
-func newRetrier(url string, up *counter) *retrier {
+func newRetrier(url func(key string) string, up *counter) *retrier {
 	return &retrier{url: url, up: up, kinds: map[string]tally{}, last: map[string]string{}, replays: map[string][]byte{}}
 }
 
 // once retries key once and reports whether it is settled.
 func (rt *retrier) once(key string) bool {
 	before := rt.up.count(key)
-	r, err := post(rt.url, key)
+	r, err := post(rt.url(key), key)
 	kind := kindOf(r, err)
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -192,8 +193,9 @@ func executions(up *counter, keys []string) tally {
 // storeOnlyConfig is the shipped configuration without the replay cache:
 // retries must be answered from what Redis holds, as they are on another
 // instance, or on this one once its cache entry expired (5s).
-func storeOnlyConfig(t *testing.T) string {
-	return writeConfig(t, "ext_proc: {max_message_timeout: 30s}\nreplay_cache: {ttl: 0s}\npolicies:\n  payments: {key_required: true, canonical_json: true, wait_in_flight: 0s}\n")
+// extra is more YAML.
+func storeOnlyConfig(t *testing.T, extra string) string {
+	return writeConfig(t, "ext_proc: {max_message_timeout: 30s}\nreplay_cache: {ttl: 0s}\n"+extra)
 }
 
 // ranTwice lists the keys the upstream ran more than once.
@@ -208,44 +210,59 @@ func ranTwice(up *counter, keys []string) []string {
 }
 
 // TestSentinelFailoverLaggingReplica: N keys complete and reach the
-// replica; then the replica is cut off and M more keys are sent once each;
-// then the master dies and Sentinel promotes the replica, which never got
-// the M keys' writes. Retried again and again on the new master, no key may
-// run a second time. A claim the replica has not confirmed must not let
-// its request run: whatever ran is known to the replica, and what the
-// replica does not know never ran.
+// replica; K more are running when the replica is cut off, so their claims
+// are on it but not their records; then M more keys are sent once each
+// while it is cut off. Then the master dies and Sentinel promotes the
+// replica, which never got the last writes. Retried again and again on the
+// new master, no key may run a second time: a request may run only once
+// its claim is on the replica, and a claim left without its record is
+// answered in-progress, then outcome-unknown.
 func TestSentinelFailoverLaggingReplica(t *testing.T) {
 	rf := testenv.StartRedisFailover(t)
 	up := newCounter()
-	s := startStack(t, stackOptions{upstream: up, store: rf.URL() + "?restart_grace=500ms", config: storeOnlyConfig(t)})
-	const n, m = 20, 20
+	// A 2s lease: the K keys' claims, which the replica holds without their
+	// records, expire within the test.
+	s := startStack(t, stackOptions{upstream: up, store: rf.URL() + "?restart_grace=500ms", config: storeOnlyConfig(t, "default_policy: {lease: 2s}\n")})
+	const n, k, m = 20, 10, 20
 	prefix := fmt.Sprintf("failover-%d-", time.Now().UnixNano())
-	keys := make([]string, n+m)
+	keys := make([]string, n+k+m)
 	for i := range keys {
 		keys[i] = prefix + itoa(i)
 	}
-	replicated, lagged := keys[:n], keys[n:]
+	replicated, inflight, lagged := keys[:n], keys[n:n+k], keys[n+k:]
 
-	for _, k := range replicated {
-		r := do(t, "POST", s.URL+"/orders", k, `{}`)
-		require.Equal(t, kindRan, kindOf(r, nil), "key %s: body %s", k, r.Body)
-		require.Equal(t, kindReplay, kindOf(do(t, "POST", s.URL+"/orders", k, `{}`), nil))
+	for _, key := range replicated {
+		r := do(t, "POST", s.URL+"/orders", key, `{}`)
+		require.Equal(t, kindRan, kindOf(r, nil), "key %s: body %s", key, r.Body)
+		require.Equal(t, kindReplay, kindOf(do(t, "POST", s.URL+"/orders", key, `{}`), nil))
 	}
-	rf.WaitReplicated(t)
+
+	var wg sync.WaitGroup
+	inflightKinds := make([]string, k)
+	for i, key := range inflight {
+		wg.Go(func() { r, err := post(s.URL+"/orders?sleep=1s", key); inflightKinds[i] = kindOf(r, err) })
+	}
+	require.Eventually(t, func() bool { return executions(up, inflight)["ran 1x"] == k }, 10*time.Second, 5*time.Millisecond, "K requests running")
+	rf.WaitReplicated(t) // their claims are on the replica (the server may not wait for that)
 
 	rf.CutReplica(t)
-	// Concurrently: a claim that waits for the cut-off replica must not
-	// keep the others (and the failover) waiting.
+	// M keys at once: a claim that waits for the cut-off replica must not
+	// hold up the others, nor the failover.
 	cut := make([]string, m)
-	var wg sync.WaitGroup
-	for i, k := range lagged {
-		wg.Go(func() { r, err := post(s.URL+"/orders", k); cut[i] = kindOf(r, err) })
+	for i, key := range lagged {
+		wg.Go(func() { r, err := post(s.URL+"/orders", key); cut[i] = kindOf(r, err) })
 	}
 	wg.Wait()
-	cutKinds := tally{}
+	cutKinds, inflightTally := tally{}, tally{}
 	for i, kind := range cut {
 		cutKinds[kind]++
-		assert.True(t, kind == kindRan || clearProblem(kind), "key %s during the cut: %s", lagged[i], kind)
+		if kind != kindRan {
+			assert.True(t, clearProblem(kind), "key %s during the cut: %s", lagged[i], kind)
+			assert.Zero(t, up.count(lagged[i]), "key %s got %s but ran", lagged[i], kind)
+		}
+	}
+	for _, kind := range inflightKinds {
+		inflightTally[kind]++
 	}
 	ranDuringCut := executions(up, lagged)
 
@@ -261,20 +278,26 @@ func TestSentinelFailoverLaggingReplica(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond, "gopotency ready on the promoted replica")
 
 	// Three tries of every key at least, and on until each is settled or
-	// the 500ms restart grace is long past, so a key the new master lost
-	// has every chance to run again.
-	rt := newRetrier(s.URL+"/orders", up)
+	// the 500ms restart grace and the 2s lease are long past, so a key the
+	// new master lost has every chance to run again.
+	rt := newRetrier(func(key string) string {
+		if slices.Contains(inflight, key) {
+			return s.URL + "/orders?sleep=1s"
+		}
+		return s.URL + "/orders"
+	}, up)
 	rt.run(keys, 3, time.Now().Add(4*time.Second))
 
-	t.Logf("first N=%d keys: all ran once and replayed before the cut", n)
+	t.Logf("N=%d keys before the cut: all ran once and replayed", n)
+	t.Logf("K=%d keys running at the cut: %v", k, inflightTally)
 	t.Logf("M=%d keys during the cut: %v; executions %v", m, cutKinds, ranDuringCut)
-	t.Logf("retries after the failover: N keys %v; M keys %v", rt.byKind(replicated), rt.byKind(lagged))
-	t.Logf("executions per key after the retries: N keys %v; M keys %v", executions(up, replicated), executions(up, lagged))
+	t.Logf("retries after the failover: N keys %v; K keys %v; M keys %v", rt.byKind(replicated), rt.byKind(inflight), rt.byKind(lagged))
+	t.Logf("executions per key after the retries: N keys %v; K keys %v; M keys %v", executions(up, replicated), executions(up, inflight), executions(up, lagged))
 	assert.Empty(t, ranTwice(up, keys), "keys the upstream ran more than once")
 	assert.Empty(t, rt.reruns, "retries that ran an executed key again")
 	assert.Empty(t, rt.odd, "retries answered neither with a replay, a first run nor a clear problem")
-	for _, k := range replicated {
-		assert.Equal(t, kindReplay, rt.last[k], "key %s was replicated before the cut: it replays from the new master", k)
+	for _, key := range replicated {
+		assert.Equal(t, kindReplay, rt.last[key], "key %s was replicated before the cut: it replays from the new master", key)
 	}
 }
 
@@ -287,7 +310,7 @@ func TestSentinelFailoverLaggingReplica(t *testing.T) {
 func TestRedisPausedMidLoad(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	up := newCounter()
-	s := startStack(t, stackOptions{upstream: up, store: rs.URL(), config: storeOnlyConfig(t)})
+	s := startStack(t, stackOptions{upstream: up, store: rs.URL(), config: storeOnlyConfig(t, "")})
 	url := s.URL + "/orders?sleep=20ms"
 	prefix := fmt.Sprintf("paused-%d-", time.Now().UnixNano())
 
@@ -371,7 +394,7 @@ func TestRedisPausedMidLoad(t *testing.T) {
 
 	// Every key that ran must replay within a few seconds; the others
 	// may run now, once.
-	rt := newRetrier(url, up)
+	rt := newRetrier(func(string) string { return url }, up)
 	rt.run(keys, 2, loadEnd.Add(5*time.Second))
 
 	var unrecorded, wrongReplay []string

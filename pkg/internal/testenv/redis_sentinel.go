@@ -62,11 +62,17 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 			}
 		}
 	})
-	// Online on the master's side too: after a diskless sync the master
-	// streams writes (and counts the replica for WAIT) only once the
-	// replica's first ACK arrived, up to a second after its link is up.
-	if err := waitRedis(master.Addr, nil, "INFO replication", ",port="+portOf(replica.Addr)+",state=online,"); err != nil {
-		t.Fatalf("testenv: replica never synced: %v", err)
+	// Synced is not enough: after a diskless sync the master streams
+	// writes to the replica (and WAIT hears from it) only once the
+	// replica's first periodic ACK arrived, up to a second later. So wait
+	// until the replica confirms a write.
+	ok := poll(15*time.Second, func() bool {
+		_, err := redisCommand(master.Addr, "SET", "testenv:replica-check", "1", "PX", "1000")
+		n, werr := redisCommand(master.Addr, "WAIT", "1", "1000")
+		return err == nil && werr == nil && n == "1"
+	})
+	if !ok {
+		t.Fatalf("testenv: the replica never confirmed a write")
 	}
 	rs.startSentinel(t, "sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 3000\n")
 	if _, err := redisCommand(rs.Sentinel.Addr, "SENTINEL", "DEBUG", "info-period", "100", "tilt-period", "1000"); err != nil {
