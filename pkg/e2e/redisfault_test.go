@@ -112,7 +112,7 @@ type retrier struct {
 	kinds   map[string]tally  // per key
 	last    map[string]string // last kind per key
 	replays map[string][]byte // a replay's body per key
-	reruns  []string          // "key: kind" of retries that ran an executed key again
+	reruns  []string          // keys a retry ran again
 	odd     []string          // answers that are neither a replay, a first run nor a clear problem
 }
 
@@ -190,10 +190,10 @@ func executions(up *counter, keys []string) tally {
 	return out
 }
 
-// storeOnlyConfig is the shipped configuration without the replay cache:
-// retries must be answered from what Redis holds, as they are on another
-// instance, or on this one once its cache entry expired (5s).
-// extra is more YAML.
+// storeOnlyConfig is a configuration without the replay cache, plus extra
+// YAML: retries must be answered from what Redis holds, as they are on
+// another instance, or on this one once its cache entry expired (5s). With
+// the cache, this instance replays records the failover lost.
 func storeOnlyConfig(t *testing.T, extra string) string {
 	return writeConfig(t, "ext_proc: {max_message_timeout: 30s}\nreplay_cache: {ttl: 0s}\n"+extra)
 }
