@@ -210,6 +210,13 @@ func waitRedis(addr string, done <-chan struct{}, cmd, want string) error {
 // redisCommand sends one command and returns its reply as text (simple,
 // integer or bulk string). It spares testenv a Redis client dependency.
 func redisCommand(addr string, args ...string) (string, error) {
+	return redisCommands(addr, args)
+}
+
+// redisCommands sends commands on one connection (WAIT, for one, covers
+// its own connection's writes only) and returns the last reply; the first
+// error reply ends it.
+func redisCommands(addr string, cmds ...[]string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
@@ -217,14 +224,28 @@ func redisCommand(addr string, args ...string) (string, error) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	for _, args := range cmds {
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
 	}
 	if _, err := io.WriteString(c, b.String()); err != nil {
 		return "", err
 	}
 	r := bufio.NewReader(c)
+	var reply string
+	for range cmds {
+		if reply, err = readReply(r); err != nil {
+			return "", err
+		}
+	}
+	return reply, nil
+}
+
+// readReply reads a simple, integer or bulk string reply (of an array,
+// only its length).
+func readReply(r *bufio.Reader) (string, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err

@@ -65,11 +65,10 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 	// Synced is not enough: after a diskless sync the master streams
 	// writes to the replica (and WAIT hears from it) only once the
 	// replica's first periodic ACK arrived, up to a second later. So wait
-	// until the replica confirms a write.
+	// until the replica confirms a write (WAIT on the writing connection).
 	ok := poll(15*time.Second, func() bool {
-		_, err := redisCommand(master.Addr, "SET", "testenv:replica-check", "1", "PX", "1000")
-		n, werr := redisCommand(master.Addr, "WAIT", "1", "1000")
-		return err == nil && werr == nil && n == "1"
+		n, err := redisCommands(master.Addr, []string{"SET", "testenv:replica-check", "1", "PX", "1000"}, []string{"WAIT", "1", "1000"})
+		return err == nil && n == "1"
 	})
 	if !ok {
 		t.Fatalf("testenv: the replica never confirmed a write")
