@@ -8,7 +8,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/gopotency/gopotency/pkg/config"
 	"github.com/gopotency/gopotency/pkg/extproc"
 )
 
@@ -122,6 +124,84 @@ func TestEnvoyGatewayPolicy(t *testing.T) {
 			t.Errorf("policy %s is unreachable: Envoy Gateway sends no per-route metadata; select it with ext_proc.route_policies", name)
 		}
 	}
+}
+
+// TestEnvoyGatewayBufferLimit: a ClientTrafficPolicy raises the
+// listener buffer of the Gateway the guarded HTTPRoutes attach to above
+// the largest max_request_body gopotency can apply there; under Envoy
+// Gateway's default (32 KiB) longer bodies reach gopotency cut.
+func TestEnvoyGatewayBufferLimit(t *testing.T) {
+	objs := rendered(t, "envoy-gateway")
+	d, errs := CheckGoPotency(objs, "gopotency")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, err := range checkBufferLimit(objs, d.Config) {
+		t.Error(err)
+	}
+	// Not a rubber stamp: a larger cap, and no policy at all, fail.
+	c := *d.Config
+	c.Default.MaxRequestBody = 4 << 20
+	if len(checkBufferLimit(objs, &c)) == 0 {
+		t.Error("a 4 MiB max_request_body passed a ~1 MiB buffer")
+	}
+	var without Objects
+	for _, o := range objs {
+		if o.GVK.Kind != "ClientTrafficPolicy" {
+			without = append(without, o)
+		}
+	}
+	if len(checkBufferLimit(without, d.Config)) == 0 {
+		t.Error("no ClientTrafficPolicy passed")
+	}
+}
+
+// checkBufferLimit reports every Gateway a guarded HTTPRoute attaches to
+// without a ClientTrafficPolicy whose bufferLimit exceeds the largest
+// max_request_body of c's default policy and route_policies.
+func checkBufferLimit(objs Objects, c *config.Config) []error {
+	largest := c.Default.MaxRequestBody
+	for _, name := range c.RoutePolicies {
+		largest = max(largest, c.Policies[name].MaxRequestBody)
+	}
+	var errs []error
+	for _, pol := range objs.OfKind("EnvoyExtensionPolicy") {
+		for _, ref := range asList(at(pol.Raw, "spec", "targetRefs")) {
+			r, ok := objs.Find("HTTPRoute", pol.Namespace, fmt.Sprint(at(ref, "name")))
+			if !ok {
+				continue
+			}
+			for _, parent := range asList(at(r.Raw, "spec", "parentRefs")) {
+				ns, _ := at(parent, "namespace").(string)
+				if ns == "" {
+					ns = r.Namespace
+				}
+				gw := fmt.Sprint(at(parent, "name"))
+				if _, ok := objs.Find("Gateway", ns, gw); !ok {
+					errs = append(errs, fmt.Errorf("%s: parent Gateway %s/%s not shipped", r, ns, gw))
+					continue
+				}
+				limit := int64(-1)
+				for _, ctp := range objs.OfKind("ClientTrafficPolicy") {
+					tr := at(ctp.Raw, "spec", "targetRefs", 0)
+					if ctp.Namespace != ns || at(tr, "kind") != "Gateway" || at(tr, "name") != gw || len(asList(at(ctp.Raw, "spec", "targetRefs"))) != 1 {
+						continue
+					}
+					q, err := resource.ParseQuantity(fmt.Sprint(at(ctp.Raw, "spec", "connection", "bufferLimit")))
+					if err != nil {
+						errs = append(errs, fmt.Errorf("%s: bufferLimit: %w", ctp, err))
+						continue
+					}
+					limit = q.Value()
+				}
+				if limit <= largest {
+					errs = append(errs, fmt.Errorf("Gateway %s/%s: listener buffer %d (-1: Envoy Gateway's 32 KiB default), not above max_request_body %d: "+
+						"bodies reach gopotency cut; generate the ClientTrafficPolicy with envoy-config --gateway", ns, gw, limit, largest))
+				}
+			}
+		}
+	}
+	return errs
 }
 
 // routeRuleExists reports whether prefix is a prefix of the Envoy route

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"strings"
 	"time"
 )
@@ -133,6 +134,8 @@ func Start(ctx context.Context, bin, dir string, cfg []byte, a Addrs) (*Envoy, e
 	cmd := exec.CommandContext(ctx, bin, "-c", path, "--base-id", strconv.Itoa(a.Admin),
 		"--concurrency", "2", "--log-level", "warn", "--disable-hot-restart")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	killWithParent(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start envoy: %w", err)

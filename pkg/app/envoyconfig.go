@@ -43,6 +43,7 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		k.HTTPRoutes = append(k.HTTPRoutes, envoyconfig.HTTPRouteRef{Name: name, Rule: rule})
 		return nil
 	})
+	fs.StringVar(&k.Gateway, "gateway", "", "envoy-gateway: the Gateway of --namespace the HTTPRoutes attach to; a ClientTrafficPolicy raises its listener buffer above max_request_body (required when a policy reads request bodies)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: gopotency %s --config FILE [flags]\n\nGenerates the Envoy side (plain Envoy, Istio, Envoy Gateway) from GoPotency's configuration, so routes, matchers and attributes cannot drift.\n\n", EnvoyConfigCommand)
 		fs.PrintDefaults()
@@ -65,7 +66,7 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 	if t == envoyconfig.TargetEnvoy {
 		var kubeFlags []string
 		fs.Visit(func(f *flag.Flag) {
-			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route"}, f.Name) {
+			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route", "gateway"}, f.Name) {
 				kubeFlags = append(kubeFlags, "--"+f.Name)
 			}
 		})

@@ -21,7 +21,7 @@ var shippedEnvoy = []struct{ file, args string }{
 	{"envoy/envoy-uds.yaml", "--config envoy/gopotency.yaml --ext-proc-address unix:///run/gopotency/gopotency.sock -o envoy/envoy-uds.yaml"},
 	{"deploy/overlays/istio-sidecar/envoyfilter.yaml", "--config deploy/overlays/istio-sidecar/gopotency.yaml --target istio-sidecar --namespace shop --selector app=orders --port 8080 -o deploy/overlays/istio-sidecar/envoyfilter.yaml"},
 	{"deploy/overlays/istio-gateway/envoyfilter.yaml", "--config deploy/overlays/istio-gateway/gopotency.yaml --target istio-gateway --namespace istio-system --selector istio=ingressgateway -o deploy/overlays/istio-gateway/envoyfilter.yaml"},
-	{"deploy/overlays/envoy-gateway/extensionpolicy.yaml", "--config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders -o deploy/overlays/envoy-gateway/extensionpolicy.yaml"},
+	{"deploy/overlays/envoy-gateway/extensionpolicy.yaml", "--config deploy/overlays/envoy-gateway/gopotency.yaml --target envoy-gateway --namespace shop --http-route orders --gateway shop -o deploy/overlays/envoy-gateway/extensionpolicy.yaml"},
 }
 
 // TestShippedEnvoyConfigsAreGenerated regenerates every shipped Envoy

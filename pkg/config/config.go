@@ -28,9 +28,9 @@ const (
 	DefaultStore     = "memory://"
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "json"
-	// DefaultDrainDelay covers one health-check interval of the shipped
-	// envoy.yaml (5s), so Envoy stops sending new streams before the
-	// server stops accepting them.
+	// DefaultDrainDelay covers the shipped envoy.yaml's health checks
+	// (unhealthy after 2 x 1s + a 1s timeout), so Envoy stops sending new
+	// streams before the server stops accepting them.
 	DefaultDrainDelay = 5 * time.Second
 	// DefaultStoreTimeout stays below the shipped message_timeout (1s).
 	DefaultStoreTimeout = 800 * time.Millisecond

@@ -27,6 +27,8 @@ type stack struct {
 	URL      string
 	upstream *http.Server
 	logs     *logBuffer
+	// extProcStats is the ext_proc filter's stat prefix.
+	extProcStats string
 }
 
 type stackOptions struct {
@@ -43,6 +45,13 @@ type stackOptions struct {
 	// configure edits the loaded gopotency configuration.
 	configure func(*config.Config)
 	appOpts   []app.Option
+	// bootstrap, when set, writes the whole Envoy config for the
+	// addresses (a control plane's translation has no anchors for
+	// envoyrun.Rewrite); envoy and tweak are then unused.
+	bootstrap func(envoyrun.Addrs) []byte
+	// extProcStats is the ext_proc filter's stat prefix
+	// ("http.ingress.ext_proc." by default, envoy.yaml's).
+	extProcStats string
 }
 
 // startStack runs the shipped envoy/envoy.yaml and gopotency config.
@@ -61,7 +70,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if o.config == "" {
 		o.config = filepath.Join(root, "envoy", "gopotency.yaml")
 	}
-	s := &stack{}
+	s := &stack{extProcStats: o.extProcStats}
+	if s.extProcStats == "" {
+		s.extProcStats = "http.ingress.ext_proc."
+	}
 
 	// Upstream on a free port.
 	upLn := listen(t)
@@ -77,15 +89,21 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 
 	ports := freePorts(t, 2)
-	raw := o.envoy
-	if raw == nil {
-		raw, err = os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+	addrs := envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: gp, App: upLn.Addr().String()}
+	var cfg []byte
+	if o.bootstrap != nil {
+		cfg = o.bootstrap(addrs)
+	} else {
+		raw := o.envoy
+		if raw == nil {
+			raw, err = os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+			require.NoError(t, err)
+		}
+		cfg, err = envoyrun.Rewrite(raw, addrs)
 		require.NoError(t, err)
-	}
-	cfg, err := envoyrun.Rewrite(raw, envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: gp, App: upLn.Addr().String()})
-	require.NoError(t, err)
-	if o.tweak != nil {
-		cfg = o.tweak(cfg)
+		if o.tweak != nil {
+			cfg = o.tweak(cfg)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -19,7 +19,7 @@ import (
 // extProcStat is one of Envoy's ext_proc counters.
 func extProcStat(t *testing.T, s *stack, name string) int64 {
 	t.Helper()
-	n, err := s.envoy.Stat("http.ingress.ext_proc." + name)
+	n, err := s.envoy.Stat(s.extProcStats + name)
 	require.NoError(t, err)
 	return n
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
 // egAttribute is the pattern Envoy Gateway's EnvoyExtensionPolicy CRD
@@ -17,7 +19,10 @@ var egAttribute = regexp.MustCompile(`^(connection\.|source\.|destination\.|requ
 
 // EnvoyGateway renders the plan as an Envoy Gateway EnvoyExtensionPolicy
 // on k.HTTPRoutes: the filter settings Envoy Gateway can express, and a
-// refusal for what it cannot. command is written at the top.
+// refusal for what it cannot. With k.Gateway it adds a
+// ClientTrafficPolicy raising that Gateway's listener buffer to the
+// plan's BufferLimit; without it, it refuses policies that read request
+// bodies. command is written at the top.
 func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 	errs := checkKube(k)
 	if len(k.HTTPRoutes) == 0 {
@@ -55,6 +60,16 @@ func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 		}) {
 			errs = append(errs, fmt.Errorf("ext_proc.route_policies: %q names no route of the policy's HTTPRoutes (Envoy Gateway names them httproute/%s/<name>/rule/<index>/match/<index>/…)", prefix, k.Namespace))
 		}
+	}
+	if k.Gateway != "" && !dnsSubdomain.MatchString(k.Gateway) {
+		errs = append(errs, fmt.Errorf("gateway %q: not a Kubernetes name", k.Gateway))
+	}
+	if k.Gateway == "" && slices.ContainsFunc(append(p.byRouteName(), p.defaultPolicy), func(pol *idempotency.Policy) bool { return pol.NeedsBody(false) }) {
+		// Envoy Gateway's listeners buffer 32 KiB per connection by
+		// default: a longer body reaches GoPotency cut, and is refused.
+		errs = append(errs, fmt.Errorf("a policy reads request bodies (fingerprint: body, or auto_key from the body), and Envoy Gateway's "+
+			"listeners buffer only 32 KiB of a request by default: name the Gateway the HTTPRoutes attach to (--gateway, in the "+
+			"namespace %s) so a ClientTrafficPolicy raises its buffer to %d bytes (max_request_body plus a margin)", k.Namespace, p.BufferLimit))
 	}
 	for _, a := range p.RequestAttributes {
 		if !egAttribute.MatchString(a) {

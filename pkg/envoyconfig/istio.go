@@ -34,8 +34,8 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 	if k.Port < 0 || k.Port > 65535 || (gateway && k.Port != 0) {
 		errs = append(errs, fmt.Errorf("port %d: only an Istio sidecar's inbound port (1 to 65535) can be given", k.Port))
 	}
-	if len(k.HTTPRoutes) > 0 {
-		errs = append(errs, errors.New("HTTPRoutes are Envoy Gateway's; Istio attaches by workload selector"))
+	if len(k.HTTPRoutes) > 0 || k.Gateway != "" {
+		errs = append(errs, errors.New("HTTPRoutes and a Gateway are Envoy Gateway's; Istio attaches by workload selector"))
 	}
 	if p.bodyFirstAsked {
 		errs = append(errs, errIstioBodyFirst)

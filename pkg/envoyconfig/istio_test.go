@@ -173,7 +173,7 @@ func TestFilterSkip(t *testing.T) {
 
 func TestKubeRefusals(t *testing.T) {
 	sidecar := Kube{Name: "gopotency", Namespace: "shop", Selector: map[string]string{"app": "orders"}}
-	eg := Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders"}}}
+	eg := Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders"}}, Gateway: "shop"}
 	egEnvoy := "envoy: {ext_proc_address: gopotency.gopotency.svc:9002}\n"
 	for name, tc := range map[string]struct {
 		yaml   string
@@ -199,6 +199,9 @@ func TestKubeRefusals(t *testing.T) {
 		"eg foreign route name":  {"policies: {pay: {}}\next_proc: {route_policies: {httproute/other/orders/: pay}}\n" + egEnvoy, TargetEnvoyGateway, eg, `"httproute/other/orders/" names no route`},
 		"eg selector":            {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Selector: sidecar.Selector}, "Envoy Gateway attaches to HTTPRoutes"},
 		"eg not a service":       {"envoy: {ext_proc_address: gopotency:9002}\n", TargetEnvoyGateway, eg, "is not a Service's DNS name"},
+		"eg no gateway":          {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes}, "name the Gateway the HTTPRoutes attach to (--gateway"},
+		"eg bad gateway":         {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Gateway: "Shop"}, `gateway "Shop"`},
+		"istio gateway name":     {istioPolicies + istioEnvoy, TargetIstioGateway, Kube{Name: "gopotency", Namespace: "x", Selector: gatewayKube.Selector, Gateway: "shop"}, "a Gateway are Envoy Gateway's"},
 		"eg odd timeout":         {"envoy: {ext_proc_address: gopotency.gopotency.svc:9002, message_timeout: 1500100us}\n", TargetEnvoyGateway, eg, "whole milliseconds"},
 		"envoy without clusters": {istioPolicies + istioEnvoy + "  routes: [{prefix: /}]\n", TargetEnvoy, Kube{}, "at least one upstream cluster"},
 		"envoy without routes":   {envoySection, TargetEnvoy, Kube{}, "at least one route is required"},
@@ -226,7 +229,7 @@ func TestEnvoyGatewayAttributes(t *testing.T) {
 default_policy: {scope_principal: true}
 policies: {pay: {key_required: true}}
 ext_proc: {route_policies: {"httproute/shop/orders/rule/1/": pay}}
-`+"envoy: {ext_proc_address: gopotency.gopotency.svc:9002}\n", TargetEnvoyGateway, Kube{Name: "gp", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders", Rule: "pay"}}})
+`+"envoy: {ext_proc_address: gopotency.gopotency.svc:9002}\n", TargetEnvoyGateway, Kube{Name: "gp", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders", Rule: "pay"}}, Gateway: "shop"})
 	require.NoError(t, err)
 	s := string(out)
 	assert.Contains(t, s, `attributes: ["connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate", "xds.route_name"]`)
@@ -234,6 +237,40 @@ ext_proc: {route_policies: {"httproute/shop/orders/rule/1/": pay}}
 	assert.Contains(t, s, "- {group: \"\", kind: Service, name: gopotency, namespace: gopotency, port: 9002}")
 	assert.NotContains(t, s, "request.headers", fmt.Sprintf("no header attribute:\n%s", s))
 	assert.False(t, strings.Contains(s, "gopotency-contract"), "no contract token")
+}
+
+// TestEnvoyGatewayBufferLimit: the ClientTrafficPolicy's bufferLimit is
+// the plan's, above the largest max_request_body of the default policy and
+// of those route_policies choose; without a Gateway it is refused unless
+// no policy reads request bodies, and then none is written.
+func TestEnvoyGatewayBufferLimit(t *testing.T) {
+	k := Kube{Name: "gp", Namespace: "shop", HTTPRoutes: []HTTPRouteRef{{Name: "orders"}}, Gateway: "web"}
+	egEnvoy := "envoy: {ext_proc_address: gopotency.gopotency.svc:9002}\n"
+	for cfg, want := range map[string]int{
+		egEnvoy: 1<<20 + BufferMargin,
+		"default_policy: {max_request_body: 4000000}\n" + egEnvoy:                                                           4000000 + BufferMargin,
+		"policies: {up: {max_request_body: 8000000}}\next_proc: {route_policies: {httproute/shop/orders/: up}}\n" + egEnvoy: 8000000 + BufferMargin,
+	} {
+		out, err := generate(t, cfg, TargetEnvoyGateway, k)
+		require.NoError(t, err)
+		var docs []map[string]any
+		for d := range strings.SplitSeq(string(out), "\n---\n") {
+			var m map[string]any
+			require.NoError(t, yaml.Unmarshal([]byte(d), &m))
+			docs = append(docs, m)
+		}
+		require.Len(t, docs, 2, cfg)
+		ctp := docs[1]
+		assert.Equal(t, "ClientTrafficPolicy", ctp["kind"])
+		assert.Equal(t, map[string]any{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "web"}, ctp["spec"].(map[string]any)["targetRefs"].([]any)[0])
+		assert.Equal(t, want, ctp["spec"].(map[string]any)["connection"].(map[string]any)["bufferLimit"], cfg)
+	}
+	k.Gateway = ""
+	out, err := generate(t, "default_policy: {fingerprint: headers-only}\n"+egEnvoy, TargetEnvoyGateway, k)
+	require.NoError(t, err, "no policy reads bodies: the listener's default buffer is enough")
+	assert.NotContains(t, string(out), "ClientTrafficPolicy")
+	_, err = generate(t, "default_policy: {fingerprint: headers-only}\npolicies: {a: {auto_key: {body: true}}}\next_proc: {route_policies: {httproute/shop/orders/: a}}\n"+egEnvoy, TargetEnvoyGateway, k)
+	require.ErrorContains(t, err, "--gateway", "a body-derived key reads the body")
 }
 
 // TestMatcherCountsRoutePolicies: a policy chosen by route name

@@ -44,6 +44,9 @@ type Kube struct {
 	Port int
 	// HTTPRoutes are the Envoy Gateway policy's targets.
 	HTTPRoutes []HTTPRouteRef
+	// Gateway is the Envoy Gateway Gateway (of Namespace) those routes
+	// attach to, whose listener buffer a ClientTrafficPolicy raises.
+	Gateway string
 }
 
 // HTTPRouteRef is an HTTPRoute of the policy's namespace, or one named

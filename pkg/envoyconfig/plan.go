@@ -102,7 +102,8 @@ type Plan struct {
 	// MessageTimeout and MaxMessageTimeout are the filter's (0 max: the
 	// server never extends it).
 	MessageTimeout, MaxMessageTimeout time.Duration
-	// BufferLimit is the listener's per_connection_buffer_limit_bytes.
+	// BufferLimit is the listener's per_connection_buffer_limit_bytes
+	// (Envoy Gateway: the ClientTrafficPolicy's bufferLimit).
 	BufferLimit int64
 	// RequestAttributes and ResponseAttributes are the CEL expressions
 	// the filter sends (they cannot vary per route).
@@ -234,6 +235,11 @@ func NewPlan(c *config.Config) (*Plan, error) {
 		if pol := c.Policies[name]; pol != nil { // config.Load refuses unknown names
 			largest = max(largest, pol.MaxRequestBody)
 		}
+	}
+	if len(e.Routes) == 0 {
+		// No routes of its own (Istio, Envoy Gateway): the default policy
+		// guards whatever the object attaches to.
+		largest = max(largest, c.Default.MaxRequestBody)
 	}
 	if largest == 0 {
 		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default

@@ -144,6 +144,11 @@ policies: {huge: {max_request_body: 5000000}}
 ext_proc: {route_policies: {uploads: huge}}
 `+envoySection+"  routes: [{prefix: /}]\n")
 	assert.EqualValues(t, 5000000+BufferMargin, p.BufferLimit, "a policy route_policies may choose counts")
+	p = plan(t, `
+default_policy: {max_request_body: 3000000}
+envoy: {ext_proc_address: "gopotency.gopotency.svc:9002"}
+`)
+	assert.EqualValues(t, 3000000+BufferMargin, p.BufferLimit, "without routes of its own (Istio, Envoy Gateway) the default policy guards what is targeted")
 }
 
 func TestRefusals(t *testing.T) {

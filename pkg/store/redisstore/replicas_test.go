@@ -18,7 +18,7 @@ import (
 )
 
 // replicaOf makes r a replica of master and waits until it is in sync.
-func replicaOf(t *testing.T, r, master *testenv.RedisServer) {
+func replicaOf(t testing.TB, r, master *testenv.RedisServer) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(master.Addr)
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})

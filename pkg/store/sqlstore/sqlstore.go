@@ -57,6 +57,9 @@ type Store struct {
 	owned  bool
 	reaper *sqlcore.Reaper
 	once   sync.Once
+	// durability, durable: what checkDurability found (OpenURL).
+	durability string
+	durable    bool
 }
 
 var _ idempotency.Store = (*Store)(nil)

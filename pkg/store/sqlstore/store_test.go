@@ -268,3 +268,18 @@ func TestStalledServer(t *testing.T) {
 		return storetest.Stalled{Store: s, Stall: proxy.Stall, Resume: proxy.Resume}
 	})
 }
+
+// What the store says at start about restarts and failovers: the test
+// server runs without fsync, so a crash can lose commits, and it says so;
+// SQLite says nothing.
+func TestDurabilityAtStart(t *testing.T) {
+	raw := testenv.Postgres(t)
+	s := open(t, raw, sqlstore.Options{Table: newTable(t, raw), ReapInterval: -1})
+	summary, ok := s.Durability()
+	assert.False(t, ok)
+	assert.Contains(t, summary, "fsync=off")
+	lite := open(t, "sqlite:"+t.TempDir()+"/d.db", sqlstore.Options{ReapInterval: -1})
+	summary, ok = lite.Durability()
+	assert.True(t, ok)
+	assert.Empty(t, summary)
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -66,6 +67,18 @@ func OpenURL(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.owned = true
+	s.checkDurability(ctx, dialect)
+	if d, ok := s.Durability(); d != "" {
+		log := o.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		level := slog.LevelInfo
+		if !ok {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "sqlstore: durability: "+d)
+	}
 	return s, nil
 }
 
