@@ -276,11 +276,31 @@ type purgeAnswer struct {
 
 const forcedWarning = "The request holding this key may still be running. Its next lease renewal re-creates the claim; a retry arriving before that runs the operation a second time, and whichever finishes second cannot record its response."
 
+// purgeRounds bounds the inspections of one purge. Another round runs only
+// when the key changed between a round's Get and its Delete.
+const purgeRounds = 5
+
 func (a *API) purge(c *call) {
 	force, kr, l, ok := a.readKeyCall(c, "force")
 	if !ok {
 		return
 	}
+	for range purgeRounds {
+		if a.purgeRound(c, kr, l, force) {
+			return
+		}
+	}
+	err := fmt.Errorf("admin: purge: %w: the key changed under %d inspections in a row", idempotency.ErrStoreUnavailable, purgeRounds)
+	a.auditPurge(c, kr, l, nil, "failed", force, err)
+	a.failKey(c, l, err)
+}
+
+// purgeRound inspects the key and deletes exactly the entry inspected, so
+// what is refused, deleted and reported is what the store held at that
+// moment. It answers and reports true, or reports false, answering
+// nothing, when the entry changed in between (the claim completed or was
+// renewed, a new claim came): the purge then looks again.
+func (a *API) purgeRound(c *call, kr *keyRequest, l *lookup, force bool) bool {
 	ent, corrupt, err := a.get(c, l)
 	if err != nil {
 		if errors.Is(err, idempotency.ErrNotFound) {
@@ -289,7 +309,7 @@ func (a *API) purge(c *call) {
 			a.auditPurge(c, kr, l, nil, "failed", force, err)
 		}
 		a.failKey(c, l, err)
-		return
+		return true
 	}
 	prev := view(l, ent, corrupt, false)
 	live := corrupt == nil && ent.State == idempotency.StateInFlight
@@ -298,14 +318,20 @@ func (a *API) purge(c *call) {
 		p := problemFor(errPurgeLive)
 		p.KeyID, p.State, p.LeaseExpiresAt, p.Inputs = l.keyID, prev.State, prev.LeaseExpiresAt, &l.inputs
 		a.writeProblem(c, p)
-		return
+		return true
 	}
 	ctx, cancel := a.storeCtx(c)
 	defer cancel()
-	if err := a.o.Store.Delete(ctx, l.key); err != nil {
+	// ent is nil for a corrupt entry, which cannot be described: it is
+	// deleted as found (only its retention running out could put another
+	// entry there in between).
+	if err := a.o.Store.Delete(ctx, l.key, ent); err != nil {
+		if ent != nil && errors.Is(err, idempotency.ErrNotFound) {
+			return false
+		}
 		a.auditPurge(c, kr, l, prev, "failed", force, err)
 		a.failKey(c, l, err)
-		return
+		return true
 	}
 	a.purges.WithLabelValues(prev.State, prev.markLabel()).Inc()
 	a.auditPurge(c, kr, l, prev, "purged", force, nil)
@@ -315,6 +341,7 @@ func (a *API) purge(c *call) {
 		ans.Warning = forcedWarning
 	}
 	a.reply(c, http.StatusOK, ans)
+	return true
 }
 
 // auditPurge writes the audit record of a purge attempt: who (token id),

@@ -292,7 +292,7 @@ func (s *faultyStore) Get(ctx context.Context, key string) (*idempotency.Entry, 
 	return s.Store.Get(ctx, key)
 }
 
-func (s *faultyStore) Delete(ctx context.Context, key string) error {
+func (s *faultyStore) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.deleteErr != nil {
@@ -302,5 +302,5 @@ func (s *faultyStore) Delete(ctx context.Context, key string) error {
 	if s.corruptKey == key {
 		s.corruptKey = ""
 	}
-	return s.Store.Delete(ctx, key)
+	return s.Store.Delete(ctx, key, seen)
 }

@@ -71,9 +71,9 @@ func (o *OutageStore) Get(ctx context.Context, key string) (*idempotency.Entry, 
 	return o.Store.Get(ctx, key)
 }
 
-func (o *OutageStore) Delete(ctx context.Context, key string) error {
+func (o *OutageStore) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	return o.Store.Delete(ctx, key)
+	return o.Store.Delete(ctx, key, seen)
 }

@@ -145,10 +145,10 @@ func (s stubStore) Acquire(ctx context.Context, _ idempotency.Claim, _ idempoten
 func (stubStore) Complete(context.Context, idempotency.Claim, *idempotency.Record) error {
 	return errDown
 }
-func (stubStore) Release(context.Context, idempotency.Claim) error        { return errDown }
-func (stubStore) Extend(context.Context, idempotency.Claim) error         { return errDown }
-func (stubStore) Get(context.Context, string) (*idempotency.Entry, error) { return nil, errDown }
-func (stubStore) Delete(context.Context, string) error                    { return errDown }
+func (stubStore) Release(context.Context, idempotency.Claim) error         { return errDown }
+func (stubStore) Extend(context.Context, idempotency.Claim) error          { return errDown }
+func (stubStore) Get(context.Context, string) (*idempotency.Entry, error)  { return nil, errDown }
+func (stubStore) Delete(context.Context, string, *idempotency.Entry) error { return errDown }
 
 // recorder collects hook calls.
 type recorder struct {

@@ -141,7 +141,7 @@ func TestKeepAliveRecreatesVanishedClaim(t *testing.T) {
 		d := eng.Begin(context.Background(), &p, post("k", orderJSON))
 		require.Equal(t, idempotency.Proceed, d.Kind)
 		d.Lease.KeepAlive(context.Background())
-		require.NoError(t, s.Delete(context.Background(), d.Lease.StorageKey()))
+		require.NoError(t, s.Delete(context.Background(), d.Lease.StorageKey(), nil))
 		time.Sleep(10*time.Millisecond + time.Microsecond) // the first renewal
 		requireReject(t, eng.Begin(context.Background(), &p, post("k", orderJSON)), 409, "request-in-progress")
 		time.Sleep(time.Second)
@@ -185,7 +185,7 @@ func TestReassertRecreatesLostClaims(t *testing.T) {
 			d := eng.Begin(context.Background(), &p, post(k, orderJSON))
 			require.Equal(t, idempotency.Proceed, d.Kind)
 			held = append(held, d.Lease)
-			require.NoError(t, s.Delete(context.Background(), d.Lease.StorageKey())) // wiped
+			require.NoError(t, s.Delete(context.Background(), d.Lease.StorageKey(), nil)) // wiped
 		}
 		require.NoError(t, held[2].Complete(context.Background(), response(201, "done")))
 		assert.Equal(t, 2, eng.LiveLeases())
@@ -214,7 +214,7 @@ func TestEngineRegistersForClaimLoss(t *testing.T) {
 		require.NotNil(t, s.lost, "the engine registered its re-assertion")
 		p := idempotency.DefaultPolicy()
 		d := eng.Begin(context.Background(), &p, post("k", orderJSON))
-		require.NoError(t, mem.Delete(context.Background(), d.Lease.StorageKey()))
+		require.NoError(t, mem.Delete(context.Background(), d.Lease.StorageKey(), nil))
 		s.lost()
 		requireReject(t, eng.Begin(context.Background(), &p, post("k", orderJSON)), 409, "request-in-progress")
 	})

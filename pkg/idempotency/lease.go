@@ -202,7 +202,7 @@ func (l *Lease) releaseLocked(ctx context.Context) error {
 		return nil
 	case errors.Is(err, ErrLeaseLost):
 		l.report("lost", 0)
-		l.e.logger.InfoContext(ctx, "key not released: another request holds it now", "key_id", l.c.KeyID())
+		l.e.logger.InfoContext(ctx, "key not released: another request's token holds it now (its claim or its record)", "key_id", l.c.KeyID())
 	default:
 		l.report("failed", 0)
 		l.e.logger.ErrorContext(ctx, "could not release the key; its claim stays until the lease runs out, then retries are told outcome-unknown", "key_id", l.c.KeyID(), "error", err)
@@ -218,7 +218,9 @@ func (l *Lease) recordLocked(ctx context.Context, rec *Record, how string) error
 		return nil
 	case errors.Is(err, ErrLeaseLost):
 		l.report("lost", 0)
-		l.e.logger.WarnContext(ctx, "not recorded: another request holds this key now (it took over after our lease ran out, or completed it)", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status)
+		// Stores keep the completing token with the record, so a retry
+		// whose first try landed succeeds: lost is another token's hold.
+		l.e.logger.WarnContext(ctx, "not recorded: another request's token holds this key now (it claimed the key after our claim was taken over, purged or expired, and may have completed it)", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status)
 	default:
 		l.report("failed", 0)
 		l.e.logger.ErrorContext(ctx, "could not record the outcome; the claim stays until its lease runs out, then retries are told outcome-unknown", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status, "error", err)

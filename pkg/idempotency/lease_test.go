@@ -152,6 +152,39 @@ func (s *flakyStore) Release(ctx context.Context, c idempotency.Claim) error {
 	return s.Store.Release(ctx, c)
 }
 
+// landedStore runs the first Complete and then reports it timed out, as a
+// call to a stalled store does when the store runs it once it resumes.
+type landedStore struct {
+	idempotency.Store
+	landed bool
+}
+
+func (s *landedStore) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
+	err := s.Store.Complete(ctx, c, rec)
+	if err != nil || s.landed {
+		return err
+	}
+	s.landed = true
+	return fmt.Errorf("landed: %w", context.DeadlineExceeded)
+}
+
+// The retry of a Complete whose first try landed finds its own record: the
+// lease is recorded, not reported as lost to another request.
+func TestSettleRetryAfterLandedComplete(t *testing.T) {
+	rec := &recorder{}
+	f := newFixture(t)
+	eng := idempotency.New(&landedStore{Store: f.store}, idempotency.WithClock(f.clock.Now, f.clock.Sleep), idempotency.WithHooks(rec.hooks()))
+	d := eng.Begin(context.Background(), &f.pol, post("k1", orderJSON))
+	require.Equal(t, idempotency.Proceed, d.Kind)
+	require.NoError(t, d.Lease.Complete(context.Background(), response(201, "ok")))
+	_, ops, settled, _ := rec.snapshot()
+	assert.Equal(t, []string{"acquire", "complete", "complete"}, ops, "retried once")
+	assert.Equal(t, []string{"recorded/2"}, settled)
+	r := eng.Begin(context.Background(), &f.pol, post("k1", orderJSON))
+	require.Equal(t, idempotency.Replay, r.Kind)
+	assert.Equal(t, "ok", string(r.Record.Body))
+}
+
 // A transient failure while recording is retried within the caller's
 // context, with backoff, before the outcome is given up.
 func TestSettleRetriesTransientFailures(t *testing.T) {

@@ -40,7 +40,7 @@ import (
 // A claim that vanished while its holder still runs (a Redis restarted
 // without persistence, an admin purge) is re-created by the holder's next
 // Extend or Complete, which succeed on an absent key; only another token's
-// claim or a completed record fence a token off (ErrLeaseLost).
+// claim or record fence a token off (ErrLeaseLost).
 //
 // Every method must honour ctx: when ctx is cancelled or its deadline passes,
 // a call returns promptly with an error that wraps ctx.Err(), also in the
@@ -71,15 +71,20 @@ type Store interface {
 	// Complete replaces the claim of c.Token with rec, kept for c.Retention
 	// from now, in one round trip. It succeeds while c.Token holds the
 	// claim (lease running or expired) and when the key is absent (the
-	// claim vanished: rec is stored under c.Fingerprint). When another
-	// token holds the key, or it is completed, it returns an error wrapping
-	// ErrLeaseLost and changes nothing.
+	// claim vanished: rec is stored under c.Fingerprint). The record keeps
+	// c.Token, so Complete by the token that already completed the key
+	// returns nil and changes nothing (the first record stands): a retry of
+	// a call whose reply was lost is told the truth. When another token
+	// holds the key (its claim, or a record it completed), it returns an
+	// error wrapping ErrLeaseLost and changes nothing.
 	Complete(ctx context.Context, c Claim, rec *Record) error
 
 	// Release deletes the claim of c.Token so a retry may run. Releasing an
 	// absent key, or releasing twice, returns nil. When another token holds
-	// the key, or it is completed, it returns an error wrapping ErrLeaseLost
-	// and changes nothing.
+	// the key, it returns an error wrapping ErrLeaseLost and changes
+	// nothing. A record is never released, not even by the token that
+	// completed it: that also returns ErrLeaseLost (there is no claim left
+	// to release), and the record stays.
 	Release(ctx context.Context, c Claim) error
 
 	// Extend renews the claim of c.Token so its lease runs c.Lease from now.
@@ -93,9 +98,15 @@ type Store interface {
 	// retention ran out.
 	Get(ctx context.Context, key string) (*Entry, error)
 
-	// Delete purges key whatever its state (admin). Deleting an absent key
-	// returns nil.
-	Delete(ctx context.Context, key string) error
+	// Delete purges key (admin). With seen nil it deletes whatever is there;
+	// deleting an absent key returns nil. With seen set (an Entry Get
+	// returned), inspection and deletion are one atomic step: it deletes
+	// only while the key still holds that entry (the same Token in the same
+	// State, the lease judged by the store's clock at this call), and
+	// otherwise changes nothing and returns an error wrapping ErrNotFound:
+	// the entry seen is gone (the claim completed, was renewed or taken
+	// over, a new claim came, or the key is absent).
+	Delete(ctx context.Context, key string, seen *Entry) error
 }
 
 // Claim is one execution's hold on a key: what Acquire stores and what
@@ -281,7 +292,11 @@ func (s State) String() string {
 
 // Entry is the admin view of a stored key.
 type Entry struct {
-	State       State
+	State State
+	// Token is the claim's token, kept with the record it completed; it
+	// tells this entry from a later one for Delete. Empty for records
+	// completed before records kept their token. Never shown to clients.
+	Token       string
 	Fingerprint string
 	// ExpiresAt is when the entry is forgotten (its retention deadline),
 	// as seen by the store.
@@ -295,9 +310,11 @@ type Entry struct {
 
 var (
 	// ErrLeaseLost is returned when a token no longer owns its claim:
-	// another token took the key over, or the key is completed.
+	// another token holds the key (it took the key over, or completed
+	// it). Release also returns it for a record its own token completed.
 	ErrLeaseLost = errors.New("idempotency: lease lost")
-	// ErrNotFound is returned by Store.Get for an absent or expired key.
+	// ErrNotFound is returned by Store.Get for an absent or expired key,
+	// and by Store.Delete when the entry it was given is no longer there.
 	ErrNotFound = errors.New("idempotency: key not found")
 	// ErrStoreUnavailable wraps transport and server failures of a Store.
 	ErrStoreUnavailable = errors.New("idempotency: store unavailable")

@@ -52,7 +52,7 @@ type Options struct {
 
 type entry struct {
 	key         string
-	token       string // the claim's owner; "" once completed
+	token       string // the claim's owner, kept with its record
 	fingerprint string
 	leaseUntil  time.Time
 	expires     time.Time // retention deadline
@@ -227,18 +227,23 @@ func (s *Store) claim(c idempotency.Claim, now time.Time) {
 	heap.Push(&s.byExpiry, e)
 }
 
-// owned returns key's claim if c.Token holds it, nil if the key is absent,
-// or ErrLeaseLost; the caller holds s.mu.
+// owned returns key's entry if c.Token holds it (its claim, or the record
+// it completed), nil if the key is absent, or ErrLeaseLost; the caller
+// holds s.mu.
 func (s *Store) owned(c idempotency.Claim) (*entry, error) {
 	e := s.live(c.Key, s.now())
 	if e == nil {
 		return nil, nil
 	}
-	if e.rec != nil || e.token != c.Token {
+	if e.token != c.Token {
 		return nil, fmt.Errorf("memstore: %w", idempotency.ErrLeaseLost)
 	}
 	return e, nil
 }
+
+// lost is ErrLeaseLost for a record met by Release or Extend: even the
+// token that completed it has no claim left.
+var lost = fmt.Errorf("memstore: %w", idempotency.ErrLeaseLost)
 
 func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
 	if err := check(ctx, c); err != nil {
@@ -253,12 +258,15 @@ func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempote
 	if err != nil {
 		return err
 	}
+	if e != nil && e.rec != nil {
+		return nil // completed by c.Token already: the first record stands
+	}
 	now := s.now()
 	if e == nil { // the claim vanished (purged): record under c
 		s.claim(c, now)
 		e = s.entries[c.Key]
 	}
-	e.rec, e.token, e.expires = copyRecord(rec), "", now.Add(c.Retention)
+	e.rec, e.expires = copyRecord(rec), now.Add(c.Retention)
 	heap.Fix(&s.byExpiry, e.heapIdx)
 	if payload := recordBytes(e.rec); payload > 0 {
 		e.size += payload
@@ -280,10 +288,16 @@ func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, err := s.owned(c)
-	if e != nil {
-		s.remove(e)
+	switch {
+	case err != nil:
+		return err
+	case e == nil:
+		return nil
+	case e.rec != nil:
+		return lost
 	}
-	return err
+	s.remove(e)
+	return nil
 }
 
 func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
@@ -295,6 +309,9 @@ func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
 	e, err := s.owned(c)
 	if err != nil {
 		return err
+	}
+	if e != nil && e.rec != nil {
+		return lost
 	}
 	now := s.now()
 	if e == nil {
@@ -320,25 +337,41 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	if e == nil {
 		return nil, fmt.Errorf("memstore: %w", idempotency.ErrNotFound)
 	}
-	out := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: e.fingerprint, ExpiresAt: e.expires, LeaseExpiresAt: e.leaseUntil}
-	switch {
-	case e.rec != nil:
-		out.State, out.Record, out.LeaseExpiresAt = idempotency.StateCompleted, copyRecord(e.rec), time.Time{}
-	case !now.Before(e.leaseUntil):
-		out.State = idempotency.StateLeaseExpired
+	out := &idempotency.Entry{State: e.state(now), Token: e.token, Fingerprint: e.fingerprint, ExpiresAt: e.expires, LeaseExpiresAt: e.leaseUntil}
+	if e.rec != nil {
+		out.Record, out.LeaseExpiresAt = copyRecord(e.rec), time.Time{}
 	}
 	return out, nil
 }
 
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (e *entry) state(now time.Time) idempotency.State {
+	switch {
+	case e.rec != nil:
+		return idempotency.StateCompleted
+	case !now.Before(e.leaseUntil):
+		return idempotency.StateLeaseExpired
+	}
+	return idempotency.StateInFlight
+}
+
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.entries[key]; e != nil {
-		s.remove(e)
+	if seen == nil {
+		if e := s.entries[key]; e != nil {
+			s.remove(e)
+		}
+		return nil
 	}
+	now := s.now()
+	e := s.live(key, now)
+	if e == nil || e.token != seen.Token || e.state(now) != seen.State {
+		return fmt.Errorf("memstore: delete: %w: the entry changed since it was read", idempotency.ErrNotFound)
+	}
+	s.remove(e)
 	return nil
 }
 

@@ -29,12 +29,17 @@
 //   - acquire: HMGET f,t,r. Absent: HSET f,t + PEXPIRE lease, "acquired".
 //     Different fingerprint: "mismatch". Record present: "completed" with
 //     the record. Otherwise "in flight" with PTTL as Retry-After.
-//   - complete: if t equals the token, HDEL t + HSET r + PEXPIRE retention.
-//   - release: absent is a no-op; if t equals the token, DEL.
+//   - complete: if t equals the token, HSET r + HDEL l + PEXPIRE retention;
+//     the record keeps t, so the same token completing again is a no-op
+//     that succeeds (a retry whose first try landed).
+//   - release: absent is a no-op; if t equals the token and there is no
+//     record, DEL.
 //   - extend: if t equals the token, PEXPIRE lease.
-//   - get: HMGET f,r + PTTL, read atomically.
+//   - get: HMGET f,r,l,t + PTTL, read atomically.
+//   - delete: DEL; for an admin purge, only while t and the state are
+//     those the purge read with get.
 //
-// Delete is a plain DEL. A replay therefore costs one command and a first
+// A replay therefore costs one command and a first
 // request two (acquire, complete): the fewest a network store can do.
 // Tokens are 128 random bits and fence every write: an old owner whose
 // lease ran out finds another token (or none) in t and changes nothing.

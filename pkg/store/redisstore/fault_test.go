@@ -29,7 +29,7 @@ func ops(s *Store, c idempotency.Claim) map[string]func(context.Context) error {
 		"Release":  func(x context.Context) error { return s.Release(x, c) },
 		"Extend":   func(x context.Context) error { return s.Extend(x, c) },
 		"Get":      func(x context.Context) error { _, err := s.Get(x, c.Key); return err },
-		"Delete":   func(x context.Context) error { return s.Delete(x, c.Key) },
+		"Delete":   func(x context.Context) error { return s.Delete(x, c.Key, nil) },
 	}
 }
 

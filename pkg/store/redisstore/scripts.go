@@ -17,6 +17,8 @@ var (
 	extendSrc string
 	//go:embed lua/get.lua
 	getSrc string
+	//go:embed lua/delete.lua
+	deleteSrc string
 )
 
 // The scripts hold only their source and SHA-1; sharing them between
@@ -27,8 +29,9 @@ var (
 	releaseScript  = redis.NewScript(releaseSrc)
 	extendScript   = redis.NewScript(extendSrc)
 	getScript      = redis.NewScript(getSrc)
+	deleteScript   = redis.NewScript(deleteSrc)
 
-	allScripts = []*redis.Script{acquireScript, completeScript, releaseScript, extendScript, getScript}
+	allScripts = []*redis.Script{acquireScript, completeScript, releaseScript, extendScript, getScript, deleteScript}
 )
 
 // Reply codes of the acquire script.

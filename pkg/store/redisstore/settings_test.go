@@ -72,7 +72,7 @@ func TestFullServerFailsClosed(t *testing.T) {
 		fields, err := s.client.HKeys(ctx, k).Result()
 		require.NoError(t, err)
 		if slices.Contains(fields, "r") {
-			assert.NotContains(t, fields, "t", "%s: a record never keeps its claim token", k)
+			assert.NotContains(t, fields, "l", "%s: a record never keeps its claim's lease", k)
 		} else {
 			assert.Contains(t, fields, "t", "%s: a claim keeps its token", k)
 		}

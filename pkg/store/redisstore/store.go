@@ -268,6 +268,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	// server's: what an operator compares them with.
 	local := time.Now()
 	e := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: fp, ExpiresAt: local.Add(time.Duration(ms) * time.Millisecond)}
+	e.Token, _ = elem[string](v, 5)
 	if raw, ok := elem[string](v, 2); ok {
 		rec, err := recordcodec.Unmarshal([]byte(raw))
 		if err != nil {
@@ -290,13 +291,22 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	return e, nil
 }
 
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
-	del := func(ctx context.Context) (int64, error) { return s.client.Del(ctx, s.Key(key)).Result() }
-	if _, err := call(ctx, del); err != nil {
+	args := []any{"0", "", 0}
+	if seen != nil {
+		args = []any{"1", seen.Token, int(seen.State)}
+	}
+	n, err := call(ctx, func(ctx context.Context) (int64, error) {
+		return deleteScript.Run(ctx, s.client, []string{s.Key(key)}, args...).Int64()
+	})
+	if err != nil {
 		return s.fail(ctx, "delete", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("redisstore: delete: %w: the entry changed since it was read", idempotency.ErrNotFound)
 	}
 	return nil
 }

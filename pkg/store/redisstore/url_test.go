@@ -141,7 +141,7 @@ func TestNewFromURL(t *testing.T) {
 	res, err := s.Acquire(ctx, claim(key), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.Outcome)
-	require.NoError(t, s.Delete(ctx, key))
+	require.NoError(t, s.Delete(ctx, key, nil))
 	require.NoError(t, s.Close())
 	_, err = s.Acquire(ctx, claim(key), idempotency.AcquireOptions{})
 	require.Error(t, err, "Close closes the client NewFromURL made")

@@ -144,10 +144,12 @@ func (s *Store) generation() uint64 {
 }
 
 // put remembers rec until the earlier of until and the TTL, unless a purge
-// happened since gen; copy asks for a private copy of the caller's record.
+// happened since gen. completing says rec is Complete's: it is copied (the
+// caller's), and a live cached record stands (a Complete by the token that
+// completed the key changes nothing in the store).
 // Cached records are shared read-only with the callers: transports build
 // new responses from them and never write into them.
-func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time, gen uint64, copy bool) {
+func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time, gen uint64, completing bool) {
 	expires := s.now().Add(s.ttl)
 	if until.Before(expires) {
 		expires = until
@@ -159,7 +161,7 @@ func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time, ge
 	if size > s.max/4 {
 		return // one big record would push out many small ones
 	}
-	if copy {
+	if completing {
 		cp := *rec
 		cp.Headers = append([]idempotency.Header(nil), rec.Headers...)
 		cp.Body = append([]byte(nil), rec.Body...)
@@ -171,6 +173,9 @@ func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time, ge
 		return
 	}
 	if el := s.byKey[key]; el != nil {
+		if completing && s.now().Before(el.Value.(*entry).expires) {
+			return
+		}
 		s.remove(el)
 	}
 	s.byKey[key] = s.lru.PushFront(&entry{key: key, fp: fp, rec: rec, expires: expires, size: size})
@@ -218,9 +223,9 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 
 // Delete purges key in the store and here. A fill that read the store
 // before the purge finished is not cached: gen moves on both sides of it.
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	s.evict(key)
-	err := s.inner.Delete(ctx, key)
+	err := s.inner.Delete(ctx, key, seen)
 	s.evict(key)
 	return err
 }

@@ -78,7 +78,7 @@ func TestPurges(t *testing.T) {
 	c := storetest.NewClaim("fp", time.Minute, time.Hour)
 	_, _ = s.Acquire(ctx, c, idempotency.AcquireOptions{})
 	require.NoError(t, s.Complete(ctx, c, &idempotency.Record{Status: 201}))
-	require.NoError(t, s.Delete(ctx, c.Key))
+	require.NoError(t, s.Delete(ctx, c.Key, nil))
 	res, err := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.Outcome, "purged here: runs again at once")
@@ -86,7 +86,7 @@ func TestPurges(t *testing.T) {
 	d := storetest.NewClaim("fp", time.Minute, time.Hour)
 	_, _ = s.Acquire(ctx, d, idempotency.AcquireOptions{})
 	require.NoError(t, s.Complete(ctx, d, &idempotency.Record{Status: 201}))
-	require.NoError(t, m.Delete(ctx, d.Key)) // another instance purged
+	require.NoError(t, m.Delete(ctx, d.Key, nil)) // another instance purged
 	res, _ = s.Acquire(ctx, retry(d, "fp"), idempotency.AcquireOptions{})
 	assert.Equal(t, idempotency.Completed, res.Outcome, "stale for at most the TTL")
 	*now = now.Add(5 * time.Second)
@@ -164,7 +164,7 @@ func TestPurgeWinsOverARacingFill(t *testing.T) {
 		done <- res
 	}()
 	<-inner.answered // the fill has the record
-	require.NoError(t, s.Delete(ctx, c.Key))
+	require.NoError(t, s.Delete(ctx, c.Key, nil))
 	close(inner.release)
 	require.Equal(t, idempotency.Completed, (<-done).Outcome, "the racing replay itself was answered")
 	inner.answered = nil

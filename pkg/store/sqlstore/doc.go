@@ -31,8 +31,10 @@
 // themselves set Options.SkipMigrations and apply the DDL below (DDL
 // returns it for any table name, with a comment on each column). Times are
 // unix milliseconds on the database clock; status IS NULL marks a claim,
-// owned by token and in flight until lease_until; a completed row has no
-// token; expires_at is the retention deadline of both.
+// owned by token and in flight until lease_until; a completed row keeps
+// the token that completed it (so that token's retried Complete succeeds)
+// but no statement changes it; expires_at is the retention deadline of
+// both.
 // PostgreSQL:
 //
 //	CREATE TABLE IF NOT EXISTS "gopotency_keys" (

@@ -38,7 +38,7 @@ func RunStalled(t *testing.T, open func(t *testing.T) Stalled) {
 		"Release":  func(x context.Context) error { return s.Store.Release(x, c) },
 		"Extend":   func(x context.Context) error { return s.Store.Extend(x, c) },
 		"Get":      func(x context.Context) error { _, err := s.Store.Get(x, c.Key); return err },
-		"Delete":   func(x context.Context) error { return s.Store.Delete(x, c.Key) },
+		"Delete":   func(x context.Context) error { return s.Store.Delete(x, c.Key, nil) },
 	}
 	s.Stall()
 	for name, call := range calls {

@@ -109,7 +109,7 @@ func testExtendExpired(t *testing.T, s idempotency.Store) {
 func testExtendVanished(t *testing.T, s idempotency.Store) {
 	c := NewClaim("fp", longLease, retention)
 	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	require.NoError(t, s.Delete(ctx(t), c.Key)) // as a restart without persistence would
+	require.NoError(t, s.Delete(ctx(t), c.Key, nil)) // as a restart without persistence would
 	require.NoError(t, s.Extend(ctx(t), c), "a vanished claim is re-created")
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 	acquire(t, s, another(c, "other"), noTakeover, idempotency.Mismatch)
@@ -131,7 +131,7 @@ func testCompleteExpired(t *testing.T, s idempotency.Store) {
 func testCompleteVanished(t *testing.T, s idempotency.Store) {
 	c := NewClaim("fp", longLease, retention)
 	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	require.NoError(t, s.Delete(ctx(t), c.Key))
+	require.NoError(t, s.Delete(ctx(t), c.Key, nil))
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, sampleRecord(), got.Record)
@@ -194,9 +194,101 @@ func testGetDelete(t *testing.T, s idempotency.Store) {
 	assert.Equal(t, idempotency.StateCompleted.String(), e.State.String())
 	requireSameRecord(t, sampleRecord(), e.Record)
 	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second)
-	require.NoError(t, s.Delete(x, c.Key))
+	require.NoError(t, s.Delete(x, c.Key, nil))
 	_, err = s.Get(x, c.Key)
 	require.ErrorIs(t, err, idempotency.ErrNotFound)
-	require.NoError(t, s.Delete(x, c.Key), "deleting an absent key is a no-op")
+	require.NoError(t, s.Delete(x, c.Key, nil), "deleting an absent key is a no-op")
 	acquire(t, s, another(c, "new-fp"), noTakeover, idempotency.Acquired)
+}
+
+// get reads key's entry, which must be there.
+func get(t *testing.T, s idempotency.Store, key string) *idempotency.Entry {
+	t.Helper()
+	e, err := s.Get(ctx(t), key)
+	require.NoError(t, err)
+	return e
+}
+
+// An admin purge hands Delete the entry it inspected: in every state, that
+// entry is deleted, and Get names its token so it can be told apart.
+func testDeleteSeen(t *testing.T, s idempotency.Store) {
+	x := ctx(t)
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	seen := get(t, s, c.Key)
+	assert.Equal(t, c.Token, seen.Token, "a claim's token")
+	require.NoError(t, s.Delete(x, c.Key, seen), "in flight")
+	_, err := s.Get(x, c.Key)
+	require.ErrorIs(t, err, idempotency.ErrNotFound)
+
+	c = NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Complete(x, c, sampleRecord()))
+	seen = get(t, s, c.Key)
+	assert.Equal(t, c.Token, seen.Token, "a record keeps its claim's token")
+	require.NoError(t, s.Delete(x, c.Key, seen), "completed")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
+
+	c = NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	seen = get(t, s, c.Key)
+	require.Equal(t, idempotency.StateLeaseExpired.String(), seen.State.String())
+	require.NoError(t, s.Delete(x, c.Key, seen), "lease expired")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
+}
+
+// Between an inspection and its Delete the key can change; Delete then
+// deletes nothing it was not shown and says the entry seen is gone.
+func testDeleteSeenChanged(t *testing.T, s idempotency.Store) {
+	x := ctx(t)
+	gone := func(key string, seen *idempotency.Entry, msg string) {
+		t.Helper()
+		require.ErrorIs(t, s.Delete(x, key, seen), idempotency.ErrNotFound, msg)
+	}
+
+	// The claim completed: its record stays.
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	seen := get(t, s, c.Key)
+	require.NoError(t, s.Complete(x, c, sampleRecord()))
+	gone(c.Key, seen, "a claim that completed since")
+	requireSameRecord(t, sampleRecord(), acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed).Record)
+
+	// The record was purged and a new request claimed the key.
+	seen = get(t, s, c.Key)
+	require.NoError(t, s.Delete(x, c.Key, nil))
+	next := another(c, "fp")
+	acquire(t, s, next, noTakeover, idempotency.Acquired)
+	gone(c.Key, seen, "a record replaced by a new claim")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+
+	// The key is absent.
+	require.NoError(t, s.Release(x, next))
+	gone(c.Key, seen, "an absent key")
+
+	// A claim whose lease ran out was renewed by its holder, or taken over.
+	c = NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	time.Sleep(shortLease + slack)
+	seen = get(t, s, c.Key)
+	require.NoError(t, s.Extend(x, c))
+	gone(c.Key, seen, "an expired claim renewed since")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+	time.Sleep(shortLease + slack)
+	seen = get(t, s, c.Key)
+	taker := another(c, "fp")
+	taker.Lease = longLease
+	acquire(t, s, taker, takeover, idempotency.Acquired)
+	gone(c.Key, seen, "an expired claim taken over since")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+
+	// A claim seen in flight whose lease has run out since is not the
+	// entry seen either (the caller looks again).
+	c = NewClaim("fp", shortLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	seen = get(t, s, c.Key)
+	time.Sleep(shortLease + slack)
+	gone(c.Key, seen, "a claim whose lease ran out since")
+	acquire(t, s, another(c, "fp"), noTakeover, idempotency.LeaseExpired)
 }

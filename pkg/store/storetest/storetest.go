@@ -85,9 +85,12 @@ func runCases(t *testing.T, newStore Factory, bubble bool) {
 		{"ReleaseExpiredOwnClaim", testReleaseExpired},
 		{"ReleaseCannotDropRecord", testReleaseCompleted},
 		{"CompleteOnce", testCompleteOnce},
+		{"CompleteRetriedBySameToken", testCompleteRetried},
 		{"LargeBodyRoundTrip", testLargeBody},
 		{"MarksRoundTrip", testMarks},
 		{"GetAndDelete", testGetDelete},
+		{"DeleteSeenDeletesWhatWasRead", testDeleteSeen},
+		{"DeleteSeenLeavesAChangedEntry", testDeleteSeenChanged},
 		{"KeysIndependent", testKeysIndependent},
 		{"InvalidClaimRefused", testInvalidClaim},
 		{"ContextCancelled", testContextCancelled},
@@ -290,9 +293,40 @@ func testCompleteOnce(t *testing.T, s idempotency.Store) {
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	other := sampleRecord()
 	other.Status = 500
-	require.ErrorIs(t, s.Complete(ctx(t), c, other), idempotency.ErrLeaseLost, "a completed key is never overwritten")
+	require.NoError(t, s.Complete(ctx(t), c, other), "the token that completed the key is told it did")
+	require.ErrorIs(t, s.Complete(ctx(t), another(c, "fp"), other), idempotency.ErrLeaseLost, "another token cannot complete it")
+	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
+	requireSameRecord(t, sampleRecord(), got.Record) // a completed key is never overwritten
+}
+
+// A Complete whose reply was lost (a timeout while the store stalled, the
+// call landing once it resumed) is retried with the same claim and record:
+// the retry must succeed, not report the key as another request's, and a
+// Release by that token must not drop the record.
+func testCompleteRetried(t *testing.T, s idempotency.Store) {
+	c := NewClaim("fp", longLease, retention)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	x := ctx(t)
+	require.NoError(t, s.Complete(x, c, sampleRecord()))
+	require.NoError(t, s.Complete(x, c, sampleRecord()), "the retry of a Complete that landed")
+	e, err := s.Get(x, c.Key)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.StateCompleted.String(), e.State.String())
+	requireSameRecord(t, sampleRecord(), e.Record)
+	require.ErrorIs(t, s.Complete(x, another(c, "fp"), sampleRecord()), idempotency.ErrLeaseLost, "another token")
+	require.ErrorIs(t, s.Release(x, c), idempotency.ErrLeaseLost, "a record is never released, even by its own token")
+	require.ErrorIs(t, s.Extend(x, c), idempotency.ErrLeaseLost, "nor turned back into a claim")
 	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, sampleRecord(), got.Record)
+
+	// The same after the claim vanished: the record Complete re-creates
+	// keeps the token too.
+	v := NewClaim("fp", longLease, retention)
+	acquire(t, s, v, noTakeover, idempotency.Acquired)
+	require.NoError(t, s.Delete(x, v.Key, nil))
+	require.NoError(t, s.Complete(x, v, sampleRecord()))
+	require.NoError(t, s.Complete(x, v, sampleRecord()))
+	require.ErrorIs(t, s.Complete(x, another(v, "fp"), sampleRecord()), idempotency.ErrLeaseLost)
 }
 
 func testLargeBody(t *testing.T, s idempotency.Store) {
@@ -343,7 +377,7 @@ func testContextCancelled(t *testing.T, s idempotency.Store) {
 		"Release":  func() error { return s.Release(x, c) },
 		"Extend":   func() error { return s.Extend(x, c) },
 		"Get":      func() error { _, err := s.Get(x, c.Key); return err },
-		"Delete":   func() error { return s.Delete(x, c.Key) },
+		"Delete":   func() error { return s.Delete(x, c.Key, nil) },
 	}
 	for name, call := range calls {
 		start := time.Now()

@@ -18,6 +18,7 @@ type row struct {
 	tooLarge      bool
 	mark          int64
 	created       sql.NullInt64
+	token         sql.NullString // read by lookup only
 }
 
 func (r *row) dest() []any {

@@ -4,8 +4,10 @@ package sqlcore
 // each dialect and bind style. Times are unix milliseconds from the database
 // clock ({NOW}); a row is live while {NOW} < expires_at (its retention).
 // status IS NULL marks a claim, whose token is its owner and which is in
-// flight while {NOW} < lease_until; a completed row has a NULL token, so no
-// token can touch it again. Excluded values are written excluded.col, which
+// flight while {NOW} < lease_until. A completed row keeps the token that
+// completed it (rows completed before it did hold NULL), so a retry of a
+// Complete whose first try landed can be told it succeeded; no statement
+// changes a completed row. Excluded values are written excluded.col, which
 // both dialects accept.
 
 // claimPostgres is the whole Acquire in one statement and one round trip.
@@ -54,18 +56,20 @@ WHERE e.expires_at <= excluded.updated_at
 	OR ($6 AND e.status IS NULL AND e.fingerprint = excluded.fingerprint AND COALESCE(e.lease_until, e.expires_at) <= excluded.updated_at)`
 
 // lookup returns the row whatever its expiry, with the clock, so the caller
-// judges liveness with the same clock the writes use.
-const lookup = `SELECT {NOW}, expires_at, lease_until, fingerprint, status, headers, body, too_large, mark, created_at
+// judges liveness with the same clock the writes use. The token comes last
+// (row.dest leaves it out: the claim's own report has none).
+const lookup = `SELECT {NOW}, expires_at, lease_until, fingerprint, status, headers, body, too_large, mark, created_at, token
 FROM "{TABLE}" WHERE key = $1`
 
 // complete records the outcome of the claim of token $2: it succeeds while
 // $2 holds the claim (lease running or not) and when no live row is there
 // (the claim vanished: the record is stored under fingerprint $9). Another
-// token's claim or a completed row leave it with no row changed.
+// token's claim or a completed row leave it with no row changed; the caller
+// then tells its own record from another token's (owner).
 const complete = `INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
-VALUES ($1, $9, NULL, $3, $4, $5, $6, $10, $7, {NOW}, NULL, {NOW} + $8)
+VALUES ($1, $9, $2, $3, $4, $5, $6, $10, $7, {NOW}, NULL, {NOW} + $8)
 ON CONFLICT (key) DO UPDATE SET
-	fingerprint = excluded.fingerprint, token = NULL, status = excluded.status, headers = excluded.headers,
+	fingerprint = excluded.fingerprint, token = excluded.token, status = excluded.status, headers = excluded.headers,
 	body = excluded.body, too_large = excluded.too_large, mark = excluded.mark, created_at = excluded.created_at,
 	updated_at = excluded.updated_at, lease_until = NULL, expires_at = excluded.expires_at
 WHERE (e.token = $2 AND e.status IS NULL) OR e.expires_at <= excluded.updated_at`
@@ -73,8 +77,9 @@ WHERE (e.token = $2 AND e.status IS NULL) OR e.expires_at <= excluded.updated_at
 // release deletes the caller's own claim, even one whose lease ran out.
 const release = `DELETE FROM "{TABLE}" WHERE key = $1 AND token = $2 AND status IS NULL`
 
-// liveExists tells an unowned key from an absent one after release missed.
-const liveExists = `SELECT 1 FROM "{TABLE}" WHERE key = $1 AND expires_at > {NOW}`
+// owner reads who holds a live key after complete or release changed
+// nothing: no row (absent), or its token and whether it is completed.
+const owner = `SELECT token, status IS NOT NULL FROM "{TABLE}" WHERE key = $1 AND expires_at > {NOW}`
 
 // extend renews the claim of token $2 (lease running or not), keeping the
 // row at least as long as the new lease, or re-creates a claim that
@@ -89,6 +94,14 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE (e.token = $2 AND e.status IS NULL) OR e.expires_at <= excluded.updated_at`
 
 const purge = `DELETE FROM "{TABLE}" WHERE key = $1`
+
+// purgeSeen deletes the live row only while it is the entry the caller
+// read: token $2 (NULL read as ”) in state $3 (idempotency.State: 1 in
+// flight, 2 completed, 3 lease expired), judged as Get judges it. A row
+// changed concurrently is re-checked in its newest version (PostgreSQL
+// re-evaluates the WHERE after the row lock; SQLite has one writer).
+const purgeSeen = `DELETE FROM "{TABLE}" WHERE key = $1 AND expires_at > {NOW} AND COALESCE(token, '') = $2
+	AND (CASE WHEN status IS NOT NULL THEN 2 WHEN COALESCE(lease_until, expires_at) > {NOW} THEN 1 ELSE 3 END) = $3`
 
 // reapPostgres deletes a bounded batch of expired rows. SKIP LOCKED lets
 // several reapers (one per server) share the work without waiting on each
@@ -107,18 +120,19 @@ const reapSQLite = `DELETE FROM "{TABLE}" WHERE key IN (
 
 // statements holds every statement compiled for one Store.
 type statements struct {
-	claim, lookup, complete, release, liveExists, extend, purge, reap stmt
+	claim, lookup, complete, release, owner, extend, purge, purgeSeen, reap stmt
 }
 
 func compileAll(d Dialect, b Bind, table string) statements {
 	c := func(tmpl string) stmt { return compile(tmpl, d, b, table) }
 	st := statements{
-		lookup:     c(lookup),
-		complete:   c(complete),
-		release:    c(release),
-		liveExists: c(liveExists),
-		extend:     c(extend),
-		purge:      c(purge),
+		lookup:    c(lookup),
+		complete:  c(complete),
+		release:   c(release),
+		owner:     c(owner),
+		extend:    c(extend),
+		purge:     c(purge),
+		purgeSeen: c(purgeSeen),
 	}
 	if d == Postgres {
 		st.claim, st.reap = c(claimPostgres), c(reapPostgres)
@@ -129,5 +143,5 @@ func compileAll(d Dialect, b Bind, table string) statements {
 }
 
 func (st *statements) all() []stmt {
-	return []stmt{st.claim, st.lookup, st.complete, st.release, st.liveExists, st.extend, st.purge, st.reap}
+	return []stmt{st.claim, st.lookup, st.complete, st.release, st.owner, st.extend, st.purge, st.purgeSeen, st.reap}
 }

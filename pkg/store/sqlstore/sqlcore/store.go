@@ -10,6 +10,7 @@ package sqlcore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -160,14 +161,47 @@ func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempote
 	}
 	args := s.st.complete.args(c.Key, c.Token, int64(rec.Status), encodeHeaders(rec.Headers), nonEmpty(rec.Body),
 		rec.Mark == idempotency.MarkTooLarge, created, millis(c.Retention), fingerprint(c), int64(rec.Mark))
-	n, err := s.exec(ctx, s.st.complete, args)
-	if err != nil {
-		return s.fail(ctx, "complete", err)
-	}
-	if n == 0 {
+	for range maxClaimAttempts {
+		n, err := s.exec(ctx, s.st.complete, args)
+		if err != nil {
+			return s.fail(ctx, "complete", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		// Nothing written: our own record (a retry whose first try
+		// landed), or another token's claim or record.
+		held, token, done, err := s.owner(ctx, c.Key)
+		switch {
+		case err != nil:
+			return s.fail(ctx, "complete", err)
+		case !held:
+			continue // gone meanwhile (expired, purged): record anew
+		case token == c.Token && done:
+			return nil
+		}
 		return fmt.Errorf("%s: complete: %w", s.name, idempotency.ErrLeaseLost)
 	}
-	return nil
+	return fmt.Errorf("%s: complete: %w: the key changed under %d attempts in a row", s.name, idempotency.ErrStoreUnavailable, maxClaimAttempts)
+}
+
+// owner reads who holds key now: held is false when no live row is there;
+// otherwise token is its token ("" for rows completed before completed rows
+// kept theirs) and done says whether it is completed.
+func (s *Store) owner(ctx context.Context, key string) (held bool, token string, done bool, err error) {
+	rows, err := s.query(ctx, s.st.owner, s.st.owner.args(key))
+	if err != nil {
+		return false, "", false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return false, "", false, rows.Err()
+	}
+	var tok sql.NullString
+	if err := rows.Scan(&tok, &done); err != nil {
+		return false, "", false, corruptRow(err)
+	}
+	return true, tok.String, done, rows.Close()
 }
 
 func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
@@ -182,13 +216,9 @@ func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
 		return nil
 	}
 	// Not ours to delete: fine if the key is absent, lost if someone else
-	// holds it (another claim, or a completed record).
-	rows, err := s.query(ctx, s.st.liveExists, s.st.liveExists.args(c.Key))
+	// holds it (another claim, or a completed record, even our own).
+	held, _, _, err := s.owner(ctx, c.Key)
 	if err != nil {
-		return s.fail(ctx, "release", err)
-	}
-	held := rows.Next()
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return s.fail(ctx, "release", err)
 	}
 	if held {
@@ -234,6 +264,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	}
 	e := &idempotency.Entry{
 		State:          idempotency.StateInFlight,
+		Token:          r.token.String,
 		Fingerprint:    string(r.fingerprint),
 		ExpiresAt:      time.UnixMilli(r.expires).UTC(),
 		LeaseExpiresAt: time.UnixMilli(r.lease()).UTC(),
@@ -250,12 +281,22 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	return e, nil
 }
 
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return s.fail(ctx, "delete", err)
 	}
-	if _, err := s.exec(ctx, s.st.purge, s.st.purge.args(key)); err != nil {
+	if seen == nil {
+		if _, err := s.exec(ctx, s.st.purge, s.st.purge.args(key)); err != nil {
+			return s.fail(ctx, "delete", err)
+		}
+		return nil
+	}
+	n, err := s.exec(ctx, s.st.purgeSeen, s.st.purgeSeen.args(key, seen.Token, int64(seen.State)))
+	if err != nil {
 		return s.fail(ctx, "delete", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: delete: %w: the entry changed since it was read", s.name, idempotency.ErrNotFound)
 	}
 	return nil
 }
@@ -281,7 +322,7 @@ func (s *Store) lookup(ctx context.Context, key string) (*row, error) {
 		return nil, rows.Err()
 	}
 	r := &row{}
-	if err := rows.Scan(r.dest()...); err != nil {
+	if err := rows.Scan(append(r.dest(), &r.token)...); err != nil {
 		return nil, corruptRow(err)
 	}
 	return r, rows.Close()

@@ -48,7 +48,7 @@ func CorruptRecord(t *testing.T, s idempotency.Store, spoil SpoilFunc, dynamic b
 			require.ErrorIs(t, err, idempotency.ErrCorruptRecord, "get")
 			assert.NotErrorIs(t, err, idempotency.ErrStoreUnavailable, "get: a corrupt record must not fail open")
 
-			require.NoError(t, s.Delete(ctx(t), key), "a corrupt entry can still be purged")
+			require.NoError(t, s.Delete(ctx(t), key, nil), "a corrupt entry can still be purged")
 		})
 	}
 }
