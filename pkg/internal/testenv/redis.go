@@ -124,7 +124,7 @@ func (s *RedisServer) Start() error {
 	if err := waitRedis(s.Addr, done, "PING", "PONG"); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("%w; log: %s", err, tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log")))
+		return fmt.Errorf("%w; log: %s", err, s.logTail())
 	}
 	s.cmd, s.done = cmd, done
 	return nil
@@ -138,6 +138,7 @@ func (s *RedisServer) Stop() {
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -146,6 +147,40 @@ func (s *RedisServer) Stop() {
 		<-s.done
 	}
 	s.cmd, s.done = nil, nil
+}
+
+// Kill ends the server with SIGKILL, as in a crash (nothing is saved or
+// handed over), and waits for it to exit. Start runs it again.
+func (s *RedisServer) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd, s.done = nil, nil
+}
+
+// Pause freezes the server (SIGSTOP): connections stay open and the
+// kernel still accepts new ones, but nothing is answered, as when a host
+// stalls. Resume undoes it.
+func (s *RedisServer) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT); it answers what was queued.
+func (s *RedisServer) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *RedisServer) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+// logTail returns the end of the server's log.
+func (s *RedisServer) logTail() string {
+	return tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log"))
 }
 
 // waitRedis polls addr with cmd until the reply contains want, the process
@@ -175,6 +210,13 @@ func waitRedis(addr string, done <-chan struct{}, cmd, want string) error {
 // redisCommand sends one command and returns its reply as text (simple,
 // integer or bulk string). It spares testenv a Redis client dependency.
 func redisCommand(addr string, args ...string) (string, error) {
+	return redisCommands(addr, args)
+}
+
+// redisCommands sends commands on one connection (WAIT, for one, covers
+// its own connection's writes only) and returns the last reply; the first
+// error reply ends it.
+func redisCommands(addr string, cmds ...[]string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
@@ -182,14 +224,28 @@ func redisCommand(addr string, args ...string) (string, error) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	for _, args := range cmds {
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
 	}
 	if _, err := io.WriteString(c, b.String()); err != nil {
 		return "", err
 	}
 	r := bufio.NewReader(c)
+	var reply string
+	for range cmds {
+		if reply, err = readReply(r); err != nil {
+			return "", err
+		}
+	}
+	return reply, nil
+}
+
+// readReply reads a simple, integer or bulk string reply (of an array,
+// only its length).
+func readReply(r *bufio.Reader) (string, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err

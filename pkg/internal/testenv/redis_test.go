@@ -114,3 +114,49 @@ func TestStartRedisSentinel(t *testing.T) {
 		t.Fatalf("INFO sentinel lacks %q:\n%s", want, info)
 	}
 }
+
+func TestRedisPauseResumeKill(t *testing.T) {
+	s := StartRedis(t)
+	s.Pause()
+	if _, err := redisCommand(s.Addr, "PING"); err == nil {
+		t.Fatal("a paused server answered")
+	}
+	s.Resume()
+	if reply, err := redisCommand(s.Addr, "PING"); err != nil || reply != "PONG" {
+		t.Fatalf("after Resume: %q %v", reply, err)
+	}
+	s.Pause()
+	s.Stop() // must not hang on a paused server
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	if _, err := redisCommand(s.Addr, "PING"); err == nil {
+		t.Fatal("a killed server still answers")
+	}
+	s.Kill() // no-op
+}
+
+// TestStartRedisFailover: a write made after CutReplica is on the master
+// only, and is gone once the Sentinel has promoted the replica.
+func TestStartRedisFailover(t *testing.T) {
+	rs := StartRedisFailover(t)
+	if _, err := redisCommand(rs.Master.Addr, "SET", "before", "1"); err != nil {
+		t.Fatal(err)
+	}
+	rs.WaitReplicated(t)
+	rs.CutReplica(t)
+	if _, err := redisCommand(rs.Master.Addr, "SET", "after", "1"); err != nil {
+		t.Fatal(err)
+	}
+	rs.Failover(t)
+	if v, err := redisCommand(rs.Replica.Addr, "GET", "before"); err != nil || v != "1" {
+		t.Fatalf("a replicated write is lost: %q %v", v, err)
+	}
+	if v, err := redisCommand(rs.Replica.Addr, "EXISTS", "after"); err != nil || v != "0" {
+		t.Fatalf("a write made during the cut reached the replica: EXISTS %q %v", v, err)
+	}
+	if !strings.HasPrefix(rs.URL(), "redis+sentinel://"+rs.Sentinel.Addr+"/") {
+		t.Fatal(rs.URL())
+	}
+}

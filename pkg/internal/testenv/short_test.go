@@ -13,6 +13,7 @@ var finders = map[string]func(t *testing.T){
 	"RedisCluster":       func(t *testing.T) { RedisCluster(t) },
 	"StartRedis":         func(t *testing.T) { StartRedis(t) },
 	"StartRedisSentinel": func(t *testing.T) { StartRedisSentinel(t) },
+	"StartRedisFailover": func(t *testing.T) { StartRedisFailover(t) },
 	"Postgres":           func(t *testing.T) { Postgres(t) },
 }
 
