@@ -26,7 +26,7 @@ LDFLAGS := -X github.com/gopotency/gopotency/pkg/version.version=$(VERSION)
 build: ## Build the server and demo binaries into bin/ (VERSION=… sets --version)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-test: envoy istio-xds test-deploy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy) and the deployment checks
+test: envoy egctl istio-xds test-deploy ## Run the whole test suite with -race (real Redis, Redis Cluster, PostgreSQL, Envoy) and the deployment checks
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # deploy/check is a module of its own (Kubernetes, kustomize and compose-go
