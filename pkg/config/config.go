@@ -106,9 +106,11 @@ type file struct {
 		TTL      *duration `yaml:"ttl"`
 		MaxBytes *int64    `yaml:"max_bytes"`
 	} `yaml:"replay_cache"`
-	Log           struct{ Level, Format string } `yaml:"log"`
-	DefaultPolicy policyFile                     `yaml:"default_policy"`
-	Policies      map[string]policyFile          `yaml:"policies"`
+	Log struct{ Level, Format string } `yaml:"log"`
+	// The policies are decoded onto their inherited values after the
+	// rest of the file (decodePolicy), so they are kept as written here.
+	DefaultPolicy yaml.Node            `yaml:"default_policy"`
+	Policies      map[string]yaml.Node `yaml:"policies"`
 	ExtProc       struct {
 		PolicyHeader      string            `yaml:"policy_header"`
 		RoutePolicies     map[string]string `yaml:"route_policies"`
@@ -156,7 +158,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	var f file
-	var fieldErr error
+	var typeErrs []string
 	if cfgPath != "" {
 		raw, err := os.ReadFile(cfgPath)
 		if err != nil {
@@ -171,15 +173,43 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 			if !errors.As(err, &te) {
 				return nil, fmt.Errorf("config %s: %w", cfgPath, err)
 			}
-			fieldErr = fmt.Errorf("config %s: %w", cfgPath, err)
+			typeErrs = te.Errors
 		}
 	}
-	return c.merge(&f, fieldErr)
+	policyErrs := c.policies(&f, &typeErrs)
+	var fieldErr error
+	if len(typeErrs) > 0 {
+		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: typeErrs})
+	}
+	return c.merge(&f, append([]error{fieldErr}, policyErrs...))
+}
+
+// policies decodes default_policy onto idempotency.DefaultPolicy and each
+// named policy onto a copy of the result. Decoding problems join typeErrs;
+// values wrong in themselves come back, named by their policy, which is
+// then left out.
+func (c *Config) policies(f *file, typeErrs *[]string) []error {
+	var errs []error
+	c.Default = idempotency.DefaultPolicy()
+	if err := decodePolicy(&f.DefaultPolicy, &c.Default, typeErrs); err != nil {
+		errs = append(errs, fmt.Errorf("default_policy: %w", err))
+	}
+	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
+	for _, name := range slices.Sorted(maps.Keys(f.Policies)) {
+		n := f.Policies[name]
+		p := c.Default // named policies inherit the default policy
+		if err := decodePolicy(&n, &p, typeErrs); err != nil {
+			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
+			continue
+		}
+		c.Policies[name] = &p
+	}
+	return errs
 }
 
 // merge fills unset settings from the file and defaults, then validates.
-// fileErr, if any, is reported first among the problems.
-func (c *Config) merge(f *file, fileErr error) (*Config, error) {
+// fileErrs, the problems found decoding the file, are reported first.
+func (c *Config) merge(f *file, fileErrs []error) (*Config, error) {
 	first := func(vals ...string) string {
 		for _, v := range vals {
 			if v != "" {
@@ -210,7 +240,7 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		c.MaxBufferedBytes = *f.ExtProc.MaxBufferedBytes
 	}
 
-	errs := append([]error{fileErr}, deployErrs...)
+	errs := append(fileErrs, deployErrs...)
 	if !c.pprofGiven {
 		c.Pprof = f.Pprof
 	}
@@ -235,10 +265,6 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("log format: %q is not json or text", c.LogFormat))
 	}
-	c.Default = idempotency.DefaultPolicy()
-	if err := f.DefaultPolicy.apply(&c.Default); err != nil {
-		errs = append(errs, fmt.Errorf("default_policy: %w", err))
-	}
 	// Named policies inherit the default's problems; report those once.
 	inherited := map[string]bool{}
 	for _, err := range split(c.Default.Validate()) {
@@ -261,22 +287,15 @@ func (c *Config) merge(f *file, fileErr error) (*Config, error) {
 		}
 	}
 	errs = append(errs, c.checkWait("default_policy", &c.Default))
-	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
-	for _, name := range slices.Sorted(maps.Keys(f.Policies)) {
-		pf := f.Policies[name]
-		p := c.Default // named policies inherit the default policy
-		if err := pf.apply(&p); err != nil {
-			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
-			continue
-		}
+	for _, name := range slices.Sorted(maps.Keys(c.Policies)) {
+		p := c.Policies[name]
 		for _, err := range split(p.Validate()) {
 			if !inherited[err.Error()] {
 				errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
 			}
 		}
-		c.Policies[name] = &p
 		if p.WaitInFlight != c.Default.WaitInFlight {
-			errs = append(errs, c.checkWait("policies."+name, &p))
+			errs = append(errs, c.checkWait("policies."+name, p))
 		}
 	}
 	errs = append(errs, c.checkBuffered()...)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -339,4 +340,28 @@ ext_proc: {max_buffered_bytes: 16777216}
 policies: {uploads: {max_request_body: 20971520}}
 `))
 	requireErrorMentions(t, err, "max_buffered_bytes: 16777216 is below one request's bodies under policies.uploads")
+}
+
+// TestEveryPolicyFieldHasAKey keeps policyKeys the one place a Policy
+// setting is named: a field added to idempotency.Policy without a key
+// fails here rather than being silently unconfigurable.
+func TestEveryPolicyFieldHasAKey(t *testing.T) {
+	var p idempotency.Policy
+	keys := policyKeys(&p)
+	require.Equal(t, reflect.TypeOf(p).NumField(), len(keys), "one YAML key per Policy field")
+	var a idempotency.AutoKey
+	require.Equal(t, reflect.TypeOf(a).NumField(), len(autoKeyKeys(&a)), "one YAML key per AutoKey field")
+}
+
+// TestPolicyValueErrorsAreReportedWithDecodingErrors: a malformed status
+// set does not hide a bad duration elsewhere, nor the reverse.
+func TestPolicyValueErrorsAreReportedWithDecodingErrors(t *testing.T) {
+	file := writeYAML(t, `
+default_policy:
+  lease: soon
+  do_not_store: ["7xx"]
+  auto_key: {headers: [A], bogus: 1}
+`)
+	_, err := load(t, nil, "--config", file)
+	requireErrorMentions(t, err, `line 3: "soon" is not a duration`, "default_policy: do_not_store:", `"7xx"`, "line 5: field bogus not found")
 }
