@@ -41,3 +41,7 @@ func (a *App) logAdminAPI() {
 	a.log.Info("admin API on: inspect and purge keys at "+admin.RouteInspect+" and "+admin.RoutePurge+"; the admin listener is plain HTTP, keep it on loopback or inside the mesh",
 		"admin_addr", a.AdminAddr(), "token_source", toks.Describe(), "token_ids", ids)
 }
+
+// AdminCommand is the subcommand name: `gopotency admin`, the admin API's
+// client (admin.CLI).
+const AdminCommand = "admin"

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/admin"
 	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/envoyconfig"
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/metrics"
@@ -34,24 +34,46 @@ import (
 	"github.com/gopotency/gopotency/pkg/version"
 )
 
-// Main runs the server until ctx is done. args exclude the program name.
-func Main(ctx context.Context, args []string, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == EnvoyConfigCommand {
-		return EnvoyConfig(args[1:], os.Stdout, stderr)
+// Main is the gopotency command: it runs the subcommand args name, or the
+// server until ctx is done. args exclude the program name. The process's
+// environment and standard streams come in as arguments, so tests run the
+// command as main does.
+//
+//	gopotency [flags]        serve (gopotency --help lists the flags)
+//	gopotency --version      print the version
+//	gopotency probe [URL]    exit 0 if an admin endpoint answers 200
+//	gopotency envoy-config   generate the Envoy side from a GoPotency config
+//	gopotency admin …        inspect or purge a key through the admin API
+func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	// The one place subcommands are named; each lives with its feature.
+	if len(args) > 0 {
+		switch args[0] {
+		case ProbeCommand:
+			return Probe(ctx, args[1:], stderr)
+		case envoyconfig.Command:
+			return envoyconfig.Run(args[1:], stdout, stderr)
+		case AdminCommand:
+			return admin.CLI(ctx, args[1:], stdin, stdout, stderr, getenv)
+		}
 	}
-	cfg, err := config.Load(args, os.Getenv, stderr)
+	return serve(ctx, args, getenv, stdout, stderr)
+}
+
+// serve runs the server until ctx is done.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	if cfg.ShowVersion {
-		_, err := fmt.Fprintln(os.Stdout, version.String())
+		_, err := fmt.Fprintln(stdout, version.String())
 		return err
 	}
 	a, err := New(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	TuneRuntime(cfg, os.Getenv, a.log)
+	TuneRuntime(cfg, getenv, a.log)
 	if err := a.Listen(); err != nil {
 		a.closeStore()
 		return err

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -34,13 +35,33 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
+// noEnv is an empty environment for Main.
+func noEnv(string) string { return "" }
+
+// TestMainDispatches: every subcommand is reached through Main, with the
+// streams and environment it is given rather than the process's.
+func TestMainDispatches(t *testing.T) {
+	ctx := context.Background()
+	var out bytes.Buffer
+	require.NoError(t, Main(ctx, []string{"--version"}, noEnv, nil, &out, io.Discard))
+	require.True(t, strings.HasPrefix(out.String(), "gopotency "), out.String())
+	var usage bytes.Buffer
+	require.NoError(t, Main(ctx, []string{"envoy-config", "--help"}, noEnv, nil, io.Discard, &usage))
+	require.Contains(t, usage.String(), "usage: gopotency envoy-config")
+	require.ErrorContains(t, Main(ctx, []string{"probe", "a", "b"}, noEnv, nil, io.Discard, io.Discard), "usage: gopotency probe")
+	require.Error(t, Main(ctx, []string{"admin"}, noEnv, strings.NewReader(""), io.Discard, io.Discard), "admin without a verb")
+	// The environment comes from getenv: a bad store there is reported.
+	err := Main(ctx, nil, func(k string) string { return map[string]string{"GOPOTENCY_STORE": "nowhere"}[k] }, nil, io.Discard, io.Discard)
+	require.ErrorContains(t, err, `store: "nowhere"`)
+}
+
 func TestMainRejectsBadArgsWithoutBinding(t *testing.T) {
 	clearEnv(t)
 	admin := freeAddr(t)
 	var stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := Main(ctx, []string{"--grpc-addr", "nohostport", "--admin-addr", admin, "--store", "nowhere", "--log-level", "loud"}, &stderr)
+	err := Main(ctx, []string{"--grpc-addr", "nohostport", "--admin-addr", admin, "--store", "nowhere", "--log-level", "loud"}, noEnv, nil, io.Discard, &stderr)
 	require.Error(t, err)
 	for _, want := range []string{`grpc_addr: "nohostport"`, `store: "nowhere"`, `log level: "loud"`} {
 		require.Contains(t, err.Error(), want)
@@ -55,13 +76,13 @@ func TestMainReportsUnusableStoreAndBusyPort(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := Main(ctx, []string{"--store", "ftp://files", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, &bytes.Buffer{})
+	err := Main(ctx, []string{"--store", "ftp://files", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, noEnv, nil, io.Discard, &bytes.Buffer{})
 	require.ErrorContains(t, err, `unsupported scheme "ftp"`)
 
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
-	err = Main(ctx, []string{"--grpc-addr", "127.0.0.1:0", "--admin-addr", busy.Addr().String()}, &bytes.Buffer{})
+	err = Main(ctx, []string{"--grpc-addr", "127.0.0.1:0", "--admin-addr", busy.Addr().String()}, noEnv, nil, io.Discard, &bytes.Buffer{})
 	require.ErrorContains(t, err, "admin listener")
 }
 

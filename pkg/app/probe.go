@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -8,13 +8,16 @@ import (
 	"time"
 )
 
+// ProbeCommand is the subcommand name: `gopotency probe`.
+const ProbeCommand = "probe"
+
 // defaultProbeURL is the readiness endpoint of the default admin_addr.
 const defaultProbeURL = "http://127.0.0.1:9003/readyz"
 
-// probe is `gopotency probe [URL]`: GET an admin endpoint and exit 0 only
+// Probe runs `gopotency probe [URL]`: GET an admin endpoint and exit 0 only
 // on 200. The image is distroless (no shell, no curl), so container health
 // checks (docker-compose) run the binary itself.
-func probe(ctx context.Context, args []string, stderr io.Writer) error {
+func Probe(ctx context.Context, args []string, stderr io.Writer) error {
 	url := defaultProbeURL
 	switch len(args) {
 	case 0:

@@ -1,4 +1,4 @@
-package app
+package envoyconfig
 
 import (
 	"bytes"
@@ -37,11 +37,11 @@ func TestShippedEnvoyConfigsAreGenerated(t *testing.T) {
 			require.NoError(t, err)
 			var out bytes.Buffer
 			argv := strings.Fields(strings.TrimSuffix(s.args, " -o "+s.file))
-			require.NoError(t, EnvoyConfig(argv, &out, io.Discard))
+			require.NoError(t, Run(argv, &out, io.Discard))
 			// The file names the command that writes it, -o included.
 			want := bytes.Replace(out.Bytes(), []byte(strings.Join(argv, " ")+"\n"), []byte(s.args+"\n"), 1)
 			if !bytes.Equal(want, shipped) {
-				t.Fatalf("%s is not what the generator produces from %s; refresh it with\n  make envoy-config\nor\n  go run ./cmd/gopotency %s %s", s.file, argv[1], EnvoyConfigCommand, s.args)
+				t.Fatalf("%s is not what the generator produces from %s; refresh it with\n  make envoy-config\nor\n  go run ./cmd/gopotency %s %s", s.file, argv[1], Command, s.args)
 			}
 		})
 	}
@@ -88,12 +88,12 @@ func TestEnvoyConfigFlags(t *testing.T) {
 		"--config envoy/gopotency.yaml --ext-proc-address unix://run/gp.sock": "a socket is unix:///absolute/path",
 		"--config envoy/gopotency.yaml --ext-proc-address gopotency":          "not host:port",
 	} {
-		err := EnvoyConfig(strings.Fields(args), io.Discard, io.Discard)
+		err := Run(strings.Fields(args), io.Discard, io.Discard)
 		require.ErrorContains(t, err, want, args)
 	}
-	require.NoError(t, EnvoyConfig([]string{"--help"}, io.Discard, io.Discard), "help is not an error")
+	require.NoError(t, Run([]string{"--help"}, io.Discard, io.Discard), "help is not an error")
 	var out bytes.Buffer
-	require.NoError(t, EnvoyConfig(strings.Fields(sidecar+" --selector app=orders,tier=api --name gp"), &out, io.Discard))
+	require.NoError(t, Run(strings.Fields(sidecar+" --selector app=orders,tier=api --name gp"), &out, io.Discard))
 	require.Contains(t, out.String(), "  name: gp\n  namespace: shop\n")
 	require.Contains(t, out.String(), "      app: orders\n      tier: api\n")
 }

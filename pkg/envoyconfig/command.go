@@ -1,4 +1,4 @@
-package app
+package envoyconfig
 
 import (
 	"errors"
@@ -10,26 +10,26 @@ import (
 	"strings"
 
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/envoyconfig"
 )
 
-// EnvoyConfigCommand is the subcommand name: `gopotency envoy-config`.
-const EnvoyConfigCommand = "envoy-config"
+// Command is the subcommand name: `gopotency envoy-config`. The generator
+// owns its subcommand, so its flags live beside the code that reads them.
+const Command = "envoy-config"
 
-// EnvoyConfig runs `gopotency envoy-config`: it generates the Envoy side
-// of the deployment from a GoPotency configuration file and writes it to
-// stdout or to -o. args exclude the subcommand name.
-func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gopotency "+EnvoyConfigCommand, flag.ContinueOnError)
+// Run runs `gopotency envoy-config`: it generates the Envoy side of the
+// deployment from a GoPotency configuration file and writes it to stdout
+// or to -o. args exclude the subcommand name.
+func Run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gopotency "+Command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "GoPotency YAML file with policies and an envoy section (required)")
 	extProc := fs.String("ext-proc-address", "", "where Envoy reaches GoPotency, host:port or unix:///path (overrides envoy.ext_proc_address); the Kubernetes targets want the gopotency Service's DNS name")
-	target := fs.String("target", string(envoyconfig.TargetEnvoy), "what to generate: envoy (a static Envoy 1.40 bootstrap), istio-sidecar or istio-gateway (an Istio EnvoyFilter), envoy-gateway (an Envoy Gateway EnvoyExtensionPolicy)")
+	target := fs.String("target", string(TargetEnvoy), "what to generate: envoy (a static Envoy 1.40 bootstrap), istio-sidecar or istio-gateway (an Istio EnvoyFilter), envoy-gateway (an Envoy Gateway EnvoyExtensionPolicy)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	// Where the Kubernetes object goes and what it attaches to: names of
 	// the deployment, not GoPotency configuration, which one configuration
 	// may serve several of.
-	var k envoyconfig.Kube
+	var k Kube
 	fs.StringVar(&k.Name, "name", "gopotency", "istio-*, envoy-gateway: the object's name")
 	fs.StringVar(&k.Namespace, "namespace", "", "istio-*, envoy-gateway: the object's namespace (required): the workload's, the gateway's (or Istio's root namespace), the HTTPRoutes'")
 	fs.Func("selector", "istio-*: the workloadSelector, label=value[,label=value…] (required): the workload whose sidecar, or the gateway whose pods, run the filter", func(v string) error {
@@ -43,7 +43,7 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		vss, err := envoyconfig.ParseVirtualServices(b)
+		vss, err := ParseVirtualServices(b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", v, err)
 		}
@@ -55,12 +55,12 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 	})
 	fs.Func("http-route", "envoy-gateway: an HTTPRoute of --namespace to attach to, NAME or NAME/RULE for one named rule (repeat for more; at least one)", func(v string) error {
 		name, rule, _ := strings.Cut(v, "/")
-		k.HTTPRoutes = append(k.HTTPRoutes, envoyconfig.HTTPRouteRef{Name: name, Rule: rule})
+		k.HTTPRoutes = append(k.HTTPRoutes, HTTPRouteRef{Name: name, Rule: rule})
 		return nil
 	})
 	fs.StringVar(&k.Gateway, "gateway", "", "envoy-gateway: the Gateway of --namespace the HTTPRoutes attach to; a ClientTrafficPolicy raises its listener buffer above max_request_body (required when a policy reads request bodies)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gopotency %s --config FILE [flags]\n\nGenerates the Envoy side (plain Envoy, Istio, Envoy Gateway) from GoPotency's configuration, so routes, matchers and attributes cannot drift.\n\n", EnvoyConfigCommand)
+		fmt.Fprintf(stderr, "usage: gopotency %s --config FILE [flags]\n\nGenerates the Envoy side (plain Envoy, Istio, Envoy Gateway) from GoPotency's configuration, so routes, matchers and attributes cannot drift.\n\n", Command)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,16 +69,16 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	t := envoyconfig.Target(*target)
+	t := Target(*target)
 	switch {
 	case fs.NArg() > 0:
-		return fmt.Errorf("%s: unexpected arguments %q", EnvoyConfigCommand, fs.Args())
+		return fmt.Errorf("%s: unexpected arguments %q", Command, fs.Args())
 	case *cfgPath == "":
-		return fmt.Errorf("%s: --config is required", EnvoyConfigCommand)
-	case !slices.Contains(envoyconfig.Targets, t):
-		return fmt.Errorf("%s: --target %q: want one of %v", EnvoyConfigCommand, *target, envoyconfig.Targets)
+		return fmt.Errorf("%s: --config is required", Command)
+	case !slices.Contains(Targets, t):
+		return fmt.Errorf("%s: --target %q: want one of %v", Command, *target, Targets)
 	}
-	if t == envoyconfig.TargetEnvoy {
+	if t == TargetEnvoy {
 		var kubeFlags []string
 		fs.Visit(func(f *flag.Flag) {
 			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route", "gateway", "virtual-service"}, f.Name) {
@@ -86,9 +86,9 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 			}
 		})
 		if len(kubeFlags) > 0 {
-			return fmt.Errorf("%s: %v name a Kubernetes object; --target envoy writes an Envoy bootstrap", EnvoyConfigCommand, kubeFlags)
+			return fmt.Errorf("%s: %v name a Kubernetes object; --target envoy writes an Envoy bootstrap", Command, kubeFlags)
 		}
-		k = envoyconfig.Kube{}
+		k = Kube{}
 	}
 	// The environment is not read: the output depends on the file and
 	// the flags alone, so it can be checked in and compared.
@@ -106,7 +106,7 @@ func EnvoyConfig(args []string, stdout, stderr io.Writer) error {
 		}
 		e.ExtProcAddress = *extProc
 	}
-	b, err := envoyconfig.GenerateTarget(cfg, t, k, "gopotency "+EnvoyConfigCommand+" "+shellJoin(args))
+	b, err := GenerateTarget(cfg, t, k, "gopotency "+Command+" "+shellJoin(args))
 	if err != nil {
 		return err
 	}
