@@ -17,12 +17,12 @@ func TestTuneRuntime(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
-	cfg := &config.Config{Store: "memory://?max_bytes=64MiB", MaxBufferedBytes: 32 << 20}
+	cfg := &config.Config{Store: "memory://?max_bytes=64MiB", ExtProc: config.ExtProc{MaxBufferedBytes: 32 << 20}}
 	TuneRuntime(cfg, env(nil), log)
 	assert.Equal(t, DefaultGCPercent, debug.SetGCPercent(100))
 	assert.Equal(t, int64(32<<20+runtimeHeadroom+64<<20), debug.SetMemoryLimit(-1), "buffers, the memory store's budget, headroom")
 
-	cfg = &config.Config{Store: "redis://r:6379", MaxBufferedBytes: 32 << 20, ReplayCacheTTL: 1, ReplayCacheBytes: 16 << 20}
+	cfg = &config.Config{Store: "redis://r:6379", ExtProc: config.ExtProc{MaxBufferedBytes: 32 << 20}, ReplayCache: config.ReplayCache{ReplayCacheTTL: 1, ReplayCacheBytes: 16 << 20}}
 	TuneRuntime(cfg, env(nil), log)
 	assert.Equal(t, int64(32<<20+runtimeHeadroom+16<<20), debug.SetMemoryLimit(-1))
 

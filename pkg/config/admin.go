@@ -12,19 +12,14 @@ type AdminAPI struct {
 	// TokenFile holds the accepted bearer tokens, one per line. The server
 	// re-reads it on every API request, so a rotated token (a Kubernetes
 	// Secret update) is accepted, and the old one refused, at once.
-	TokenFile string
+	TokenFile string `yaml:"token_file"`
 	// Token is the one accepted token when it comes from the environment
 	// (GOPOTENCY_ADMIN_TOKEN). Never logged.
-	Token string
+	Token string `yaml:"-"`
 }
 
 // Enabled reports whether the API is served.
 func (a AdminAPI) Enabled() bool { return a.TokenFile != "" || a.Token != "" }
-
-// adminFile is the admin YAML section.
-type adminFile struct {
-	TokenFile string `yaml:"token_file"`
-}
 
 // registerAdminFlags adds the admin API's flag and reads its token from
 // the environment. The token itself has no flag: command lines are visible
@@ -35,11 +30,8 @@ func (c *Config) registerAdminFlags(fs *flag.FlagSet, env func(name, def string)
 	c.Admin.Token = env("GOPOTENCY_ADMIN_TOKEN", "")
 }
 
-// mergeAdmin fills AdminAPI from the file and checks it.
-func (c *Config) mergeAdmin(f *file) []error {
-	if c.Admin.TokenFile == "" {
-		c.Admin.TokenFile = f.Admin.TokenFile
-	}
+// checkAdmin checks the admin section.
+func (c *Config) checkAdmin() []error {
 	if c.Admin.TokenFile != "" && c.Admin.Token != "" {
 		return []error{errors.New("admin: both a token file (admin.token_file, --admin-token-file or GOPOTENCY_ADMIN_TOKEN_FILE) and GOPOTENCY_ADMIN_TOKEN are set; choose one")}
 	}

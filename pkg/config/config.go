@@ -12,7 +12,9 @@ import (
 	"maps"
 	"net"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,49 +38,63 @@ const (
 	DefaultStoreTimeout = 800 * time.Millisecond
 )
 
-// Config is the whole server configuration.
+// Config is the whole server configuration. The YAML file is decoded onto
+// Defaults(), so each setting is declared once, here, with its YAML key;
+// flags and environment variables override what the file says (Load).
 type Config struct {
-	GRPCAddr  string
-	AdminAddr string
+	GRPCAddr  string `yaml:"grpc_addr"`
+	AdminAddr string `yaml:"admin_addr"`
 	// Store is a URL: memory://, redis://, rediss://, redis+cluster://,
 	// redis+sentinel://, postgres://, sqlite:///path.
-	Store     string
-	LogLevel  string
-	LogFormat string
+	Store string `yaml:"store"`
+	Log   `yaml:"log"`
 	// ShutdownGrace bounds graceful shutdown of in-flight streams.
-	ShutdownGrace time.Duration
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// DrainDelay is how long the server reports NOT_SERVING before it
 	// stops accepting streams, so Envoy's health checks move traffic away.
-	DrainDelay time.Duration
-	// Default applies to routes that name no policy.
-	Default idempotency.Policy
-	// Policies are selected per route by name.
-	Policies map[string]*idempotency.Policy
+	DrainDelay time.Duration `yaml:"drain_delay"`
 	// StoreTimeout bounds each store call; keep it below Envoy's
 	// message_timeout so a slow store is answered with a 503 problem (or
 	// passed under fail_open), not Envoy's bare 504.
-	StoreTimeout time.Duration
-	// ReplayCacheTTL and ReplayCacheBytes bound the in-process cache of
-	// completed records in front of a shared store (replaycache); a TTL
-	// of 0 turns it off.
-	ReplayCacheTTL   time.Duration
-	ReplayCacheBytes int64
-	// PolicyHeader, RoutePolicies, MaxMessageTimeout and
-	// MaxBufferedBytes: see extproc.Options.
-	PolicyHeader      string
-	RoutePolicies     map[string]string
-	MaxMessageTimeout time.Duration
-	MaxBufferedBytes  int64
-	Deploy            // TLS, --version (deploy.go)
-	// GRPCSocketMode is the permission of a unix:// grpc_addr socket.
-	GRPCSocketMode os.FileMode
+	StoreTimeout time.Duration `yaml:"store_timeout"`
+	ReplayCache  `yaml:"replay_cache"`
+	ExtProc      `yaml:"ext_proc"`
+	Deploy       `yaml:",inline"` // TLS, --version (deploy.go)
+	// GRPCSocketMode is the permission of a unix:// grpc_addr socket, set
+	// from the grpc_socket section (socket.go).
+	GRPCSocketMode os.FileMode `yaml:"-"`
 	// Pprof serves net/http/pprof on the admin listener.
-	Pprof      bool
-	pprofGiven bool // by flag or environment, so the file does not decide
-	// Envoy is the envoy section (nil without one); see envoy.go.
-	Envoy *Envoy
+	Pprof bool `yaml:"pprof"`
 	// Admin is the operator API (admin.go).
-	Admin AdminAPI
+	Admin AdminAPI `yaml:"admin"`
+
+	// Default applies to routes that name no policy.
+	Default idempotency.Policy `yaml:"-"`
+	// Policies are selected per route by name.
+	Policies map[string]*idempotency.Policy `yaml:"-"`
+	// Envoy is the envoy section (nil without one); see envoy.go.
+	Envoy *Envoy `yaml:"-"`
+}
+
+// Log is the log section.
+type Log struct {
+	LogLevel  string `yaml:"level"`
+	LogFormat string `yaml:"format"`
+}
+
+// ReplayCache bounds the in-process cache of completed records in front
+// of a shared store (replaycache); a TTL of 0 turns it off.
+type ReplayCache struct {
+	ReplayCacheTTL   time.Duration `yaml:"ttl"`
+	ReplayCacheBytes int64         `yaml:"max_bytes"`
+}
+
+// ExtProc is the ext_proc section: see extproc.Options.
+type ExtProc struct {
+	PolicyHeader      string            `yaml:"policy_header"`
+	RoutePolicies     map[string]string `yaml:"route_policies"`
+	MaxMessageTimeout time.Duration     `yaml:"max_message_timeout"`
+	MaxBufferedBytes  int64             `yaml:"max_buffered_bytes"`
 }
 
 // Defaults of the replay cache: a purge on one instance may go unseen by
@@ -92,35 +108,40 @@ const (
 // at once (request bodies for fingerprints, responses being recorded).
 const DefaultMaxBufferedBytes = 256 << 20
 
-// file is the YAML document. Unknown fields are errors.
+// DefaultPolicyHeader is the request header that names a route's policy.
+const DefaultPolicyHeader = "x-gopotency-policy"
+
+// DefaultShutdownGrace bounds graceful shutdown.
+const DefaultShutdownGrace = 30 * time.Second
+
+// Defaults returns the configuration of a server given no settings: the
+// one place the server's defaults are put together. Store is left empty
+// so Load can tell a store that was never configured (StoreDefaulted).
+func Defaults() Config {
+	return Config{
+		GRPCAddr:       DefaultGRPCAddr,
+		AdminAddr:      DefaultAdminAddr,
+		Log:            Log{LogLevel: DefaultLogLevel, LogFormat: DefaultLogFormat},
+		ShutdownGrace:  DefaultShutdownGrace,
+		DrainDelay:     DefaultDrainDelay,
+		StoreTimeout:   DefaultStoreTimeout,
+		ReplayCache:    ReplayCache{ReplayCacheTTL: DefaultReplayCacheTTL, ReplayCacheBytes: DefaultReplayCacheBytes},
+		ExtProc:        ExtProc{PolicyHeader: DefaultPolicyHeader, MaxBufferedBytes: DefaultMaxBufferedBytes},
+		Deploy:         Deploy{GRPCTLS: TLS{ReloadInterval: DefaultTLSReloadInterval}},
+		GRPCSocketMode: DefaultGRPCSocketMode,
+		Default:        idempotency.DefaultPolicy(),
+	}
+}
+
+// file is the YAML document: the Config's own keys, and the sections that
+// are decoded in a second step (policies inherit default_policy; envoy
+// routes name policies). Unknown fields are errors.
 type file struct {
-	GRPCAddr      string     `yaml:"grpc_addr"`
-	GRPCSocket    socketFile `yaml:"grpc_socket"`
-	Pprof         bool       `yaml:"pprof"`
-	AdminAddr     string     `yaml:"admin_addr"`
-	Store         string     `yaml:"store"`
-	ShutdownGrace *duration  `yaml:"shutdown_grace"`
-	DrainDelay    *duration  `yaml:"drain_delay"`
-	StoreTimeout  *duration  `yaml:"store_timeout"`
-	ReplayCache   struct {
-		TTL      *duration `yaml:"ttl"`
-		MaxBytes *int64    `yaml:"max_bytes"`
-	} `yaml:"replay_cache"`
-	Log struct{ Level, Format string } `yaml:"log"`
-	// The policies are decoded onto their inherited values after the
-	// rest of the file (decodePolicy), so they are kept as written here.
+	Config        `yaml:",inline"`
+	GRPCSocket    socketFile           `yaml:"grpc_socket"`
 	DefaultPolicy yaml.Node            `yaml:"default_policy"`
 	Policies      map[string]yaml.Node `yaml:"policies"`
-	ExtProc       struct {
-		PolicyHeader      string            `yaml:"policy_header"`
-		RoutePolicies     map[string]string `yaml:"route_policies"`
-		MaxMessageTimeout *duration         `yaml:"max_message_timeout"`
-		MaxBufferedBytes  *int64            `yaml:"max_buffered_bytes"`
-	} `yaml:"ext_proc"`
-	GRPCTLS tlsFile    `yaml:"grpc_tls"`
-	Envoy   *envoyFile `yaml:"envoy"`
-
-	Admin adminFile `yaml:"admin"`
+	Envoy         *envoyFile           `yaml:"envoy"`
 }
 
 // Load builds the configuration from args (without the program name), the
@@ -129,7 +150,9 @@ type file struct {
 func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("gopotency", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c Config
+	// over holds what flags and the environment set ("" is unset); it
+	// wins over the file (override).
+	var over Config
 	var cfgPath string
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -137,27 +160,24 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		}
 		return def
 	}
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("GOPOTENCY_GRPC_ADDR", ""), "gRPC listen address for Envoy (env GOPOTENCY_GRPC_ADDR; default "+DefaultGRPCAddr+")")
-	fs.StringVar(&c.AdminAddr, "admin-addr", env("GOPOTENCY_ADMIN_ADDR", ""), "HTTP address for /metrics, /healthz, /readyz (env GOPOTENCY_ADMIN_ADDR; default "+DefaultAdminAddr+")")
-	fs.StringVar(&c.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
+	fs.StringVar(&over.GRPCAddr, "grpc-addr", env("GOPOTENCY_GRPC_ADDR", ""), "gRPC listen address for Envoy (env GOPOTENCY_GRPC_ADDR; default "+DefaultGRPCAddr+")")
+	fs.StringVar(&over.AdminAddr, "admin-addr", env("GOPOTENCY_ADMIN_ADDR", ""), "HTTP address for /metrics, /healthz, /readyz (env GOPOTENCY_ADMIN_ADDR; default "+DefaultAdminAddr+")")
+	fs.StringVar(&over.Store, "store", env("GOPOTENCY_STORE", ""), "store URL (env GOPOTENCY_STORE; default "+DefaultStore+")")
 	fs.StringVar(&cfgPath, "config", env("GOPOTENCY_CONFIG", ""), "YAML configuration file (env GOPOTENCY_CONFIG)")
-	fs.StringVar(&c.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
-	c.registerDeployFlags(fs, env)
-	fs.BoolVar(&c.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
-	c.registerAdminFlags(fs, env)
+	fs.StringVar(&over.LogLevel, "log-level", env("GOPOTENCY_LOG_LEVEL", ""), "debug, info, warn or error (env GOPOTENCY_LOG_LEVEL; default info)")
+	over.registerDeployFlags(fs, env)
+	fs.BoolVar(&over.Pprof, "pprof", env("GOPOTENCY_PPROF", "") == "1", "serve net/http/pprof under /debug/pprof/ on the admin address (env GOPOTENCY_PPROF=1); off by default")
+	over.registerAdminFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	// An explicit --pprof or GOPOTENCY_PPROF (either way) wins over the file.
-	c.pprofGiven = getenv("GOPOTENCY_PPROF") != ""
-	fs.Visit(func(fl *flag.Flag) { c.pprofGiven = c.pprofGiven || fl.Name == "pprof" })
-	if c.ShowVersion {
-		return &c, nil
+	if over.ShowVersion {
+		return &over, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	var f file
+	f := file{Config: Defaults()}
 	var typeErrs []string
 	if cfgPath != "" {
 		raw, err := os.ReadFile(cfgPath)
@@ -176,12 +196,54 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 			typeErrs = te.Errors
 		}
 	}
+	c := &f.Config
+	// An explicit --pprof or GOPOTENCY_PPROF (either way) wins over the file.
+	pprofGiven := getenv("GOPOTENCY_PPROF") != ""
+	fs.Visit(func(fl *flag.Flag) { pprofGiven = pprofGiven || fl.Name == "pprof" })
+	c.override(&over, pprofGiven)
+	c.StoreDefaulted = c.Store == ""
+	if c.StoreDefaulted {
+		c.Store = DefaultStore
+	}
 	policyErrs := c.policies(&f, &typeErrs)
 	var fieldErr error
 	if len(typeErrs) > 0 {
-		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: typeErrs})
+		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: clearDurationErrors(typeErrs)})
 	}
-	return c.merge(&f, append([]error{fieldErr}, policyErrs...))
+	return c.check(&f, append([]error{fieldErr}, policyErrs...))
+}
+
+// override sets what flags and the environment (o) set over the file's
+// values: the only settings that need to know whether they were given.
+func (c *Config) override(o *Config, pprofGiven bool) {
+	for dst, v := range map[*string]string{
+		&c.GRPCAddr: o.GRPCAddr, &c.AdminAddr: o.AdminAddr, &c.Store: o.Store, &c.LogLevel: o.LogLevel,
+		&c.GRPCTLS.CertFile: o.GRPCTLS.CertFile, &c.GRPCTLS.KeyFile: o.GRPCTLS.KeyFile, &c.GRPCTLS.ClientCAFile: o.GRPCTLS.ClientCAFile,
+		&c.Admin.TokenFile: o.Admin.TokenFile,
+	} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	c.Admin.Token = o.Admin.Token // environment only, never in the file
+	if pprofGiven {
+		c.Pprof = o.Pprof
+	}
+}
+
+// yamlDurationErr is yaml's error for a value that is not a Go duration.
+var yamlDurationErr = regexp.MustCompile("cannot unmarshal !!\\w+ `(.*)` into time.Duration")
+
+// clearDurationErrors says what a duration should look like where yaml
+// says only that the value did not decode.
+func clearDurationErrors(msgs []string) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = yamlDurationErr.ReplaceAllStringFunc(m, func(s string) string {
+			return strconv.Quote(yamlDurationErr.FindStringSubmatch(s)[1]) + " is not a duration like 30s or 24h"
+		})
+	}
+	return out
 }
 
 // policies decodes default_policy onto idempotency.DefaultPolicy and each
@@ -207,43 +269,11 @@ func (c *Config) policies(f *file, typeErrs *[]string) []error {
 	return errs
 }
 
-// merge fills unset settings from the file and defaults, then validates.
-// fileErrs, the problems found decoding the file, are reported first.
-func (c *Config) merge(f *file, fileErrs []error) (*Config, error) {
-	first := func(vals ...string) string {
-		for _, v := range vals {
-			if v != "" {
-				return v
-			}
-		}
-		return ""
-	}
-	deployErrs := append(c.mergeDeploy(f), c.mergeAdmin(f)...)
-	c.GRPCAddr = first(c.GRPCAddr, f.GRPCAddr, DefaultGRPCAddr)
-	c.AdminAddr = first(c.AdminAddr, f.AdminAddr, DefaultAdminAddr)
-	c.Store = first(c.Store, f.Store, DefaultStore)
-	c.LogLevel = first(c.LogLevel, f.Log.Level, DefaultLogLevel)
-	c.LogFormat = first(f.Log.Format, DefaultLogFormat)
-	c.PolicyHeader = first(f.ExtProc.PolicyHeader, "x-gopotency-policy")
-	c.ShutdownGrace = f.ShutdownGrace.or(30 * time.Second)
-	c.DrainDelay = f.DrainDelay.or(DefaultDrainDelay)
-	c.StoreTimeout = f.StoreTimeout.or(DefaultStoreTimeout)
-	c.ReplayCacheTTL = f.ReplayCache.TTL.or(DefaultReplayCacheTTL)
-	c.ReplayCacheBytes = DefaultReplayCacheBytes
-	if f.ReplayCache.MaxBytes != nil {
-		c.ReplayCacheBytes = *f.ReplayCache.MaxBytes
-	}
-	c.MaxMessageTimeout = f.ExtProc.MaxMessageTimeout.or(0)
-	c.RoutePolicies = f.ExtProc.RoutePolicies
-	c.MaxBufferedBytes = DefaultMaxBufferedBytes
-	if f.ExtProc.MaxBufferedBytes != nil {
-		c.MaxBufferedBytes = *f.ExtProc.MaxBufferedBytes
-	}
-
-	errs := append(fileErrs, deployErrs...)
-	if !c.pprofGiven {
-		c.Pprof = f.Pprof
-	}
+// check validates the configuration; fileErrs, the problems found
+// decoding the file, are reported first.
+func (c *Config) check(f *file, fileErrs []error) (*Config, error) {
+	errs := append(fileErrs, c.checkDeploy()...)
+	errs = append(errs, c.checkAdmin()...)
 	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {
 		if a.name == "grpc_addr" && strings.HasPrefix(a.addr, "unix:") {

@@ -15,12 +15,12 @@ const DefaultTLSReloadInterval = 10 * time.Second
 // decides: TLS on the ext_proc listener and what --version asks for.
 type Deploy struct {
 	// GRPCTLS secures the ext_proc listener; off when CertFile is empty.
-	GRPCTLS TLS
+	GRPCTLS TLS `yaml:"grpc_tls"`
 	// ShowVersion: print the version and exit (--version).
-	ShowVersion bool
+	ShowVersion bool `yaml:"-"`
 	// StoreDefaulted is true when no store was configured anywhere and
 	// memory:// was taken by default.
-	StoreDefaulted bool
+	StoreDefaulted bool `yaml:"-"`
 }
 
 // TLS is a server certificate and key, and optionally the CA bundle that
@@ -28,22 +28,14 @@ type Deploy struct {
 // refused). The files are re-read every ReloadInterval, so rotated
 // certificates are served without a restart.
 type TLS struct {
-	CertFile       string
-	KeyFile        string
-	ClientCAFile   string
-	ReloadInterval time.Duration
+	CertFile       string        `yaml:"cert_file"`
+	KeyFile        string        `yaml:"key_file"`
+	ClientCAFile   string        `yaml:"client_ca_file"`
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
 // Enabled reports whether the listener serves TLS.
 func (t TLS) Enabled() bool { return t.CertFile != "" }
-
-// tlsFile is the grpc_tls YAML section.
-type tlsFile struct {
-	CertFile       string    `yaml:"cert_file"`
-	KeyFile        string    `yaml:"key_file"`
-	ClientCAFile   string    `yaml:"client_ca_file"`
-	ReloadInterval *duration `yaml:"reload_interval"`
-}
 
 // registerDeployFlags adds the flags of Deploy, with their environment
 // variables as defaults like every other flag.
@@ -54,21 +46,9 @@ func (c *Config) registerDeployFlags(fs *flag.FlagSet, env func(name, def string
 	fs.StringVar(&c.GRPCTLS.ClientCAFile, "grpc-tls-client-ca", env("GOPOTENCY_GRPC_TLS_CLIENT_CA", ""), "PEM CA bundle; when set, clients must present a certificate it signed (mTLS) (env GOPOTENCY_GRPC_TLS_CLIENT_CA)")
 }
 
-// mergeDeploy fills Deploy from the file and checks it. It runs before the
-// store default is applied.
-func (c *Config) mergeDeploy(f *file) []error {
-	c.StoreDefaulted = c.Store == "" && f.Store == ""
+// checkDeploy checks the grpc_tls section.
+func (c *Config) checkDeploy() []error {
 	t := &c.GRPCTLS
-	set := func(dst *string, v string) {
-		if *dst == "" {
-			*dst = v
-		}
-	}
-	set(&t.CertFile, f.GRPCTLS.CertFile)
-	set(&t.KeyFile, f.GRPCTLS.KeyFile)
-	set(&t.ClientCAFile, f.GRPCTLS.ClientCAFile)
-	t.ReloadInterval = f.GRPCTLS.ReloadInterval.or(DefaultTLSReloadInterval)
-
 	var errs []error
 	switch {
 	case t.CertFile != "" && t.KeyFile == "":

@@ -117,16 +117,10 @@ func decodeKeys(n *yaml.Node, keys map[string]any, typeErrs *[]string, valueErr 
 }
 
 // decodeValue decodes one setting; the types YAML cannot decode by itself
-// (durations with their clear error, status sets, auto_key) are handled
-// here. An empty string keeps the inherited value, as it always has.
+// (status sets, auto_key) are handled here. An empty string keeps the inherited value, as it always has.
 func decodeValue(v *yaml.Node, dst any, typeErrs *[]string) error {
 	var err error
 	switch dst := dst.(type) {
-	case *time.Duration:
-		var d duration
-		if err = v.Decode(&d); err == nil {
-			*dst = time.Duration(d)
-		}
 	case *idempotency.StatusSet:
 		var codes []string
 		if err = v.Decode(&codes); err == nil {
