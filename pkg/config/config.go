@@ -141,7 +141,7 @@ type file struct {
 	GRPCSocket    socketFile           `yaml:"grpc_socket"`
 	DefaultPolicy yaml.Node            `yaml:"default_policy"`
 	Policies      map[string]yaml.Node `yaml:"policies"`
-	Envoy         *envoyFile           `yaml:"envoy"`
+	Envoy         *Envoy               `yaml:"envoy"`
 }
 
 // Load builds the configuration from args (without the program name), the

@@ -27,28 +27,29 @@ const (
 // configuration from it and the policies, so the two cannot drift.
 type Envoy struct {
 	// Listen and Admin are Envoy's HTTP listener and admin addresses.
-	Listen, Admin string
+	Listen string `yaml:"listen"`
+	Admin  string `yaml:"admin"`
 	// ExtProcAddress is where Envoy reaches GoPotency: host:port, or
 	// unix:///path for a socket beside Envoy.
-	ExtProcAddress string
+	ExtProcAddress string `yaml:"ext_proc_address"`
 	// MessageTimeout is the ext_proc filter's message_timeout.
-	MessageTimeout time.Duration
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 	// BodyFirst sends keyed requests that declare a small enough
 	// Content-Length body-first (request headers skipped, CEL attributes
 	// on the buffered body message): one message for a replay.
-	BodyFirst bool
-	Clusters  []EnvoyCluster
+	BodyFirst bool           `yaml:"body_first"`
+	Clusters  []EnvoyCluster `yaml:"clusters"`
 	// Routes in match order: the first whose prefix starts the path wins.
 	// Plain Envoy needs at least one, and clusters; the Istio and Envoy
 	// Gateway targets route with their own objects and read only names
 	// and policies here.
-	Routes []EnvoyRoute
+	Routes []EnvoyRoute `yaml:"routes"`
 }
 
 // EnvoyCluster is an upstream Envoy routes to.
 type EnvoyCluster struct {
-	Name    string
-	Address string // host:port
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"` // host:port
 }
 
 // EnvoyRoute is one path prefix, or one route named by the Envoy the
@@ -58,36 +59,16 @@ type EnvoyRoute struct {
 	// start with it, and under an Istio gateway it is the VirtualService
 	// http route whose Envoy route gets the route's policy. RouteName
 	// derives one from Prefix when it is empty.
-	Name   string
-	Prefix string
+	Name   string `yaml:"name"`
+	Prefix string `yaml:"prefix"`
 	// Policy names the policy of this route; empty is the default policy.
-	Policy string
+	Policy string `yaml:"policy"`
 	// Cluster is the upstream (the only cluster when empty).
-	Cluster string
+	Cluster string `yaml:"cluster"`
 	// Timeout is Envoy's route timeout (0: Envoy's default, 15s).
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// Disabled routes never reach GoPotency.
-	Disabled bool
-}
-
-type envoyFile struct {
-	Listen         string    `yaml:"listen"`
-	Admin          string    `yaml:"admin"`
-	ExtProcAddress string    `yaml:"ext_proc_address"`
-	MessageTimeout *duration `yaml:"message_timeout"`
-	BodyFirst      bool      `yaml:"body_first"`
-	Clusters       []struct {
-		Name    string `yaml:"name"`
-		Address string `yaml:"address"`
-	} `yaml:"clusters"`
-	Routes []struct {
-		Name     string    `yaml:"name"`
-		Prefix   string    `yaml:"prefix"`
-		Policy   string    `yaml:"policy"`
-		Cluster  string    `yaml:"cluster"`
-		Timeout  *duration `yaml:"timeout"`
-		Disabled bool      `yaml:"disabled"`
-	} `yaml:"routes"`
+	Disabled bool `yaml:"disabled"`
 }
 
 // UnixSocketPath returns the path of a unix:///path address, or "" when
@@ -125,22 +106,18 @@ func checkUnix(name, addr string) error {
 	return nil
 }
 
-// envoy builds c.Envoy from f (nil f: no envoy section). It runs after
-// the policies are built, since routes name them.
-func (c *Config) envoy(f *envoyFile) []error {
-	if f == nil {
+// envoy checks the envoy section e (nil: none) and fills in its defaults
+// (a zero listen, admin or message_timeout takes the default). It runs
+// after the policies are built, since routes name them.
+func (c *Config) envoy(e *Envoy) []error {
+	if e == nil {
 		return nil
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("envoy."+format, args...)) }
-	e := &Envoy{Listen: f.Listen, Admin: f.Admin, ExtProcAddress: f.ExtProcAddress,
-		MessageTimeout: f.MessageTimeout.or(DefaultMessageTimeout), BodyFirst: f.BodyFirst}
-	if e.Listen == "" {
-		e.Listen = DefaultEnvoyListen
-	}
-	if e.Admin == "" {
-		e.Admin = DefaultEnvoyAdmin
-	}
+	e.Listen = cmp.Or(e.Listen, DefaultEnvoyListen)
+	e.Admin = cmp.Or(e.Admin, DefaultEnvoyAdmin)
+	e.MessageTimeout = cmp.Or(e.MessageTimeout, DefaultMessageTimeout)
 	for _, a := range []struct{ name, addr string }{{"listen", e.Listen}, {"admin", e.Admin}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			bad("%s: %q is not host:port", a.name, a.addr)
@@ -165,7 +142,7 @@ func (c *Config) envoy(f *envoyFile) []error {
 		bad("message_timeout: %s is above ext_proc.max_message_timeout (%s)", e.MessageTimeout, c.MaxMessageTimeout)
 	}
 	clusters := map[string]bool{}
-	for i, cl := range f.Clusters {
+	for i, cl := range e.Clusters {
 		switch {
 		case !clusterName.MatchString(cl.Name):
 			bad("clusters[%d]: name %q: use letters, digits, '.', '_' and '-'", i, cl.Name)
@@ -178,22 +155,21 @@ func (c *Config) envoy(f *envoyFile) []error {
 		if _, _, err := net.SplitHostPort(cl.Address); err != nil {
 			bad("clusters.%s: address %q is not host:port", cl.Name, cl.Address)
 		}
-		e.Clusters = append(e.Clusters, EnvoyCluster{Name: cl.Name, Address: cl.Address})
 	}
 	// Clusters and routes may be left out: the targets that route with
 	// objects of their own (Istio, Envoy Gateway) do not use them, and
 	// `gopotency envoy-config` refuses a plain Envoy without them.
 	names := map[string]bool{}
-	for i, r := range f.Routes {
+	for i := range e.Routes {
+		r := &e.Routes[i]
 		at := fmt.Sprintf("routes[%d] (%s)", i, cmp.Or(r.Prefix, r.Name))
-		route := EnvoyRoute{Name: r.Name, Prefix: r.Prefix, Policy: r.Policy, Cluster: r.Cluster, Timeout: r.Timeout.or(0), Disabled: r.Disabled}
 		switch {
 		case r.Prefix == "" && r.Name == "":
 			bad("%s: a route needs a prefix (plain Envoy) or a name (an Istio gateway's VirtualService route)", at)
 		case r.Prefix != "" && !strings.HasPrefix(r.Prefix, "/"):
 			bad("%s: prefix must start with /", at)
 		case r.Prefix != "":
-			for _, prev := range e.Routes {
+			for _, prev := range e.Routes[:i] {
 				if prev.Prefix != "" && strings.HasPrefix(r.Prefix, prev.Prefix) {
 					bad("%s: never matched, the earlier prefix %q takes every path it would", at, prev.Prefix)
 					break
@@ -203,18 +179,18 @@ func (c *Config) envoy(f *envoyFile) []error {
 		if r.Name != "" && !routeName.MatchString(r.Name) {
 			bad("%s: name %q: use letters, digits, '.', '_', '-', '/' and ':'", at, r.Name)
 		}
-		if n := route.RouteName(); names[n] {
+		if n := r.RouteName(); names[n] {
 			bad("%s: a second route named %q (set name to tell them apart)", at, n)
 		} else {
 			names[n] = true
 		}
-		if route.Cluster == "" && len(f.Clusters) == 1 {
-			route.Cluster = f.Clusters[0].Name
+		if r.Cluster == "" && len(e.Clusters) == 1 {
+			r.Cluster = e.Clusters[0].Name
 		}
-		if (route.Cluster != "" || len(f.Clusters) > 0) && !clusters[route.Cluster] {
-			bad("%s: cluster %q is not among envoy.clusters", at, route.Cluster)
+		if (r.Cluster != "" || len(e.Clusters) > 0) && !clusters[r.Cluster] {
+			bad("%s: cluster %q is not among envoy.clusters", at, r.Cluster)
 		}
-		if route.Timeout < 0 {
+		if r.Timeout < 0 {
 			bad("%s: timeout must not be negative", at)
 		}
 		switch {
@@ -223,7 +199,6 @@ func (c *Config) envoy(f *envoyFile) []error {
 		case r.Policy != "" && c.Policies[r.Policy] == nil:
 			bad("%s: policy %q is not among policies", at, r.Policy)
 		}
-		e.Routes = append(e.Routes, route)
 	}
 	c.Envoy = e
 	return errs

@@ -3,40 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
-
-// duration is a YAML duration written as Go does ("30s", "24h").
-type duration time.Duration
-
-// badDuration marks a value that did not parse. It is reported once by
-// the decoder and otherwise treated as unset, so it causes no follow-on
-// errors ("lease: must be at least 10ms").
-const badDuration = duration(math.MinInt64)
-
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		// A TypeError lets the decoder go on and report every bad value.
-		*d = badDuration
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration like 30s or 24h", n.Line, n.Value)}}
-	}
-	*d = duration(v)
-	return nil
-}
-
-func (d *duration) or(def time.Duration) time.Duration {
-	if d == nil || *d == badDuration {
-		return def
-	}
-	return time.Duration(*d)
-}
 
 // policyKeys is the one place a policy setting gets its YAML name: each
 // key points at the field of p it sets. A policy section is decoded onto
