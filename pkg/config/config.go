@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
@@ -104,13 +105,6 @@ const (
 	DefaultReplayCacheBytes = 64 << 20
 )
 
-// DefaultMaxBufferedBytes bounds the body bytes all ext_proc streams hold
-// at once (request bodies for fingerprints, responses being recorded).
-const DefaultMaxBufferedBytes = 256 << 20
-
-// DefaultPolicyHeader is the request header that names a route's policy.
-const DefaultPolicyHeader = "x-gopotency-policy"
-
 // DefaultShutdownGrace bounds graceful shutdown.
 const DefaultShutdownGrace = 30 * time.Second
 
@@ -119,14 +113,15 @@ const DefaultShutdownGrace = 30 * time.Second
 // so Load can tell a store that was never configured (StoreDefaulted).
 func Defaults() Config {
 	return Config{
-		GRPCAddr:       DefaultGRPCAddr,
-		AdminAddr:      DefaultAdminAddr,
-		Log:            Log{LogLevel: DefaultLogLevel, LogFormat: DefaultLogFormat},
-		ShutdownGrace:  DefaultShutdownGrace,
-		DrainDelay:     DefaultDrainDelay,
-		StoreTimeout:   DefaultStoreTimeout,
-		ReplayCache:    ReplayCache{ReplayCacheTTL: DefaultReplayCacheTTL, ReplayCacheBytes: DefaultReplayCacheBytes},
-		ExtProc:        ExtProc{PolicyHeader: DefaultPolicyHeader, MaxBufferedBytes: DefaultMaxBufferedBytes},
+		GRPCAddr:      DefaultGRPCAddr,
+		AdminAddr:     DefaultAdminAddr,
+		Log:           Log{LogLevel: DefaultLogLevel, LogFormat: DefaultLogFormat},
+		ShutdownGrace: DefaultShutdownGrace,
+		DrainDelay:    DefaultDrainDelay,
+		StoreTimeout:  DefaultStoreTimeout,
+		ReplayCache:   ReplayCache{ReplayCacheTTL: DefaultReplayCacheTTL, ReplayCacheBytes: DefaultReplayCacheBytes},
+		// The ext_proc server's own defaults: the section is its options.
+		ExtProc:        ExtProc{PolicyHeader: extproc.DefaultPolicyHeader, MaxBufferedBytes: extproc.DefaultMaxBufferedBytes},
 		Deploy:         Deploy{GRPCTLS: TLS{ReloadInterval: DefaultTLSReloadInterval}},
 		GRPCSocketMode: DefaultGRPCSocketMode,
 		Default:        idempotency.DefaultPolicy(),
