@@ -69,7 +69,7 @@ func decodeKeys(n *yaml.Node, keys map[string]any, typeErrs *[]string, valueErr 
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		*typeErrs = append(*typeErrs, fmt.Sprintf("line %d: a policy is a mapping of settings", n.Line))
+		*typeErrs = append(*typeErrs, fmt.Sprintf("line %d: want a mapping of settings", n.Line))
 		return
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -89,7 +89,9 @@ func decodeKeys(n *yaml.Node, keys map[string]any, typeErrs *[]string, valueErr 
 }
 
 // decodeValue decodes one setting; the types YAML cannot decode by itself
-// (status sets, auto_key) are handled here. An empty string keeps the inherited value, as it always has.
+// (status sets, auto_key) are handled here. An empty string keeps the
+// inherited value, as it always has. Durations decode as time.Duration;
+// Load rewords yaml's error for a bad one (clearDurationErrors).
 func decodeValue(v *yaml.Node, dst any, typeErrs *[]string) error {
 	var err error
 	switch dst := dst.(type) {
