@@ -1,6 +1,7 @@
 // Package behaviortest is the black-box HTTP behaviour suite every front
-// end of GoPotency must pass: the net/http, Gin and Echo middleware, and
-// Envoy with the ext_proc server. It sends real HTTP requests to a base URL
+// end of GoPotency must pass: the net/http, Gin, Echo and Fiber middleware,
+// and Envoy with the ext_proc server (gRPC and plain functions run its rows
+// without HTTP through RunOps). It sends real HTTP requests to a base URL
 // and reads a counting Upstream, so it works for front ends in or out of
 // the test's process.
 //
@@ -12,7 +13,7 @@
 //	defer srv.Close()
 //	behaviortest.Run(t, behaviortest.Target{BaseURL: srv.URL, Upstream: up})
 //
-// Each row of the behaviour table in DESIGN.md is a subtest. Keys carry a
+// Each row of the table "What a client sees" in the README is a subtest. Keys carry a
 // random prefix per run, so the suite may run twice against one store.
 package behaviortest
 

@@ -17,8 +17,8 @@ import (
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
-// TestBehaviourSuite runs the front-end behaviour suite (the table of
-// DESIGN.md) through Envoy + the ext_proc server, on the memory store. The
+// TestBehaviourSuite runs the front-end behaviour suite (the README's table
+// "What a client sees") through Envoy + the ext_proc server, on the memory store. The
 // Redis run is in behaviour_redis_test.go.
 func TestBehaviourSuite(t *testing.T) {
 	mem := memstore.New(memstore.Options{})

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,26 +89,33 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		gp = s.app.GRPCAddr()
 	}
 
-	ports := freePorts(t, 2)
-	addrs := envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: gp, App: upLn.Addr().String()}
-	var cfg []byte
-	if o.bootstrap != nil {
-		cfg = o.bootstrap(addrs)
-	} else {
-		raw := o.envoy
-		if raw == nil {
-			raw, err = os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+	// A port picked free can be taken by another process before Envoy
+	// binds it (parallel test binaries): pick again, a few times.
+	for try := 0; ; try++ {
+		ports := freePorts(t, 2)
+		addrs := envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: gp, App: upLn.Addr().String()}
+		var cfg []byte
+		if o.bootstrap != nil {
+			cfg = o.bootstrap(addrs)
+		} else {
+			raw := o.envoy
+			if raw == nil {
+				raw, err = os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
+				require.NoError(t, err)
+			}
+			cfg, err = envoyrun.Rewrite(raw, addrs)
 			require.NoError(t, err)
+			if o.tweak != nil {
+				cfg = o.tweak(cfg)
+			}
 		}
-		cfg, err = envoyrun.Rewrite(raw, addrs)
-		require.NoError(t, err)
-		if o.tweak != nil {
-			cfg = o.tweak(cfg)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		s.envoy, err = envoyrun.Start(ctx, bin, t.TempDir(), cfg, envoyrun.Addrs{Listen: ports[0], Admin: ports[1]})
+		if err == nil || try == 2 || !strings.Contains(err.Error(), "Address already in use") {
+			break
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	s.envoy, err = envoyrun.Start(ctx, bin, t.TempDir(), cfg, envoyrun.Addrs{Listen: ports[0], Admin: ports[1]})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		s.envoy.Stop()

@@ -29,10 +29,13 @@ func TestBehaviour(t *testing.T) {
 		runners := map[string]*idempotent.Runner{}
 		for _, route := range behaviortest.Routes() {
 			name := route.PathPrefix[1 : len(route.PathPrefix)-1]
-			r, err := idempotent.NewRunner(store, "behaviour-"+name,
-				idempotent.WithPolicy(route.Policy),
+			opts := []idempotent.Option{idempotent.WithPolicy(&route.Policy),
 				idempotent.WithScopeFunc(func(ctx context.Context) string { s, _ := ctx.Value(scopeKey).(string); return s }),
-				idempotent.WithReplayHook(func(ctx context.Context, _ string) { *ctx.Value(replayedKey).(*bool) = true }))
+				idempotent.WithReplayHook(func(ctx context.Context, _ string) { *ctx.Value(replayedKey).(*bool) = true })}
+			if !route.Policy.KeyRequired { // a runner requires a key unless told otherwise
+				opts = append(opts, idempotent.WithOptionalKey())
+			}
+			r, err := idempotent.NewRunner(store, "behaviour-"+name, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -75,13 +75,23 @@ const codecHeader = "Content-Type"
 // Option configures a Runner.
 type Option func(*Runner)
 
-// WithPolicy sets the policy. Of its fields a function uses KeyRequired,
-// Retention, Lease, Fingerprint (FingerprintNone: the input is not bound
-// to the key), MaxResponseBody (a larger encoded result stores a
-// tombstone: retries get ErrRecordTooLarge), WaitInFlight and FailOpen.
-// NewRunner validates it. The default is idempotency.DefaultPolicy with
-// KeyRequired set: an empty key is an error, not an unguarded run.
-func WithPolicy(p idempotency.Policy) Option { return func(r *Runner) { r.policy = p } }
+// WithPolicy sets the policy (nil: idempotency.DefaultPolicy). Of its
+// fields a function uses Retention, Lease, Fingerprint (FingerprintNone:
+// the input is not bound to the key), MaxResponseBody (a larger encoded
+// result stores a tombstone: retries get ErrRecordTooLarge), WaitInFlight,
+// UnknownOutcome and FailOpen. NewRunner copies and validates it.
+//
+// KeyRequired is not read: a call with an empty key is always refused with
+// idempotency.ErrKeyMissing, never run unguarded, whatever the policy says
+// (so a policy starting from DefaultPolicy, whose KeyRequired is false,
+// cannot turn the guard off by accident). WithOptionalKey turns it off on
+// purpose.
+func WithPolicy(p *idempotency.Policy) Option { return func(r *Runner) { r.policy = p } }
+
+// WithOptionalKey lets a call with an empty key run the function unguarded
+// (every time, nothing stored), as a front end's optional-key route does;
+// without it an empty key is idempotency.ErrKeyMissing.
+func WithOptionalKey() Option { return func(r *Runner) { r.optionalKey = true } }
 
 // WithCodec replaces JSON.
 func WithCodec(c Codec) Option { return func(r *Runner) { r.codec = c } }
@@ -114,12 +124,14 @@ func WithEngineOptions(opts ...idempotency.Option) Option {
 type Runner struct {
 	name     string
 	eng      *idempotency.Engine
-	policy   idempotency.Policy
+	policy   *idempotency.Policy // a copy, owned by the runner
 	codec    Codec
 	scope    func(context.Context) string
 	syntax   idempotency.KeySyntax
 	onReplay func(context.Context, string)
 	engOpts  []idempotency.Option
+	// optionalKey: WithOptionalKey; the policy's KeyRequired is its negation.
+	optionalKey bool
 }
 
 // NewRunner returns a runner for the operation called name. The name
@@ -127,11 +139,16 @@ type Runner struct {
 // once (an order id can key both "charge" and "send-receipt"). Keep names
 // stable across releases: a renamed operation starts with no records.
 func NewRunner(store idempotency.Store, name string, opts ...Option) (*Runner, error) {
-	r := &Runner{name: name, policy: idempotency.DefaultPolicy(), codec: JSON}
-	r.policy.KeyRequired = true
+	r := &Runner{name: name, codec: JSON}
 	for _, o := range opts {
 		o(r)
 	}
+	p := idempotency.DefaultPolicy()
+	if r.policy != nil {
+		p = *r.policy
+	}
+	p.KeyRequired = !r.optionalKey
+	r.policy = &p
 	var errs []error
 	if store == nil {
 		errs = append(errs, errors.New("store is nil"))
@@ -202,7 +219,7 @@ func Run[T any](ctx context.Context, r *Runner, key string, input any, fn func(c
 		}
 		payload = b
 	}
-	d := r.eng.BeginOperation(ctx, &r.policy, r.operation(ctx, key, payload))
+	d := r.eng.BeginOperation(ctx, r.policy, r.operation(ctx, key, payload))
 	switch d.Kind {
 	case idempotency.Pass:
 		return fn(ctx)
@@ -234,14 +251,11 @@ func decode[T any](r *Runner, rec *idempotency.Record) (T, error) {
 	return v, nil
 }
 
-// settleTimeout bounds the store call that settles a lease after fn
-// returned; it runs detached from ctx, which may have ended.
-const settleTimeout = 10 * time.Second
-
 func runLeased[T any](ctx context.Context, r *Runner, l *idempotency.Lease, fn func(context.Context) (T, error)) (v T, err error) {
 	l.KeepAlive(ctx)
 	settle := func(f func(context.Context) error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		// Detached from ctx, which may have ended.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idempotency.DefaultSettleTimeout)
 		defer cancel()
 		_ = f(sctx) // failures are logged and counted by the engine
 	}

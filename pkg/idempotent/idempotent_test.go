@@ -35,7 +35,7 @@ func TestNewRunnerRejectsBadConfig(t *testing.T) {
 	for name, f := range map[string]func() (*idempotent.Runner, error){
 		"nil store": func() (*idempotent.Runner, error) { return idempotent.NewRunner(nil, "x") },
 		"no name":   func() (*idempotent.Runner, error) { return idempotent.NewRunner(s, "") },
-		"policy":    func() (*idempotent.Runner, error) { return idempotent.NewRunner(s, "x", idempotent.WithPolicy(bad)) },
+		"policy":    func() (*idempotent.Runner, error) { return idempotent.NewRunner(s, "x", idempotent.WithPolicy(&bad)) },
 		"codec":     func() (*idempotent.Runner, error) { return idempotent.NewRunner(s, "x", idempotent.WithCodec(nil)) },
 	} {
 		if _, err := f(); err == nil {
@@ -51,6 +51,31 @@ func TestKeyRequiredByDefault(t *testing.T) {
 	var refused *idempotent.Error
 	if !errors.As(err, &refused) || !errors.Is(err, idempotency.ErrKeyMissing) || runs != 0 {
 		t.Errorf("err %v, runs %d; want ErrKeyMissing and no run", err, runs)
+	}
+}
+
+// A policy built from idempotency.DefaultPolicy (KeyRequired false) still
+// refuses an empty key: only WithOptionalKey lets it run unguarded.
+func TestKeyRequiredWhateverThePolicy(t *testing.T) {
+	p := idempotency.DefaultPolicy()
+	for name, tc := range map[string]struct {
+		opts []idempotent.Option
+		runs int
+	}{
+		"DefaultPolicy":   {[]idempotent.Option{idempotent.WithPolicy(&p)}, 0},
+		"WithOptionalKey": {[]idempotent.Option{idempotent.WithPolicy(&p), idempotent.WithOptionalKey()}, 2},
+	} {
+		runs := 0
+		r := newRunner(t, nil, tc.opts...)
+		for range 2 {
+			_, err := idempotent.Run(context.Background(), r, "", 1, func(context.Context) (int, error) { runs++; return 1, nil })
+			if wantErr := tc.runs == 0; errors.Is(err, idempotency.ErrKeyMissing) != wantErr {
+				t.Errorf("%s: err %v, want ErrKeyMissing %v", name, err, wantErr)
+			}
+		}
+		if runs != tc.runs {
+			t.Errorf("%s: ran %d times, want %d", name, runs, tc.runs)
+		}
 	}
 }
 
@@ -145,7 +170,7 @@ func TestStoreDown(t *testing.T) {
 	}
 	p := idempotency.DefaultPolicy()
 	p.FailOpen, p.KeyRequired = true, true
-	if v, err := idempotent.Run(context.Background(), newRunner(t, down, idempotent.WithPolicy(p)), "k", nil, fn); err != nil || v != 1 || runs != 1 {
+	if v, err := idempotent.Run(context.Background(), newRunner(t, down, idempotent.WithPolicy(&p)), "k", nil, fn); err != nil || v != 1 || runs != 1 {
 		t.Errorf("fail open: %v %v, %d runs", v, err, runs)
 	}
 }

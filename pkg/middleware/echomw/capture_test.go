@@ -13,7 +13,7 @@ import (
 
 func TestCapture(t *testing.T) {
 	mwtest.Run(t, func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler {
-		mw, err := echomw.New(store, echomw.WithPolicy(p))
+		mw, err := echomw.New(store, echomw.WithPolicy(&p))
 		if err != nil {
 			t.Fatal(err)
 		}

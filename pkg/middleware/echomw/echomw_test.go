@@ -28,7 +28,7 @@ func newMW(t *testing.T, opts ...echomw.Option) echo.MiddlewareFunc {
 func TestNewRejectsBadConfig(t *testing.T) {
 	p := idempotency.DefaultPolicy()
 	p.Fingerprint = "everything"
-	if _, err := echomw.New(memstore.New(memstore.Options{}), echomw.WithPolicy(p)); err == nil {
+	if _, err := echomw.New(memstore.New(memstore.Options{}), echomw.WithPolicy(&p)); err == nil {
 		t.Error("invalid policy accepted")
 	}
 }

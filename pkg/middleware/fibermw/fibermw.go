@@ -28,56 +28,26 @@ import (
 type ErrorHandler func(c fiber.Ctx, p *idempotency.Problem, err error) error
 
 // Option configures the middleware.
-type Option func(*options)
+type Option = guard.Option[fiber.Ctx, ErrorHandler]
 
-type options struct {
-	guard.Config[fiber.Ctx]
-	errh ErrorHandler
-}
-
-// WithPolicy applies p to every request (default: idempotency.DefaultPolicy).
-// New reports a policy that does not validate. To give routes different
-// policies, use one middleware per route or group, or WithPolicyFunc.
-func WithPolicy(p idempotency.Policy) Option {
-	return func(o *options) { o.Policy, o.PolicyFunc = &p, nil }
-}
-
-// WithPolicyFunc chooses the policy per request, for example by c.Path();
-// returning nil lets the request through untouched. Return policies built
-// and validated once, not per request.
-func WithPolicyFunc(f func(c fiber.Ctx) *idempotency.Policy) Option {
-	return func(o *options) { o.Policy, o.PolicyFunc = nil, f }
-}
-
-// WithKeyFunc takes the key from elsewhere than the policy's key header
-// (ok false falls back to the header). The value is parsed like the header.
-func WithKeyFunc(f func(c fiber.Ctx) (key string, ok bool)) Option {
-	return func(o *options) { o.Key = f }
-}
-
-// WithScopeFunc names the caller, for example the user id your
-// authentication middleware stored with c.Locals. It is hashed into the
-// storage key together with the policy's scope headers.
-func WithScopeFunc(f func(c fiber.Ctx) string) Option {
-	return func(o *options) { o.Scope = f }
-}
-
-// WithErrorHandler replaces the default answer to rejected requests
-// (DefaultErrorHandler).
-func WithErrorHandler(h ErrorHandler) Option {
-	return func(o *options) { o.errh = h }
-}
-
-// WithClock replaces time.Now and the sleeps used for waiting and lease
-// renewal (tests pass a fake clock).
-func WithClock(now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) Option {
-	return WithEngineOptions(idempotency.WithClock(now, sleep))
-}
-
-// WithEngineOptions passes options to the engine (hooks for metrics, logger).
-func WithEngineOptions(opts ...idempotency.Option) Option {
-	return func(o *options) { o.Engine = append(o.Engine, opts...) }
-}
+// The options are written once, in package guard, where each is
+// documented; the types bind them to this framework.
+var (
+	// WithPolicy applies p to every request (nil: idempotency.DefaultPolicy).
+	WithPolicy func(p *idempotency.Policy) Option = guard.WithPolicy
+	// WithPolicyFunc chooses the policy per request; nil passes it untouched.
+	WithPolicyFunc func(f func(c fiber.Ctx) *idempotency.Policy) Option = guard.WithPolicyFunc
+	// WithKeyFunc takes the key from elsewhere than the key header.
+	WithKeyFunc func(f func(c fiber.Ctx) (key string, ok bool)) Option = guard.WithKeyFunc
+	// WithScopeFunc names the caller; callers never share records.
+	WithScopeFunc func(f func(c fiber.Ctx) string) Option = guard.WithScopeFunc
+	// WithErrorHandler replaces DefaultErrorHandler.
+	WithErrorHandler func(h ErrorHandler) Option = guard.WithErrorHandler
+	// WithClock replaces time.Now and the sleeps (tests).
+	WithClock func(now func() time.Time, sleep func(ctx context.Context, d time.Duration) error) Option = guard.WithClock
+	// WithEngineOptions passes options to the engine (hooks, logger).
+	WithEngineOptions func(opts ...idempotency.Option) Option = guard.WithEngineOptions
+)
 
 // DefaultErrorHandler writes p as application/problem+json (RFC 9457).
 func DefaultErrorHandler(c fiber.Ctx, p *idempotency.Problem, _ error) error {
@@ -99,16 +69,16 @@ func DefaultErrorHandler(c fiber.Ctx, p *idempotency.Problem, _ error) error {
 // recorded answer. Middleware that must see handler errors goes after this
 // one.
 func New(store idempotency.Store, opts ...Option) (fiber.Handler, error) {
-	o := options{errh: DefaultErrorHandler}
-	for _, opt := range opts {
-		opt(&o)
+	o := guard.Apply(opts...)
+	if o.ErrorHandler == nil {
+		o.ErrorHandler = DefaultErrorHandler
 	}
 	g, err := guard.New(store, o.Config)
 	if err != nil {
 		return nil, fmt.Errorf("fibermw: %w", err)
 	}
 	return func(c fiber.Ctx) error {
-		out := &responder{c: c, errh: o.errh}
+		out := &responder{c: c, errh: o.ErrorHandler}
 		g.Serve(c, request(c), out,
 			func() { out.err = c.Next() },
 			func(rec *guard.Recorder) { run(c, rec) })

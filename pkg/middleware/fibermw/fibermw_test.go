@@ -56,7 +56,7 @@ func post(t *testing.T, app *fiber.App, target string, hdr ...string) answer {
 func TestNewRejectsBadConfig(t *testing.T) {
 	p := idempotency.DefaultPolicy()
 	p.Lease = 0
-	if _, err := fibermw.New(memstore.New(memstore.Options{}), fibermw.WithPolicy(p)); err == nil {
+	if _, err := fibermw.New(memstore.New(memstore.Options{}), fibermw.WithPolicy(&p)); err == nil {
 		t.Error("invalid policy accepted")
 	}
 	if _, err := fibermw.New(nil); err == nil {

@@ -28,7 +28,7 @@ func newMW(t *testing.T, opts ...ginmw.Option) gin.HandlerFunc {
 func TestNewRejectsBadConfig(t *testing.T) {
 	p := idempotency.DefaultPolicy()
 	p.Methods = nil
-	if _, err := ginmw.New(memstore.New(memstore.Options{}), ginmw.WithPolicy(p)); err == nil {
+	if _, err := ginmw.New(memstore.New(memstore.Options{}), ginmw.WithPolicy(&p)); err == nil {
 		t.Error("invalid policy accepted")
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
 // ClientOption configures UnaryClientInterceptor.
@@ -36,7 +34,7 @@ func WithMethods(f func(fullMethod string) bool) ClientOption {
 }
 
 // WithKeyMetadata names the metadata carrying the key (default
-// idempotency-key, the server's default policy's KeyHeader).
+// KeyMetadata, the server's default policy's KeyHeader).
 func WithKeyMetadata(name string) ClientOption { return func(c *client) { c.keyName = name } }
 
 // WithKeyFunc replaces the key generator (default: 128 random bits,
@@ -62,7 +60,7 @@ type client struct {
 // context end the call at once.
 func UnaryClientInterceptor(opts ...ClientOption) grpc.UnaryClientInterceptor {
 	c := &client{attempts: 4, first: 100 * time.Millisecond, limit: 2 * time.Second,
-		keyName: idempotency.DefaultKeyHeader, newKey: randomKey}
+		keyName: KeyMetadata, newKey: randomKey}
 	for _, o := range opts {
 		o(c)
 	}

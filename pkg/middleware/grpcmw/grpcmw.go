@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -31,19 +30,27 @@ import (
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
-// ReplayedKey is the header metadata key set to "true" on replays.
-const ReplayedKey = "idempotent-replayed"
+// Metadata keys. gRPC metadata keys are lower case, so these are the HTTP
+// header names of package idempotency in that form.
+const (
+	// KeyMetadata carries the idempotency key: the default policy's
+	// KeyHeader, which the server reads and UnaryClientInterceptor sets.
+	KeyMetadata = "idempotency-key"
+	// ReplayedKey is the header metadata key set to "true" on replays.
+	ReplayedKey = "idempotent-replayed"
+)
 
 // Option configures the server interceptor.
 type Option func(*server)
 
-// WithPolicy applies p to every unary method (default:
+// WithPolicy applies p to every unary method (nil:
 // idempotency.DefaultPolicy; its Methods do not apply to gRPC). The key is
-// read from the metadata named by p.KeyHeader (idempotency-key by
-// default); the caller scope from the metadata named by p.ScopeHeaders
-// (authorization by default). New validates it.
-func WithPolicy(p idempotency.Policy) Option {
-	return func(s *server) { s.static, s.policy = &p, nil }
+// read from the metadata named by p.KeyHeader (KeyMetadata by default);
+// the caller scope from the metadata named by p.ScopeHeaders
+// (authorization by default). UnaryServerInterceptor copies p and reports
+// a policy that does not validate.
+func WithPolicy(p *idempotency.Policy) Option {
+	return func(s *server) { s.static, s.policy = p, nil }
 }
 
 // WithPolicyFunc chooses the policy per method (fullMethod is
@@ -197,15 +204,12 @@ func appendField(dst, b []byte) []byte {
 	return append(dst, b...)
 }
 
-// settleTimeout bounds the store call settling a lease after the handler
-// returned; it runs detached from the call, whose client may be gone.
-const settleTimeout = 10 * time.Second
-
 func (s *server) proceed(ctx context.Context, l *idempotency.Lease, req any, handler grpc.UnaryHandler) (reply any, err error) {
 	l.KeepAlive(ctx)
 	st := &stream{ServerTransportStream: grpc.ServerTransportStreamFromContext(ctx)}
 	settle := func(f func(context.Context) error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		// Detached from the call, whose client may be gone.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idempotency.DefaultSettleTimeout)
 		defer cancel()
 		_ = f(sctx) // failures are logged and counted by the engine
 	}

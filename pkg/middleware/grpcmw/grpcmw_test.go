@@ -3,6 +3,7 @@ package grpcmw_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func TestStatusOfProblems(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	p := idempotency.DefaultPolicy()
 	p.Lease = 0
-	if _, err := grpcmw.UnaryServerInterceptor(memstore.New(memstore.Options{}), grpcmw.WithPolicy(p)); err == nil {
+	if _, err := grpcmw.UnaryServerInterceptor(memstore.New(memstore.Options{}), grpcmw.WithPolicy(&p)); err == nil {
 		t.Error("invalid policy accepted")
 	}
 	if _, err := grpcmw.UnaryServerInterceptor(nil); err == nil {
@@ -178,5 +179,14 @@ func TestClientRetriesSafely(t *testing.T) {
 	nf := behaviortest.OpCall{Route: "optional", Key: "nf", Request: behaviortest.OpRequest{Tag: "nf", Fail: behaviortest.FailClient}}
 	if r, _ := callOp(ctx, retrying, nf); r.Err == "" || up.Executions("nf") != 1 {
 		t.Errorf("application error: %+v after %d executions, want it once, not retried", r, up.Executions("nf"))
+	}
+}
+
+// KeyMetadata is the default policy's key header as gRPC spells metadata
+// keys, so a client setting it by name reaches a server on the default
+// policy.
+func TestKeyMetadataIsDefaultKeyHeader(t *testing.T) {
+	if want := strings.ToLower(idempotency.DefaultKeyHeader); grpcmw.KeyMetadata != want {
+		t.Errorf("KeyMetadata %q, want %q", grpcmw.KeyMetadata, want)
 	}
 }

@@ -3,7 +3,8 @@
 // lines. It runs the engine of package idempotency for one request,
 // records what the handler sends, replays stored answers and settles the
 // lease on every ending (answer, panic, hijack, departed client), exactly
-// as the net/http, Gin, Echo and Fiber middleware do.
+// as the net/http, Gin, Echo and Fiber middleware do (the gRPC
+// interceptor and package idempotent run the engine without HTTP).
 //
 // An adapter does four things:
 //

@@ -4,21 +4,16 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
-
-// settleTimeout bounds the store call that settles a lease once the handler
-// has returned. It runs detached from the request, whose client may be gone.
-const settleTimeout = 10 * time.Second
 
 // Config is what a front end's options set. C is the framework's
 // per-request value (*http.Request, *gin.Context, echo.Context, fiber.Ctx),
 // handed back to the functions below.
 type Config[C any] struct {
 	// Policy applies to every request; nil means idempotency.DefaultPolicy.
-	// New validates it. Ignored when PolicyFunc is set.
+	// New validates and copies it. Ignored when PolicyFunc is set.
 	Policy *idempotency.Policy
 	// PolicyFunc chooses the policy per request; returning nil lets the
 	// request through untouched. Return policies built and validated once.
@@ -104,9 +99,6 @@ func New[C any](store idempotency.Store, cfg Config[C]) (*Guard[C], error) {
 	g.eng = idempotency.New(store, cfg.Engine...)
 	return g, nil
 }
-
-// Engine returns the guard's engine (its Store for admin calls).
-func (g *Guard[C]) Engine() *idempotency.Engine { return g.eng }
 
 // Serve handles one request. out answers replays and refusals. pass runs
 // the handler untouched; run runs it with its response recorded into rec,
@@ -212,7 +204,7 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 }
 
 func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	return context.WithTimeout(context.WithoutCancel(ctx), idempotency.DefaultSettleTimeout)
 }
 
 // target is the request target as sent: path plus query.

@@ -11,7 +11,7 @@ import (
 
 func TestCapture(t *testing.T) {
 	mwtest.Run(t, func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler {
-		mw, err := stdhttp.New(store, stdhttp.WithPolicy(p))
+		mw, err := stdhttp.New(store, stdhttp.WithPolicy(&p))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	p := idempotency.DefaultPolicy()
 	p.Lease = 0
-	_, err := stdhttp.New(newStore(t), stdhttp.WithPolicy(p))
+	_, err := stdhttp.New(newStore(t), stdhttp.WithPolicy(&p))
 	if err == nil || !strings.Contains(err.Error(), "lease") {
 		t.Errorf("invalid policy: err = %v, want the lease problem", err)
 	}
@@ -158,7 +158,7 @@ func TestErrorHandler(t *testing.T) {
 	p := idempotency.DefaultPolicy()
 	p.KeyRequired = true
 	var gotErr error
-	srv := mustNew(t, stdhttp.WithPolicy(p), stdhttp.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, prob *idempotency.Problem, err error) {
+	srv := mustNew(t, stdhttp.WithPolicy(&p), stdhttp.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, prob *idempotency.Problem, err error) {
 		gotErr = err
 		http.Error(w, prob.Title, http.StatusTeapot)
 	}))(&counting{})
