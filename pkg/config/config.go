@@ -24,21 +24,6 @@ import (
 	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
-// Defaults of the server settings.
-const (
-	DefaultGRPCAddr  = ":9002"
-	DefaultAdminAddr = ":9003"
-	DefaultStore     = "memory://"
-	DefaultLogLevel  = "info"
-	DefaultLogFormat = "json"
-	// DefaultDrainDelay covers the shipped envoy.yaml's health checks
-	// (unhealthy after 2 x 1s + a 1s timeout), so Envoy stops sending new
-	// streams before the server stops accepting them.
-	DefaultDrainDelay = 5 * time.Second
-	// DefaultStoreTimeout stays below the shipped message_timeout (1s).
-	DefaultStoreTimeout = 800 * time.Millisecond
-)
-
 // Config is the whole server configuration. The YAML file is decoded onto
 // Defaults(), so each setting is declared once, here, with its YAML key;
 // flags and environment variables override what the file says (Load).
@@ -98,15 +83,35 @@ type ExtProc struct {
 	MaxBufferedBytes  int64             `yaml:"max_buffered_bytes"`
 }
 
-// Defaults of the replay cache: a purge on one instance may go unseen by
-// the others for at most the TTL.
+// Defaults of the server settings, put together by Defaults. The policy
+// defaults are idempotency.DefaultPolicy's, the ext_proc section's the
+// ext_proc server's, the envoy section's in envoy.go.
 const (
+	DefaultGRPCAddr  = ":9002"
+	DefaultAdminAddr = ":9003"
+	DefaultStore     = "memory://"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "json"
+	// DefaultShutdownGrace bounds graceful shutdown.
+	DefaultShutdownGrace = 30 * time.Second
+	// DefaultDrainDelay covers the shipped envoy.yaml's health checks
+	// (unhealthy after 2 x 1s + a 1s timeout), so Envoy stops sending new
+	// streams before the server stops accepting them.
+	DefaultDrainDelay = 5 * time.Second
+	// DefaultStoreTimeout stays below the shipped message_timeout (1s).
+	DefaultStoreTimeout = 800 * time.Millisecond
+	// The replay cache's: a purge on one instance may go unseen by the
+	// others for at most the TTL.
 	DefaultReplayCacheTTL   = 5 * time.Second
 	DefaultReplayCacheBytes = 64 << 20
+	// DefaultTLSReloadInterval is how often the TLS files are re-read:
+	// well under the minute or so a Kubernetes Secret update takes to
+	// reach a pod.
+	DefaultTLSReloadInterval = 10 * time.Second
+	// DefaultGRPCSocketMode lets the socket's owner and group connect:
+	// run Envoy in GoPotency's group (or the reverse) to share a socket.
+	DefaultGRPCSocketMode os.FileMode = 0o660
 )
-
-// DefaultShutdownGrace bounds graceful shutdown.
-const DefaultShutdownGrace = 30 * time.Second
 
 // Defaults returns the configuration of a server given no settings: the
 // one place the server's defaults are put together. Store is left empty

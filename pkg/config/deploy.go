@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// DefaultTLSReloadInterval is how often the TLS files are re-read: well
-// under the minute or so a Kubernetes Secret update takes to reach a pod.
-const DefaultTLSReloadInterval = 10 * time.Second
-
 // Deploy holds the settings of how the server is run rather than what it
 // decides: TLS on the ext_proc listener and what --version asks for.
 type Deploy struct {

@@ -6,18 +6,15 @@ import (
 	"strconv"
 )
 
-// DefaultGRPCSocketMode lets the socket's owner and group connect: run
-// Envoy in GoPotency's group (or the reverse) to share a socket.
-const DefaultGRPCSocketMode os.FileMode = 0o660
-
 // socketFile is the grpc_socket section, for a unix:// grpc_addr.
 type socketFile struct {
 	// Mode is an octal permission string such as "0660".
 	Mode string `yaml:"mode"`
 }
 
+// socket sets GRPCSocketMode from the grpc_socket section (the default
+// stays when it names no mode).
 func (c *Config) socket(f *socketFile) []error {
-	c.GRPCSocketMode = DefaultGRPCSocketMode
 	if f.Mode == "" {
 		return nil
 	}
