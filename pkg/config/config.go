@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -197,6 +198,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		}
 	}
 	c := &f.Config
+	c.emptyMeansDefault()
 	// An explicit --pprof or GOPOTENCY_PPROF (either way) wins over the file.
 	pprofGiven := getenv("GOPOTENCY_PPROF") != ""
 	fs.Visit(func(fl *flag.Flag) { pprofGiven = pprofGiven || fl.Name == "pprof" })
@@ -211,6 +213,17 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: clearDurationErrors(typeErrs)})
 	}
 	return c.check(&f, append([]error{fieldErr}, policyErrs...))
+}
+
+// emptyMeansDefault: an empty string written in the file has always meant
+// the default, as it did when the file was read into pointer fields.
+func (c *Config) emptyMeansDefault() {
+	d := Defaults()
+	for dst, def := range map[*string]string{
+		&c.GRPCAddr: d.GRPCAddr, &c.AdminAddr: d.AdminAddr, &c.LogLevel: d.LogLevel, &c.LogFormat: d.LogFormat, &c.PolicyHeader: d.PolicyHeader,
+	} {
+		*dst = cmp.Or(*dst, def)
+	}
 }
 
 // override sets what flags and the environment (o) set over the file's

@@ -365,3 +365,24 @@ default_policy:
 	_, err := load(t, nil, "--config", file)
 	requireErrorMentions(t, err, `line 3: "soon" is not a duration`, "default_policy: do_not_store:", `"7xx"`, "line 5: field bogus not found")
 }
+
+// TestEmptyStringsMeanTheDefault: the file is decoded onto the defaults,
+// and an empty string written in it still means the default.
+func TestEmptyStringsMeanTheDefault(t *testing.T) {
+	file := writeYAML(t, `
+grpc_addr: ""
+admin_addr: ""
+store: ""
+log: {level: "", format: ""}
+ext_proc: {policy_header: ""}
+`)
+	c, err := load(t, nil, "--config", file)
+	require.NoError(t, err)
+	require.Equal(t, DefaultGRPCAddr, c.GRPCAddr)
+	require.Equal(t, DefaultAdminAddr, c.AdminAddr)
+	require.Equal(t, DefaultStore, c.Store)
+	require.True(t, c.StoreDefaulted)
+	require.Equal(t, DefaultLogLevel, c.LogLevel)
+	require.Equal(t, DefaultLogFormat, c.LogFormat)
+	require.Equal(t, "x-gopotency-policy", c.PolicyHeader)
+}
