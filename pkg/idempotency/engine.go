@@ -201,9 +201,6 @@ func (e *Engine) forget(l *Lease) {
 	e.liveMu.Unlock()
 }
 
-// Store returns the engine's store.
-func (e *Engine) Store() Store { return e.store }
-
 // Begin decides what to do with r under p. It never returns an error:
 // every failure becomes a Reject (or a Pass under fail-open) carrying the
 // problem to send, so no transport can forget to fail closed.

@@ -277,16 +277,15 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 		e.State, e.Record = idempotency.StateCompleted, rec
 		return e, nil
 	}
-	e.LeaseExpiresAt = e.ExpiresAt // written before lease deadlines existed
-	if raw, ok := elem[string](v, 3); ok {
-		l, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil {
-			return nil, s.corrupt(ctx, "get", key, fmt.Errorf("lease deadline %q: %w", raw, err))
-		}
-		e.LeaseExpiresAt = local.Add(time.UnixMilli(l).Sub(serverNow))
-		if l <= now {
-			e.State = idempotency.StateLeaseExpired
-		}
+	// Every claim carries its lease deadline l (acquire.lua, extend.lua).
+	raw, _ := elem[string](v, 3)
+	l, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		return nil, s.corrupt(ctx, "get", key, fmt.Errorf("lease deadline %q: %w", raw, err))
+	}
+	e.LeaseExpiresAt = local.Add(time.UnixMilli(l).Sub(serverNow))
+	if l <= now {
+		e.State = idempotency.StateLeaseExpired
 	}
 	return e, nil
 }

@@ -83,9 +83,6 @@ func New(inner idempotency.Store, o Options) *Store {
 	return s
 }
 
-// Inner returns the wrapped store.
-func (s *Store) Inner() idempotency.Store { return s.inner }
-
 // Stats reports the cache's size and how many replays it answered.
 func (s *Store) Stats() (entries int, bytes, hits int64) {
 	s.mu.Lock()
