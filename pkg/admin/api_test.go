@@ -201,7 +201,7 @@ func TestPurgeEachState(t *testing.T) {
 				require.NoError(t, l.Extend(context.Background()))
 				ent, err := f.store.Get(context.Background(), l.StorageKey())
 				require.NoError(t, err)
-				require.Equal(t, idempotency.StateInFlight, ent.State)
+				require.Equal(t, idempotency.InFlight, ent.State)
 			}
 			f.requireNoSecrets(t)
 		})

@@ -255,7 +255,7 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 	keyID := c.KeyID()
 	opts := AcquireOptions{TakeOverExpired: p.UnknownOutcome == UnknownRetryAfterLease}
 	res, err := e.acquire(ctx, c, opts)
-	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
+	if err == nil && res.State == InFlight && p.WaitInFlight > 0 {
 		if beforeWait != nil {
 			beforeWait(p.WaitInFlight)
 		}
@@ -275,7 +275,7 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 		e.logger.ErrorContext(ctx, "idempotency store failed; rejecting request (fail-closed)", "key_id", keyID, "error", err)
 		return reject(err, keyID)
 	}
-	switch res.Outcome {
+	switch res.State {
 	case Acquired:
 		return Decision{Kind: Proceed, KeyID: keyID, Lease: e.newLease(p, c)}
 	case Completed:
@@ -289,7 +289,7 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 	case Mismatch:
 		return reject(ErrMismatch, keyID)
 	}
-	return reject(fmt.Errorf("store returned unknown outcome %d", res.Outcome), keyID)
+	return reject(fmt.Errorf("store returned unknown outcome %d", res.State), keyID)
 }
 
 // releaseOrphan releases c after a failed Acquire, bounded in time; it is
@@ -420,7 +420,7 @@ func (e *Engine) acquire(ctx context.Context, c Claim, o AcquireOptions) (Acquir
 func (e *Engine) wait(ctx context.Context, p *Policy, c Claim, o AcquireOptions, res AcquireResult) (AcquireResult, error) {
 	deadline := e.now().Add(p.WaitInFlight)
 	step := 25 * time.Millisecond
-	for res.Outcome == InFlight {
+	for res.State == InFlight {
 		left := deadline.Sub(e.now())
 		if left <= 0 {
 			return res, nil

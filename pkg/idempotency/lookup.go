@@ -42,16 +42,16 @@ func RetryDecision(p *Policy, entry *Entry) Decision {
 		return Decision{Kind: Proceed}
 	}
 	switch entry.State {
-	case StateInFlight:
+	case InFlight:
 		d := reject(ErrInFlight, "")
 		d.Problem.RetryAfter = p.RetryAfter
 		return d
-	case StateLeaseExpired:
+	case LeaseExpired:
 		if p.UnknownOutcome == UnknownRetryAfterLease {
 			return Decision{Kind: Proceed}
 		}
 		return reject(ErrOutcomeUnknown, "")
-	case StateCompleted:
+	case Completed:
 		if entry.Record != nil {
 			return completed(entry.Record, "")
 		}

@@ -164,26 +164,31 @@ type AcquireOptions struct {
 	TakeOverExpired bool
 }
 
-// Outcome is the result of Store.Acquire.
-type Outcome int
+// State is where a key stands: the state of an Entry, and what
+// Store.Acquire found. InFlight, Completed and LeaseExpired are entry
+// states; Acquired and Mismatch are answers only Acquire gives. The
+// numbers of the first three are stored by some stores (a conditional
+// Delete compares them), so they never change.
+type State int
 
 const (
-	// Acquired means the caller now owns the key and must Complete or
-	// Release it.
-	Acquired Outcome = iota + 1
-	// Completed means a record exists (see Record.Mark).
+	// InFlight: a claim whose lease is running; Acquire found another
+	// execution holding it.
+	InFlight State = iota + 1
+	// Completed: a Record is kept (see Record.Mark).
 	Completed
-	// InFlight means another execution holds an unexpired lease.
-	InFlight
-	// Mismatch means the key is bound to a different fingerprint.
-	Mismatch
-	// LeaseExpired means the key's claim was not renewed in time: its
-	// holder is gone and the outcome of its request is unknown.
+	// LeaseExpired: a claim whose lease ran out: its holder is gone and
+	// the outcome of its request is unknown.
 	LeaseExpired
+	// Acquired: Acquire made the claim; the caller owns the key and must
+	// Complete or Release it.
+	Acquired
+	// Mismatch: Acquire found the key bound to a different fingerprint.
+	Mismatch
 )
 
-func (o Outcome) String() string {
-	switch o {
+func (s State) String() string {
+	switch s {
 	case Acquired:
 		return "acquired"
 	case Completed:
@@ -200,10 +205,10 @@ func (o Outcome) String() string {
 
 // AcquireResult is what Store.Acquire returns.
 type AcquireResult struct {
-	Outcome Outcome
-	// Record is set when Outcome is Completed.
+	State State
+	// Record is set when State is Completed.
 	Record *Record
-	// RetryAfter is the remaining lease when Outcome is InFlight.
+	// RetryAfter is the remaining lease when State is InFlight.
 	RetryAfter time.Duration
 }
 
@@ -268,30 +273,9 @@ type Record struct {
 	CreatedAt time.Time
 }
 
-// State of an entry as seen by Store.Get.
-type State int
-
-const (
-	StateInFlight State = iota + 1
-	StateCompleted
-	// StateLeaseExpired is an in-flight claim whose lease ran out.
-	StateLeaseExpired
-)
-
-func (s State) String() string {
-	switch s {
-	case StateInFlight:
-		return "in_flight"
-	case StateCompleted:
-		return "completed"
-	case StateLeaseExpired:
-		return "lease_expired"
-	}
-	return "unknown"
-}
-
 // Entry is the admin view of a stored key.
 type Entry struct {
+	// State is InFlight, Completed or LeaseExpired.
 	State State
 	// Token is the claim's token, kept with the record it completed; it
 	// tells this entry from a later one for Delete. Empty for records
@@ -304,7 +288,7 @@ type Entry struct {
 	// LeaseExpiresAt is the lease deadline of a claim (zero once
 	// completed).
 	LeaseExpiresAt time.Time
-	// Record is set when State is StateCompleted.
+	// Record is set when State is Completed.
 	Record *Record
 }
 

@@ -57,7 +57,7 @@ func TestRestartReassertsClaims(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, _ = holderStore.Get(ctx, "probe") // reconnects, runs OnConnect
 		e, err := otherStore.Get(ctx, d.Lease.StorageKey())
-		return err == nil && e.State == idempotency.StateInFlight
+		return err == nil && e.State == idempotency.InFlight
 	}, 5*time.Second, 20*time.Millisecond, "the claim was re-created")
 	time.Sleep(2 * time.Second) // the grace ends
 	dup = other.Begin(ctx, &p, req())
@@ -93,7 +93,7 @@ func TestRenewalFindingItsClaimGoneStartsTheGrace(t *testing.T) {
 	require.NoError(t, a.Lease.Extend(ctx), "a renewal re-creates its own claim")
 	require.Eventually(t, func() bool {
 		e, err := s.Get(ctx, b.Lease.StorageKey())
-		return err == nil && e.State == idempotency.StateInFlight
+		return err == nil && e.State == idempotency.InFlight
 	}, 5*time.Second, 10*time.Millisecond, "and the engine re-asserted the other lease")
 	assert.Positive(t, s.watch.graceLeft(), "new keys wait")
 }

@@ -167,17 +167,17 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 			_ = s.Release(context.WithoutCancel(ctx), c)
 			return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) during this call; new keys wait for held claims to be re-asserted (restart_grace)", idempotency.ErrStoreUnavailable)
 		}
-		return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
+		return idempotency.AcquireResult{State: idempotency.Acquired}, nil
 	case replyMismatch:
-		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
+		return idempotency.AcquireResult{State: idempotency.Mismatch}, nil
 	case replyLeaseExpired:
-		return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
+		return idempotency.AcquireResult{State: idempotency.LeaseExpired}, nil
 	case replyRefused:
 		return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) moments ago; new keys wait %s more so every server re-asserts the claims it holds (restart_grace)",
 			idempotency.ErrStoreUnavailable, graceLeft.Round(time.Millisecond))
 	case replyInFlight:
 		ms, _ := elem[int64](v, 1)
-		return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(time.Duration(ms)*time.Millisecond, time.Millisecond)}, nil
+		return idempotency.AcquireResult{State: idempotency.InFlight, RetryAfter: max(time.Duration(ms)*time.Millisecond, time.Millisecond)}, nil
 	case replyCompleted:
 		raw, ok := elem[string](v, 1)
 		if !ok {
@@ -187,7 +187,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		if err != nil {
 			return none, s.corrupt(ctx, "acquire", c.Key, err)
 		}
-		return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: rec}, nil
+		return idempotency.AcquireResult{State: idempotency.Completed, Record: rec}, nil
 	}
 	return none, s.corrupt(ctx, "acquire", c.Key, fmt.Errorf("unexpected reply %v", v))
 }
@@ -267,14 +267,14 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	// Deadlines are reported on this machine's clock, measured from the
 	// server's: what an operator compares them with.
 	local := time.Now()
-	e := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: fp, ExpiresAt: local.Add(time.Duration(ms) * time.Millisecond)}
+	e := &idempotency.Entry{State: idempotency.InFlight, Fingerprint: fp, ExpiresAt: local.Add(time.Duration(ms) * time.Millisecond)}
 	e.Token, _ = elem[string](v, 5)
 	if raw, ok := elem[string](v, 2); ok {
 		rec, err := recordcodec.Unmarshal([]byte(raw))
 		if err != nil {
 			return nil, s.corrupt(ctx, "get", key, err)
 		}
-		e.State, e.Record = idempotency.StateCompleted, rec
+		e.State, e.Record = idempotency.Completed, rec
 		return e, nil
 	}
 	// Every claim carries its lease deadline l (acquire.lua, extend.lua).
@@ -285,7 +285,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	}
 	e.LeaseExpiresAt = local.Add(time.UnixMilli(l).Sub(serverNow))
 	if l <= now {
-		e.State = idempotency.StateLeaseExpired
+		e.State = idempotency.LeaseExpired
 	}
 	return e, nil
 }

@@ -104,7 +104,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	}
 	gen := s.generation()
 	res, err := s.inner.Acquire(ctx, c, o)
-	if err == nil && res.Outcome == idempotency.Completed && res.Record != nil {
+	if err == nil && res.State == idempotency.Completed && res.Record != nil {
 		until := s.now().Add(c.Retention)
 		if !res.Record.CreatedAt.IsZero() {
 			until = res.Record.CreatedAt.Add(c.Retention)
@@ -129,9 +129,9 @@ func (s *Store) lookup(c idempotency.Claim) (idempotency.AcquireResult, bool) {
 	s.lru.MoveToFront(el)
 	s.hits++
 	if e.fp != c.Fingerprint {
-		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, true
+		return idempotency.AcquireResult{State: idempotency.Mismatch}, true
 	}
-	return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: e.rec}, true
+	return idempotency.AcquireResult{State: idempotency.Completed, Record: e.rec}, true
 }
 
 func (s *Store) generation() uint64 {
