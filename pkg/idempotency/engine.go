@@ -204,8 +204,26 @@ func (e *Engine) forget(l *Lease) {
 // Begin decides what to do with r under p. It never returns an error:
 // every failure becomes a Reject (or a Pass under fail-open) carrying the
 // problem to send, so no transport can forget to fail closed.
-func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request) Decision {
-	return e.decided(e.begin(ctx, p, r))
+func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request, opts ...BeginOption) Decision {
+	var o beginOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return e.decided(e.begin(ctx, p, r, o.beforeWait))
+}
+
+// BeginOption is a per-call hook of the transport that calls Begin.
+type BeginOption func(*beginOptions)
+
+type beginOptions struct{ beforeWait func(time.Duration) }
+
+// BeforeWait has f called once before Begin waits (up to the given
+// Policy.WaitInFlight) for an in-flight duplicate to finish; the ext_proc
+// server uses it to extend Envoy's message timeout only for requests that
+// really wait. It is a transport's concern, so it is passed where the
+// transport calls, not kept in the Request.
+func BeforeWait(f func(wait time.Duration)) BeginOption {
+	return func(o *beginOptions) { o.beforeWait = f }
 }
 
 // decided reports d to the Decided hook and returns it.
@@ -220,7 +238,7 @@ func (e *Engine) decided(d Decision) Decision {
 	return d
 }
 
-func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
+func (e *Engine) begin(ctx context.Context, p *Policy, r *Request, beforeWait func(time.Duration)) Decision {
 	if !p.Applies(r.Method) {
 		return Decision{Kind: Pass}
 	}
@@ -245,7 +263,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 			return Decision{Kind: Pass}
 		}
 	}
-	return e.decide(ctx, p, StorageKey(scope, key), Fingerprint(p, r), r.BeforeWait)
+	return e.decide(ctx, p, StorageKey(scope, key), Fingerprint(p, r), beforeWait)
 }
 
 // decide claims skey for fp and turns the store's answer into a Decision;

@@ -10,7 +10,6 @@ import (
 	"hash"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // Request is the transport-neutral view of an HTTP request that the engine
@@ -29,11 +28,6 @@ type Request struct {
 	// is ignored), used to scope automatic keys when
 	// AutoKey.SourceAddress is set.
 	SourceAddress string
-	// BeforeWait, when set, is called once before Begin waits (up to the
-	// given Policy.WaitInFlight) for an in-flight duplicate to finish; the
-	// ext_proc server uses it to extend Envoy's message timeout only for
-	// requests that really wait.
-	BeforeWait func(wait time.Duration)
 
 	// checkedKey is the key Precheck parsed from the header value
 	// checkedHeader, so Begin does not parse it twice.
