@@ -73,7 +73,8 @@ func TestPurgeRaceRenewedClaimIsRefused(t *testing.T) {
 	f, rs, l := racyFixture(t)
 	f.clock.Advance(f.pol.Lease + time.Second)
 	f.requireState(t, l, idempotency.LeaseExpired)
-	rs.meanwhile = func() { assert.NoError(t, l.Extend(context.Background())) }
+	held := claimOf(t, rs.Store, f.pol, l)
+	rs.meanwhile = func() { assert.NoError(t, rs.Store.Extend(context.Background(), held)) } // the holder's renewal
 
 	a := f.purge(t, "", keyBody())
 	requireProblem(t, a, http.StatusConflict, "admin-purge-refused")

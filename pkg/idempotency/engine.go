@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -82,15 +81,6 @@ type Engine struct {
 	// fakeClock: WithClock replaced the sleeps, so renewals go through
 	// e.sleep instead of runtime timers.
 	fakeClock bool
-
-	// live holds the leases not yet settled, so they can be re-asserted
-	// when the store reports lost claims.
-	liveMu sync.Mutex
-	live   map[*Lease]struct{}
-	// reasserting: a Reassert pass runs; reassertAgain: another was asked
-	// for meanwhile.
-	reassertMu                 sync.Mutex
-	reasserting, reassertAgain bool
 }
 
 // Option configures an Engine.
@@ -117,88 +107,11 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l }
 
 // New returns an engine over store.
 func New(store Store, opts ...Option) *Engine {
-	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler), live: map[*Lease]struct{}{}}
+	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(e)
 	}
-	if n, ok := store.(ClaimLossNotifier); ok {
-		n.OnClaimsLost(e.Reassert)
-	}
 	return e
-}
-
-// Reassert renews every lease the engine holds at once, which re-creates
-// claims the store lost (Store.Extend on an absent key). Stores that can
-// lose claims call it through ClaimLossNotifier; it is safe to call any
-// time. A call during a pass returns at once and one more pass follows,
-// so reports that arrive together cost one or two passes, not one each.
-func (e *Engine) Reassert() {
-	e.reassertMu.Lock()
-	if e.reasserting {
-		e.reassertAgain = true
-		e.reassertMu.Unlock()
-		return
-	}
-	e.reasserting = true
-	e.reassertMu.Unlock()
-	for {
-		e.reassertOnce()
-		e.reassertMu.Lock()
-		again := e.reassertAgain
-		e.reassertAgain, e.reasserting = false, again
-		e.reassertMu.Unlock()
-		if !again {
-			return
-		}
-	}
-}
-
-func (e *Engine) reassertOnce() {
-	e.liveMu.Lock()
-	leases := make([]*Lease, 0, len(e.live))
-	for l := range e.live {
-		leases = append(leases, l)
-	}
-	e.liveMu.Unlock()
-	if len(leases) == 0 {
-		return
-	}
-	e.logger.Warn("store lost claims; re-asserting the leases held here", "leases", len(leases))
-	ctx := context.WithValue(context.Background(), reassertingKey{}, true)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for _, l := range leases {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := l.renew(ctx); err != nil {
-				e.logger.Error("could not re-assert a lease", "key_id", l.c.KeyID(), "error", err)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// LiveLeases returns how many leases are held and not yet settled.
-func (e *Engine) LiveLeases() int {
-	e.liveMu.Lock()
-	defer e.liveMu.Unlock()
-	return len(e.live)
-}
-
-func (e *Engine) newLease(p *Policy, c Claim) *Lease {
-	l := &Lease{e: e, p: p, c: c}
-	e.liveMu.Lock()
-	e.live[l] = struct{}{}
-	e.liveMu.Unlock()
-	return l
-}
-
-func (e *Engine) forget(l *Lease) {
-	e.liveMu.Lock()
-	delete(e.live, l)
-	e.liveMu.Unlock()
 }
 
 // Begin decides what to do with r under p. It never returns an error:
@@ -295,7 +208,7 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 	}
 	switch res.State {
 	case Acquired:
-		return Decision{Kind: Proceed, KeyID: keyID, Lease: e.newLease(p, c)}
+		return Decision{Kind: Proceed, KeyID: keyID, Lease: &Lease{e: e, p: p, c: c}}
 	case Completed:
 		return completed(res.Record, keyID)
 	case InFlight:

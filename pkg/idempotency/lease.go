@@ -96,9 +96,6 @@ func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
 	return l.recordLocked(ctx, &Record{Mark: MarkUnknown, CreatedAt: l.e.now().Truncate(time.Millisecond)}, "unknown")
 }
 
-// Extend renews the lease once (re-creating a claim the store lost).
-func (l *Lease) Extend(ctx context.Context) error { return l.renew(ctx) }
-
 func (l *Lease) renew(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -190,7 +187,6 @@ func (l *Lease) settleLocked() bool {
 	if l.stopKeep != nil {
 		l.stopKeep()
 	}
-	l.e.forget(l)
 	return true
 }
 

@@ -309,22 +309,3 @@ var (
 	// ErrInvalidClaim is returned for a Claim that fails Validate.
 	ErrInvalidClaim = errors.New("idempotency: invalid claim")
 )
-
-// ClaimLossNotifier is implemented by stores that can lose claims without
-// anyone deleting them (a Redis server restarted without persistence, or a
-// failover to a replica that had not received them). The engine registers
-// a callback that re-asserts every lease it holds (Extend re-creates a
-// vanished claim); the store calls it when it detects such a loss, for
-// example on reconnecting to a server whose run id changed. A claim that
-// Extend re-creates under a ctx for which Reasserting is true was found by
-// the engine's own pass, which covers every lease: it is not reported.
-type ClaimLossNotifier interface {
-	OnClaimsLost(func())
-}
-
-type reassertingKey struct{}
-
-// Reasserting reports whether ctx is that of a store call made by
-// Engine.Reassert, so a ClaimLossNotifier does not answer the claims the
-// pass re-creates with another pass.
-func Reasserting(ctx context.Context) bool { return ctx.Value(reassertingKey{}) != nil }

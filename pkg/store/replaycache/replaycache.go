@@ -64,8 +64,7 @@ type entry struct {
 }
 
 var (
-	_ idempotency.Store             = (*Store)(nil)
-	_ idempotency.ClaimLossNotifier = (*Store)(nil)
+	_ idempotency.Store = (*Store)(nil)
 )
 
 // New wraps inner.
@@ -225,12 +224,4 @@ func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry)
 	err := s.inner.Delete(ctx, key, seen)
 	s.evict(key)
 	return err
-}
-
-// OnClaimsLost passes the engine's re-assertion to the store, if it can
-// lose claims.
-func (s *Store) OnClaimsLost(f func()) {
-	if n, ok := s.inner.(idempotency.ClaimLossNotifier); ok {
-		n.OnClaimsLost(f)
-	}
 }
