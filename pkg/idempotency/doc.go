@@ -52,7 +52,7 @@
 // The lease (default 30s) says whether a claim's holder is alive; KeepAlive
 // renews it every lease/3 while the request runs. A claim is kept for the
 // retention from when it was made, a record for the retention (default
-// 24h, DefaultRetention) from when it was written. A retry after the
+// 24h, defaultRetention) from when it was written. A retry after the
 // retention runs as a new request: publish the window, as the IETF draft
 // asks. A claim that vanished while its holder runs (a store restarted
 // without persistence) is re-created by the holder's next Extend or
@@ -61,7 +61,7 @@
 //
 // # What is stored
 //
-// Complete records status, replayable headers (ReplayableHeaders: no
+// Complete records status, replayable headers (replayableHeaders: no
 // hop-by-hop, Connection-named or denylisted headers; an allowlist mode
 // exists) and body. Statuses in Policy.DoNotStore (5xx, 408, 429 by
 // default) release the key instead, so a retry may run. A body over

@@ -165,7 +165,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request, beforeWait fu
 	if p.NeedsBody(hasKey) && int64(len(r.Body)) > p.MaxRequestBody {
 		return reject(fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, p.MaxRequestBody), "")
 	}
-	scope := Scope(p, r)
+	scope := callerScope(p, r)
 	if !hasKey {
 		// A derived key names content, not an operation: without a caller
 		// identity two anonymous callers sending the same content would
@@ -183,7 +183,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request, beforeWait fu
 // every front end (HTTP requests, direct operations) shares it.
 func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeWait func(time.Duration)) Decision {
 	c := Claim{Key: skey, Token: NewToken(), Fingerprint: fp, Lease: p.Lease, Retention: p.Retention}
-	keyID := c.KeyID()
+	keyID := KeyID(c.Key)
 	opts := AcquireOptions{TakeOverExpired: p.UnknownOutcome == UnknownRetryAfterLease}
 	res, err := e.acquire(ctx, c, opts)
 	if err == nil && res.State == InFlight && p.WaitInFlight > 0 {
@@ -232,7 +232,7 @@ func (e *Engine) releaseOrphan(c Claim) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.storeTimeout, time.Second))
 	defer cancel()
 	if err := e.store.Release(ctx, c); err != nil && !errors.Is(err, ErrLeaseLost) {
-		e.logger.Debug("could not release a claim whose Acquire failed", "key_id", c.KeyID(), "error", err)
+		e.logger.Debug("could not release a claim whose Acquire failed", "key_id", KeyID(c.Key), "error", err)
 	}
 }
 
@@ -245,9 +245,9 @@ func completed(rec *Record, keyID string) Decision {
 	case MarkTooLarge:
 		return reject(ErrRecordTooLarge, keyID)
 	case MarkIncomplete:
-		return reject(&StatusError{Err: ErrResponseIncomplete, Status: rec.Status}, keyID)
+		return reject(&statusError{Err: ErrResponseIncomplete, Status: rec.Status}, keyID)
 	case MarkEvicted:
-		return reject(&StatusError{Err: ErrRecordEvicted, Status: rec.Status}, keyID)
+		return reject(&statusError{Err: ErrRecordEvicted, Status: rec.Status}, keyID)
 	case MarkUnknown:
 		return reject(ErrOutcomeUnknown, keyID)
 	}
@@ -289,7 +289,7 @@ func requestKey(p *Policy, r *Request) (key string, fromHeader bool, err error) 
 		k, err := ParseKey(vals[0])
 		return k, true, err
 	case p.AutoKey != nil:
-		return DeriveKey(p.AutoKey, r), false, nil
+		return deriveKey(p.AutoKey, r), false, nil
 	case p.KeyRequired:
 		return "", false, ErrKeyMissing
 	}

@@ -35,16 +35,16 @@ var (
 	ErrProtocol = errors.New("idempotency: protocol error")
 )
 
-// StatusError carries the status of an earlier response that cannot be
+// statusError carries the status of an earlier response that cannot be
 // replayed (ErrResponseIncomplete, ErrRecordEvicted), so the problem can
 // tell the client what happened (the original_status member).
-type StatusError struct {
+type statusError struct {
 	Err    error
 	Status int
 }
 
-func (e *StatusError) Error() string {
+func (e *statusError) Error() string {
 	return fmt.Sprintf("%v (original status %d)", e.Err, e.Status)
 }
 
-func (e *StatusError) Unwrap() error { return e.Err }
+func (e *statusError) Unwrap() error { return e.Err }

@@ -22,7 +22,7 @@ func RequestKey(p *Policy, r *Request) (key string, derived bool, err error) {
 	if err != nil || raw == "" {
 		return "", false, err
 	}
-	scope := Scope(p, r)
+	scope := callerScope(p, r)
 	if !fromHeader {
 		if scope = derivedScope(p, r, scope); scope == "" {
 			return "", true, nil

@@ -142,7 +142,7 @@ func StorageKey(scope, key string) string {
 
 // Scope hashes the caller identity chosen by p. It is "" for an anonymous
 // caller (no scope header sent and no principal).
-func Scope(p *Policy, r *Request) string {
+func callerScope(p *Policy, r *Request) string {
 	var parts []string
 	for _, name := range p.ScopeHeaders {
 		if vs := r.Header.Values(name); len(vs) > 0 {
@@ -162,8 +162,8 @@ func Scope(p *Policy, r *Request) string {
 	return hex.EncodeToString(f.sum())
 }
 
-// DeriveKey computes an automatic key from the request parts chosen by a.
-func DeriveKey(a *AutoKey, r *Request) string {
+// deriveKey computes an automatic key from the request parts chosen by a.
+func deriveKey(a *AutoKey, r *Request) string {
 	f := newFieldHash("gopotency/autokey/v1")
 	f.add(r.Method)
 	f.add(r.Path)

@@ -143,9 +143,6 @@ func (c Claim) Validate() error {
 	return nil
 }
 
-// KeyID is a short, non-reversible id of the storage key for logs.
-func (c Claim) KeyID() string { return KeyID(c.Key) }
-
 // KeyID shortens a storage key for logs (it is already a hash).
 func KeyID(key string) string { return key[:min(12, len(key))] }
 

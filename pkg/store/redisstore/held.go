@@ -167,7 +167,7 @@ func (s *Store) reassertOnce() {
 				d.hc.gone = true
 				s.drop(c)
 			case err != nil:
-				s.logger.Error("redisstore: could not re-create a held claim; its holder's next renewal will", "key_id", c.KeyID(), "error", err)
+				s.logger.Error("redisstore: could not re-create a held claim; its holder's next renewal will", "key_id", idempotency.KeyID(c.Key), "error", err)
 			}
 		}()
 	}

@@ -242,7 +242,7 @@ func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
 func (s *Store) extend(ctx context.Context, c idempotency.Claim, report bool) error {
 	n, err := s.runOwned(ctx, "extend", extendScript, c, millis(c.Lease), c.Fingerprint, millis(c.Retention))
 	if err == nil && n == replyRecreated {
-		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (purged, evicted, or lost by Redis); re-created it", "key_id", c.KeyID())
+		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (purged, evicted, or lost by Redis); re-created it", "key_id", idempotency.KeyID(c.Key))
 		if report {
 			s.watch.claimVanished()
 		}
