@@ -18,7 +18,7 @@ var (
 	// never answered (or its holder vanished); it may have run.
 	ErrOutcomeUnknown = errors.New("idempotency: outcome of the earlier request with this key is unknown")
 	// ErrResponseIncomplete: an earlier request with the key ran and
-	// answered, but its response was cut off; see IncompleteError.
+	// answered, but its response was cut off; the problem carries its status.
 	ErrResponseIncomplete = errors.New("idempotency: response of the earlier request with this key was cut off")
 	// ErrRecordEvicted: an earlier request with the key ran, but its
 	// stored response was dropped to keep the store within its budget.

@@ -18,29 +18,9 @@ import (
 // the caller scope and the client's key); a Store never sees a raw
 // Idempotency-Key or credential. Keys are at most 128 bytes of URL-safe ASCII.
 //
-// An entry for a key is in one of four states:
-//
-//   - absent: never seen, released, purged, or its retention ran out;
-//   - in flight: claimed by exactly one token, whose lease (Claim.Lease,
-//     renewed by Extend) has not run out;
-//   - lease expired: an in-flight claim whose holder stopped renewing it
-//     (crashed, or cut off from the store). Its request may have run, so
-//     it is not up for grabs: Acquire reports LeaseExpired, unless the
-//     caller asks to take it over (AcquireOptions.TakeOverExpired);
-//   - completed: holds a Record (a response, or a mark saying why there is
-//     none) until its retention runs out.
-//
-// A claim is kept for Claim.Retention from the moment it was made (its lease
-// only says whether its holder is alive), a record for Claim.Retention from
-// Complete. Expiry is decided by the store's own clock at the moment of each
-// call, never by trusting a background reaper alone: an entry whose
-// retention has passed is treated as absent even if it is still physically
-// present.
-//
-// A claim that vanished while its holder still runs (a Redis restarted
-// without persistence, an admin purge) is re-created by the holder's next
-// Extend or Complete, which succeed on an absent key; only another token's
-// claim or record fence a token off (ErrLeaseLost).
+// The states, leases and what happens when data is lost are explained once,
+// in the package documentation; the methods below say what each call does
+// in each state.
 //
 // Every method must honour ctx: when ctx is cancelled or its deadline passes,
 // a call returns promptly with an error that wraps ctx.Err(), also in the
