@@ -312,7 +312,7 @@ func (a *API) purgeRound(c *call, kr *keyRequest, l *lookup, force bool) bool {
 		return true
 	}
 	prev := view(l, ent, corrupt, false)
-	live := corrupt == nil && ent.State == idempotency.StateInFlight
+	live := corrupt == nil && ent.State == idempotency.InFlight
 	if live && !force {
 		a.auditPurge(c, kr, l, prev, "refused", force, nil)
 		p := problemFor(errPurgeLive)
@@ -360,7 +360,7 @@ func (a *API) auditPurge(c *call, kr *keyRequest, l *lookup, prev *entryView, re
 		attrs = append(attrs, slog.Any("error", err))
 		lvl = slog.LevelError
 	}
-	if prev != nil && prev.State == idempotency.StateInFlight.String() && result == "purged" {
+	if prev != nil && prev.State == idempotency.InFlight.String() && result == "purged" {
 		lvl = slog.LevelWarn // a live claim: the operation may run twice
 	}
 	a.audit.LogAttrs(c.r.Context(), lvl, "admin: purge", attrs...)

@@ -148,7 +148,9 @@ func TestPurgeEachState(t *testing.T) {
 	for _, st := range states {
 		t.Run(st.name, func(t *testing.T) {
 			f, l, _ := inState(t, st.settle, st.expired)
+			var held idempotency.Claim
 			if st.state == "in_flight" {
+				held = claimOf(t, f.store, f.pol, l)
 				a := f.purge(t, "", keyBody())
 				requireProblem(t, a, http.StatusConflict, "admin-purge-refused")
 				require.Equal(t, "in_flight", a.str("state"))
@@ -198,10 +200,10 @@ func TestPurgeEachState(t *testing.T) {
 			if st.state == "in_flight" {
 				// What the caveat warns about: the purged request's holder
 				// re-creates its claim at its next renewal.
-				require.NoError(t, l.Extend(context.Background()))
+				require.NoError(t, f.store.Extend(context.Background(), held))
 				ent, err := f.store.Get(context.Background(), l.StorageKey())
 				require.NoError(t, err)
-				require.Equal(t, idempotency.StateInFlight, ent.State)
+				require.Equal(t, idempotency.InFlight, ent.State)
 			}
 			f.requireNoSecrets(t)
 		})

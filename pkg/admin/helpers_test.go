@@ -223,6 +223,15 @@ func (f *fixture) begin(t *testing.T, key string) *idempotency.Lease {
 	return d.Lease
 }
 
+// claimOf reads the claim l holds, so a test can renew it after a purge as
+// its holder's next renewal does (Store.Extend re-creates a vanished claim).
+func claimOf(t *testing.T, s idempotency.Store, p *idempotency.Policy, l *idempotency.Lease) idempotency.Claim {
+	t.Helper()
+	ent, err := s.Get(context.Background(), l.StorageKey())
+	require.NoError(t, err)
+	return idempotency.Claim{Key: l.StorageKey(), Token: ent.Token, Fingerprint: ent.Fingerprint, Lease: p.Lease, Retention: p.Retention}
+}
+
 func requireProblem(t *testing.T, a answer, status int, slug string) {
 	t.Helper()
 	require.Equal(t, status, a.status, a.raw)

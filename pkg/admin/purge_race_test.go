@@ -72,13 +72,14 @@ func (f *fixture) requirePurgeAudit(t *testing.T, results ...string) {
 func TestPurgeRaceRenewedClaimIsRefused(t *testing.T) {
 	f, rs, l := racyFixture(t)
 	f.clock.Advance(f.pol.Lease + time.Second)
-	f.requireState(t, l, idempotency.StateLeaseExpired)
-	rs.meanwhile = func() { assert.NoError(t, l.Extend(context.Background())) }
+	f.requireState(t, l, idempotency.LeaseExpired)
+	held := claimOf(t, rs.Store, f.pol, l)
+	rs.meanwhile = func() { assert.NoError(t, rs.Store.Extend(context.Background(), held)) } // the holder's renewal
 
 	a := f.purge(t, "", keyBody())
 	requireProblem(t, a, http.StatusConflict, "admin-purge-refused")
 	require.Equal(t, "in_flight", a.str("state"))
-	f.requireState(t, l, idempotency.StateInFlight)
+	f.requireState(t, l, idempotency.InFlight)
 	f.requirePurgeAudit(t, "refused")
 	require.Zero(t, f.counter(t, "gopotency_admin_purges_total"))
 }
@@ -103,7 +104,7 @@ func TestPurgeRaceNewClaimIsRefused(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.NotNil(t, next, "the new request claimed the key")
-	f.requireState(t, next, idempotency.StateInFlight)
+	f.requireState(t, next, idempotency.InFlight)
 	require.NoError(t, next.Complete(context.Background(), &idempotency.Response{Status: 201}), "the new claim is still its holder's")
 	f.requirePurgeAudit(t, "refused")
 }
@@ -155,7 +156,7 @@ func TestPurgeRaceGivesUpOnAChurningKey(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, 5, rounds)
 	require.NotNil(t, last)
-	f.requireState(t, last, idempotency.StateInFlight)
+	f.requireState(t, last, idempotency.InFlight)
 	require.NoError(t, last.Complete(context.Background(), &idempotency.Response{Status: 201}), "the last claim is untouched")
 	f.requirePurgeAudit(t, "failed")
 	require.Zero(t, f.counter(t, "gopotency_admin_purges_total"))

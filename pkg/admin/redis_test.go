@@ -86,6 +86,7 @@ func TestAgainstRedis(t *testing.T) {
 	})
 	t.Run("in flight: refused, then forced", func(t *testing.T) {
 		l := f.begin(t, "redis-in-flight")
+		held := claimOf(t, rs, f.pol, l)
 		before := time.Now()
 		body := keyBody("key", "redis-in-flight")
 		a := f.inspect(t, "", body)
@@ -101,7 +102,7 @@ func TestAgainstRedis(t *testing.T) {
 		n, err := client.Exists(ctx, rs.Key(l.StorageKey())).Result()
 		require.NoError(t, err)
 		require.Zero(t, n, "deleted from Redis")
-		require.NoError(t, l.Extend(ctx), "the holder re-creates its claim")
+		require.NoError(t, rs.Extend(ctx, held), "the holder re-creates its claim at its next renewal")
 		require.Equal(t, "in_flight", f.inspect(t, "", body).str("state"))
 		// The store watches its server for restarts, so a lone vanished
 		// claim is taken for a purge, not lost data: new keys still run.

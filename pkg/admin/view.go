@@ -76,7 +76,7 @@ func view(l *lookup, ent *idempotency.Entry, corrupt error, withBody bool) *entr
 	v.LeaseExpiresAt = timePtr(ent.LeaseExpiresAt)
 	v.Fingerprint = ent.Fingerprint[:min(fingerprintShown, len(ent.Fingerprint))]
 	v.Retry = newRetryView(idempotency.RetryDecision(l.policy, ent))
-	if rec := ent.Record; ent.State == idempotency.StateCompleted && rec != nil {
+	if rec := ent.Record; ent.State == idempotency.Completed && rec != nil {
 		v.Mark, v.Status, v.RecordedAt = rec.Mark.String(), rec.Status, timePtr(rec.CreatedAt)
 		for _, h := range rec.Headers {
 			if !slices.Contains(v.Headers, h.Name) {

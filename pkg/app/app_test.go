@@ -206,7 +206,7 @@ func TestShutdownCutsStreamsAfterGrace(t *testing.T) {
 
 	ent, err := st.Get(context.Background(), idempotency.StorageKey("", "k-cut"))
 	require.NoError(t, err)
-	require.Equal(t, idempotency.StateCompleted, ent.State, "cut mid-request: settled before the store closed")
+	require.Equal(t, idempotency.Completed, ent.State, "cut mid-request: settled before the store closed")
 	require.Equal(t, idempotency.MarkUnknown, ent.Record.Mark, "the upstream was running: outcome unknown, never run again")
 }
 

@@ -69,18 +69,18 @@ func TestKeyedPostRecordsAndReplays(t *testing.T) {
 	require.Equal(t, extprocv3.CommonResponse_CONTINUE, resp.GetRequestBody().GetResponse().GetStatus())
 	ent := e.entry(t, "k1")
 	require.NotNil(t, ent)
-	require.Equal(t, idempotency.StateInFlight, ent.State, "the lease is held while the upstream runs")
+	require.Equal(t, idempotency.InFlight, ent.State, "the lease is held while the upstream runs")
 
 	s.do(respHeaders("201", false, "content-type", "application/json", "x-multi", "a", "x-multi", "b",
 		"set-cookie", "sid=secret", "location", "/orders/7"))
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k1").State)
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k1").State)
 	for _, chunk := range []string{`{"id":`, ``, `7}`} {
 		s.do(respBody(chunk, false))
 	}
 	s.do(respBody("", true)) // Envoy may mark the end with an empty chunk
 	ent = e.entry(t, "k1")
 	require.NotNil(t, ent)
-	require.Equal(t, idempotency.StateCompleted, ent.State, "recorded before the last chunk is answered")
+	require.Equal(t, idempotency.Completed, ent.State, "recorded before the last chunk is answered")
 	require.Equal(t, 201, ent.Record.Status)
 	require.Equal(t, `{"id":7}`, string(ent.Record.Body))
 	s.cancel()
@@ -126,7 +126,7 @@ func TestEveryMessageGetsOneAnswerInOrder(t *testing.T) {
 	e.waitIdle(t)
 	ent := e.entry(t, "k-order")
 	require.NotNil(t, ent)
-	require.Equal(t, idempotency.StateCompleted, ent.State, "response trailers complete the record")
+	require.Equal(t, idempotency.Completed, ent.State, "response trailers complete the record")
 	require.Equal(t, "hello", string(ent.Record.Body))
 }
 
@@ -137,14 +137,14 @@ func TestTrailersCompleteTheRecord(t *testing.T) {
 	s.do(reqBody("req", true))
 	s.do(respHeaders("200", false, "content-type", "application/octet-stream"))
 	s.do(respBody("data", false)) // with trailers, end_of_stream never comes on a body chunk
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-tr").State)
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-tr").State)
 	s.do(respTrailers())
 	ent := e.entry(t, "k-tr")
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	require.Equal(t, "data", string(ent.Record.Body))
 	s.cancel()
 	e.waitIdle(t)
-	require.Equal(t, idempotency.StateCompleted, e.entry(t, "k-tr").State, "the end of the stream does not undo a record")
+	require.Equal(t, idempotency.Completed, e.entry(t, "k-tr").State, "the end of the stream does not undo a record")
 }
 
 func TestHeadersOnlyResponseCompletes(t *testing.T) {
@@ -154,7 +154,7 @@ func TestHeadersOnlyResponseCompletes(t *testing.T) {
 	s.do(reqBody("x", true))
 	s.do(respHeaders("204", true))
 	ent := e.entry(t, "k-204")
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	require.Equal(t, 204, ent.Record.Status)
 	require.Empty(t, ent.Record.Body)
 }
@@ -165,10 +165,10 @@ func TestHeadersOnlyFingerprintAcquiresAtRequestHeaders(t *testing.T) {
 	resp := s.do(reqHeaders("POST", "/upload", "k-h", false))
 	require.NotNil(t, resp.GetRequestHeaders())
 	requireRecording(t, resp.GetModeOverride(), filterv3.ProcessingMode_NONE)
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-h").State, "acquired without reading the body")
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-h").State, "acquired without reading the body")
 	s.do(respHeaders("202", false))
 	s.do(respBody("queued", true))
-	require.Equal(t, idempotency.StateCompleted, e.entry(t, "k-h").State)
+	require.Equal(t, idempotency.Completed, e.entry(t, "k-h").State)
 
 	// The replay comes at request_headers: the body is never needed.
 	r := e.open(t, "headers")
@@ -189,12 +189,12 @@ func TestHeaderValueFallback(t *testing.T) {
 		}}}}}
 	resp := s.do(req)
 	require.NotNil(t, resp.GetRequestHeaders())
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-value").State)
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-value").State)
 	s.do(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
 		Headers:     &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", Value: "200"}, {Key: "x-v", Value: "1"}}},
 		EndOfStream: true}}})
 	ent := e.entry(t, "k-value")
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	require.Equal(t, []idempotency.Header{{Name: "X-V", Value: "1"}}, ent.Record.Headers)
 }
 

@@ -28,7 +28,7 @@ func TestCancelAfterResponseHeadRecordsIncomplete(t *testing.T) {
 
 	ent := e.entry(t, "k-cut")
 	require.NotNil(t, ent)
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	require.Equal(t, idempotency.MarkIncomplete, ent.Record.Mark)
 	require.Equal(t, 200, ent.Record.Status)
 	for range 2 {
@@ -67,9 +67,9 @@ func TestLeaseIsRenewedWhileInFlight(t *testing.T) {
 	time.Sleep(900 * time.Millisecond) // three lease lengths
 	ent := e.entry(t, "k-renew")
 	require.NotNil(t, ent, "the lease was not renewed")
-	require.Equal(t, idempotency.StateInFlight, ent.State)
+	require.Equal(t, idempotency.InFlight, ent.State)
 	s.do(respHeaders("200", true))
-	require.Equal(t, idempotency.StateCompleted, e.entry(t, "k-renew").State)
+	require.Equal(t, idempotency.Completed, e.entry(t, "k-renew").State)
 }
 
 // TestEndBeforeForwardingLocksNothing: a stream that ends while the server
@@ -274,6 +274,6 @@ func TestStalledStoreDelaysTheRecordNotTheAnswer(t *testing.T) {
 	e.srv.Wait()
 	ent, err := st.Get(context.Background(), idempotency.StorageKey("", "k-stall"))
 	require.NoError(t, err)
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	require.Equal(t, "done", string(ent.Record.Body))
 }

@@ -361,11 +361,12 @@ func continueFor(m heldMsg) *extprocv3.ProcessingResponse {
 
 // begin runs the engine and turns its decision into the answer to msg.
 func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
+	var opts []idempotency.BeginOption
 	if p.policy.WaitInFlight > 0 && p.s.o.MaxMessageTimeout > 0 {
-		p.req.BeforeWait = p.extendTimeoutForWait
+		opts = append(opts, idempotency.BeforeWait(p.extendTimeoutForWait))
 	}
 	p.stage = decided // one Begin per request, whatever chunks follow
-	d := p.s.o.Engine.Begin(p.ctx, p.policy, &p.req)
+	d := p.s.o.Engine.Begin(p.ctx, p.policy, &p.req, opts...)
 	p.dropRequestBody()
 	switch d.Kind {
 	case idempotency.Proceed:
@@ -395,7 +396,7 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 }
 
 // extendTimeoutForWait asks Envoy for a longer message timeout before the
-// engine waits for an in-flight duplicate (Request.BeforeWait), so only
+// engine waits for an in-flight duplicate (idempotency.BeforeWait), so only
 // requests that really wait pay the extra message.
 func (p *processor) extendTimeoutForWait(wait time.Duration) {
 	d := min(wait+wait/2+500*time.Millisecond, p.s.o.MaxMessageTimeout)

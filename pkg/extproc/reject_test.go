@@ -95,7 +95,7 @@ func TestOversizedResponseStoresTombstone(t *testing.T) {
 	s.do(respBody("67890", false))
 	s.do(respBody("", true))
 	ent := e.entry(t, "k-big")
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	require.Equal(t, idempotency.MarkTooLarge, ent.Record.Mark, "a tombstone, not a truncated body")
 	require.Empty(t, ent.Record.Body)
 

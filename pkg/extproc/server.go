@@ -79,7 +79,7 @@ type Options struct {
 	// already admitted finish as usual.
 	MaxBufferedBytes int64
 	// SettleTimeout bounds the store calls that record or release a key,
-	// retries included (5s when zero).
+	// retries included (idempotency.DefaultSettleTimeout when zero).
 	SettleTimeout time.Duration
 	// AnswerWithin is the longest an answer to Envoy waits on such a call:
 	// the store_timeout, which the configuration keeps below Envoy's
@@ -127,7 +127,7 @@ func New(o Options) (*Server, error) {
 	}
 	o.PolicyHeader = strings.ToLower(o.PolicyHeader) // gRPC metadata keys are lower case
 	if o.SettleTimeout <= 0 {
-		o.SettleTimeout = 5 * time.Second
+		o.SettleTimeout = idempotency.DefaultSettleTimeout
 	}
 	if o.MaxBufferedBytes <= 0 {
 		o.MaxBufferedBytes = DefaultMaxBufferedBytes

@@ -78,7 +78,7 @@ func TestBodyFirstFirstRequestRecords(t *testing.T) {
 	s.do(respBody("made", true))
 	ent := e.entry(t, "k-bf")
 	require.NotNil(t, ent)
-	require.Equal(t, idempotency.StateCompleted, ent.State)
+	require.Equal(t, idempotency.Completed, ent.State)
 	assert.Equal(t, "made", string(ent.Record.Body))
 
 	// Mismatch and missing keys are decided on the body message too.
@@ -164,7 +164,7 @@ func TestStreamedBodyIsDecidedAtTheLastChunk(t *testing.T) {
 	for range 3 {
 		require.NotNil(t, s.recv().GetRequestBody())
 	}
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-stream").State)
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-stream").State)
 
 	// Same first chunk, different second: the fingerprint saw both.
 	d := e.open(t, "")
@@ -198,13 +198,13 @@ func TestTrailers(t *testing.T) {
 	s := e.open(t, "")
 	s.do(reqHeaders("POST", "/o", "k-tr", false, "content-length", "5"))
 	require.NotNil(t, s.do(reqBody("whole", false)).GetRequestBody(), "all the declared bytes: trailers follow")
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-tr").State, "decided at the body")
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-tr").State, "decided at the body")
 	require.NotNil(t, s.do(reqTrailers()).GetRequestTrailers())
 
 	only := e.open(t, "")
 	only.do(reqHeaders("POST", "/o", "k-tr-only", false))
 	require.NotNil(t, only.do(reqTrailers()).GetRequestTrailers())
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-tr-only").State, "decided at the trailers")
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-tr-only").State, "decided at the trailers")
 	dup := e.open(t, "")
 	dup.do(reqHeaders("POST", "/o", "k-tr-only", false))
 	require.Equal(t, "request-in-progress", requireProblem(t, dup.do(reqTrailers()), 409))
@@ -290,7 +290,7 @@ func TestBufferBudget(t *testing.T) {
 	requirePassThrough(t, plain.do(reqHeaders("GET", "/o", "", true)))
 
 	a.do(respBody("!", true)) // the admitted stream finishes as usual
-	require.Equal(t, idempotency.StateCompleted, e.entry(t, "k-a").State)
+	require.Equal(t, idempotency.Completed, e.entry(t, "k-a").State)
 	require.Zero(t, srv.Buffered())
 	mu.Lock()
 	assert.Zero(t, buffered, "the gauge is told every change")
@@ -387,11 +387,11 @@ func TestCutBodyFailsClosed(t *testing.T) {
 	w := e.open(t, "")
 	w.do(reqHeaders("POST", "/o", "k-whole", false, "content-length", "32768"))
 	require.NotNil(t, w.do(reqBody(cut, false)).GetRequestBody())
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-whole").State)
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-whole").State)
 	bf := e.open(t, "")
 	first := withProtocol(bodyFirst(e.srv, "POST", "/o", cut, false, "idempotency-key", "k-bf"), filterv3.ProcessingMode_BUFFERED, false)
 	require.NotNil(t, bf.do(first).GetRequestBody(), "static BUFFERED never cuts (Envoy answers 413 itself)")
-	require.Equal(t, idempotency.StateInFlight, e.entry(t, "k-bf").State)
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-bf").State)
 	partial := e.open(t, "")
 	first = withProtocol(bodyFirst(e.srv, "POST", "/o", cut, false, "idempotency-key", "k-bf-partial"), filterv3.ProcessingMode_BUFFERED_PARTIAL, false)
 	require.Equal(t, "request-too-large", requireProblem(t, partial.do(first), 413), "body first in BUFFERED_PARTIAL proves nothing")

@@ -25,48 +25,68 @@
 //   - Reject: answer with Decision.Problem (RFC 9457 problem+json; each
 //     type is described in docs/problems.md).
 //
-// # Store states
+// # States
 //
-// A Store holds each key in one of four states and changes it only
-// through one atomic call each (never check-then-act):
+// One vocabulary, State, serves the Store contract, the engine and the
+// admin view. A key is absent or holds an Entry in one of three states,
+// changed only by one atomic Store call each (never check-then-act):
 //
 //	          Acquire: new token              Complete(token)
-//	absent ────────────────────▶ in flight ─────────────────▶ completed
+//	absent ────────────────────▶ InFlight ──────────────────▶ Completed
 //	 ▲  ▲                        │   ▲  Extend(token) renews       │
 //	 │  └── Release(token) ──────┘   │  (KeepAlive), and           │
 //	 │                     lease runs│  re-creates a vanished claim│
 //	 │                       out ▼   │                             │
-//	 │                     lease expired ── Complete(token) ───────▶│
+//	 │                     LeaseExpired ── Complete(token) ────────▶│
 //	 └──── retention runs out, or admin Delete (any state) ────────┘
 //
-// Acquire on a live entry does not change it: in flight gives 409 with
-// Policy.RetryAfter (or, with Policy.WaitInFlight, a bounded wait for the
-// outcome), completed gives Replay (or the problem its Record.Mark stands
-// for), a different fingerprint gives 422, and a lease that ran out gives
-// 424 outcome-unknown: its holder stopped renewing (it crashed, or lost the
-// store), its request may have run, so the key is not free. Under
-// Policy.UnknownOutcome retry_after_lease such a claim is taken over
-// instead, and the old token is fenced off (its Complete, Extend and
-// Release fail with ErrLeaseLost).
+// Acquire answers with the state it found, or Acquired (the claim is now
+// the caller's) or Mismatch (the key is bound to another fingerprint,
+// whatever its state). Begin turns that answer into a Decision: Acquired
+// is Proceed; InFlight is 409 with Policy.RetryAfter (or, with
+// Policy.WaitInFlight, a bounded wait for the outcome); Completed is
+// Replay, or the problem its Record.Mark stands for; Mismatch is 422; and
+// LeaseExpired is 424 outcome-unknown: its holder stopped renewing (it
+// crashed, or lost the store), its request may have run, so the key is not
+// free. Under Policy.UnknownOutcome retry_after_lease such a claim is
+// taken over instead, and the old token is fenced off (its Complete,
+// Extend and Release fail with ErrLeaseLost).
 //
-// The lease (default 30s) says whether a claim's holder is alive; KeepAlive
-// renews it every lease/3 while the request runs. A claim is kept for the
-// retention from when it was made, a record for the retention (default
-// 24h, DefaultRetention) from when it was written. A retry after the
-// retention runs as a new request: publish the window, as the IETF draft
-// asks. A claim that vanished while its holder runs (a store restarted
-// without persistence) is re-created by the holder's next Extend or
-// Complete; stores that can notice such a loss (ClaimLossNotifier) make the
-// engine re-assert every lease it holds at once (Engine.Reassert).
+// # Leases
+//
+// A claim (Claim: key, token, fingerprint, lease, retention) is held by one
+// token. Its lease (default 30s) says whether the holder is alive;
+// KeepAlive renews it every lease/3 while the request runs. A claim is kept
+// for the retention from when it was made, a record for the retention
+// (default 24h) from when it was written; expiry is judged by the store's
+// clock at each call. A retry after the retention runs as a new request:
+// publish the window, as the IETF draft asks. A record keeps the token
+// that completed it, so a Complete retried after a lost reply succeeds,
+// and Delete with the Entry seen deletes only that entry.
+//
+// # When a store loses data
+//
+// A claim that vanished while its holder runs (an admin purge, a Redis
+// restarted without persistence, a failover to a replica that lacked the
+// write) is re-created by the holder's next Extend or Complete, which
+// succeed on an absent key; only another token's claim or record fences a
+// token off. Until then a duplicate could find the key free, so a store
+// that can lose data closes that gap itself, where the loss is detected:
+// the Redis store remembers the claims it made until they settle, and when
+// it sees its server replaced (or a renewal finds its claim gone) it
+// re-creates them at once and refuses new keys for a grace period
+// (redisstore.Watch, docs/redis.md). The engine knows nothing of it.
 //
 // # What is stored
 //
-// Complete records status, replayable headers (ReplayableHeaders: no
+// Complete records status, replayable headers (replayableHeaders: no
 // hop-by-hop, Connection-named or denylisted headers; an allowlist mode
 // exists) and body. Statuses in Policy.DoNotStore (5xx, 408, 429 by
 // default) release the key instead, so a retry may run. A body over
 // Policy.MaxResponseBody stores a tombstone (MarkTooLarge): its retries get
-// 413, never a re-run. A response cut off after its head (Response.
+// 413, never a re-run. These marks, and MarkEvicted (a record a full memory
+// store dropped; 424 response-evicted with its status), are every way a
+// Completed entry can stand for something other than a whole response. A response cut off after its head (Response.
 // Incomplete) is recorded as MarkIncomplete with its status: retries get
 // 424 response-incomplete. Abandon(false) releases the key (the upstream
 // provably never saw the request); Abandon(true) means the outcome is
@@ -77,13 +97,13 @@
 // # Keys, scope and fingerprints
 //
 // ParseKey accepts an RFC 9651 sf-string or a bare token, 1..255 bytes.
-// Scope hashes the caller identity (Policy.ScopeHeaders, by default
-// Authorization, and optionally the transport's Principal), and StorageKey
-// hashes scope and key together, so callers never share records and no
+// The caller scope hashes the caller identity (Policy.ScopeHeaders, by
+// default Authorization, and optionally the transport's Principal), and
+// StorageKey hashes scope and key together, so callers never share records and no
 // Store ever sees a raw key or credential. Fingerprint hashes method, path
 // with query, selected headers and (mode "body") the body, optionally as
-// canonical JSON; it binds a key to one request. AutoKey derives a key from
-// request content when the client sends none.
+// canonical JSON; it binds a key to one request. Policy.AutoKey derives a
+// key from request content when the client sends none.
 //
 // # Failures
 //
@@ -91,5 +111,6 @@
 // failure fails closed by default (503 store-unavailable with Retry-After,
 // nothing executed); Policy.FailOpen turns it into Pass, trading the
 // guarantee for availability. Hooks observe decisions, store calls,
-// renewals and settlements for metrics.
+// renewals and settlements (Hooks.Settled names how each lease ended) for
+// metrics.
 package idempotency

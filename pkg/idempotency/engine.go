@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -82,15 +81,6 @@ type Engine struct {
 	// fakeClock: WithClock replaced the sleeps, so renewals go through
 	// e.sleep instead of runtime timers.
 	fakeClock bool
-
-	// live holds the leases not yet settled, so they can be re-asserted
-	// when the store reports lost claims.
-	liveMu sync.Mutex
-	live   map[*Lease]struct{}
-	// reasserting: a Reassert pass runs; reassertAgain: another was asked
-	// for meanwhile.
-	reassertMu                 sync.Mutex
-	reasserting, reassertAgain bool
 }
 
 // Option configures an Engine.
@@ -117,98 +107,36 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l }
 
 // New returns an engine over store.
 func New(store Store, opts ...Option) *Engine {
-	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler), live: map[*Lease]struct{}{}}
+	e := &Engine{store: store, now: time.Now, sleep: sleepCtx, logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(e)
-	}
-	if n, ok := store.(ClaimLossNotifier); ok {
-		n.OnClaimsLost(e.Reassert)
 	}
 	return e
 }
 
-// Reassert renews every lease the engine holds at once, which re-creates
-// claims the store lost (Store.Extend on an absent key). Stores that can
-// lose claims call it through ClaimLossNotifier; it is safe to call any
-// time. A call during a pass returns at once and one more pass follows,
-// so reports that arrive together cost one or two passes, not one each.
-func (e *Engine) Reassert() {
-	e.reassertMu.Lock()
-	if e.reasserting {
-		e.reassertAgain = true
-		e.reassertMu.Unlock()
-		return
-	}
-	e.reasserting = true
-	e.reassertMu.Unlock()
-	for {
-		e.reassertOnce()
-		e.reassertMu.Lock()
-		again := e.reassertAgain
-		e.reassertAgain, e.reasserting = false, again
-		e.reassertMu.Unlock()
-		if !again {
-			return
-		}
-	}
-}
-
-func (e *Engine) reassertOnce() {
-	e.liveMu.Lock()
-	leases := make([]*Lease, 0, len(e.live))
-	for l := range e.live {
-		leases = append(leases, l)
-	}
-	e.liveMu.Unlock()
-	if len(leases) == 0 {
-		return
-	}
-	e.logger.Warn("store lost claims; re-asserting the leases held here", "leases", len(leases))
-	ctx := context.WithValue(context.Background(), reassertingKey{}, true)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for _, l := range leases {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := l.renew(ctx); err != nil {
-				e.logger.Error("could not re-assert a lease", "key_id", l.c.KeyID(), "error", err)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// LiveLeases returns how many leases are held and not yet settled.
-func (e *Engine) LiveLeases() int {
-	e.liveMu.Lock()
-	defer e.liveMu.Unlock()
-	return len(e.live)
-}
-
-func (e *Engine) newLease(p *Policy, c Claim) *Lease {
-	l := &Lease{e: e, p: p, c: c}
-	e.liveMu.Lock()
-	e.live[l] = struct{}{}
-	e.liveMu.Unlock()
-	return l
-}
-
-func (e *Engine) forget(l *Lease) {
-	e.liveMu.Lock()
-	delete(e.live, l)
-	e.liveMu.Unlock()
-}
-
-// Store returns the engine's store.
-func (e *Engine) Store() Store { return e.store }
-
 // Begin decides what to do with r under p. It never returns an error:
 // every failure becomes a Reject (or a Pass under fail-open) carrying the
 // problem to send, so no transport can forget to fail closed.
-func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request) Decision {
-	return e.decided(e.begin(ctx, p, r))
+func (e *Engine) Begin(ctx context.Context, p *Policy, r *Request, opts ...BeginOption) Decision {
+	var o beginOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return e.decided(e.begin(ctx, p, r, o.beforeWait))
+}
+
+// BeginOption is a per-call hook of the transport that calls Begin.
+type BeginOption func(*beginOptions)
+
+type beginOptions struct{ beforeWait func(time.Duration) }
+
+// BeforeWait has f called once before Begin waits (up to the given
+// Policy.WaitInFlight) for an in-flight duplicate to finish; the ext_proc
+// server uses it to extend Envoy's message timeout only for requests that
+// really wait. It is a transport's concern, so it is passed where the
+// transport calls, not kept in the Request.
+func BeforeWait(f func(wait time.Duration)) BeginOption {
+	return func(o *beginOptions) { o.beforeWait = f }
 }
 
 // decided reports d to the Decided hook and returns it.
@@ -223,7 +151,7 @@ func (e *Engine) decided(d Decision) Decision {
 	return d
 }
 
-func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
+func (e *Engine) begin(ctx context.Context, p *Policy, r *Request, beforeWait func(time.Duration)) Decision {
 	if !p.Applies(r.Method) {
 		return Decision{Kind: Pass}
 	}
@@ -237,7 +165,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 	if p.NeedsBody(hasKey) && int64(len(r.Body)) > p.MaxRequestBody {
 		return reject(fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, p.MaxRequestBody), "")
 	}
-	scope := Scope(p, r)
+	scope := callerScope(p, r)
 	if !hasKey {
 		// A derived key names content, not an operation: without a caller
 		// identity two anonymous callers sending the same content would
@@ -248,17 +176,17 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request) Decision {
 			return Decision{Kind: Pass}
 		}
 	}
-	return e.decide(ctx, p, StorageKey(scope, key), Fingerprint(p, r), r.BeforeWait)
+	return e.decide(ctx, p, StorageKey(scope, key), Fingerprint(p, r), beforeWait)
 }
 
 // decide claims skey for fp and turns the store's answer into a Decision;
 // every front end (HTTP requests, direct operations) shares it.
 func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeWait func(time.Duration)) Decision {
 	c := Claim{Key: skey, Token: NewToken(), Fingerprint: fp, Lease: p.Lease, Retention: p.Retention}
-	keyID := c.KeyID()
+	keyID := KeyID(c.Key)
 	opts := AcquireOptions{TakeOverExpired: p.UnknownOutcome == UnknownRetryAfterLease}
 	res, err := e.acquire(ctx, c, opts)
-	if err == nil && res.Outcome == InFlight && p.WaitInFlight > 0 {
+	if err == nil && res.State == InFlight && p.WaitInFlight > 0 {
 		if beforeWait != nil {
 			beforeWait(p.WaitInFlight)
 		}
@@ -278,9 +206,9 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 		e.logger.ErrorContext(ctx, "idempotency store failed; rejecting request (fail-closed)", "key_id", keyID, "error", err)
 		return reject(err, keyID)
 	}
-	switch res.Outcome {
+	switch res.State {
 	case Acquired:
-		return Decision{Kind: Proceed, KeyID: keyID, Lease: e.newLease(p, c)}
+		return Decision{Kind: Proceed, KeyID: keyID, Lease: &Lease{e: e, p: p, c: c}}
 	case Completed:
 		return completed(res.Record, keyID)
 	case InFlight:
@@ -292,7 +220,7 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 	case Mismatch:
 		return reject(ErrMismatch, keyID)
 	}
-	return reject(fmt.Errorf("store returned unknown outcome %d", res.Outcome), keyID)
+	return reject(fmt.Errorf("store returned unknown outcome %d", res.State), keyID)
 }
 
 // releaseOrphan releases c after a failed Acquire, bounded in time; it is
@@ -304,7 +232,7 @@ func (e *Engine) releaseOrphan(c Claim) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.storeTimeout, time.Second))
 	defer cancel()
 	if err := e.store.Release(ctx, c); err != nil && !errors.Is(err, ErrLeaseLost) {
-		e.logger.Debug("could not release a claim whose Acquire failed", "key_id", c.KeyID(), "error", err)
+		e.logger.Debug("could not release a claim whose Acquire failed", "key_id", KeyID(c.Key), "error", err)
 	}
 }
 
@@ -317,9 +245,9 @@ func completed(rec *Record, keyID string) Decision {
 	case MarkTooLarge:
 		return reject(ErrRecordTooLarge, keyID)
 	case MarkIncomplete:
-		return reject(&StatusError{Err: ErrResponseIncomplete, Status: rec.Status}, keyID)
+		return reject(&statusError{Err: ErrResponseIncomplete, Status: rec.Status}, keyID)
 	case MarkEvicted:
-		return reject(&StatusError{Err: ErrRecordEvicted, Status: rec.Status}, keyID)
+		return reject(&statusError{Err: ErrRecordEvicted, Status: rec.Status}, keyID)
 	case MarkUnknown:
 		return reject(ErrOutcomeUnknown, keyID)
 	}
@@ -361,7 +289,7 @@ func requestKey(p *Policy, r *Request) (key string, fromHeader bool, err error) 
 		k, err := ParseKey(vals[0])
 		return k, true, err
 	case p.AutoKey != nil:
-		return DeriveKey(p.AutoKey, r), false, nil
+		return deriveKey(p.AutoKey, r), false, nil
 	case p.KeyRequired:
 		return "", false, ErrKeyMissing
 	}
@@ -423,7 +351,7 @@ func (e *Engine) acquire(ctx context.Context, c Claim, o AcquireOptions) (Acquir
 func (e *Engine) wait(ctx context.Context, p *Policy, c Claim, o AcquireOptions, res AcquireResult) (AcquireResult, error) {
 	deadline := e.now().Add(p.WaitInFlight)
 	step := 25 * time.Millisecond
-	for res.Outcome == InFlight {
+	for res.State == InFlight {
 		left := deadline.Sub(e.now())
 		if left <= 0 {
 			return res, nil

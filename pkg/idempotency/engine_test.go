@@ -70,7 +70,7 @@ func TestBeginFirstProceeds(t *testing.T) {
 
 	e, err := f.store.Get(context.Background(), d.Lease.StorageKey())
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateInFlight, e.State)
+	assert.Equal(t, idempotency.InFlight, e.State)
 	assert.Equal(t, f.clock.Now().Add(idempotency.DefaultLease), e.LeaseExpiresAt)
 	assert.Equal(t, f.clock.Now().Add(idempotency.DefaultRetention), e.ExpiresAt, "a claim is kept for the retention")
 	assert.Equal(t, idempotency.Fingerprint(&f.pol, post("k1", orderJSON)), e.Fingerprint)
@@ -300,7 +300,7 @@ func TestBeginStoreFailure(t *testing.T) {
 func TestBeginUnknownOutcome(t *testing.T) {
 	p := idempotency.DefaultPolicy()
 	eng := idempotency.New(stubStore{acquire: func(context.Context) (idempotency.AcquireResult, error) {
-		return idempotency.AcquireResult{Outcome: 42}, nil
+		return idempotency.AcquireResult{State: 42}, nil
 	}})
 	d := eng.Begin(context.Background(), &p, post("k1", orderJSON))
 	requireReject(t, d, 500, "internal")
@@ -403,10 +403,10 @@ func TestKindString(t *testing.T) {
 		idempotency.Replay: "replay", idempotency.Reject: "reject", 0: "invalid", -1: "invalid", 9: "invalid"} {
 		assert.Equal(t, want, k.String())
 	}
-	for o, want := range map[idempotency.Outcome]string{idempotency.Acquired: "acquired", idempotency.Completed: "completed",
+	for o, want := range map[idempotency.State]string{idempotency.Acquired: "acquired", idempotency.Completed: "completed",
 		idempotency.InFlight: "in_flight", idempotency.Mismatch: "mismatch", 0: "unknown"} {
 		assert.Equal(t, want, o.String())
 	}
-	assert.Equal(t, "in_flight", idempotency.StateInFlight.String())
-	assert.Equal(t, "completed", idempotency.StateCompleted.String())
+	assert.Equal(t, "in_flight", idempotency.InFlight.String())
+	assert.Equal(t, "completed", idempotency.Completed.String())
 }

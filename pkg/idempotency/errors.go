@@ -18,7 +18,7 @@ var (
 	// never answered (or its holder vanished); it may have run.
 	ErrOutcomeUnknown = errors.New("idempotency: outcome of the earlier request with this key is unknown")
 	// ErrResponseIncomplete: an earlier request with the key ran and
-	// answered, but its response was cut off; wrapped in a StatusError.
+	// answered, but its response was cut off; the problem carries its status.
 	ErrResponseIncomplete = errors.New("idempotency: response of the earlier request with this key was cut off")
 	// ErrRecordEvicted: an earlier request with the key ran, but its
 	// stored response was dropped to keep the store within its budget.
@@ -35,16 +35,16 @@ var (
 	ErrProtocol = errors.New("idempotency: protocol error")
 )
 
-// StatusError carries the status of an earlier response that cannot be
+// statusError carries the status of an earlier response that cannot be
 // replayed (ErrResponseIncomplete, ErrRecordEvicted), so the problem can
 // tell the client what happened (the original_status member).
-type StatusError struct {
+type statusError struct {
 	Err    error
 	Status int
 }
 
-func (e *StatusError) Error() string {
+func (e *statusError) Error() string {
 	return fmt.Sprintf("%v (original status %d)", e.Err, e.Status)
 }
 
-func (e *StatusError) Unwrap() error { return e.Err }
+func (e *statusError) Unwrap() error { return e.Err }

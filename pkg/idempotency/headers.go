@@ -14,11 +14,11 @@ const ReplayedHeader = "Idempotent-Replayed"
 // Content-Length is recomputed by whoever sends the replay.
 var hopByHop = []string{"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length", strings.ToLower(ReplayedHeader)}
 
-// ReplayableHeaders filters a response's headers down to those stored for
+// replayableHeaders filters a response's headers down to those stored for
 // replay under p: no pseudo or hop-by-hop headers, nothing the Connection
 // header names, nothing on the denylist, and only the allowlist when one
 // is set. Order and repeated fields are kept.
-func ReplayableHeaders(p *Policy, hs []Header) []Header {
+func replayableHeaders(p *Policy, hs []Header) []Header {
 	var connNamed []string
 	for _, h := range hs {
 		if strings.EqualFold(h.Name, "connection") {

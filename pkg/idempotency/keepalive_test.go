@@ -2,9 +2,7 @@ package idempotency_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,7 +104,6 @@ func TestKeepAliveOutlivesLease(t *testing.T) {
 		assert.NotContains(t, ops, "extend!")
 		time.Sleep(time.Second)
 		assert.Equal(t, ops, s.ops(), "no store call after Complete")
-		assert.Zero(t, eng.LiveLeases())
 
 		r := eng.Begin(ctx, &p, post("slow", orderJSON))
 		require.Equal(t, idempotency.Replay, r.Kind)
@@ -162,138 +159,10 @@ func TestNoRenewalAfterSettle(t *testing.T) {
 			require.Equal(t, idempotency.Proceed, d.Kind, "round %d", i)
 			d.Lease.KeepAlive(context.Background())
 			time.Sleep(time.Duration(i) * time.Millisecond)
-			var wg sync.WaitGroup
-			wg.Go(func() { _ = d.Lease.Complete(context.Background(), response(503, "")) })
-			wg.Go(func() { eng.Reassert() }) // renewals racing the settle
-			wg.Wait()
+			require.NoError(t, d.Lease.Complete(context.Background(), response(503, ""))) // renewals racing the settle
 			time.Sleep(100 * time.Millisecond)
 			ops := s.ops()
 			require.Equal(t, "release", ops[len(ops)-1], "round %d: %v", i, ops)
 		}
-		assert.Zero(t, eng.LiveLeases())
-	})
-}
-
-// Reassert renews every held lease at once: claims a store lost come back
-// before any renewal interval passes.
-func TestReassertRecreatesLostClaims(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s, eng := bubbleEngine(t)
-		p := idempotency.DefaultPolicy()
-		var held []*idempotency.Lease
-		for _, k := range []string{"a", "b", "c"} {
-			d := eng.Begin(context.Background(), &p, post(k, orderJSON))
-			require.Equal(t, idempotency.Proceed, d.Kind)
-			held = append(held, d.Lease)
-			require.NoError(t, s.Delete(context.Background(), d.Lease.StorageKey(), nil)) // wiped
-		}
-		require.NoError(t, held[2].Complete(context.Background(), response(201, "done")))
-		assert.Equal(t, 2, eng.LiveLeases())
-		eng.Reassert()
-		for _, k := range []string{"a", "b"} {
-			requireReject(t, eng.Begin(context.Background(), &p, post(k, orderJSON)), 409, "request-in-progress")
-		}
-		assert.Equal(t, idempotency.Replay, eng.Begin(context.Background(), &p, post("c", orderJSON)).Kind)
-	})
-}
-
-// notifyingStore is a store that can report lost claims.
-type notifyingStore struct {
-	idempotency.Store
-	lost func()
-}
-
-func (s *notifyingStore) OnClaimsLost(f func()) { s.lost = f }
-
-func TestEngineRegistersForClaimLoss(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		mem := memstore.New(memstore.Options{})
-		defer mem.Close()
-		s := &notifyingStore{Store: mem}
-		eng := idempotency.New(s)
-		require.NotNil(t, s.lost, "the engine registered its re-assertion")
-		p := idempotency.DefaultPolicy()
-		d := eng.Begin(context.Background(), &p, post("k", orderJSON))
-		require.NoError(t, mem.Delete(context.Background(), d.Lease.StorageKey(), nil))
-		s.lost()
-		requireReject(t, eng.Begin(context.Background(), &p, post("k", orderJSON)), 409, "request-in-progress")
-	})
-}
-
-// vanishingStore lost every claim: the first Extend of each re-creates it
-// and reports a loss, as the Redis store does after a restart (unless the
-// engine's re-assertion made the call).
-type vanishingStore struct {
-	idempotency.Store
-	lost      func()
-	extends   atomic.Int64
-	recreated sync.Map
-}
-
-func (s *vanishingStore) OnClaimsLost(f func()) { s.lost = f }
-
-func (s *vanishingStore) Extend(ctx context.Context, c idempotency.Claim) error {
-	s.extends.Add(1)
-	err := s.Store.Extend(ctx, c)
-	if _, again := s.recreated.LoadOrStore(c.Key, true); !again && !idempotency.Reasserting(ctx) {
-		go s.lost()
-	}
-	return err
-}
-
-// Re-creating N lost claims does not report N more losses: the pass that
-// re-creates them covers every lease (else N² store calls right when the
-// store came back).
-func TestReassertDoesNotAnswerItsOwnFindings(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		mem := memstore.New(memstore.Options{})
-		defer mem.Close()
-		s := &vanishingStore{Store: mem}
-		eng := idempotency.New(s)
-		p := idempotency.DefaultPolicy()
-		const n = 50
-		for i := range n {
-			require.Equal(t, idempotency.Proceed, eng.Begin(context.Background(), &p, post(fmt.Sprint("k", i), orderJSON)).Kind)
-		}
-		s.lost()
-		synctest.Wait()
-		assert.Equal(t, int64(n), s.extends.Load(), "one pass")
-	})
-}
-
-// gatedStore holds every Extend until the gate opens.
-type gatedStore struct {
-	idempotency.Store
-	gate    chan struct{}
-	extends atomic.Int64
-}
-
-func (s *gatedStore) Extend(ctx context.Context, c idempotency.Claim) error {
-	<-s.gate
-	s.extends.Add(1)
-	return s.Store.Extend(ctx, c)
-}
-
-// Losses reported while a pass runs join it: one more pass follows, not
-// one per report.
-func TestReassertCoalescesReportsDuringAPass(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		mem := memstore.New(memstore.Options{})
-		defer mem.Close()
-		s := &gatedStore{Store: mem, gate: make(chan struct{})}
-		eng := idempotency.New(s)
-		p := idempotency.DefaultPolicy()
-		const n = 20
-		for i := range n {
-			require.Equal(t, idempotency.Proceed, eng.Begin(context.Background(), &p, post(fmt.Sprint("k", i), orderJSON)).Kind)
-		}
-		go eng.Reassert()
-		synctest.Wait() // the pass waits at the gate
-		for range 10 {
-			eng.Reassert() // returns at once: a pass runs
-		}
-		close(s.gate)
-		synctest.Wait()
-		assert.Equal(t, int64(2*n), s.extends.Load(), "the running pass and one more")
 	})
 }

@@ -62,11 +62,11 @@ func (l *Lease) Complete(ctx context.Context, resp *Response) error {
 	how := "recorded"
 	switch {
 	case resp.Incomplete:
-		rec.Mark, rec.Headers, how = MarkIncomplete, ReplayableHeaders(l.p, resp.Headers), "incomplete"
+		rec.Mark, rec.Headers, how = MarkIncomplete, replayableHeaders(l.p, resp.Headers), "incomplete"
 	case resp.TooLarge || int64(len(resp.Body)) > l.p.MaxResponseBody:
 		rec.Mark, how = MarkTooLarge, "too_large"
 	default:
-		rec.Headers = ReplayableHeaders(l.p, resp.Headers)
+		rec.Headers = replayableHeaders(l.p, resp.Headers)
 		rec.Body = resp.Body
 	}
 	return l.recordLocked(ctx, rec, how)
@@ -89,15 +89,12 @@ func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
 	}
 	if l.p.UnknownOutcome == UnknownRetryAfterLease {
 		l.report("expiring", 0)
-		l.e.logger.WarnContext(ctx, "request ended without a response; its key runs again once the lease expires (unknown_outcome: retry_after_lease)", "key_id", l.c.KeyID(), "lease", l.p.Lease.String())
+		l.e.logger.WarnContext(ctx, "request ended without a response; its key runs again once the lease expires (unknown_outcome: retry_after_lease)", "key_id", KeyID(l.c.Key), "lease", l.p.Lease.String())
 		return nil
 	}
-	l.e.logger.WarnContext(ctx, "request ended without a response; its key is recorded as outcome-unknown", "key_id", l.c.KeyID())
+	l.e.logger.WarnContext(ctx, "request ended without a response; its key is recorded as outcome-unknown", "key_id", KeyID(l.c.Key))
 	return l.recordLocked(ctx, &Record{Mark: MarkUnknown, CreatedAt: l.e.now().Truncate(time.Millisecond)}, "unknown")
 }
-
-// Extend renews the lease once (re-creating a claim the store lost).
-func (l *Lease) Extend(ctx context.Context) error { return l.renew(ctx) }
 
 func (l *Lease) renew(ctx context.Context) error {
 	l.mu.Lock()
@@ -169,10 +166,10 @@ func (l *Lease) renewed(ctx context.Context) bool {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrLeaseLost):
-		l.e.logger.Error("lease taken over by another request; it holds the key now", "key_id", l.c.KeyID(), "error", err)
+		l.e.logger.Error("lease taken over by another request; it holds the key now", "key_id", KeyID(l.c.Key), "error", err)
 		return false
 	default:
-		l.e.logger.Error("lease renewal failed; retrying at the next interval (if the lease runs out first, retries are told outcome-unknown)", "key_id", l.c.KeyID(), "error", err)
+		l.e.logger.Error("lease renewal failed; retrying at the next interval (if the lease runs out first, retries are told outcome-unknown)", "key_id", KeyID(l.c.Key), "error", err)
 	}
 	return true
 }
@@ -190,7 +187,6 @@ func (l *Lease) settleLocked() bool {
 	if l.stopKeep != nil {
 		l.stopKeep()
 	}
-	l.e.forget(l)
 	return true
 }
 
@@ -202,10 +198,10 @@ func (l *Lease) releaseLocked(ctx context.Context) error {
 		return nil
 	case errors.Is(err, ErrLeaseLost):
 		l.report("lost", 0)
-		l.e.logger.InfoContext(ctx, "key not released: another request's token holds it now (its claim or its record)", "key_id", l.c.KeyID())
+		l.e.logger.InfoContext(ctx, "key not released: another request's token holds it now (its claim or its record)", "key_id", KeyID(l.c.Key))
 	default:
 		l.report("failed", 0)
-		l.e.logger.ErrorContext(ctx, "could not release the key; its claim stays until the lease runs out, then retries are told outcome-unknown", "key_id", l.c.KeyID(), "error", err)
+		l.e.logger.ErrorContext(ctx, "could not release the key; its claim stays until the lease runs out, then retries are told outcome-unknown", "key_id", KeyID(l.c.Key), "error", err)
 	}
 	return fmt.Errorf("release: %w", err)
 }
@@ -220,10 +216,10 @@ func (l *Lease) recordLocked(ctx context.Context, rec *Record, how string) error
 		l.report("lost", 0)
 		// Stores keep the completing token with the record, so a retry
 		// whose first try landed succeeds: lost is another token's hold.
-		l.e.logger.WarnContext(ctx, "not recorded: another request's token holds this key now (it claimed the key after our claim was taken over, purged or expired, and may have completed it)", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status)
+		l.e.logger.WarnContext(ctx, "not recorded: another request's token holds this key now (it claimed the key after our claim was taken over, purged or expired, and may have completed it)", "key_id", KeyID(l.c.Key), "mark", rec.Mark.String(), "status", rec.Status)
 	default:
 		l.report("failed", 0)
-		l.e.logger.ErrorContext(ctx, "could not record the outcome; the claim stays until its lease runs out, then retries are told outcome-unknown", "key_id", l.c.KeyID(), "mark", rec.Mark.String(), "status", rec.Status, "error", err)
+		l.e.logger.ErrorContext(ctx, "could not record the outcome; the claim stays until its lease runs out, then retries are told outcome-unknown", "key_id", KeyID(l.c.Key), "mark", rec.Mark.String(), "status", rec.Status, "error", err)
 	}
 	return fmt.Errorf("complete: %w", err)
 }

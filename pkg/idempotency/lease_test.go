@@ -108,7 +108,7 @@ func TestCompleteAfterTakeoverIsFenced(t *testing.T) {
 	err := slow.Complete(context.Background(), response(201, "slow"))
 	require.Error(t, err)
 	assert.ErrorIs(t, err, idempotency.ErrLeaseLost)
-	assert.NoError(t, slow.Extend(context.Background()), "a settled lease renews nothing")
+	assert.NoError(t, slow.Renew(context.Background()), "a settled lease renews nothing")
 
 	d := f.begin(t, post("k1", orderJSON))
 	require.Equal(t, idempotency.Replay, d.Kind)
@@ -245,7 +245,7 @@ func TestHooks(t *testing.T) {
 
 	f.begin(t, request("POST", "/", "")) // pass
 	l := f.proceed(t, post("k1", orderJSON))
-	require.NoError(t, l.Extend(ctx))
+	require.NoError(t, l.Renew(ctx))
 	require.NoError(t, l.Complete(ctx, response(201, "abc")))
 	f.begin(t, post("k1", orderJSON))                                   // replay
 	f.begin(t, post("k1", "{}"))                                        // key-reused

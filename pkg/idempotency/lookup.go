@@ -22,7 +22,7 @@ func RequestKey(p *Policy, r *Request) (key string, derived bool, err error) {
 	if err != nil || raw == "" {
 		return "", false, err
 	}
-	scope := Scope(p, r)
+	scope := callerScope(p, r)
 	if !fromHeader {
 		if scope = derivedScope(p, r, scope); scope == "" {
 			return "", true, nil
@@ -42,16 +42,16 @@ func RetryDecision(p *Policy, entry *Entry) Decision {
 		return Decision{Kind: Proceed}
 	}
 	switch entry.State {
-	case StateInFlight:
+	case InFlight:
 		d := reject(ErrInFlight, "")
 		d.Problem.RetryAfter = p.RetryAfter
 		return d
-	case StateLeaseExpired:
+	case LeaseExpired:
 		if p.UnknownOutcome == UnknownRetryAfterLease {
 			return Decision{Kind: Proceed}
 		}
 		return reject(ErrOutcomeUnknown, "")
-	case StateCompleted:
+	case Completed:
 		if entry.Record != nil {
 			return completed(entry.Record, "")
 		}

@@ -175,5 +175,5 @@ func TestRetryDecisionPredictsBegin(t *testing.T) {
 	}
 	p := idempotency.DefaultPolicy()
 	require.Equal(t, idempotency.Proceed, idempotency.RetryDecision(&p, nil).Kind, "an absent key runs")
-	require.Equal(t, http.StatusInternalServerError, idempotency.RetryDecision(&p, &idempotency.Entry{State: idempotency.StateCompleted}).Problem.Status)
+	require.Equal(t, http.StatusInternalServerError, idempotency.RetryDecision(&p, &idempotency.Entry{State: idempotency.Completed}).Problem.Status)
 }

@@ -23,10 +23,10 @@ const (
 	KeyVisibleASCII
 )
 
-// CheckKey validates a key handed over directly under syntax. The error
+// checkKey validates a key handed over directly under syntax. The error
 // wraps ErrKeyMalformed and says what is wrong. HTTP header values go
 // through ParseKey instead, which also accepts the sf-string form.
-func CheckKey(key string, syntax KeySyntax) error {
+func checkKey(key string, syntax KeySyntax) error {
 	switch {
 	case key == "":
 		return fmt.Errorf("%w: empty value", ErrKeyMalformed)
@@ -72,7 +72,7 @@ type Operation struct {
 	// a Mismatch, as reusing an HTTP key on another path is.
 	Name string
 	// Key is the caller's key as given; "" means none was given. It is
-	// checked with CheckKey under KeySyntax.
+	// checked with checkKey under KeySyntax.
 	Key       string
 	KeySyntax KeySyntax
 	// Scope identifies the caller (tenant, user, authenticated peer). Its
@@ -133,7 +133,7 @@ func (e *Engine) beginOperation(ctx context.Context, p *Policy, op *Operation) D
 		}
 		return Decision{Kind: Pass}
 	}
-	if err := CheckKey(op.Key, op.KeySyntax); err != nil {
+	if err := checkKey(op.Key, op.KeySyntax); err != nil {
 		return reject(err, "")
 	}
 	return e.decide(ctx, p, op.StorageKey(), op.fingerprint(p), nil)

@@ -27,11 +27,11 @@ const (
 // Defaults of a Policy; DefaultPolicy returns them together.
 const (
 	DefaultKeyHeader       = "Idempotency-Key"
-	DefaultRetention       = 24 * time.Hour
+	defaultRetention       = 24 * time.Hour
 	DefaultLease           = 30 * time.Second
 	DefaultMaxRequestBody  = 1 << 20
 	DefaultMaxResponseBody = 1 << 20
-	DefaultRetryAfter      = time.Second
+	defaultRetryAfter      = time.Second
 )
 
 // UnknownOutcome says what happens to a key whose request was forwarded
@@ -130,15 +130,15 @@ func DefaultPolicy() Policy {
 	return Policy{
 		Methods:         []string{http.MethodPost, http.MethodPatch},
 		KeyHeader:       DefaultKeyHeader,
-		Retention:       DefaultRetention,
+		Retention:       defaultRetention,
 		Lease:           DefaultLease,
 		Fingerprint:     FingerprintBody,
 		ScopeHeaders:    []string{"Authorization"},
-		DoNotStore:      MustStatusSet("5xx", "408", "429"),
+		DoNotStore:      mustStatusSet("5xx", "408", "429"),
 		ReplayDenylist:  []string{"Set-Cookie", "Set-Cookie2", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Date", "Server", "X-Envoy-Upstream-Service-Time"},
 		MaxRequestBody:  DefaultMaxRequestBody,
 		MaxResponseBody: DefaultMaxResponseBody,
-		RetryAfter:      DefaultRetryAfter,
+		RetryAfter:      defaultRetryAfter,
 		UnknownOutcome:  UnknownRecord,
 	}
 }
@@ -255,8 +255,8 @@ func ParseStatusSet(items ...string) (StatusSet, error) {
 	return s, nil
 }
 
-// MustStatusSet is ParseStatusSet for constants; it panics on a bad item.
-func MustStatusSet(items ...string) StatusSet {
+// mustStatusSet is ParseStatusSet for constants; it panics on a bad item.
+func mustStatusSet(items ...string) StatusSet {
 	s, err := ParseStatusSet(items...)
 	if err != nil {
 		panic(err)

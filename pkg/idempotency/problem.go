@@ -82,7 +82,7 @@ func ProblemFor(err error) *Problem {
 			if row.clientDetail {
 				p.Detail = err.Error()
 			}
-			var inc *StatusError
+			var inc *statusError
 			if errors.As(err, &inc) {
 				p.OriginalStatus = inc.Status
 			}

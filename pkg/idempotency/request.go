@@ -10,7 +10,6 @@ import (
 	"hash"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // Request is the transport-neutral view of an HTTP request that the engine
@@ -29,11 +28,6 @@ type Request struct {
 	// is ignored), used to scope automatic keys when
 	// AutoKey.SourceAddress is set.
 	SourceAddress string
-	// BeforeWait, when set, is called once before Begin waits (up to the
-	// given Policy.WaitInFlight) for an in-flight duplicate to finish; the
-	// ext_proc server uses it to extend Envoy's message timeout only for
-	// requests that really wait.
-	BeforeWait func(wait time.Duration)
 
 	// checkedKey is the key Precheck parsed from the header value
 	// checkedHeader, so Begin does not parse it twice.
@@ -148,7 +142,7 @@ func StorageKey(scope, key string) string {
 
 // Scope hashes the caller identity chosen by p. It is "" for an anonymous
 // caller (no scope header sent and no principal).
-func Scope(p *Policy, r *Request) string {
+func callerScope(p *Policy, r *Request) string {
 	var parts []string
 	for _, name := range p.ScopeHeaders {
 		if vs := r.Header.Values(name); len(vs) > 0 {
@@ -168,8 +162,8 @@ func Scope(p *Policy, r *Request) string {
 	return hex.EncodeToString(f.sum())
 }
 
-// DeriveKey computes an automatic key from the request parts chosen by a.
-func DeriveKey(a *AutoKey, r *Request) string {
+// deriveKey computes an automatic key from the request parts chosen by a.
+func deriveKey(a *AutoKey, r *Request) string {
 	f := newFieldHash("gopotency/autokey/v1")
 	f.add(r.Method)
 	f.add(r.Path)

@@ -18,29 +18,9 @@ import (
 // the caller scope and the client's key); a Store never sees a raw
 // Idempotency-Key or credential. Keys are at most 128 bytes of URL-safe ASCII.
 //
-// An entry for a key is in one of four states:
-//
-//   - absent: never seen, released, purged, or its retention ran out;
-//   - in flight: claimed by exactly one token, whose lease (Claim.Lease,
-//     renewed by Extend) has not run out;
-//   - lease expired: an in-flight claim whose holder stopped renewing it
-//     (crashed, or cut off from the store). Its request may have run, so
-//     it is not up for grabs: Acquire reports LeaseExpired, unless the
-//     caller asks to take it over (AcquireOptions.TakeOverExpired);
-//   - completed: holds a Record (a response, or a mark saying why there is
-//     none) until its retention runs out.
-//
-// A claim is kept for Claim.Retention from the moment it was made (its lease
-// only says whether its holder is alive), a record for Claim.Retention from
-// Complete. Expiry is decided by the store's own clock at the moment of each
-// call, never by trusting a background reaper alone: an entry whose
-// retention has passed is treated as absent even if it is still physically
-// present.
-//
-// A claim that vanished while its holder still runs (a Redis restarted
-// without persistence, an admin purge) is re-created by the holder's next
-// Extend or Complete, which succeed on an absent key; only another token's
-// claim or record fence a token off (ErrLeaseLost).
+// The states, leases and what happens when data is lost are explained once,
+// in the package documentation; the methods below say what each call does
+// in each state.
 //
 // Every method must honour ctx: when ctx is cancelled or its deadline passes,
 // a call returns promptly with an error that wraps ctx.Err(), also in the
@@ -143,9 +123,6 @@ func (c Claim) Validate() error {
 	return nil
 }
 
-// KeyID is a short, non-reversible id of the storage key for logs.
-func (c Claim) KeyID() string { return KeyID(c.Key) }
-
 // KeyID shortens a storage key for logs (it is already a hash).
 func KeyID(key string) string { return key[:min(12, len(key))] }
 
@@ -164,26 +141,31 @@ type AcquireOptions struct {
 	TakeOverExpired bool
 }
 
-// Outcome is the result of Store.Acquire.
-type Outcome int
+// State is where a key stands: the state of an Entry, and what
+// Store.Acquire found. InFlight, Completed and LeaseExpired are entry
+// states; Acquired and Mismatch are answers only Acquire gives. The
+// numbers of the first three are stored by some stores (a conditional
+// Delete compares them), so they never change.
+type State int
 
 const (
-	// Acquired means the caller now owns the key and must Complete or
-	// Release it.
-	Acquired Outcome = iota + 1
-	// Completed means a record exists (see Record.Mark).
+	// InFlight: a claim whose lease is running; Acquire found another
+	// execution holding it.
+	InFlight State = iota + 1
+	// Completed: a Record is kept (see Record.Mark).
 	Completed
-	// InFlight means another execution holds an unexpired lease.
-	InFlight
-	// Mismatch means the key is bound to a different fingerprint.
-	Mismatch
-	// LeaseExpired means the key's claim was not renewed in time: its
-	// holder is gone and the outcome of its request is unknown.
+	// LeaseExpired: a claim whose lease ran out: its holder is gone and
+	// the outcome of its request is unknown.
 	LeaseExpired
+	// Acquired: Acquire made the claim; the caller owns the key and must
+	// Complete or Release it.
+	Acquired
+	// Mismatch: Acquire found the key bound to a different fingerprint.
+	Mismatch
 )
 
-func (o Outcome) String() string {
-	switch o {
+func (s State) String() string {
+	switch s {
 	case Acquired:
 		return "acquired"
 	case Completed:
@@ -200,10 +182,10 @@ func (o Outcome) String() string {
 
 // AcquireResult is what Store.Acquire returns.
 type AcquireResult struct {
-	Outcome Outcome
-	// Record is set when Outcome is Completed.
+	State State
+	// Record is set when State is Completed.
 	Record *Record
-	// RetryAfter is the remaining lease when Outcome is InFlight.
+	// RetryAfter is the remaining lease when State is InFlight.
 	RetryAfter time.Duration
 }
 
@@ -268,30 +250,9 @@ type Record struct {
 	CreatedAt time.Time
 }
 
-// State of an entry as seen by Store.Get.
-type State int
-
-const (
-	StateInFlight State = iota + 1
-	StateCompleted
-	// StateLeaseExpired is an in-flight claim whose lease ran out.
-	StateLeaseExpired
-)
-
-func (s State) String() string {
-	switch s {
-	case StateInFlight:
-		return "in_flight"
-	case StateCompleted:
-		return "completed"
-	case StateLeaseExpired:
-		return "lease_expired"
-	}
-	return "unknown"
-}
-
 // Entry is the admin view of a stored key.
 type Entry struct {
+	// State is InFlight, Completed or LeaseExpired.
 	State State
 	// Token is the claim's token, kept with the record it completed; it
 	// tells this entry from a later one for Delete. Empty for records
@@ -304,7 +265,7 @@ type Entry struct {
 	// LeaseExpiresAt is the lease deadline of a claim (zero once
 	// completed).
 	LeaseExpiresAt time.Time
-	// Record is set when State is StateCompleted.
+	// Record is set when State is Completed.
 	Record *Record
 }
 
@@ -325,22 +286,3 @@ var (
 	// ErrInvalidClaim is returned for a Claim that fails Validate.
 	ErrInvalidClaim = errors.New("idempotency: invalid claim")
 )
-
-// ClaimLossNotifier is implemented by stores that can lose claims without
-// anyone deleting them (a Redis server restarted without persistence, or a
-// failover to a replica that had not received them). The engine registers
-// a callback that re-asserts every lease it holds (Extend re-creates a
-// vanished claim); the store calls it when it detects such a loss, for
-// example on reconnecting to a server whose run id changed. A claim that
-// Extend re-creates under a ctx for which Reasserting is true was found by
-// the engine's own pass, which covers every lease: it is not reported.
-type ClaimLossNotifier interface {
-	OnClaimsLost(func())
-}
-
-type reassertingKey struct{}
-
-// Reasserting reports whether ctx is that of a store call made by
-// Engine.Reassert, so a ClaimLossNotifier does not answer the claims the
-// pass re-creates with another pass.
-func Reasserting(ctx context.Context) bool { return ctx.Value(reassertingKey{}) != nil }

@@ -69,11 +69,11 @@ func TestBeforeWaitCalledOnlyWhenWaiting(t *testing.T) {
 	p.WaitInFlight = 30 * time.Millisecond
 	var waits []time.Duration
 	r := post("k1", orderJSON)
-	r.BeforeWait = func(d time.Duration) { waits = append(waits, d) }
-	first := eng.Begin(context.Background(), &p, r)
+	hook := idempotency.BeforeWait(func(d time.Duration) { waits = append(waits, d) })
+	first := eng.Begin(context.Background(), &p, r, hook)
 	require.Equal(t, idempotency.Proceed, first.Kind)
 	assert.Empty(t, waits, "a request that acquires does not wait")
-	dup := eng.Begin(context.Background(), &p, r)
+	dup := eng.Begin(context.Background(), &p, r, hook)
 	requireReject(t, dup, 409, "request-in-progress")
 	assert.Equal(t, []time.Duration{30 * time.Millisecond}, waits)
 }

@@ -146,7 +146,7 @@ func TestSQLSchemaCompatible(t *testing.T) {
 		retry.Token = idempotency.NewToken()
 		got, err := s2.Acquire(ctx, retry, idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		assert.Equal(t, idempotency.Completed, got.Outcome)
+		assert.Equal(t, idempotency.Completed, got.State)
 	})
 }
 

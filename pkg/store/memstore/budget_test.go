@@ -23,7 +23,7 @@ func complete(t *testing.T, s *memstore.Store, body int) idempotency.Claim {
 	c := storetest.NewClaim("fp", time.Minute, time.Hour)
 	res, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.Equal(t, idempotency.Acquired, res.State)
 	require.NoError(t, s.Complete(context.Background(), c, record(body)))
 	return c
 }
@@ -49,7 +49,7 @@ func TestByteBudgetEvictsOldestResponsesToStatus(t *testing.T) {
 	assert.LessOrEqual(t, st.Bytes, int64(100_000))
 	assert.Positive(t, st.Evicted)
 	oldest, newest := outcome(t, s, claims[0]), outcome(t, s, claims[9])
-	require.Equal(t, idempotency.Completed, oldest.Outcome, "an evicted key still answers")
+	require.Equal(t, idempotency.Completed, oldest.State, "an evicted key still answers")
 	assert.Equal(t, idempotency.MarkEvicted, oldest.Record.Mark)
 	assert.Equal(t, 201, oldest.Record.Status)
 	assert.Empty(t, oldest.Record.Body)
@@ -72,7 +72,7 @@ func TestByteBudgetNeverDropsClaims(t *testing.T) {
 	huge := complete(t, s, 80_000)
 	assert.Equal(t, idempotency.MarkEvicted, outcome(t, s, huge).Record.Mark)
 	for _, c := range held {
-		assert.Equal(t, idempotency.InFlight, outcome(t, s, c).Outcome)
+		assert.Equal(t, idempotency.InFlight, outcome(t, s, c).State)
 	}
 }
 
@@ -121,7 +121,7 @@ func TestEntryBudgetCountsOnlyLiveEntries(t *testing.T) {
 	now = now.Add(time.Minute)
 	res, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Second, time.Minute), idempotency.AcquireOptions{})
 	require.NoError(t, err, "the expired entries make room")
-	assert.Equal(t, idempotency.Acquired, res.Outcome)
+	assert.Equal(t, idempotency.Acquired, res.State)
 }
 
 // Under byte pressure expired entries go first, and a response-incomplete
@@ -152,7 +152,7 @@ func TestByteBudgetKeepsMarksAndDropsExpiredFirst(t *testing.T) {
 		complete(t, s, 25_000)
 	}
 	got := outcome(t, s, inc)
-	require.Equal(t, idempotency.Completed, got.Outcome)
+	require.Equal(t, idempotency.Completed, got.State)
 	assert.Equal(t, idempotency.MarkIncomplete, got.Record.Mark, "a mark is never evicted")
 	assert.Equal(t, incomplete.Headers, got.Record.Headers)
 }

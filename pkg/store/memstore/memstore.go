@@ -199,13 +199,13 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	if e := s.live(c.Key, now); e != nil {
 		switch {
 		case e.fingerprint != c.Fingerprint:
-			return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
+			return idempotency.AcquireResult{State: idempotency.Mismatch}, nil
 		case e.rec != nil:
-			return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: copyRecord(e.rec)}, nil
+			return idempotency.AcquireResult{State: idempotency.Completed, Record: copyRecord(e.rec)}, nil
 		case now.Before(e.leaseUntil):
-			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(e.leaseUntil.Sub(now), time.Millisecond)}, nil
+			return idempotency.AcquireResult{State: idempotency.InFlight, RetryAfter: max(e.leaseUntil.Sub(now), time.Millisecond)}, nil
 		case !o.TakeOverExpired:
-			return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
+			return idempotency.AcquireResult{State: idempotency.LeaseExpired}, nil
 		}
 		s.remove(e) // take over: the old token is fenced off with it
 	}
@@ -214,7 +214,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		return idempotency.AcquireResult{}, fmt.Errorf("memstore: %w: full (%d entries; max_entries)", idempotency.ErrStoreUnavailable, len(s.entries))
 	}
 	s.claim(c, now)
-	return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
+	return idempotency.AcquireResult{State: idempotency.Acquired}, nil
 }
 
 // claim stores a new in-flight claim for c; the caller holds s.mu.
@@ -347,11 +347,11 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 func (e *entry) state(now time.Time) idempotency.State {
 	switch {
 	case e.rec != nil:
-		return idempotency.StateCompleted
+		return idempotency.Completed
 	case !now.Before(e.leaseUntil):
-		return idempotency.StateLeaseExpired
+		return idempotency.LeaseExpired
 	}
-	return idempotency.StateInFlight
+	return idempotency.InFlight
 }
 
 func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {

@@ -82,7 +82,7 @@ func measureCommands(tb testing.TB, n int) (miss, hit cmdCount) {
 		c := idempotency.Claim{Key: k, Token: idempotency.NewToken(), Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour}
 		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
 		require.NoError(tb, err)
-		require.Equal(tb, idempotency.Acquired, res.Outcome)
+		require.Equal(tb, idempotency.Acquired, res.State)
 		require.NoError(tb, s.Complete(ctx, c, rec))
 	}
 	miss = mon.until(tb, c, s.prefix)
@@ -91,7 +91,7 @@ func measureCommands(tb testing.TB, n int) (miss, hit cmdCount) {
 		c := idempotency.Claim{Key: k, Token: idempotency.NewToken(), Fingerprint: "fp", Lease: time.Minute, Retention: time.Hour}
 		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
 		require.NoError(tb, err)
-		require.Equal(tb, idempotency.Completed, res.Outcome)
+		require.Equal(tb, idempotency.Completed, res.State)
 	}
 	hit = mon.until(tb, c, s.prefix)
 	after := commandStats(tb, c)

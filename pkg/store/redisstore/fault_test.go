@@ -67,7 +67,7 @@ func TestServerStoppedIsUnavailable(t *testing.T) {
 	require.NoError(t, srv.Start())
 	require.Eventually(t, func() bool {
 		r, err := s.Acquire(ctx, claim("k2"), idempotency.AcquireOptions{})
-		return err == nil && r.Outcome == idempotency.Acquired
+		return err == nil && r.State == idempotency.Acquired
 	}, 5*time.Second, 50*time.Millisecond, "the store reconnects after a restart")
 }
 

@@ -52,7 +52,7 @@ func TestReplicasConfirmClaims(t *testing.T) {
 		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
 		cancel()
 		require.NoError(t, err)
-		require.Equal(t, idempotency.Acquired, res.Outcome)
+		require.Equal(t, idempotency.Acquired, res.State)
 		tok, err := rc.HGet(context.Background(), s.Key(c.Key), "t").Result()
 		require.NoError(t, err, "the claim is on the replica when Acquire returns")
 		require.Equal(t, c.Token, tok)
@@ -75,7 +75,7 @@ func TestReplicasConfirmClaims(t *testing.T) {
 	replicaOf(t, replica, master)
 	res, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.Equal(t, idempotency.Acquired, res.State)
 }
 
 // What the store says at start about failovers and restarts, and the

@@ -22,8 +22,8 @@ const DefaultRestartGrace = 11 * time.Second
 // may be gone then, and a duplicate could claim the key and run again. So
 // the Watch
 //
-//   - tells the engine, which re-asserts every lease it holds at once
-//     (idempotency.ClaimLossNotifier; Extend re-creates a vanished claim);
+//   - tells every Store using it, which re-creates at once the claims it
+//     holds (see held);
 //   - makes the store refuse new claims for the grace period (a 503 with
 //     Retry-After; replays and 409s are still answered), long enough for
 //     every other server to re-assert its leases at its next renewal.
@@ -176,7 +176,7 @@ func (w *Watch) claimVanished() {
 
 // claimsLost records a loss: the server was replaced, or a renewal found
 // its claim gone. New claims are refused for the grace period and every
-// registered engine re-asserts its leases.
+// Store using the Watch re-creates the claims it holds.
 func (w *Watch) claimsLost(reason string, attrs ...any) {
 	w.mu.Lock()
 	if until := w.now().Add(w.grace); until.After(w.graceUntil) {
@@ -204,6 +204,3 @@ func (w *Watch) onClaimsLost(f func()) {
 	defer w.mu.Unlock()
 	w.callbacks = append(w.callbacks, f)
 }
-
-// OnClaimsLost implements idempotency.ClaimLossNotifier.
-func (s *Store) OnClaimsLost(f func()) { s.watch.onClaimsLost(f) }

@@ -18,7 +18,7 @@ import (
 
 // A Redis restart without persistence wipes the claim of a running
 // request. Each store notices the new run id when it reconnects: the
-// holder's engine re-creates its claim at once, and new keys are refused
+// holder's store re-creates its claim at once, and new keys are refused
 // for the grace, so a duplicate arriving anywhere never finds the key free.
 func TestRestartReassertsClaims(t *testing.T) {
 	srv := testenv.StartRedis(t)
@@ -57,7 +57,7 @@ func TestRestartReassertsClaims(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, _ = holderStore.Get(ctx, "probe") // reconnects, runs OnConnect
 		e, err := otherStore.Get(ctx, d.Lease.StorageKey())
-		return err == nil && e.State == idempotency.StateInFlight
+		return err == nil && e.State == idempotency.InFlight
 	}, 5*time.Second, 20*time.Millisecond, "the claim was re-created")
 	time.Sleep(2 * time.Second) // the grace ends
 	dup = other.Begin(ctx, &p, req())
@@ -87,14 +87,17 @@ func TestRenewalFindingItsClaimGoneStartsTheGrace(t *testing.T) {
 	b := eng.Begin(ctx, &p, &idempotency.Request{Method: "POST", Path: "/", Header: map[string][]string{"Idempotency-Key": {"b"}}})
 	require.Equal(t, idempotency.Proceed, a.Kind)
 	require.Equal(t, idempotency.Proceed, b.Kind)
+	ent, err := s.Get(ctx, a.Lease.StorageKey())
+	require.NoError(t, err)
+	claimA := idempotency.Claim{Key: a.Lease.StorageKey(), Token: ent.Token, Fingerprint: ent.Fingerprint, Lease: p.Lease, Retention: p.Retention}
 	for _, k := range []string{a.Lease.StorageKey(), b.Lease.StorageKey()} {
 		require.NoError(t, c.Del(ctx, s.Key(k)).Err()) // wiped behind the store's back
 	}
-	require.NoError(t, a.Lease.Extend(ctx), "a renewal re-creates its own claim")
+	require.NoError(t, s.Extend(ctx, claimA), "a renewal re-creates its own claim")
 	require.Eventually(t, func() bool {
 		e, err := s.Get(ctx, b.Lease.StorageKey())
-		return err == nil && e.State == idempotency.StateInFlight
-	}, 5*time.Second, 10*time.Millisecond, "and the engine re-asserted the other lease")
+		return err == nil && e.State == idempotency.InFlight
+	}, 5*time.Second, 10*time.Millisecond, "and the store re-created the other claim it holds")
 	assert.Positive(t, s.watch.graceLeft(), "new keys wait")
 }
 

@@ -62,6 +62,8 @@ type Store struct {
 	durMu      sync.Mutex
 	durability string // what checkDurability found
 	durable    bool
+
+	held held // claims to re-create when Redis loses data
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -89,6 +91,7 @@ func New(o Options) (*Store, error) {
 	}
 	o.Watch.logger.Store(o.Logger)
 	s := &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch, replicas: o.Replicas}
+	o.Watch.onClaimsLost(s.reassert)
 	switch o.Client.(type) {
 	case *redis.Client, *redis.ClusterClient:
 	default:
@@ -132,6 +135,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		return none, err
 	}
 	losses, graceLeft := s.watch.losses.Load(), s.watch.graceLeft()
+	start := time.Now()
 	key := s.Key(c.Key)
 	args := []any{c.Fingerprint, c.Token, millis(c.Lease), millis(c.Retention), flag(o.TakeOverExpired), flag(graceLeft > 0)}
 	type reply struct {
@@ -167,17 +171,18 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 			_ = s.Release(context.WithoutCancel(ctx), c)
 			return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) during this call; new keys wait for held claims to be re-asserted (restart_grace)", idempotency.ErrStoreUnavailable)
 		}
-		return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
+		s.hold(c, start)
+		return idempotency.AcquireResult{State: idempotency.Acquired}, nil
 	case replyMismatch:
-		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
+		return idempotency.AcquireResult{State: idempotency.Mismatch}, nil
 	case replyLeaseExpired:
-		return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
+		return idempotency.AcquireResult{State: idempotency.LeaseExpired}, nil
 	case replyRefused:
 		return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) moments ago; new keys wait %s more so every server re-asserts the claims it holds (restart_grace)",
 			idempotency.ErrStoreUnavailable, graceLeft.Round(time.Millisecond))
 	case replyInFlight:
 		ms, _ := elem[int64](v, 1)
-		return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(time.Duration(ms)*time.Millisecond, time.Millisecond)}, nil
+		return idempotency.AcquireResult{State: idempotency.InFlight, RetryAfter: max(time.Duration(ms)*time.Millisecond, time.Millisecond)}, nil
 	case replyCompleted:
 		raw, ok := elem[string](v, 1)
 		if !ok {
@@ -187,7 +192,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		if err != nil {
 			return none, s.corrupt(ctx, "acquire", c.Key, err)
 		}
-		return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: rec}, nil
+		return idempotency.AcquireResult{State: idempotency.Completed, Record: rec}, nil
 	}
 	return none, s.corrupt(ctx, "acquire", c.Key, fmt.Errorf("unexpected reply %v", v))
 }
@@ -200,29 +205,45 @@ func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempote
 	if err != nil {
 		return fmt.Errorf("redisstore: complete: %w", err)
 	}
-	_, err = s.runOwned(ctx, "complete", completeScript, c, b, millis(c.Retention), c.Fingerprint)
-	return err
+	return s.settle(c, func() error {
+		_, err := s.runOwned(ctx, "complete", completeScript, c, b, millis(c.Retention), c.Fingerprint)
+		return err
+	})
 }
 
 func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
 	if err := s.check(ctx, "release", c); err != nil {
 		return err
 	}
-	_, err := s.runOwned(ctx, "release", releaseScript, c)
-	return err
+	return s.settle(c, func() error {
+		_, err := s.runOwned(ctx, "release", releaseScript, c)
+		return err
+	})
 }
 
 func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
 	if err := s.check(ctx, "extend", c); err != nil {
 		return err
 	}
+	start := time.Now()
+	err := s.extend(ctx, c, true)
+	switch {
+	case err == nil:
+		s.hold(c, start)
+	case errors.Is(err, idempotency.ErrLeaseLost):
+		s.drop(c)
+	}
+	return err
+}
+
+// extend renews or re-creates c. A re-created claim means Redis lost data
+// (or an operator purged the key): with report set it counts as a loss
+// (Watch.claimVanished), so the other held claims come back too.
+func (s *Store) extend(ctx context.Context, c idempotency.Claim, report bool) error {
 	n, err := s.runOwned(ctx, "extend", extendScript, c, millis(c.Lease), c.Fingerprint, millis(c.Retention))
 	if err == nil && n == replyRecreated {
-		// A claim this server holds had vanished: Redis lost data. Others
-		// are likely gone too; re-assert them now, not at their renewals
-		// (unless this is the re-assertion: it covers them already).
-		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (purged, evicted, or lost by Redis); re-created it", "key_id", c.KeyID())
-		if !idempotency.Reasserting(ctx) {
+		s.logger.WarnContext(ctx, "redisstore: a held claim had vanished (purged, evicted, or lost by Redis); re-created it", "key_id", idempotency.KeyID(c.Key))
+		if report {
 			s.watch.claimVanished()
 		}
 	}
@@ -267,26 +288,25 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	// Deadlines are reported on this machine's clock, measured from the
 	// server's: what an operator compares them with.
 	local := time.Now()
-	e := &idempotency.Entry{State: idempotency.StateInFlight, Fingerprint: fp, ExpiresAt: local.Add(time.Duration(ms) * time.Millisecond)}
+	e := &idempotency.Entry{State: idempotency.InFlight, Fingerprint: fp, ExpiresAt: local.Add(time.Duration(ms) * time.Millisecond)}
 	e.Token, _ = elem[string](v, 5)
 	if raw, ok := elem[string](v, 2); ok {
 		rec, err := recordcodec.Unmarshal([]byte(raw))
 		if err != nil {
 			return nil, s.corrupt(ctx, "get", key, err)
 		}
-		e.State, e.Record = idempotency.StateCompleted, rec
+		e.State, e.Record = idempotency.Completed, rec
 		return e, nil
 	}
-	e.LeaseExpiresAt = e.ExpiresAt // written before lease deadlines existed
-	if raw, ok := elem[string](v, 3); ok {
-		l, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil {
-			return nil, s.corrupt(ctx, "get", key, fmt.Errorf("lease deadline %q: %w", raw, err))
-		}
-		e.LeaseExpiresAt = local.Add(time.UnixMilli(l).Sub(serverNow))
-		if l <= now {
-			e.State = idempotency.StateLeaseExpired
-		}
+	// Every claim carries its lease deadline l (acquire.lua, extend.lua).
+	raw, _ := elem[string](v, 3)
+	l, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		return nil, s.corrupt(ctx, "get", key, fmt.Errorf("lease deadline %q: %w", raw, err))
+	}
+	e.LeaseExpiresAt = local.Add(time.UnixMilli(l).Sub(serverNow))
+	if l <= now {
+		e.State = idempotency.LeaseExpired
 	}
 	return e, nil
 }

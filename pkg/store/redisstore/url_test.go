@@ -140,7 +140,7 @@ func TestNewFromURL(t *testing.T) {
 	key := "from-url"
 	res, err := s.Acquire(ctx, claim(key), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.Equal(t, idempotency.Acquired, res.State)
 	require.NoError(t, s.Delete(ctx, key, nil))
 	require.NoError(t, s.Close())
 	_, err = s.Acquire(ctx, claim(key), idempotency.AcquireOptions{})
@@ -166,7 +166,7 @@ func TestNewFromURLCluster(t *testing.T) {
 	require.True(t, ok, "a cluster URL gives a ClusterClient")
 	res, err := s.Acquire(ctx, claim("k"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.Equal(t, idempotency.Acquired, res.State)
 }
 
 func TestNewFromURLUnreachable(t *testing.T) {
@@ -209,7 +209,7 @@ func TestNewFromURLSentinel(t *testing.T) {
 	defer s.Close()
 	res, err := s.Acquire(ctx, claim("k"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.Equal(t, idempotency.Acquired, res.State)
 	// The claim landed on the master the sentinel names.
 	c := redis.NewClient(&redis.Options{Addr: rs.Master.Addr})
 	defer c.Close()
@@ -230,7 +230,7 @@ func TestSentinelIsNotMistakenForARestart(t *testing.T) {
 	for i := range 5 {
 		res, err := s.Acquire(ctx, claim("sentinel-"+strconv.Itoa(i)), idempotency.AcquireOptions{})
 		require.NoError(t, err, "no restart grace: nothing was lost")
-		require.Equal(t, idempotency.Acquired, res.Outcome)
+		require.Equal(t, idempotency.Acquired, res.State)
 	}
 	assert.Zero(t, s.watch.losses.Load())
 }
@@ -246,7 +246,7 @@ func TestNewFromURLClusterMeetsEveryMaster(t *testing.T) {
 	for i := range 30 { // spread over every master's slots
 		res, err := s.Acquire(ctx, claim("cluster-"+strconv.Itoa(i)), idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		require.Equal(t, idempotency.Acquired, res.Outcome)
+		require.Equal(t, idempotency.Acquired, res.State)
 	}
 	assert.Zero(t, s.watch.losses.Load())
 }

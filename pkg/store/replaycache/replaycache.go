@@ -64,8 +64,7 @@ type entry struct {
 }
 
 var (
-	_ idempotency.Store             = (*Store)(nil)
-	_ idempotency.ClaimLossNotifier = (*Store)(nil)
+	_ idempotency.Store = (*Store)(nil)
 )
 
 // New wraps inner.
@@ -82,9 +81,6 @@ func New(inner idempotency.Store, o Options) *Store {
 	}
 	return s
 }
-
-// Inner returns the wrapped store.
-func (s *Store) Inner() idempotency.Store { return s.inner }
 
 // Stats reports the cache's size and how many replays it answered.
 func (s *Store) Stats() (entries int, bytes, hits int64) {
@@ -107,7 +103,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	}
 	gen := s.generation()
 	res, err := s.inner.Acquire(ctx, c, o)
-	if err == nil && res.Outcome == idempotency.Completed && res.Record != nil {
+	if err == nil && res.State == idempotency.Completed && res.Record != nil {
 		until := s.now().Add(c.Retention)
 		if !res.Record.CreatedAt.IsZero() {
 			until = res.Record.CreatedAt.Add(c.Retention)
@@ -132,9 +128,9 @@ func (s *Store) lookup(c idempotency.Claim) (idempotency.AcquireResult, bool) {
 	s.lru.MoveToFront(el)
 	s.hits++
 	if e.fp != c.Fingerprint {
-		return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, true
+		return idempotency.AcquireResult{State: idempotency.Mismatch}, true
 	}
-	return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: e.rec}, true
+	return idempotency.AcquireResult{State: idempotency.Completed, Record: e.rec}, true
 }
 
 func (s *Store) generation() uint64 {
@@ -228,12 +224,4 @@ func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry)
 	err := s.inner.Delete(ctx, key, seen)
 	s.evict(key)
 	return err
-}
-
-// OnClaimsLost passes the engine's re-assertion to the store, if it can
-// lose claims.
-func (s *Store) OnClaimsLost(f func()) {
-	if n, ok := s.inner.(idempotency.ClaimLossNotifier); ok {
-		n.OnClaimsLost(f)
-	}
 }

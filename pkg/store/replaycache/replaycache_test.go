@@ -55,18 +55,18 @@ func TestReplaysComeFromMemoryUntilTheTTL(t *testing.T) {
 	for range 10 {
 		res, err := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		require.Equal(t, idempotency.Completed, res.Outcome)
+		require.Equal(t, idempotency.Completed, res.State)
 		assert.Equal(t, "made", string(res.Record.Body))
 	}
 	res, err := s.Acquire(ctx, retry(c, "other"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.Mismatch, res.Outcome, "the fingerprint is checked from memory too")
+	assert.Equal(t, idempotency.Mismatch, res.State, "the fingerprint is checked from memory too")
 	assert.Equal(t, before, inner.acquires.Load(), "no replay reached the store")
 
 	*now = now.Add(5 * time.Second)
 	res, err = s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.Completed, res.Outcome)
+	assert.Equal(t, idempotency.Completed, res.State)
 	assert.Equal(t, before+1, inner.acquires.Load(), "past the TTL the store is asked again")
 }
 
@@ -81,17 +81,17 @@ func TestPurges(t *testing.T) {
 	require.NoError(t, s.Delete(ctx, c.Key, nil))
 	res, err := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome, "purged here: runs again at once")
+	require.Equal(t, idempotency.Acquired, res.State, "purged here: runs again at once")
 
 	d := storetest.NewClaim("fp", time.Minute, time.Hour)
 	_, _ = s.Acquire(ctx, d, idempotency.AcquireOptions{})
 	require.NoError(t, s.Complete(ctx, d, &idempotency.Record{Status: 201}))
 	require.NoError(t, m.Delete(ctx, d.Key, nil)) // another instance purged
 	res, _ = s.Acquire(ctx, retry(d, "fp"), idempotency.AcquireOptions{})
-	assert.Equal(t, idempotency.Completed, res.Outcome, "stale for at most the TTL")
+	assert.Equal(t, idempotency.Completed, res.State, "stale for at most the TTL")
 	*now = now.Add(5 * time.Second)
 	res, _ = s.Acquire(ctx, retry(d, "fp"), idempotency.AcquireOptions{})
-	assert.Equal(t, idempotency.Acquired, res.Outcome)
+	assert.Equal(t, idempotency.Acquired, res.State)
 }
 
 // Records fetched from the store are remembered only until their
@@ -103,10 +103,10 @@ func TestRetentionBoundsTheCache(t *testing.T) {
 	_, _ = m.Acquire(ctx, c, idempotency.AcquireOptions{})
 	require.NoError(t, m.Complete(ctx, c, &idempotency.Record{Status: 201, CreatedAt: *now}))
 	res, _ := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
-	require.Equal(t, idempotency.Completed, res.Outcome)
+	require.Equal(t, idempotency.Completed, res.State)
 	*now = now.Add(2 * time.Second)
 	res, _ = s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
-	assert.Equal(t, idempotency.Acquired, res.Outcome, "expired with its retention")
+	assert.Equal(t, idempotency.Acquired, res.State, "expired with its retention")
 }
 
 func TestBytesAreBounded(t *testing.T) {
@@ -166,10 +166,10 @@ func TestPurgeWinsOverARacingFill(t *testing.T) {
 	<-inner.answered // the fill has the record
 	require.NoError(t, s.Delete(ctx, c.Key, nil))
 	close(inner.release)
-	require.Equal(t, idempotency.Completed, (<-done).Outcome, "the racing replay itself was answered")
+	require.Equal(t, idempotency.Completed, (<-done).State, "the racing replay itself was answered")
 	inner.answered = nil
 
 	res, err := s.Acquire(ctx, retry(c, "fp"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.Acquired, res.Outcome, "the purged record is not served from the cache")
+	assert.Equal(t, idempotency.Acquired, res.State, "the purged record is not served from the cache")
 }

@@ -160,7 +160,7 @@ func TestSkipMigrationsUsesOwnDDL(t *testing.T) {
 		}
 		res, err := s.Acquire(context.Background(), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		assert.Equal(t, idempotency.Acquired, res.Outcome)
+		assert.Equal(t, idempotency.Acquired, res.State)
 		// Migrating over a hand-made schema is harmless.
 		open(t, url, sqlstore.Options{Table: table, ReapInterval: -1})
 	})
@@ -200,7 +200,7 @@ func TestRepeatableRead(t *testing.T) {
 					assert.NoError(t, err, "serialization failures are retried")
 					mu.Lock()
 					defer mu.Unlock()
-					if res.Outcome == idempotency.Acquired {
+					if res.State == idempotency.Acquired {
 						won++
 					}
 				}()
@@ -240,7 +240,7 @@ func TestRepeatableRead(t *testing.T) {
 					if err == nil {
 						err = tx.Commit()
 					}
-					errs[i], won[i] = err, err == nil && res.Outcome == idempotency.Acquired
+					errs[i], won[i] = err, err == nil && res.State == idempotency.Acquired
 				}()
 			}
 			close(start)

@@ -55,8 +55,8 @@ func benchMiss(b *testing.B, s idempotency.Store, rec *idempotency.Record, paral
 	run(b, parallel, func(ctx context.Context) {
 		c := NewClaim("fp", time.Minute, time.Minute)
 		res, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
-		if err != nil || res.Outcome != idempotency.Acquired {
-			b.Fatalf("acquire: %v %v", res.Outcome, err)
+		if err != nil || res.State != idempotency.Acquired {
+			b.Fatalf("acquire: %v %v", res.State, err)
 		}
 		if err := s.Complete(ctx, c, rec); err != nil {
 			b.Fatalf("complete: %v", err)
@@ -77,8 +77,8 @@ func benchHit(b *testing.B, s idempotency.Store, rec *idempotency.Record, parall
 		retry := c
 		retry.Token = idempotency.NewToken()
 		res, err := s.Acquire(ctx, retry, idempotency.AcquireOptions{})
-		if err != nil || res.Outcome != idempotency.Completed {
-			b.Fatalf("replay: %v %v", res.Outcome, err)
+		if err != nil || res.State != idempotency.Completed {
+			b.Fatalf("replay: %v %v", res.State, err)
 		}
 	})
 }

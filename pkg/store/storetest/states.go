@@ -24,7 +24,7 @@ func testLeaseExpired(t *testing.T, s idempotency.Store) {
 	}
 	e, err := s.Get(ctx(t), c.Key)
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateLeaseExpired.String(), e.State.String())
+	assert.Equal(t, idempotency.LeaseExpired.String(), e.State.String())
 	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second, "a claim is kept for the retention")
 }
 
@@ -33,7 +33,7 @@ func testLeaseExpiredRace(t *testing.T, s idempotency.Store) {
 	acquire(t, s, c, noTakeover, idempotency.Acquired)
 	time.Sleep(shortLease + slack)
 	got := race(t, s, c, noTakeover, 50)
-	require.Equal(t, map[idempotency.Outcome]int{idempotency.LeaseExpired: 50}, got)
+	require.Equal(t, map[idempotency.State]int{idempotency.LeaseExpired: 50}, got)
 }
 
 func testTakeover(t *testing.T, s idempotency.Store) {
@@ -59,7 +59,7 @@ func testTakeoverRace(t *testing.T, s idempotency.Store) {
 	time.Sleep(shortLease + slack)
 	c.Lease = longLease
 	got := race(t, s, c, takeover, 50)
-	require.Equal(t, map[idempotency.Outcome]int{idempotency.Acquired: 1, idempotency.InFlight: 49}, got, "one taker")
+	require.Equal(t, map[idempotency.State]int{idempotency.Acquired: 1, idempotency.InFlight: 49}, got, "one taker")
 }
 
 func testExtend(t *testing.T, s idempotency.Store) {
@@ -115,7 +115,7 @@ func testExtendVanished(t *testing.T, s idempotency.Store) {
 	acquire(t, s, another(c, "other"), noTakeover, idempotency.Mismatch)
 	e, err := s.Get(ctx(t), c.Key)
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateInFlight.String(), e.State.String())
+	assert.Equal(t, idempotency.InFlight.String(), e.State.String())
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()), "the re-created claim is the holder's")
 }
 
@@ -184,14 +184,14 @@ func testGetDelete(t *testing.T, s idempotency.Store) {
 	acquire(t, s, c, noTakeover, idempotency.Acquired)
 	e, err := s.Get(x, c.Key)
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateInFlight.String(), e.State.String())
+	assert.Equal(t, idempotency.InFlight.String(), e.State.String())
 	assert.Equal(t, "fp", e.Fingerprint)
 	assert.WithinDuration(t, time.Now().Add(longLease), e.LeaseExpiresAt, 2*time.Second)
 	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second)
 	require.NoError(t, s.Complete(x, c, sampleRecord()))
 	e, err = s.Get(x, c.Key)
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateCompleted.String(), e.State.String())
+	assert.Equal(t, idempotency.Completed.String(), e.State.String())
 	requireSameRecord(t, sampleRecord(), e.Record)
 	assert.WithinDuration(t, time.Now().Add(retention), e.ExpiresAt, 2*time.Second)
 	require.NoError(t, s.Delete(x, c.Key, nil))
@@ -233,7 +233,7 @@ func testDeleteSeen(t *testing.T, s idempotency.Store) {
 	acquire(t, s, c, noTakeover, idempotency.Acquired)
 	time.Sleep(shortLease + slack)
 	seen = get(t, s, c.Key)
-	require.Equal(t, idempotency.StateLeaseExpired.String(), seen.State.String())
+	require.Equal(t, idempotency.LeaseExpired.String(), seen.State.String())
 	require.NoError(t, s.Delete(x, c.Key, seen), "lease expired")
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
 }

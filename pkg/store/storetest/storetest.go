@@ -129,11 +129,11 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func acquire(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.AcquireOptions, want idempotency.Outcome) idempotency.AcquireResult {
+func acquire(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.AcquireOptions, want idempotency.State) idempotency.AcquireResult {
 	t.Helper()
 	res, err := s.Acquire(ctx(t), c, o)
 	require.NoError(t, err)
-	require.Equal(t, want.String(), res.Outcome.String(), "Acquire outcome")
+	require.Equal(t, want.String(), res.State.String(), "Acquire outcome")
 	return res
 }
 
@@ -173,10 +173,10 @@ func testAcquireFresh(t *testing.T, s idempotency.Store) {
 
 // race runs n Acquires of c's key, each with its own token, at once, and
 // returns the outcomes.
-func race(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.AcquireOptions, n int) map[idempotency.Outcome]int {
+func race(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.AcquireOptions, n int) map[idempotency.State]int {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	outcomes := make([]idempotency.Outcome, n)
+	outcomes := make([]idempotency.State, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Add(1)
@@ -184,12 +184,12 @@ func race(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.
 			defer wg.Done()
 			<-start
 			res, err := s.Acquire(context.Background(), another(c, c.Fingerprint), o)
-			outcomes[i], errs[i] = res.Outcome, err
+			outcomes[i], errs[i] = res.State, err
 		}()
 	}
 	close(start)
 	wg.Wait()
-	got := map[idempotency.Outcome]int{}
+	got := map[idempotency.State]int{}
 	for i := range n {
 		require.NoError(t, errs[i])
 		got[outcomes[i]]++
@@ -199,7 +199,7 @@ func race(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempotency.
 
 func testRaceOneWinner(t *testing.T, s idempotency.Store) {
 	got := race(t, s, NewClaim("fp", longLease, retention), noTakeover, 100)
-	require.Equal(t, map[idempotency.Outcome]int{idempotency.Acquired: 1, idempotency.InFlight: 99}, got, "exactly one goroutine must acquire")
+	require.Equal(t, map[idempotency.State]int{idempotency.Acquired: 1, idempotency.InFlight: 99}, got, "exactly one goroutine must acquire")
 }
 
 func testCompleteReplays(t *testing.T, s idempotency.Store) {
@@ -311,7 +311,7 @@ func testCompleteRetried(t *testing.T, s idempotency.Store) {
 	require.NoError(t, s.Complete(x, c, sampleRecord()), "the retry of a Complete that landed")
 	e, err := s.Get(x, c.Key)
 	require.NoError(t, err)
-	assert.Equal(t, idempotency.StateCompleted.String(), e.State.String())
+	assert.Equal(t, idempotency.Completed.String(), e.State.String())
 	requireSameRecord(t, sampleRecord(), e.Record)
 	require.ErrorIs(t, s.Complete(x, another(c, "fp"), sampleRecord()), idempotency.ErrLeaseLost, "another token")
 	require.ErrorIs(t, s.Release(x, c), idempotency.ErrLeaseLost, "a record is never released, even by its own token")

@@ -33,11 +33,8 @@ end
 if e[4] then
   return {2, e[4]}
 end
-local l = tonumber(e[3])
-if not l then
-  -- written before lease deadlines existed: the key expires with the lease
-  return {3, redis.call('PTTL', KEYS[1])}
-end
+-- every claim has its deadline l (a claim without one would be a dead one)
+local l = tonumber(e[3]) or 0
 if now < l then
   return {3, l - now}
 end

@@ -12,13 +12,12 @@ if ARGV[1] == '1' then
   if not e[1] or (e[2] or '') ~= ARGV[2] then
     return 0
   end
-  local state = 1 -- a claim written before lease deadlines: in flight
-  if e[3] then
-    state = 2
-  elseif e[4] then
+  local state = 2
+  if not e[3] then
     local tm = redis.call('TIME')
     local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
-    if now >= tonumber(e[4]) then
+    state = 1
+    if now >= (tonumber(e[4]) or 0) then
       state = 3
     end
   end

@@ -82,27 +82,27 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 			return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
 		}
 		if won {
-			return idempotency.AcquireResult{Outcome: idempotency.Acquired}, nil
+			return idempotency.AcquireResult{State: idempotency.Acquired}, nil
 		}
 		if r == nil || !r.live() {
 			continue // the key changed under us: look again
 		}
 		switch {
 		case string(r.fingerprint) != c.Fingerprint:
-			return idempotency.AcquireResult{Outcome: idempotency.Mismatch}, nil
+			return idempotency.AcquireResult{State: idempotency.Mismatch}, nil
 		case r.status.Valid:
 			rec, err := r.record()
 			if err != nil {
 				return idempotency.AcquireResult{}, s.fail(ctx, "acquire", err)
 			}
-			return idempotency.AcquireResult{Outcome: idempotency.Completed, Record: rec}, nil
+			return idempotency.AcquireResult{State: idempotency.Completed, Record: rec}, nil
 		case r.now < r.lease():
 			left := time.Duration(r.lease()-r.now) * time.Millisecond
-			return idempotency.AcquireResult{Outcome: idempotency.InFlight, RetryAfter: max(left, time.Millisecond)}, nil
+			return idempotency.AcquireResult{State: idempotency.InFlight, RetryAfter: max(left, time.Millisecond)}, nil
 		case o.TakeOverExpired:
 			continue // taken over by someone else meanwhile: look again
 		default:
-			return idempotency.AcquireResult{Outcome: idempotency.LeaseExpired}, nil
+			return idempotency.AcquireResult{State: idempotency.LeaseExpired}, nil
 		}
 	}
 	if lastErr != nil {
@@ -263,7 +263,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 		return nil, fmt.Errorf("%s: get: %w", s.name, idempotency.ErrNotFound)
 	}
 	e := &idempotency.Entry{
-		State:          idempotency.StateInFlight,
+		State:          idempotency.InFlight,
 		Token:          r.token.String,
 		Fingerprint:    string(r.fingerprint),
 		ExpiresAt:      time.UnixMilli(r.expires).UTC(),
@@ -274,9 +274,9 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 		if e.Record, err = r.record(); err != nil {
 			return nil, s.fail(ctx, "get", err)
 		}
-		e.State, e.LeaseExpiresAt = idempotency.StateCompleted, time.Time{}
+		e.State, e.LeaseExpiresAt = idempotency.Completed, time.Time{}
 	case r.now >= r.lease():
-		e.State = idempotency.StateLeaseExpired
+		e.State = idempotency.LeaseExpired
 	}
 	return e, nil
 }

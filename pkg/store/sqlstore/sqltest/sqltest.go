@@ -75,15 +75,15 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		close(start)
 		wg.Wait()
 		require.NoError(t, errors.Join(errs...))
-		outcomes := []string{res[0].Outcome.String(), res[1].Outcome.String()}
+		outcomes := []string{res[0].State.String(), res[1].State.String()}
 		require.ElementsMatch(t, []string{"acquired", "in_flight"}, outcomes, "exactly one transaction may win")
 		winner := claims[0]
-		if res[0].Outcome != idempotency.Acquired {
+		if res[0].State != idempotency.Acquired {
 			winner = claims[1]
 		}
 		got, err := s.Acquire(ctx(t), retry(winner), idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		require.Equal(t, idempotency.InFlight, got.Outcome, "the committed claim holds")
+		require.Equal(t, idempotency.InFlight, got.State, "the committed claim holds")
 		require.NoError(t, s.Complete(ctx(t), winner, record()))
 	})
 	t.Run("WinnerRollsBack", func(t *testing.T) {
@@ -94,7 +94,7 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		defer func() { _ = tx.Rollback() }() // if a check fails first
 		won, err := first.Acquire(ctx(t), wonClaim, idempotency.AcquireOptions{})
 		require.NoError(t, err)
-		require.Equal(t, idempotency.Acquired, won.Outcome)
+		require.Equal(t, idempotency.Acquired, won.State)
 		done := make(chan struct{})
 		var late idempotency.AcquireResult
 		var lateErr error
@@ -112,7 +112,7 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		require.NoError(t, tx.Rollback())
 		<-done
 		require.NoError(t, lateErr)
-		require.Equal(t, idempotency.Acquired, late.Outcome, "a rolled-back claim never happened")
+		require.Equal(t, idempotency.Acquired, late.State, "a rolled-back claim never happened")
 		require.ErrorIs(t, s.Complete(ctx(t), wonClaim, record()), idempotency.ErrLeaseLost)
 		require.NoError(t, s.Complete(ctx(t), lateClaim, record()))
 	})
@@ -138,21 +138,21 @@ func ReaperRace(t *testing.T, s idempotency.Store, rows func() int) {
 				}
 				old := storetest.NewClaim("fp", 20*time.Millisecond, 20*time.Millisecond)
 				res, err := s.Acquire(c, old, takeover)
-				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.Outcome) {
+				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.State) {
 					return
 				}
 				time.Sleep(25 * time.Millisecond)
 				cur := retry(old)
 				cur.Lease, cur.Retention = time.Minute, time.Hour
 				res, err = s.Acquire(c, cur, takeover)
-				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.Outcome, "an expired claim is taken over") {
+				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.State, "an expired claim is taken over") {
 					return
 				}
 				assert.ErrorIs(t, s.Complete(c, old, record()), idempotency.ErrLeaseLost)
 				assert.NoError(t, s.Complete(c, cur, record()), "the reaper must not touch a live claim")
 				got, err := s.Acquire(c, retry(cur), takeover)
 				assert.NoError(t, err)
-				assert.Equal(t, idempotency.Completed, got.Outcome)
+				assert.Equal(t, idempotency.Completed, got.State)
 			}
 		}()
 	}
@@ -173,7 +173,7 @@ func Restart(t *testing.T, open func(t *testing.T) (idempotency.Store, func() er
 	s1, close1 := open(t)
 	res, err := s1.Acquire(ctx(t), held, idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Acquired, res.Outcome)
+	require.Equal(t, idempotency.Acquired, res.State)
 	require.NoError(t, close1())
 	_, err = s1.Acquire(ctx(t), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable, "a closed store fails closed")
@@ -182,11 +182,11 @@ func Restart(t *testing.T, open func(t *testing.T) (idempotency.Store, func() er
 	defer func() { require.NoError(t, close2()) }()
 	got, err := s2.Acquire(ctx(t), retry(held), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.InFlight, got.Outcome, "the claim survived the restart")
+	require.Equal(t, idempotency.InFlight, got.State, "the claim survived the restart")
 	require.NoError(t, s2.Complete(ctx(t), held, record()))
 	got, err = s2.Acquire(ctx(t), retry(held), idempotency.AcquireOptions{})
 	require.NoError(t, err)
-	require.Equal(t, idempotency.Completed, got.Outcome)
+	require.Equal(t, idempotency.Completed, got.State)
 	assert.Equal(t, record().Headers, got.Record.Headers)
 }
 
