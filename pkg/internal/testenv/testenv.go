@@ -1,5 +1,11 @@
-// Package testenv finds or starts the real services integration tests run
-// against (Redis, Redis Cluster, PostgreSQL, Envoy).
+// Package testenv is the environment this module's tests run in, the one
+// internal test-support package: it finds or starts the real services
+// integration tests run against (Redis, Redis Cluster, Redis Sentinel,
+// PostgreSQL), stops them after the tests (Main), and makes the faults and
+// credentials they need: a StallProxy that keeps connections open but
+// stops answering, and throwaway certificate authorities (NewCA). The
+// suites library users run live elsewhere: pkg/store/storetest for stores,
+// pkg/behaviortest for front ends.
 //
 // Each finder first reads its GOPOTENCY_TEST_* variable; when unset it
 // starts the service itself if the binary is installed, else it skips the
