@@ -30,15 +30,8 @@ type CA struct {
 func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := template(t, cn, x509.KeyUsageCertSign|x509.KeyUsageCRLSign)
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -69,15 +62,8 @@ func (ca *CA) Client(t testing.TB, cn string) CertPair {
 func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, dns []string) CertPair {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     dns,
-	}
+	tmpl := template(t, cn, x509.KeyUsageDigitalSignature)
+	tmpl.ExtKeyUsage, tmpl.DNSNames = []x509.ExtKeyUsage{usage}, dns
 	if usage == x509.ExtKeyUsageServerAuth {
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
@@ -93,15 +79,22 @@ func (ca *CA) ClientURI(t testing.TB, cn, uri string) CertPair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ca.sign(t, &x509.Certificate{
+	tmpl := template(t, cn, x509.KeyUsageDigitalSignature)
+	tmpl.ExtKeyUsage, tmpl.URIs = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, []*url.URL{u}
+	return ca.sign(t, tmpl, newKey(t))
+}
+
+// template is what every certificate here shares: a random serial, the
+// common name cn, and a validity from an hour ago (clock skew between the
+// test and the TLS peer) to a day ahead.
+func template(t testing.TB, cn string, usage x509.KeyUsage) *x509.Certificate {
+	return &x509.Certificate{
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
-	}, newKey(t))
+		KeyUsage:     usage,
+	}
 }
 
 func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) CertPair {

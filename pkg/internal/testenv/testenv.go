@@ -20,8 +20,10 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 // RequireServices reports whether skips must become failures.
@@ -44,4 +46,25 @@ func SkipShort(t testing.TB, service string) {
 	if testing.Short() {
 		t.Skipf("testenv: needs %s; skipped in -short mode, which runs only tests needing no service", service)
 	}
+}
+
+// waitReady calls probe every pause until it returns nil, the service's
+// process exits (done closes) or within passes. Every service is started
+// this way, so a server that dies during start-up fails at once instead of
+// after the whole wait; what names the service in the errors.
+func waitReady(what string, done <-chan struct{}, within, pause time.Duration, probe func() error) error {
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return fmt.Errorf("%s exited during start-up", what)
+		default:
+		}
+		if last = probe(); last == nil {
+			return nil
+		}
+		time.Sleep(pause)
+	}
+	return fmt.Errorf("%s not ready: %v", what, last)
 }
