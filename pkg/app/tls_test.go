@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/internal/testcerts"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
 // tlsFiles writes a server pair (and optionally the CA as client CA) and
@@ -27,12 +27,12 @@ type tlsFiles struct {
 	dir, cert, key, ca string
 }
 
-func writeTLS(t *testing.T, ca *testcerts.CA, clientCA bool) tlsFiles {
+func writeTLS(t *testing.T, ca *testenv.CA, clientCA bool) tlsFiles {
 	t.Helper()
 	f := tlsFiles{dir: t.TempDir()}
 	f.cert, f.key = ca.Server(t).Write(t, f.dir, "tls.crt", "tls.key")
 	if clientCA {
-		f.ca = testcerts.WriteFile(t, f.dir, "ca.crt", ca.PEM)
+		f.ca = testenv.WriteFile(t, f.dir, "ca.crt", ca.PEM)
 	}
 	return f
 }
@@ -60,7 +60,7 @@ func healthOverTLS(t *testing.T, addr string, cfg *tls.Config) error {
 	return err
 }
 
-func clientTLS(ca *testcerts.CA, pair *testcerts.Pair) *tls.Config {
+func clientTLS(ca *testenv.CA, pair *testenv.CertPair) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
@@ -75,7 +75,7 @@ func clientTLS(ca *testcerts.CA, pair *testcerts.Pair) *tls.Config {
 }
 
 func TestMTLSRequiresAClientCertificateFromTheCA(t *testing.T) {
-	ca, other := testcerts.NewCA(t, "gopotency test CA"), testcerts.NewCA(t, "someone else")
+	ca, other := testenv.NewCA(t, "gopotency test CA"), testenv.NewCA(t, "someone else")
 	r := start(t, writeTLS(t, ca, true).yaml())
 	envoyCert, strangerCert := ca.Client(t, "envoy"), other.Client(t, "envoy")
 
@@ -87,10 +87,10 @@ func TestMTLSRequiresAClientCertificateFromTheCA(t *testing.T) {
 }
 
 func TestTLSWithoutClientCA(t *testing.T) {
-	ca := testcerts.NewCA(t, "gopotency test CA")
+	ca := testenv.NewCA(t, "gopotency test CA")
 	r := start(t, writeTLS(t, ca, false).yaml())
 	require.NoError(t, healthOverTLS(t, r.app.GRPCAddr(), clientTLS(ca, nil)))
-	require.Error(t, healthOverTLS(t, r.app.GRPCAddr(), clientTLS(testcerts.NewCA(t, "not the issuer"), nil)), "the client checks the server")
+	require.Error(t, healthOverTLS(t, r.app.GRPCAddr(), clientTLS(testenv.NewCA(t, "not the issuer"), nil)), "the client checks the server")
 }
 
 // plaintextHealth checks health over the harness's insecure connection.
@@ -102,7 +102,7 @@ func (r *running) plaintextHealth(t *testing.T) error {
 }
 
 // servedSerial is the serial number of the certificate a new connection gets.
-func servedSerial(t *testing.T, addr string, ca *testcerts.CA, pair *testcerts.Pair) *big.Int {
+func servedSerial(t *testing.T, addr string, ca *testenv.CA, pair *testenv.CertPair) *big.Int {
 	t.Helper()
 	cfg := clientTLS(ca, pair)
 	cfg.NextProtos = []string{"h2"}
@@ -113,14 +113,14 @@ func servedSerial(t *testing.T, addr string, ca *testcerts.CA, pair *testcerts.P
 }
 
 func TestRotatedCertificateIsServedWithoutRestart(t *testing.T) {
-	ca := testcerts.NewCA(t, "gopotency test CA")
+	ca := testenv.NewCA(t, "gopotency test CA")
 	f := writeTLS(t, ca, true)
 	r := start(t, f.yaml())
 	envoyCert := ca.Client(t, "envoy")
 	first := servedSerial(t, r.app.GRPCAddr(), ca, &envoyCert)
 
 	// A broken rotation (a key that does not match) keeps the old pair.
-	testcerts.WriteFile(t, f.dir, "tls.key", ca.Server(t).KeyPEM)
+	testenv.WriteFile(t, f.dir, "tls.key", ca.Server(t).KeyPEM)
 	require.Eventually(t, func() bool { return strings.Contains(r.logs.String(), "still serving the previous certificate") }, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, first, servedSerial(t, r.app.GRPCAddr(), ca, &envoyCert))
 	_, metrics := r.get(t, "/metrics")
@@ -138,18 +138,18 @@ func TestRotatedCertificateIsServedWithoutRestart(t *testing.T) {
 	require.Contains(t, metrics, fmt.Sprintf("gopotency_grpc_tls_certificate_expiry_timestamp_seconds %g", float64(next.Cert.NotAfter.Unix())))
 
 	// A new client CA is honoured too: certificates of the old one stop working.
-	ca2 := testcerts.NewCA(t, "next CA")
-	testcerts.WriteFile(t, f.dir, "ca.crt", ca2.PEM)
+	ca2 := testenv.NewCA(t, "next CA")
+	testenv.WriteFile(t, f.dir, "ca.crt", ca2.PEM)
 	newClient := ca2.Client(t, "envoy")
 	require.Eventually(t, func() bool { return healthOverTLS(t, r.app.GRPCAddr(), clientTLS(ca, &newClient)) == nil }, 10*time.Second, 100*time.Millisecond)
 	require.Error(t, healthOverTLS(t, r.app.GRPCAddr(), clientTLS(ca, &envoyCert)))
 }
 
 func TestBadTLSFilesFailAtStart(t *testing.T) {
-	ca := testcerts.NewCA(t, "gopotency test CA")
+	ca := testenv.NewCA(t, "gopotency test CA")
 	good := writeTLS(t, ca, true)
-	garbage := testcerts.WriteFile(t, t.TempDir(), "garbage.pem", []byte("not PEM\n"))
-	otherKey := testcerts.WriteFile(t, t.TempDir(), "other.key", ca.Server(t).KeyPEM)
+	garbage := testenv.WriteFile(t, t.TempDir(), "garbage.pem", []byte("not PEM\n"))
+	otherKey := testenv.WriteFile(t, t.TempDir(), "other.key", ca.Server(t).KeyPEM)
 	for _, c := range []struct {
 		name string
 		tls  config.TLS

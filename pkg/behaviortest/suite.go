@@ -1,20 +1,38 @@
-// Package behaviortest is the black-box HTTP behaviour suite every front
-// end of GoPotency must pass: the net/http, Gin, Echo and Fiber middleware,
-// and Envoy with the ext_proc server (gRPC and plain functions run its rows
-// without HTTP through RunOps). It sends real HTTP requests to a base URL
-// and reads a counting Upstream, so it works for front ends in or out of
-// the test's process.
+// Package behaviortest is the behaviour suite every front end of
+// GoPotency must pass: the net/http, Gin, Echo and Fiber middleware, the
+// gRPC interceptor, the function API, and Envoy with the ext_proc server.
+// Its rows are the client contract, the table "What a client sees" in the
+// README; docs/middleware.md shows how to run it on a front end of your
+// own.
 //
-// To run it, put Upstream behind the front end, apply Routes() to the paths
-// under their prefixes, and call Run:
+// Run is the black-box HTTP suite. It sends real HTTP requests to a base
+// URL and reads a counting Upstream, so it works for front ends in or out
+// of the test's process. Put Upstream behind the front end, apply Routes()
+// to the paths under their prefixes, and call Run:
 //
 //	up := behaviortest.NewUpstream()
 //	srv := httptest.NewServer(frontEnd(up, behaviortest.Routes()))
 //	defer srv.Close()
 //	behaviortest.Run(t, behaviortest.Target{BaseURL: srv.URL, Upstream: up})
 //
-// Each row of the table "What a client sees" in the README is a subtest. Keys carry a
-// random prefix per run, so the suite may run twice against one store.
+// Each row of the table is a subtest. Keys carry a random prefix per run,
+// so the suite may run twice against one store.
+//
+// The rest of the package serves the same purpose:
+//
+//   - RunOps runs the rows a front end without HTTP can express (gRPC, a
+//     function wrapper), written once in terms of OpCall and OpResult.
+//   - OutageStore wraps a store so a row can take it down; ForEachStore
+//     runs a front end's tests over the memory store and a real Redis,
+//     each so wrapped (it was the package storesuite).
+//   - RunCapture checks that a net/http middleware captures and replays
+//     exactly what the client got, through streaming, panics, hijacks and
+//     departed clients (it was the package mwtest).
+//   - BenchOverhead and BenchOverheadFunc measure a front end's cost
+//     against the bare handler, miss and replay, in one run (they were
+//     mwtest's and the package overhead's).
+//
+// The stores' own contract is pkg/store/storetest.
 package behaviortest
 
 import (

@@ -14,12 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gopotency/gopotency/pkg/internal/testcerts"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
 // tlsClient is an HTTPS client presenting pair (none when pair is nil),
 // trusting ca; each has its own connections, so its own certificate.
-func tlsClient(t *testing.T, ca *testcerts.CA, pair *testcerts.Pair) *http.Client {
+func tlsClient(t *testing.T, ca *testenv.CA, pair *testenv.CertPair) *http.Client {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
@@ -37,19 +37,19 @@ func tlsClient(t *testing.T, ca *testcerts.CA, pair *testcerts.Pair) *http.Clien
 // mtlsExample is envoy/examples/mtls-principal.yaml with throwaway server
 // and CA files, and the CA that issues the clients' certificates.
 type mtlsExample struct {
-	ca          *testcerts.CA
+	ca          *testenv.CA
 	socket      any   // the listener's transport_socket
 	httpFilters []any // the filters that set x-client-principal
 }
 
 func newMTLSExample(t *testing.T) mtlsExample {
 	t.Helper()
-	ca := testcerts.NewCA(t, "e2e client CA")
+	ca := testenv.NewCA(t, "e2e client CA")
 	dir := t.TempDir()
 	tlsDir := filepath.Join(dir, "tls")
 	require.NoError(t, os.Mkdir(tlsDir, 0o700))
 	ca.Server(t).Write(t, tlsDir, "server.crt", "server.key")
-	testcerts.WriteFile(t, tlsDir, "client-ca.crt", ca.PEM)
+	testenv.WriteFile(t, tlsDir, "client-ca.crt", ca.PEM)
 	var m struct {
 		Socket  any   `yaml:"transport_socket"`
 		Filters []any `yaml:"http_filters"`
@@ -73,7 +73,7 @@ func (x mtlsExample) stack(t *testing.T, up http.Handler, scope map[string]any, 
 	return s, strings.Replace(s.URL, "http://", "https://", 1) + "/orders", attrs
 }
 
-func (x mtlsExample) client(t *testing.T, p testcerts.Pair) *http.Client {
+func (x mtlsExample) client(t *testing.T, p testenv.CertPair) *http.Client {
 	return tlsClient(t, x.ca, &p)
 }
 

@@ -13,7 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gopotency/gopotency/pkg/config"
-	"github.com/gopotency/gopotency/pkg/internal/testcerts"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
 // mtlsCluster is envoy/gopotency-cluster-mtls.yaml.
@@ -49,11 +49,11 @@ func TestMTLSClusterIsEnvoyYAMLsPlusTLS(t *testing.T) {
 // gopotency serving mTLS with throwaway certificates: Envoy's health checks
 // and every ext_proc stream go over mTLS, and deduplication works.
 func TestMTLSThroughEnvoy(t *testing.T) {
-	ca := testcerts.NewCA(t, "gopotency e2e CA")
+	ca := testenv.NewCA(t, "gopotency e2e CA")
 	dir := t.TempDir()
 	serverCert, serverKey := ca.Server(t, "gopotency").Write(t, dir, "server.crt", "server.key")
 	ca.Client(t, "envoy").Write(t, dir, "client.crt", "client.key")
-	caFile := testcerts.WriteFile(t, dir, "ca.crt", ca.PEM)
+	caFile := testenv.WriteFile(t, dir, "ca.crt", ca.PEM)
 
 	raw, err := os.ReadFile(filepath.Join(root(t), "envoy", "gopotency-cluster-mtls.yaml"))
 	require.NoError(t, err)

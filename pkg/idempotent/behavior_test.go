@@ -7,7 +7,6 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotent"
-	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
@@ -24,7 +23,7 @@ const (
 // the memory store and a real Redis: one Runner per route of
 // behaviortest.Routes, the scope from the context.
 func TestBehaviour(t *testing.T) {
-	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+	behaviortest.ForEachStore(t, func(t *testing.T, store *behaviortest.OutageStore) {
 		up := behaviortest.NewOpUpstream()
 		runners := map[string]*idempotent.Runner{}
 		for _, route := range behaviortest.Routes() {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotent"
-	"github.com/gopotency/gopotency/pkg/internal/overhead"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -25,7 +25,7 @@ func BenchmarkOverhead(b *testing.B) {
 	charge := idempotent.New(runner, fn)
 	ctx := context.Background()
 	req := ChargeRequest{OrderID: "order-42", Cents: 1250}
-	overhead.Compare(b,
+	behaviortest.BenchOverheadFunc(b,
 		func(string) bool { r, err := fn(ctx, req); return err == nil && r.Cents == 1250 },
 		func(key string) bool { r, err := charge.Do(ctx, key, req); return err == nil && r.Cents == 1250 })
 }

@@ -151,24 +151,15 @@ func runPostgres(bin, dir, data string, cred *osUser, port int) (stop func(), er
 // createDatabase retries CREATE DATABASE until the server accepts it, the
 // server exits (done closes) or 30s pass; it doubles as the readiness probe.
 func createDatabase(bin, dir string, port int, done <-chan struct{}) error {
-	deadline := time.Now().Add(30 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("postgres on port %d exited during start-up", port)
-		default:
-		}
+	return waitReady("postgres on port "+strconv.Itoa(port), done, 30*time.Second, 50*time.Millisecond, func() error {
 		psql := pgCommand(bin, "psql", dir, nil, "-X", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(port),
 			"-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE gopotency")
 		out, err := psql.CombinedOutput()
 		if err == nil || strings.Contains(string(out), "already exists") {
 			return nil
 		}
-		last = strings.TrimSpace(string(out))
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("postgres on port %d not ready: %s", port, last)
+		return errors.New(strings.TrimSpace(string(out)))
+	})
 }
 
 // pgCommand runs a PostgreSQL binary in dir (initdb fails in a working

@@ -186,25 +186,13 @@ func (s *RedisServer) logTail() string {
 // waitRedis polls addr with cmd until the reply contains want, the process
 // exits (done closes) or 15s pass.
 func waitRedis(addr string, done <-chan struct{}, cmd, want string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server on %s exited during start-up", addr)
-		default:
-		}
+	return waitReady("redis-server on "+addr, done, 15*time.Second, 20*time.Millisecond, func() error {
 		reply, err := redisCommand(addr, strings.Fields(cmd)...)
-		if err == nil && strings.Contains(reply, want) {
-			return nil
+		if err == nil && !strings.Contains(reply, want) {
+			err = fmt.Errorf("%s replied %q", cmd, reply)
 		}
-		last = err
-		if err == nil {
-			last = fmt.Errorf("%s replied %q", cmd, reply)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("redis-server on %s not ready: %v", addr, last)
+		return err
+	})
 }
 
 // redisCommand sends one command and returns its reply as text (simple,

@@ -8,14 +8,13 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/middleware/echomw"
 )
 
 // TestBehaviour runs the shared behaviour suite against the Echo middleware
 // over the memory store and a real Redis.
 func TestBehaviour(t *testing.T) {
-	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+	behaviortest.ForEachStore(t, func(t *testing.T, store *behaviortest.OutageStore) {
 		routes := behaviortest.Routes()
 		mw, err := echomw.New(store, echomw.WithPolicyFunc(func(c echo.Context) *idempotency.Policy {
 			return behaviortest.Lookup(routes, c.Request().URL.Path)

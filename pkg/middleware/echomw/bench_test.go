@@ -5,8 +5,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/middleware/echomw"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -22,8 +22,8 @@ func BenchmarkOverhead(b *testing.B) {
 	instance := func(mws ...echo.MiddlewareFunc) *echo.Echo {
 		e := echo.New()
 		e.Use(mws...)
-		e.POST("/orders", echo.WrapHandler(mwtest.BenchHandler))
+		e.POST("/orders", echo.WrapHandler(behaviortest.BenchHandler))
 		return e
 	}
-	mwtest.BenchOverhead(b, instance(), instance(mw))
+	behaviortest.BenchOverhead(b, instance(), instance(mw))
 }

@@ -6,13 +6,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/echomw"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 )
 
 func TestCapture(t *testing.T) {
-	mwtest.Run(t, func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler {
+	behaviortest.RunCapture(t, func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler {
 		mw, err := echomw.New(store, echomw.WithPolicy(&p))
 		if err != nil {
 			t.Fatal(err)

@@ -8,9 +8,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/echomw"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -48,22 +48,22 @@ func TestHandlerErrors(t *testing.T) {
 	e.POST("/empty", func(c echo.Context) error { runs["empty"]++; return c.NoContent(http.StatusNoContent) }, mw)
 	e.POST("/free", func(c echo.Context) error { runs["free"]++; return c.String(http.StatusOK, "free") })
 
-	first := mwtest.Post(e, "/missing", "Idempotency-Key", "k1")
-	again := mwtest.Post(e, "/missing", "Idempotency-Key", "k1")
+	first := behaviortest.Post(e, "/missing", "Idempotency-Key", "k1")
+	again := behaviortest.Post(e, "/missing", "Idempotency-Key", "k1")
 	if first.Code != 404 || again.Code != 404 || again.Body.String() != first.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("404: first %d %q, again %d %q %v", first.Code, first.Body, again.Code, again.Body, again.Header())
 	}
 	for range 2 {
-		if rec := mwtest.Post(e, "/broken", "Idempotency-Key", "k2"); rec.Code != 500 {
+		if rec := behaviortest.Post(e, "/broken", "Idempotency-Key", "k2"); rec.Code != 500 {
 			t.Errorf("error answer %d, want 500", rec.Code)
 		}
 	}
-	mwtest.Post(e, "/empty", "Idempotency-Key", "k3")
-	if rec := mwtest.Post(e, "/empty", "Idempotency-Key", "k3"); rec.Code != 204 || rec.Header().Get("Idempotent-Replayed") != "true" {
+	behaviortest.Post(e, "/empty", "Idempotency-Key", "k3")
+	if rec := behaviortest.Post(e, "/empty", "Idempotency-Key", "k3"); rec.Code != 204 || rec.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("204 replay: %d %v", rec.Code, rec.Header())
 	}
-	mwtest.Post(e, "/free", "Idempotency-Key", "k4")
-	mwtest.Post(e, "/free", "Idempotency-Key", "k4")
+	behaviortest.Post(e, "/free", "Idempotency-Key", "k4")
+	behaviortest.Post(e, "/free", "Idempotency-Key", "k4")
 	want := map[string]int{"missing": 1, "broken": 2, "empty": 1, "free": 2}
 	for k, n := range want {
 		if runs[k] != n {
@@ -104,13 +104,13 @@ func TestOptions(t *testing.T) {
 		return c.String(http.StatusCreated, u+" run "+string(rune('0'+runs)))
 	})
 
-	if rec := mwtest.Post(e, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
+	if rec := behaviortest.Post(e, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
 		!strings.Contains(rec.Body.String(), "required") {
 		t.Errorf("no key: %d %q (err %v), want Echo's rendering of the 400", rec.Code, rec.Body, gotErr)
 	}
-	alice := mwtest.Post(e, "/orders/1?op=x", "X-User", "alice")
-	bob := mwtest.Post(e, "/orders/1?op=x", "X-User", "bob")
-	again := mwtest.Post(e, "/orders/1?op=x", "X-User", "alice")
+	alice := behaviortest.Post(e, "/orders/1?op=x", "X-User", "alice")
+	bob := behaviortest.Post(e, "/orders/1?op=x", "X-User", "bob")
+	again := behaviortest.Post(e, "/orders/1?op=x", "X-User", "alice")
 	if alice.Body.String() != "alice run 1" || bob.Body.String() != "bob run 2" || again.Body.String() != "alice run 1" ||
 		again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("alice %q, bob %q, alice again %q", alice.Body, bob.Body, again.Body)
@@ -132,8 +132,8 @@ func TestHandlerErrorReachesOuterMiddleware(t *testing.T) {
 	}, newMW(t))
 	e.POST("/orders", func(c echo.Context) error { return errNotFound })
 
-	first := mwtest.Post(e, "/orders", "Idempotency-Key", "k")
-	again := mwtest.Post(e, "/orders", "Idempotency-Key", "k")
+	first := behaviortest.Post(e, "/orders", "Idempotency-Key", "k")
+	again := behaviortest.Post(e, "/orders", "Idempotency-Key", "k")
 	if len(seen) != 2 || seen[0] != errNotFound || seen[1] != nil {
 		t.Errorf("outer middleware saw %v, want [the handler's error, nil for the replay]", seen)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 	"github.com/gopotency/gopotency/pkg/middleware/fibermw"
 )
@@ -20,7 +19,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // middleware over the memory store and a real Redis, through a real
 // fasthttp server on loopback.
 func TestBehaviour(t *testing.T) {
-	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+	behaviortest.ForEachStore(t, func(t *testing.T, store *behaviortest.OutageStore) {
 		routes := behaviortest.Routes()
 		mw, err := fibermw.New(store, fibermw.WithPolicyFunc(func(c fiber.Ctx) *idempotency.Policy {
 			return behaviortest.Lookup(routes, c.Path())

@@ -7,7 +7,7 @@ import (
 	"github.com/gofiber/fiber/v3"
 	"github.com/valyala/fasthttp"
 
-	"github.com/gopotency/gopotency/pkg/internal/overhead"
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/middleware/fibermw"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
@@ -35,10 +35,10 @@ func BenchmarkOverhead(b *testing.B) {
 		})
 		return a.Handler()
 	}
-	overhead.Compare(b, serveFast(app()), serveFast(app(mw)))
+	behaviortest.BenchOverheadFunc(b, serveFast(app()), serveFast(app(mw)))
 }
 
-func serveFast(h fasthttp.RequestHandler) overhead.Serve {
+func serveFast(h fasthttp.RequestHandler) behaviortest.BenchServe {
 	body := []byte(`{"item":"book","quantity":1,"amount":1250,"currency":"EUR"}`)
 	var ctx fasthttp.RequestCtx
 	return func(key string) bool {

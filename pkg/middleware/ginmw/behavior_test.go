@@ -8,7 +8,6 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/middleware/ginmw"
 )
 
@@ -17,7 +16,7 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 // TestBehaviour runs the shared behaviour suite against the Gin middleware
 // over the memory store and a real Redis.
 func TestBehaviour(t *testing.T) {
-	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+	behaviortest.ForEachStore(t, func(t *testing.T, store *behaviortest.OutageStore) {
 		routes := behaviortest.Routes()
 		mw, err := ginmw.New(store, ginmw.WithPolicyFunc(func(c *gin.Context) *idempotency.Policy {
 			return behaviortest.Lookup(routes, c.Request.URL.Path)

@@ -5,8 +5,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/middleware/ginmw"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -22,8 +22,8 @@ func BenchmarkOverhead(b *testing.B) {
 	engine := func(mws ...gin.HandlerFunc) *gin.Engine {
 		r := gin.New()
 		r.Use(mws...)
-		r.POST("/orders", gin.WrapH(mwtest.BenchHandler))
+		r.POST("/orders", gin.WrapH(behaviortest.BenchHandler))
 		return r
 	}
-	mwtest.BenchOverhead(b, engine(), engine(mw))
+	behaviortest.BenchOverhead(b, engine(), engine(mw))
 }

@@ -6,13 +6,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/ginmw"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 )
 
 func TestCapture(t *testing.T) {
-	mwtest.Run(t, func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler {
+	behaviortest.RunCapture(t, func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler {
 		mw, err := ginmw.New(store, ginmw.WithPolicy(&p))
 		if err != nil {
 			t.Fatal(err)

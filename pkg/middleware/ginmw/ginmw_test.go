@@ -8,9 +8,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/ginmw"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
 
@@ -50,19 +50,19 @@ func TestGinWriters(t *testing.T) {
 	})
 	r.POST("/free", func(c *gin.Context) { runs++; c.String(http.StatusOK, "free") })
 
-	first := mwtest.Post(r, "/pay/json", "Idempotency-Key", "k1")
-	again := mwtest.Post(r, "/pay/json", "Idempotency-Key", "k1")
+	first := behaviortest.Post(r, "/pay/json", "Idempotency-Key", "k1")
+	again := behaviortest.Post(r, "/pay/json", "Idempotency-Key", "k1")
 	if again.Code != 201 || again.Body.String() != first.Body.String() || again.Header().Get("X-Run") != "yes" ||
 		again.Header().Get("Content-Type") != "application/json; charset=utf-8" || again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("replay %d %q %v; first %q", again.Code, again.Body, again.Header(), first.Body)
 	}
-	st := mwtest.Post(r, "/pay/status", "Idempotency-Key", "k2")
-	stAgain := mwtest.Post(r, "/pay/status", "Idempotency-Key", "k2")
+	st := behaviortest.Post(r, "/pay/status", "Idempotency-Key", "k2")
+	stAgain := behaviortest.Post(r, "/pay/status", "Idempotency-Key", "k2")
 	if st.Code != http.StatusAccepted || stAgain.Code != http.StatusAccepted || stAgain.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("c.Status: live %d, replay %d %v", st.Code, stAgain.Code, stAgain.Header())
 	}
-	mwtest.Post(r, "/free", "Idempotency-Key", "k3")
-	mwtest.Post(r, "/free", "Idempotency-Key", "k3")
+	behaviortest.Post(r, "/free", "Idempotency-Key", "k3")
+	behaviortest.Post(r, "/free", "Idempotency-Key", "k3")
 	if runs != 4 {
 		t.Errorf("handlers ran %d times, want 4 (one per guarded key, two unguarded)", runs)
 	}
@@ -84,10 +84,10 @@ func TestRecoveryReleases(t *testing.T) {
 		}
 		c.String(http.StatusCreated, "ok")
 	})
-	if rec := mwtest.Post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusInternalServerError {
+	if rec := behaviortest.Post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusInternalServerError {
 		t.Errorf("panic answered %d, want 500", rec.Code)
 	}
-	if rec := mwtest.Post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
+	if rec := behaviortest.Post(r, "/pay", "Idempotency-Key", "k"); rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
 		t.Errorf("retry %d %v, want a fresh 201", rec.Code, rec.Header())
 	}
 }
@@ -119,13 +119,13 @@ func TestOptions(t *testing.T) {
 	r.Use(func(c *gin.Context) { c.Set("user", c.GetHeader("X-User")) }, mw)
 	r.POST("/orders/:id", func(c *gin.Context) { runs++; c.String(http.StatusCreated, "%s run %d", c.GetString("user"), runs) })
 
-	if rec := mwtest.Post(r, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
+	if rec := behaviortest.Post(r, "/orders/1", "X-User", "alice"); rec.Code != http.StatusBadRequest || !errors.Is(gotErr, idempotency.ErrKeyMissing) ||
 		!strings.Contains(rec.Body.String(), `"error"`) {
 		t.Errorf("no key: %d %q (err %v), want the custom 400", rec.Code, rec.Body, gotErr)
 	}
-	alice := mwtest.Post(r, "/orders/1?op=x", "X-User", "alice")
-	bob := mwtest.Post(r, "/orders/1?op=x", "X-User", "bob")
-	again := mwtest.Post(r, "/orders/1?op=x", "X-User", "alice")
+	alice := behaviortest.Post(r, "/orders/1?op=x", "X-User", "alice")
+	bob := behaviortest.Post(r, "/orders/1?op=x", "X-User", "bob")
+	again := behaviortest.Post(r, "/orders/1?op=x", "X-User", "alice")
 	if alice.Body.String() != "alice run 1" || bob.Body.String() != "bob run 2" || again.Body.String() != "alice run 1" ||
 		again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("alice %q, bob %q, alice again %q", alice.Body, bob.Body, again.Body)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 	"github.com/gopotency/gopotency/pkg/middleware/grpcmw"
 )
@@ -17,7 +16,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // TestBehaviour runs the behaviour rows over a real gRPC connection on
 // loopback, with the interceptor over the memory store and a real Redis.
 func TestBehaviour(t *testing.T) {
-	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+	behaviortest.ForEachStore(t, func(t *testing.T, store *behaviortest.OutageStore) {
 		routes := behaviortest.Routes()
 		icpt, err := grpcmw.UnaryServerInterceptor(store, grpcmw.WithPolicyFunc(func(_ context.Context, method string) *idempotency.Policy {
 			return behaviortest.PolicyFor(routes, method[strings.LastIndex(method, "/")+1:])

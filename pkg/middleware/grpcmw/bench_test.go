@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/gopotency/gopotency/pkg/internal/overhead"
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/middleware/grpcmw"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
@@ -27,10 +27,10 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	req, _ := structpb.NewStruct(map[string]any{"item": "book", "quantity": 1, "amount": 1250, "currency": "EUR"})
-	overhead.Compare(b, serveGRPC(b, nil, req), serveGRPC(b, idem, req))
+	behaviortest.BenchOverheadFunc(b, serveGRPC(b, nil, req), serveGRPC(b, idem, req))
 }
 
-func serveGRPC(b *testing.B, icpt grpc.UnaryServerInterceptor, req *structpb.Struct) overhead.Serve {
+func serveGRPC(b *testing.B, icpt grpc.UnaryServerInterceptor, req *structpb.Struct) behaviortest.BenchServe {
 	var opts []grpc.ServerOption
 	if icpt != nil {
 		opts = append(opts, grpc.UnaryInterceptor(icpt))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/internal/storesuite"
 	"github.com/gopotency/gopotency/pkg/middleware/stdhttp"
 )
 
@@ -15,7 +14,7 @@ import (
 // middleware over the memory store and a real Redis, twice over one store
 // (keys must not collide between runs).
 func TestBehaviour(t *testing.T) {
-	storesuite.Run(t, func(t *testing.T, store *behaviortest.OutageStore) {
+	behaviortest.ForEachStore(t, func(t *testing.T, store *behaviortest.OutageStore) {
 		routes := behaviortest.Routes()
 		mw, err := stdhttp.New(store, stdhttp.WithPolicyFunc(func(r *http.Request) *idempotency.Policy {
 			return behaviortest.Lookup(routes, r.URL.Path)

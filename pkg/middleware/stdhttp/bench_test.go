@@ -3,7 +3,7 @@ package stdhttp_test
 import (
 	"testing"
 
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/middleware/stdhttp"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
@@ -17,5 +17,5 @@ func BenchmarkOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mwtest.BenchOverhead(b, mwtest.BenchHandler, mw(mwtest.BenchHandler))
+	behaviortest.BenchOverhead(b, behaviortest.BenchHandler, mw(behaviortest.BenchHandler))
 }

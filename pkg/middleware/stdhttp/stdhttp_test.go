@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopotency/gopotency/pkg/behaviortest"
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/middleware/internal/mwtest"
 	"github.com/gopotency/gopotency/pkg/middleware/stdhttp"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 )
@@ -58,8 +58,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestReplaySkipsHandler(t *testing.T) {
 	h := &counting{}
 	srv := mustNew(t)(h)
-	first := mwtest.Post(srv, "/pay", "Idempotency-Key", "k1")
-	again := mwtest.Post(srv, "/pay", "Idempotency-Key", "k1")
+	first := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k1")
+	again := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k1")
 	if first.Code != 201 || again.Code != 201 || again.Body.String() != "run 1" || again.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("first %d %q, again %d %q %v", first.Code, first.Body, again.Code, again.Body, again.Header())
 	}
@@ -81,8 +81,8 @@ func TestOuterHeadersNotRecorded(t *testing.T) {
 		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
 		inner.ServeHTTP(w, r)
 	})
-	mwtest.Post(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://a.example")
-	again := mwtest.Post(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://b.example")
+	behaviortest.Post(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://a.example")
+	again := behaviortest.Post(outer, "/pay", "Idempotency-Key", "k", "Origin", "https://b.example")
 	h := again.Header()
 	if h.Get("Idempotent-Replayed") != "true" || h.Get("X-Result") != "1" {
 		t.Fatalf("not a replay of run 1: %v", h)
@@ -105,11 +105,11 @@ func TestPolicyFunc(t *testing.T) {
 		}
 		return nil
 	}))(h)
-	if rec := mwtest.Post(srv, "/payments/1"); rec.Code != http.StatusBadRequest {
+	if rec := behaviortest.Post(srv, "/payments/1"); rec.Code != http.StatusBadRequest {
 		t.Errorf("guarded route without key: %d, want 400", rec.Code)
 	}
 	for range 2 {
-		if rec := mwtest.Post(srv, "/other", "Idempotency-Key", "k"); rec.Code != 201 || rec.Header().Get("Idempotent-Replayed") != "" {
+		if rec := behaviortest.Post(srv, "/other", "Idempotency-Key", "k"); rec.Code != 201 || rec.Header().Get("Idempotent-Replayed") != "" {
 			t.Errorf("unguarded route: %d %v, want the handler's answer", rec.Code, rec.Header())
 		}
 	}
@@ -124,16 +124,16 @@ func TestKeyFunc(t *testing.T) {
 		k := r.URL.Query().Get("op")
 		return k, k != ""
 	}))(h)
-	mwtest.Post(srv, "/pay?op=abc")
-	if rec := mwtest.Post(srv, "/pay?op=abc"); rec.Header().Get("Idempotent-Replayed") != "true" {
+	behaviortest.Post(srv, "/pay?op=abc")
+	if rec := behaviortest.Post(srv, "/pay?op=abc"); rec.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("same key from the key func not replayed: %v", rec.Header())
 	}
 	// Without a key from the function, the header still counts.
-	mwtest.Post(srv, "/pay", "Idempotency-Key", "hdr")
-	if rec := mwtest.Post(srv, "/pay", "Idempotency-Key", "hdr"); rec.Header().Get("Idempotent-Replayed") != "true" {
+	behaviortest.Post(srv, "/pay", "Idempotency-Key", "hdr")
+	if rec := behaviortest.Post(srv, "/pay", "Idempotency-Key", "hdr"); rec.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("header key not used as fallback: %v", rec.Header())
 	}
-	if rec := mwtest.Post(srv, "/pay?op=a%20b"); rec.Code != http.StatusBadRequest {
+	if rec := behaviortest.Post(srv, "/pay?op=a%20b"); rec.Code != http.StatusBadRequest {
 		t.Errorf("malformed key from the key func: %d, want 400", rec.Code)
 	}
 	if h.n.Load() != 2 {
@@ -144,12 +144,12 @@ func TestKeyFunc(t *testing.T) {
 func TestScopeFunc(t *testing.T) {
 	h := &counting{}
 	srv := mustNew(t, stdhttp.WithScopeFunc(func(r *http.Request) string { return r.Header.Get("X-User") }))(h)
-	a := mwtest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice")
-	b := mwtest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "bob")
+	a := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice")
+	b := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "bob")
 	if a.Body.String() == b.Body.String() || b.Header().Get("Idempotent-Replayed") != "" {
 		t.Errorf("bob got alice's answer: %q / %q", a.Body, b.Body)
 	}
-	if again := mwtest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice"); again.Body.String() != a.Body.String() {
+	if again := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k", "X-User", "alice"); again.Body.String() != a.Body.String() {
 		t.Errorf("alice's retry %q, want %q", again.Body, a.Body)
 	}
 }
@@ -162,7 +162,7 @@ func TestErrorHandler(t *testing.T) {
 		gotErr = err
 		http.Error(w, prob.Title, http.StatusTeapot)
 	}))(&counting{})
-	rec := mwtest.Post(srv, "/pay")
+	rec := behaviortest.Post(srv, "/pay")
 	if rec.Code != http.StatusTeapot || !errors.Is(gotErr, idempotency.ErrKeyMissing) {
 		t.Errorf("custom handler: %d, err %v", rec.Code, gotErr)
 	}
@@ -184,7 +184,7 @@ func TestClock(t *testing.T) {
 		<-release
 	}))
 	done := make(chan struct{})
-	go func() { mwtest.Post(srv, "/pay", "Idempotency-Key", "k"); close(done) }()
+	go func() { behaviortest.Post(srv, "/pay", "Idempotency-Key", "k"); close(done) }()
 	select {
 	case d := <-slept:
 		if d != idempotency.DefaultLease/3 {
@@ -206,7 +206,7 @@ func TestMaxBytesReader(t *testing.T) {
 		r.Body = http.MaxBytesReader(w, r.Body, 3)
 		inner.ServeHTTP(w, r)
 	})
-	rec := mwtest.Post(srv, "/pay", "Idempotency-Key", "k")
+	rec := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k")
 	if rec.Code != http.StatusRequestEntityTooLarge || h.n.Load() != 0 {
 		t.Errorf("got %d %s, handler ran %d times; want 413 and no run", rec.Code, rec.Body, h.n.Load())
 	}

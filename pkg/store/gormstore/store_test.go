@@ -18,7 +18,6 @@ import (
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/store/gormstore"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore/sqlcore"
-	"github.com/gopotency/gopotency/pkg/store/sqlstore/sqltest"
 	"github.com/gopotency/gopotency/pkg/store/storetest"
 )
 
@@ -42,7 +41,7 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// gormTx adapts a GORM transaction to sqltest.Tx.
+// gormTx adapts a GORM transaction to storetest.Tx.
 type gormTx struct{ db *gorm.DB }
 
 func (t gormTx) Commit() error   { return t.db.Commit().Error }
@@ -55,7 +54,7 @@ func TestLongTransactionsRace(t *testing.T) {
 		table := newTable(t, db)
 		s := newStore(t, db, gormstore.Options{Table: table, AutoMigrate: true})
 		txs := openDB(t, tg, dsn, 4) // the transactions' own connections
-		begin := func(ctx context.Context) (idempotency.Store, sqltest.Tx, error) {
+		begin := func(ctx context.Context) (idempotency.Store, storetest.Tx, error) {
 			tx := txs.WithContext(ctx).Begin()
 			if tx.Error != nil {
 				return nil, nil, tx.Error
@@ -63,7 +62,7 @@ func TestLongTransactionsRace(t *testing.T) {
 			ts, err := gormstore.New(ctx, tx, gormstore.Options{Table: table, ReapInterval: -1})
 			return ts, gormTx{tx}, err
 		}
-		sqltest.LongTxRace(t, begin, s)
+		storetest.LongTxRace(t, begin, s)
 	})
 }
 
@@ -72,7 +71,7 @@ func TestReaperRace(t *testing.T) {
 		db := openDB(t, tg, tg.dsn(t), tg.conns)
 		table := newTable(t, db)
 		s := newStore(t, db, gormstore.Options{Table: table, AutoMigrate: true, ReapInterval: 2 * time.Millisecond, ReapBatch: 3})
-		sqltest.ReaperRace(t, s, func() int {
+		storetest.ReaperRace(t, s, func() int {
 			var n int64
 			require.NoError(t, db.Table(table).Count(&n).Error)
 			return int(n)
@@ -84,7 +83,7 @@ func TestRestartBetweenClaimAndCompletion(t *testing.T) {
 	forEach(t, func(t *testing.T, tg target) {
 		dsn := tg.dsn(t)
 		table := newTable(t, openDB(t, tg, dsn, 1))
-		sqltest.Restart(t, func(t *testing.T) (idempotency.Store, func() error) {
+		storetest.Restart(t, func(t *testing.T) (idempotency.Store, func() error) {
 			db, err := gorm.Open(tg.open(dsn), &gorm.Config{Logger: logger.Discard})
 			require.NoError(t, err)
 			sqlDB, err := db.DB()
@@ -100,7 +99,7 @@ func TestCorruptRecord(t *testing.T) {
 		db := openDB(t, tg, tg.dsn(t), tg.conns)
 		table := newTable(t, db)
 		s := newStore(t, db, gormstore.Options{Table: table, AutoMigrate: true, ReapInterval: -1})
-		sqltest.CorruptRecord(t, s, func(ctx context.Context, column string, value any) error {
+		storetest.CorruptRecord(t, s, func(ctx context.Context, column string, value any) error {
 			return db.WithContext(ctx).Table(table).Where("1 = 1").Update(column, value).Error
 		}, tg.name == "sqlite")
 	})

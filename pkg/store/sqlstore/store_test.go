@@ -17,7 +17,6 @@ import (
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore"
 	"github.com/gopotency/gopotency/pkg/store/sqlstore/sqlcore"
-	"github.com/gopotency/gopotency/pkg/store/sqlstore/sqltest"
 	"github.com/gopotency/gopotency/pkg/store/storetest"
 )
 
@@ -53,7 +52,7 @@ func TestLongTransactionsRace(t *testing.T) {
 		if tg.dialect == sqlstore.Postgres {
 			bind = sqlcore.BindDollar
 		}
-		begin := func(ctx context.Context) (idempotency.Store, sqltest.Tx, error) {
+		begin := func(ctx context.Context) (idempotency.Store, storetest.Tx, error) {
 			tx, err := txs.DB().BeginTx(ctx, nil)
 			if err != nil {
 				return nil, nil, err
@@ -61,7 +60,7 @@ func TestLongTransactionsRace(t *testing.T) {
 			ts, err := sqlcore.New(tx, sqlcore.Config{Dialect: tg.dialect, Bind: bind, Table: table})
 			return ts, tx, err
 		}
-		sqltest.LongTxRace(t, begin, s)
+		storetest.LongTxRace(t, begin, s)
 	})
 }
 
@@ -70,7 +69,7 @@ func TestReaperRace(t *testing.T) {
 		url := tg.url(t)
 		table := newTable(t, url)
 		s := open(t, url, sqlstore.Options{Table: table, ReapInterval: 2 * time.Millisecond, ReapBatch: 3})
-		sqltest.ReaperRace(t, s, func() int { return count(t, s.DB(), table) })
+		storetest.ReaperRace(t, s, func() int { return count(t, s.DB(), table) })
 	})
 }
 
@@ -78,7 +77,7 @@ func TestRestartBetweenClaimAndCompletion(t *testing.T) {
 	forEach(t, func(t *testing.T, tg target) {
 		url := tg.url(t)
 		table := newTable(t, url)
-		sqltest.Restart(t, func(t *testing.T) (idempotency.Store, func() error) {
+		storetest.Restart(t, func(t *testing.T) (idempotency.Store, func() error) {
 			s := open(t, url, sqlstore.Options{Table: table})
 			return s, s.Close
 		})
@@ -94,7 +93,7 @@ func TestCorruptRecord(t *testing.T) {
 		if tg.dialect == sqlstore.Postgres {
 			param = "$1"
 		}
-		sqltest.CorruptRecord(t, s, func(ctx context.Context, column string, value any) error {
+		storetest.CorruptRecord(t, s, func(ctx context.Context, column string, value any) error {
 			_, err := s.DB().ExecContext(ctx, `UPDATE "`+table+`" SET `+column+` = `+param, value)
 			return err
 		}, tg.dialect == sqlstore.SQLite)

@@ -11,6 +11,12 @@
 // no fake clock reaches), so run it under -race on an idle-ish machine; it
 // takes a few seconds. Stores that talk to a server also run RunStalled,
 // which checks that a call stuck in network I/O still honours its context.
+//
+// SQL stores (sqlstore, gormstore) run four more cases, each given the
+// store's transactions or table through a callback so this package links
+// no database driver: LongTxRace, ReaperRace, Restart and CorruptRecord
+// (they were the package sqltest). Bench measures a store's claims per
+// second.
 package storetest
 
 import (

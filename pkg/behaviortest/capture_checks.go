@@ -1,4 +1,4 @@
-package mwtest
+package behaviortest
 
 import (
 	"bytes"
@@ -212,7 +212,7 @@ func tooLarge(t *testing.T, mount Mount) {
 	if got := read(t, f.post(t, "k-big", "{}")); len(got) != 3000 {
 		t.Errorf("client got %d bytes, want 3000", len(got))
 	}
-	wantProblem(t, f.post(t, "k-big", "{}"), http.StatusRequestEntityTooLarge, "response-too-large")
+	wantProblem(t, readAnswer(t, f.post(t, "k-big", "{}")), http.StatusRequestEntityTooLarge, "response-too-large")
 	f.wantCalls(t, 1)
 }
 
@@ -323,7 +323,7 @@ func clientGone(t *testing.T, mount Mount, answers bool) {
 			t.Errorf("retry: %d %q %v, want the replay of the finished answer", retry.StatusCode, body, retry.Header)
 		}
 	} else {
-		wantProblem(t, retry, http.StatusFailedDependency, "outcome-unknown")
+		wantProblem(t, readAnswer(t, retry), http.StatusFailedDependency, "outcome-unknown")
 	}
 	f.wantCalls(t, 1)
 }
@@ -346,6 +346,6 @@ func hijack(t *testing.T, mount Mount) {
 		t.Errorf("hijacked answer %d %q", live.StatusCode, body)
 	}
 	waitFor(t, f.served, "the front end to return")
-	wantProblem(t, f.post(t, "k-hijack", "{}"), http.StatusFailedDependency, "outcome-unknown")
+	wantProblem(t, readAnswer(t, f.post(t, "k-hijack", "{}")), http.StatusFailedDependency, "outcome-unknown")
 	f.wantCalls(t, 1)
 }

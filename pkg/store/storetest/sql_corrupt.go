@@ -1,4 +1,4 @@
-package sqltest
+package storetest
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/store/storetest"
 )
 
 // SpoilFunc sets column to value in every row of the store's table.
@@ -34,14 +33,14 @@ func CorruptRecord(t *testing.T, s idempotency.Store, spoil SpoilFunc, dynamic b
 	}
 	for _, sp := range spoils {
 		t.Run(sp.column, func(t *testing.T) {
-			c := storetest.NewClaim("fp", time.Minute, time.Hour)
+			c := NewClaim("fp", time.Minute, time.Hour)
 			key := c.Key
 			_, err := s.Acquire(ctx(t), c, idempotency.AcquireOptions{})
 			require.NoError(t, err)
-			require.NoError(t, s.Complete(ctx(t), c, record()))
+			require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 			require.NoError(t, spoil(ctx(t), sp.column, sp.value))
 
-			_, err = s.Acquire(ctx(t), retry(c), idempotency.AcquireOptions{})
+			_, err = s.Acquire(ctx(t), another(c, "fp"), idempotency.AcquireOptions{})
 			require.ErrorIs(t, err, idempotency.ErrCorruptRecord, "acquire")
 			assert.NotErrorIs(t, err, idempotency.ErrStoreUnavailable, "acquire: a corrupt record must not fail open")
 			_, err = s.Get(ctx(t), key)

@@ -1,9 +1,11 @@
-// Package mwtest checks that a front end's response capture is faithful:
-// the middleware records exactly what the client got, streaming and
-// http.ResponseController keep working, and panics, hijacks and departed
-// clients settle the lease the way the behaviour contract says. It drives
-// plain net/http handlers, which every framework can mount.
-package mwtest
+package behaviortest
+
+// RunCapture checks that a front end's response capture is faithful (this
+// was the package mwtest): the middleware records exactly what the client
+// got, streaming and http.ResponseController keep working, and panics,
+// hijacks and departed clients settle the lease the way the behaviour
+// contract says. It drives plain net/http handlers, which every framework
+// can mount.
 
 import (
 	"errors"
@@ -25,11 +27,12 @@ import (
 // It must not recover panics (no recovery middleware).
 type Mount func(t testing.TB, store idempotency.Store, p idempotency.Policy, h http.Handler) http.Handler
 
-// timeout bounds every wait of the suite.
+// timeout bounds every wait of the capture checks.
 const timeout = 5 * time.Second
 
-// Run runs the capture checks against mount.
-func Run(t *testing.T, mount Mount) {
+// RunCapture runs the capture checks against mount, each over a fresh
+// memory store.
+func RunCapture(t *testing.T, mount Mount) {
 	t.Run("Flush", func(t *testing.T) { flush(t, mount) })
 	t.Run("ResponseController", func(t *testing.T) { controller(t, mount) })
 	t.Run("RepeatedFields", func(t *testing.T) { repeated(t, mount) })
@@ -101,6 +104,13 @@ func read(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
+// readAnswer reads resp in full as an answer, so the capture checks use
+// the HTTP suite's assertions (wantProblem).
+func readAnswer(t *testing.T, resp *http.Response) answer {
+	t.Helper()
+	return answer{status: resp.StatusCode, header: resp.Header, body: []byte(read(t, resp))}
+}
+
 func (f *fixture) wantCalls(t *testing.T, n int32) {
 	t.Helper()
 	if got := f.calls.Load(); got != n {
@@ -134,16 +144,6 @@ func wantSame(t *testing.T, live, replay *http.Response, liveBody, replayBody st
 	}
 }
 
-// wantProblem checks resp is the problem of the given stable type.
-func wantProblem(t *testing.T, resp *http.Response, status int, slug string) {
-	t.Helper()
-	body := read(t, resp)
-	if resp.StatusCode != status || resp.Header.Get("Content-Type") != "application/problem+json" ||
-		!strings.Contains(body, idempotency.ProblemTypeBase+slug) {
-		t.Errorf("got %d %s %s, want %d problem %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, status, slug)
-	}
-}
-
 // waitFor receives from ch or fails after timeout.
 func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -157,7 +157,7 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-var errSentinel = errors.New("mwtest: handler panic")
+var errSentinel = errors.New("behaviortest: handler panic")
 
 // Post serves one POST of {"a":1} through h with the given headers (name,
 // value pairs) and returns the recorded response.

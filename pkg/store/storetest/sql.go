@@ -1,9 +1,11 @@
-// Package sqltest holds the test cases that matter for SQL stores beyond
-// the storetest conformance suite: claims racing inside long transactions,
-// a reaper running while claims are taken, a store restarted between
-// claim and completion, and a stored row spoiled in place. sqlstore and gormstore run them; it links no
-// database driver, so either can import it.
-package sqltest
+package storetest
+
+// The cases that matter for SQL stores beyond Run: claims racing inside
+// long transactions, a reaper running while claims are taken, a store
+// restarted between claim and completion (sql_corrupt.go: a stored row
+// spoiled in place). sqlstore and gormstore run them; they take the
+// store's transactions and table through small callbacks, so this package
+// links no database driver.
 
 import (
 	"context"
@@ -16,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
-	"github.com/gopotency/gopotency/pkg/store/storetest"
 )
 
 // Tx is a transaction a store is bound to.
@@ -33,17 +34,6 @@ type BeginFunc func(ctx context.Context) (idempotency.Store, Tx, error)
 // hold is how long a transaction stays open after its claim.
 const hold = 150 * time.Millisecond
 
-func record() *idempotency.Record {
-	return &idempotency.Record{Status: 201, Headers: []idempotency.Header{{Name: "X-A", Value: "1"}, {Name: "X-A", Value: "2"}},
-		Body: []byte("done"), CreatedAt: time.UnixMilli(1798761600123)}
-}
-
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
-
 // LongTxRace runs two claims of one key, each in its own transaction held
 // open after the claim. Exactly one wins, whether the loser's claim waited
 // on the winner's uncommitted row or ran after it; if the winner rolls
@@ -51,8 +41,8 @@ func ctx(t *testing.T) context.Context {
 // transaction on the same table.
 func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 	t.Run("BothCommit", func(t *testing.T) {
-		first := storetest.NewClaim("fp", time.Minute, time.Hour)
-		claims := []idempotency.Claim{first, retry(first)}
+		first := NewClaim("fp", time.Minute, time.Hour)
+		claims := []idempotency.Claim{first, another(first, "fp")}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		res := make([]idempotency.AcquireResult, 2)
@@ -81,14 +71,14 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		if res[0].State != idempotency.Acquired {
 			winner = claims[1]
 		}
-		got, err := s.Acquire(ctx(t), retry(winner), idempotency.AcquireOptions{})
+		got, err := s.Acquire(ctx(t), another(winner, "fp"), idempotency.AcquireOptions{})
 		require.NoError(t, err)
 		require.Equal(t, idempotency.InFlight, got.State, "the committed claim holds")
-		require.NoError(t, s.Complete(ctx(t), winner, record()))
+		require.NoError(t, s.Complete(ctx(t), winner, sampleRecord()))
 	})
 	t.Run("WinnerRollsBack", func(t *testing.T) {
-		wonClaim := storetest.NewClaim("fp", time.Minute, time.Hour)
-		lateClaim := retry(wonClaim)
+		wonClaim := NewClaim("fp", time.Minute, time.Hour)
+		lateClaim := another(wonClaim, "fp")
 		first, tx, err := begin(ctx(t))
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback() }() // if a check fails first
@@ -113,8 +103,8 @@ func LongTxRace(t *testing.T, begin BeginFunc, s idempotency.Store) {
 		<-done
 		require.NoError(t, lateErr)
 		require.Equal(t, idempotency.Acquired, late.State, "a rolled-back claim never happened")
-		require.ErrorIs(t, s.Complete(ctx(t), wonClaim, record()), idempotency.ErrLeaseLost)
-		require.NoError(t, s.Complete(ctx(t), lateClaim, record()))
+		require.ErrorIs(t, s.Complete(ctx(t), wonClaim, sampleRecord()), idempotency.ErrLeaseLost)
+		require.NoError(t, s.Complete(ctx(t), lateClaim, sampleRecord()))
 	})
 }
 
@@ -132,25 +122,24 @@ func ReaperRace(t *testing.T, s idempotency.Store, rows func() int) {
 			defer wg.Done()
 			for range rounds {
 				c := ctx(t)
-				takeover := idempotency.AcquireOptions{TakeOverExpired: true}
-				if _, err := s.Acquire(c, storetest.NewClaim("garbage", time.Millisecond, time.Millisecond), takeover); !assert.NoError(t, err) {
+				if _, err := s.Acquire(c, NewClaim("garbage", time.Millisecond, time.Millisecond), takeover); !assert.NoError(t, err) {
 					return
 				}
-				old := storetest.NewClaim("fp", 20*time.Millisecond, 20*time.Millisecond)
+				old := NewClaim("fp", 20*time.Millisecond, 20*time.Millisecond)
 				res, err := s.Acquire(c, old, takeover)
 				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.State) {
 					return
 				}
 				time.Sleep(25 * time.Millisecond)
-				cur := retry(old)
+				cur := another(old, "fp")
 				cur.Lease, cur.Retention = time.Minute, time.Hour
 				res, err = s.Acquire(c, cur, takeover)
 				if !assert.NoError(t, err) || !assert.Equal(t, idempotency.Acquired, res.State, "an expired claim is taken over") {
 					return
 				}
-				assert.ErrorIs(t, s.Complete(c, old, record()), idempotency.ErrLeaseLost)
-				assert.NoError(t, s.Complete(c, cur, record()), "the reaper must not touch a live claim")
-				got, err := s.Acquire(c, retry(cur), takeover)
+				assert.ErrorIs(t, s.Complete(c, old, sampleRecord()), idempotency.ErrLeaseLost)
+				assert.NoError(t, s.Complete(c, cur, sampleRecord()), "the reaper must not touch a live claim")
+				got, err := s.Acquire(c, another(cur, "fp"), takeover)
 				assert.NoError(t, err)
 				assert.Equal(t, idempotency.Completed, got.State)
 			}
@@ -169,29 +158,23 @@ func ReaperRace(t *testing.T, s idempotency.Store, rows func() int) {
 // Restart claims a key on one store, closes it (and its pool), and
 // completes the claim from a store opened afresh on the same table.
 func Restart(t *testing.T, open func(t *testing.T) (idempotency.Store, func() error)) {
-	held := storetest.NewClaim("fp", time.Minute, time.Hour)
+	held := NewClaim("fp", time.Minute, time.Hour)
 	s1, close1 := open(t)
 	res, err := s1.Acquire(ctx(t), held, idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Acquired, res.State)
 	require.NoError(t, close1())
-	_, err = s1.Acquire(ctx(t), storetest.NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
+	_, err = s1.Acquire(ctx(t), NewClaim("fp", time.Minute, time.Hour), idempotency.AcquireOptions{})
 	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable, "a closed store fails closed")
 
 	s2, close2 := open(t)
 	defer func() { require.NoError(t, close2()) }()
-	got, err := s2.Acquire(ctx(t), retry(held), idempotency.AcquireOptions{})
+	got, err := s2.Acquire(ctx(t), another(held, "fp"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.InFlight, got.State, "the claim survived the restart")
-	require.NoError(t, s2.Complete(ctx(t), held, record()))
-	got, err = s2.Acquire(ctx(t), retry(held), idempotency.AcquireOptions{})
+	require.NoError(t, s2.Complete(ctx(t), held, sampleRecord()))
+	got, err = s2.Acquire(ctx(t), another(held, "fp"), idempotency.AcquireOptions{})
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Completed, got.State)
-	assert.Equal(t, record().Headers, got.Record.Headers)
-}
-
-// retry is c presented again by another execution (a new token).
-func retry(c idempotency.Claim) idempotency.Claim {
-	c.Token = idempotency.NewToken()
-	return c
+	assert.Equal(t, sampleRecord().Headers, got.Record.Headers)
 }

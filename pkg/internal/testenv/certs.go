@@ -1,6 +1,7 @@
-// Package testcerts makes throwaway certificate authorities and
-// certificates for TLS tests, so no key is ever committed.
-package testcerts
+package testenv
+
+// Throwaway certificate authorities and certificates for TLS tests (this
+// was the package testcerts), so no key is ever committed.
 
 import (
 	"crypto/ecdsa"
@@ -29,15 +30,8 @@ type CA struct {
 func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := template(t, cn, x509.KeyUsageCertSign|x509.KeyUsageCRLSign)
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -49,34 +43,27 @@ func NewCA(t testing.TB, cn string) *CA {
 	return &CA{Cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// Pair is a certificate and its private key, PEM-encoded.
-type Pair struct {
+// CertPair is a certificate and its private key, PEM-encoded.
+type CertPair struct {
 	Cert            *x509.Certificate
 	CertPEM, KeyPEM []byte
 }
 
 // Server issues a server certificate for localhost, 127.0.0.1 and names.
-func (ca *CA) Server(t testing.TB, names ...string) Pair {
+func (ca *CA) Server(t testing.TB, names ...string) CertPair {
 	return ca.issue(t, "server", x509.ExtKeyUsageServerAuth, append([]string{"localhost"}, names...))
 }
 
 // Client issues a client certificate with common name cn.
-func (ca *CA) Client(t testing.TB, cn string) Pair {
+func (ca *CA) Client(t testing.TB, cn string) CertPair {
 	return ca.issue(t, cn, x509.ExtKeyUsageClientAuth, nil)
 }
 
-func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, dns []string) Pair {
+func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, dns []string) CertPair {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     dns,
-	}
+	tmpl := template(t, cn, x509.KeyUsageDigitalSignature)
+	tmpl.ExtKeyUsage, tmpl.DNSNames = []x509.ExtKeyUsage{usage}, dns
 	if usage == x509.ExtKeyUsageServerAuth {
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
@@ -86,24 +73,31 @@ func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, dns []strin
 // ClientURI issues a client certificate whose identity is a URI SAN (a
 // SPIFFE ID, as a mesh issues), with common name cn; each call makes a new
 // key, as a rotation does.
-func (ca *CA) ClientURI(t testing.TB, cn, uri string) Pair {
+func (ca *CA) ClientURI(t testing.TB, cn, uri string) CertPair {
 	t.Helper()
 	u, err := url.Parse(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ca.sign(t, &x509.Certificate{
+	tmpl := template(t, cn, x509.KeyUsageDigitalSignature)
+	tmpl.ExtKeyUsage, tmpl.URIs = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, []*url.URL{u}
+	return ca.sign(t, tmpl, newKey(t))
+}
+
+// template is what every certificate here shares: a random serial, the
+// common name cn, and a validity from an hour ago (clock skew between the
+// test and the TLS peer) to a day ahead.
+func template(t testing.TB, cn string, usage x509.KeyUsage) *x509.Certificate {
+	return &x509.Certificate{
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
-	}, newKey(t))
+		KeyUsage:     usage,
+	}
 }
 
-func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) Pair {
+func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) CertPair {
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -117,7 +111,7 @@ func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Pair{
+	return CertPair{
 		Cert:    cert,
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
@@ -127,7 +121,7 @@ func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) 
 // Write stores the pair as cert and key files in dir and returns their
 // paths. Existing files are replaced atomically (rename), as Kubernetes
 // replaces a mounted Secret.
-func (p Pair) Write(t testing.TB, dir, cert, key string) (certPath, keyPath string) {
+func (p CertPair) Write(t testing.TB, dir, cert, key string) (certPath, keyPath string) {
 	t.Helper()
 	return WriteFile(t, dir, cert, p.CertPEM), WriteFile(t, dir, key, p.KeyPEM)
 }
