@@ -52,9 +52,14 @@ type processor struct {
 	held []heldMsg
 	// buffered counts the bytes this stream added to the server's budget.
 	buffered int64
-	// streamedBody: Envoy's static request body mode is STREAMED, so body
-	// messages are chunks even if an override asked for one buffered body.
+	// streamedBody: Envoy's static request body mode is STREAMED (or
+	// FULL_DUPLEX_STREAMED), so body messages are chunks even if an
+	// override asked for one buffered body.
 	streamedBody bool
+	// earlyBody: send_body_without_waiting_for_header_response in a
+	// streamed mode (Envoy ignores it in any other): chunks come before
+	// the headers are answered, and mode overrides are ignored.
+	earlyBody bool
 	// staticBuffered: Envoy's static request body mode is BUFFERED and no
 	// override applies (body first): Envoy answers 413 itself rather than
 	// send part of a body, so a message without end_of_stream is whole.
@@ -115,7 +120,11 @@ func (p *processor) undecided() bool { return p.stage == collecting }
 func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 	pol, err := p.s.policyFor(p.ctx, f.routeName)
 	if err != nil {
-		p.s.protocolError("unknown_policy")
+		reason := "unknown_policy"
+		if errors.Is(err, errNoRouteName) {
+			reason = "no_route_name"
+		}
+		p.s.protocolError(reason)
 		p.log.ErrorContext(p.ctx, "ext_proc configuration error; rejecting request", "error", err)
 		return problemResponse(idempotency.ProblemFor(err))
 	}
@@ -180,7 +189,7 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	if !p.needsBody() || h.GetEndOfStream() {
 		return one(p.begin(heldHeaders))
 	}
-	if pc.GetSendBodyWithoutWaitingForHeaderResponse() {
+	if p.earlyBody {
 		// Chunks are on their way and mode overrides are ignored: the
 		// headers answer waits with the chunks' until the body is whole.
 		// Recording then needs response phases sent statically.
@@ -241,8 +250,14 @@ func (p *processor) requestBody(req *extprocv3.ProcessingRequest, b *extprocv3.H
 // another request's response or refuse an identical retry.
 func (p *processor) decideWhole(cur heldMsg, eos bool) []*extprocv3.ProcessingResponse {
 	if err := p.verifyWhole(eos); err != nil {
-		p.s.protocolError("request_body_cut")
-		p.log.ErrorContext(p.ctx, "refusing a request body the proxy passed only in part: raise the proxy's buffer limit above max_request_body (Envoy: per_connection_buffer_limit_bytes; Envoy Gateway: ClientTrafficPolicy connection.bufferLimit), as gopotency envoy-config generates it", "error", err)
+		if p.contentLength < 0 {
+			// Cut, or followed by trailers: nothing tells the two apart.
+			p.s.protocolError("request_body_unproven")
+			p.log.WarnContext(p.ctx, "refusing a request body of undeclared length that the proxy passed without its end: it was cut at the proxy's buffer limit (raise it above max_request_body), or trailers follow (the client must send a Content-Length)", "error", err)
+		} else {
+			p.s.protocolError("request_body_cut")
+			p.log.ErrorContext(p.ctx, "refusing a request body the proxy passed only in part: raise the proxy's buffer limit above max_request_body (Envoy: per_connection_buffer_limit_bytes; Envoy Gateway: ClientTrafficPolicy connection.bufferLimit), as gopotency envoy-config generates it", "error", err)
+		}
 		return p.refuseBody(err)
 	}
 	return p.decideHeld(cur)
@@ -276,7 +291,8 @@ func (p *processor) refuseBody(err error) []*extprocv3.ProcessingResponse {
 // first message only.
 func (p *processor) readProtocol(pc *extprocv3.ProtocolConfiguration) {
 	mode := pc.GetRequestBodyMode()
-	p.streamedBody = mode == filterv3.ProcessingMode_STREAMED || pc.GetSendBodyWithoutWaitingForHeaderResponse()
+	p.streamedBody = mode == filterv3.ProcessingMode_STREAMED || mode == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+	p.earlyBody = p.streamedBody && pc.GetSendBodyWithoutWaitingForHeaderResponse()
 	p.staticBuffered = mode == filterv3.ProcessingMode_BUFFERED
 }
 
@@ -575,7 +591,14 @@ func (p *processor) abandon(upstreamSawRequest bool) {
 // settleCtx outlives the stream: Envoy may reset the stream right after the
 // last message, and the store call must still happen.
 func (p *processor) settleCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(p.ctx), p.s.o.SettleTimeout)
+	d := p.s.o.SettleTimeout
+	if p.policy != nil {
+		// Renewals stop when settling starts: give up before the lease can
+		// run out, so no retry takes the key over while its record may
+		// still land (unknown_outcome: retry_after_lease).
+		d = min(d, p.policy.Lease*2/3)
+	}
+	return context.WithTimeout(context.WithoutCancel(p.ctx), d)
 }
 
 // neverSent reports whether Envoy's response code details prove the

@@ -205,7 +205,7 @@ func (s *Server) policyFor(ctx context.Context, routeName string) (*idempotency.
 	if len(s.routes) > 0 && routeName == "" {
 		// Falling back to default_policy would silently drop what a
 		// route's own policy requires (key_required, its fingerprint).
-		return nil, fmt.Errorf("%w: route_policies are set but Envoy sends no xds.route_name: add it to the ext_proc filter's request_attributes (gopotency envoy-config does)", idempotency.ErrMisconfigured)
+		return nil, fmt.Errorf("%w: %w: add it to the ext_proc filter's request_attributes (gopotency envoy-config does)", idempotency.ErrMisconfigured, errNoRouteName)
 	}
 	for _, r := range s.routes {
 		if strings.HasPrefix(routeName, r.prefix) {
@@ -220,6 +220,10 @@ type routePolicy struct {
 	prefix string
 	policy *idempotency.Policy
 }
+
+// errNoRouteName: route_policies need Envoy's route name, and Envoy sent
+// none. Every request through the filter is refused until it does.
+var errNoRouteName = errors.New("route_policies are set but Envoy sends no xds.route_name")
 
 // Wait returns once every settling store call has returned (each is
 // bounded by SettleTimeout): call it after the gRPC server stopped and

@@ -380,7 +380,7 @@ func TestCutBodyFailsClosed(t *testing.T) {
 		require.Equal(t, "request-too-large", requireProblem(t, resp, 413), c.name)
 		require.Nil(t, e.entry(t, "k-cut"), "%s: nothing locked, nothing replayed", c.name)
 	}
-	assert.Equal(t, []string{"request_body_cut", "request_body_cut", "request_body_cut"}, reasons)
+	assert.Equal(t, []string{"request_body_cut", "request_body_unproven", "request_body_cut"}, reasons)
 
 	// The same body whole (declared, or a static BUFFERED body first with
 	// trailers following) runs as usual.
@@ -396,4 +396,16 @@ func TestCutBodyFailsClosed(t *testing.T) {
 	first = withProtocol(bodyFirst(e.srv, "POST", "/o", cut, false, "idempotency-key", "k-bf-partial"), filterv3.ProcessingMode_BUFFERED_PARTIAL, false)
 	require.Equal(t, "request-too-large", requireProblem(t, partial.do(first), 413), "body first in BUFFERED_PARTIAL proves nothing")
 	e.endAll(t)
+}
+
+// send_body_without_waiting_for_header_response applies to streamed modes
+// only: with a static BUFFERED body Envoy waits for the headers answer
+// before it sends the body, so holding that answer would stall the request.
+func TestEarlyBodyFlagOutsideStreamedModes(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "")
+	resp := s.do(withProtocol(reqHeaders("POST", "/o", "k-early", false, "content-length", "5"), filterv3.ProcessingMode_BUFFERED, true))
+	require.NotNil(t, resp.GetRequestHeaders(), "answered at once, not held")
+	require.NotNil(t, s.do(reqBody("whole", true)).GetRequestBody())
+	require.Equal(t, idempotency.InFlight, e.entry(t, "k-early").State)
 }

@@ -95,34 +95,47 @@ func (s *Store) checkDurability(ctx context.Context) {
 	var parts []string
 	durable := true
 	check := func(ctx context.Context, c *redis.Client) error {
+		addr := c.Options().Addr
 		info, err := c.Info(ctx, "replication", "persistence").Result()
-		fields := infoFields(info)
 		if err != nil {
-			fields = map[string]string{}
+			mu.Lock()
+			defer mu.Unlock()
+			parts, durable = append(parts, addr+": INFO denied ("+err.Error()+"): durability not checked"), false
+			return nil
 		}
+		fields := infoFields(info)
 		connected, _ := strconv.Atoi(fields["connected_slaves"])
-		aof := fields["aof_enabled"] == "1"
-		var part string
-		ok := true
+		var repl string
+		replOK := true
 		switch {
 		case s.replicas > 0 && connected >= s.replicas:
-			part = fmt.Sprintf("%s: every claim is confirmed on %d of its %d replicas before its request runs, so a failover keeps it (a record not yet replicated answers outcome-unknown, never runs again)", c.Options().Addr, s.replicas, connected)
+			repl = fmt.Sprintf("every claim is confirmed on %d of its %d replicas before its request runs, so a failover keeps it (a record not yet replicated answers outcome-unknown, never runs again)", s.replicas, connected)
 		case s.replicas > 0:
-			ok = false
-			part = fmt.Sprintf("%s: replicas=%d but %d replicas are connected: new keys get 503 until enough replicas are", c.Options().Addr, s.replicas, connected)
+			repl, replOK = fmt.Sprintf("replicas=%d but %d replicas are connected: new keys get 503 until enough replicas are", s.replicas, connected), false
 		case connected > 0:
-			ok = false
-			part = fmt.Sprintf("%s: %d replicas but replicas=0: a failover can lose the claims and records of the last moments, and those keys may run again; set replicas=1 in the Redis URL", c.Options().Addr, connected)
-		case aof:
-			part = fmt.Sprintf("%s: no replicas; AOF on: a restart keeps what the AOF had synced (appendfsync always keeps every write)", c.Options().Addr)
+			repl, replOK = fmt.Sprintf("%d replicas but replicas=0: a failover can lose the claims and records of the last moments, and those keys may run again; set replicas=1 in the Redis URL", connected), false
 		default:
-			ok = false
-			part = fmt.Sprintf("%s: no replicas and no AOF: a restart loses the records (those keys may run again; claims in flight are re-asserted by the servers holding them)", c.Options().Addr)
+			repl = "no replicas"
+		}
+		// A master that restarts before any failover comes back with what
+		// it persisted, and its replicas resync to that: persistence decides
+		// what a restart keeps, replicas or not.
+		var persist string
+		persistOK := false
+		switch fsync := appendfsync(ctx, c); {
+		case fields["aof_enabled"] != "1":
+			persist = "no AOF: a restart of the master loses the records (and its replicas resync to that), so those keys may run again; claims in flight are re-asserted by the servers holding them"
+		case fsync == "always":
+			persist, persistOK = "AOF with appendfsync always: a restart keeps every claim and record", true
+		case fsync != "":
+			persist = "AOF with appendfsync " + fsync + ": a crash of the master can lose about the last second of claims and records"
+		default:
+			persist = "AOF on, appendfsync unreadable: a crash may lose the last writes"
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		parts = append(parts, part)
-		durable = durable && ok
+		parts = append(parts, addr+": "+repl+"; "+persist)
+		durable = durable && replOK && persistOK
 		return nil
 	}
 	switch c := s.client.(type) {
@@ -142,3 +155,13 @@ func (s *Store) checkDurability(ctx context.Context) {
 
 // errUnconfirmed explains a claim the replicas did not confirm in time.
 var errUnconfirmed = errors.New("the claim was not confirmed on enough replicas in time (a replica is down or lagging); the request was not executed")
+
+// appendfsync reads the AOF fsync policy ("" when CONFIG is denied, as on
+// some managed servers).
+func appendfsync(ctx context.Context, c *redis.Client) string {
+	v, err := c.ConfigGet(ctx, "appendfsync").Result()
+	if err != nil {
+		return ""
+	}
+	return v["appendfsync"]
+}

@@ -35,7 +35,7 @@ func replicaOf(t testing.TB, r, master *testenv.RedisServer) {
 // Acquire answers ErrStoreUnavailable within the call's deadline and the
 // claim is gone from the master (nothing ran, a retry may run).
 func TestReplicasConfirmClaims(t *testing.T) {
-	master, replica := testenv.StartRedis(t), testenv.StartRedis(t)
+	master, replica := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always"), testenv.StartRedis(t)
 	replicaOf(t, replica, master)
 	s, err := NewFromURL(context.Background(), master.URL()+"?replicas=1", Options{})
 	require.NoError(t, err)
@@ -43,6 +43,7 @@ func TestReplicasConfirmClaims(t *testing.T) {
 	summary, ok := s.Durability()
 	assert.True(t, ok, summary)
 	assert.Contains(t, summary, "confirmed on 1 of its 1 replicas")
+	assert.Contains(t, summary, "appendfsync always")
 
 	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
 	t.Cleanup(func() { _ = rc.Close() })
@@ -68,8 +69,11 @@ func TestReplicasConfirmClaims(t *testing.T) {
 	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
 	require.ErrorIs(t, err, errUnconfirmed)
 	assert.Less(t, time.Since(start), 400*time.Millisecond, "answered within the call's deadline")
+	// The engine gives an unconfirmed claim back (releaseOrphan), off the
+	// request's path; the claim's token still owns it.
+	require.NoError(t, s.Release(context.Background(), c))
 	_, err = s.Get(context.Background(), c.Key)
-	require.ErrorIs(t, err, idempotency.ErrNotFound, "the unconfirmed claim was given back")
+	require.ErrorIs(t, err, idempotency.ErrNotFound)
 
 	// Attached again: claims are confirmed again.
 	replicaOf(t, replica, master)
@@ -87,15 +91,23 @@ func TestDurabilityAtStart(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 	summary, ok := s.Durability()
 	assert.False(t, ok)
-	assert.Contains(t, summary, "no replicas and no AOF: a restart loses the records")
+	assert.Contains(t, summary, "no replicas; no AOF: a restart of the master loses the records")
 
-	aof := testenv.StartRedis(t, "--appendonly", "yes")
+	everysec := testenv.StartRedis(t, "--appendonly", "yes")
+	s, err = NewFromURL(context.Background(), everysec.URL(), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	summary, ok = s.Durability()
+	assert.False(t, ok, summary)
+	assert.Contains(t, summary, "appendfsync everysec: a crash of the master can lose about the last second")
+
+	aof := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	s, err = NewFromURL(context.Background(), aof.URL(), Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	summary, ok = s.Durability()
 	assert.True(t, ok, summary)
-	assert.Contains(t, summary, "AOF on")
+	assert.Contains(t, summary, "no replicas; AOF with appendfsync always")
 
 	replica := testenv.StartRedis(t)
 	replicaOf(t, replica, lone)
@@ -128,4 +140,23 @@ func TestDurabilityAtStart(t *testing.T) {
 		_, _, err := parseURLExtras(bad)
 		require.ErrorContains(t, err, "replicas", bad)
 	}
+}
+
+// go-redis sends a pipeline again when its connection drops: the acquire
+// script then meets its own claim and must answer acquired (re-writing
+// it, so a WAIT on the new connection has a write to confirm), not in
+// flight, which would leave a claim nobody owns.
+func TestAcquireSentAgainIsAcquired(t *testing.T) {
+	s := newStore(t, redisClient(t))
+	c := storetest.NewClaim("fp", 30*time.Second, time.Hour)
+	for range 2 {
+		res, err := s.Acquire(context.Background(), c, idempotency.AcquireOptions{})
+		require.NoError(t, err)
+		require.Equal(t, idempotency.Acquired, res.State)
+	}
+	other := c
+	other.Token = idempotency.NewToken()
+	res, err := s.Acquire(context.Background(), other, idempotency.AcquireOptions{})
+	require.NoError(t, err)
+	require.Equal(t, idempotency.InFlight, res.State, "another token still waits")
 }

@@ -160,15 +160,14 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	case replyAcquired:
 		if s.replicas > 0 && (r.waitErr != nil || r.acked < int64(s.replicas)) {
 			// On the master only: a failover now would lose the claim while
-			// its request runs. Give it back; nothing ran.
-			_ = s.Release(context.WithoutCancel(ctx), c)
-			return none, fmt.Errorf("redisstore: acquire: %w: %w (%d of replicas=%d confirmed)", idempotency.ErrStoreUnavailable, errUnconfirmed, r.acked, s.replicas)
+			// its request runs. The engine gives it back (bounded, off the
+			// request's path); nothing ran.
+			return none, fmt.Errorf("redisstore: acquire: %w: %w (%d of replicas=%d confirmed; WAIT error: %v)", idempotency.ErrStoreUnavailable, errUnconfirmed, r.acked, s.replicas, r.waitErr)
 		}
 		if s.watch.losses.Load() != losses {
 			// The call dialled a server that lost its data (the loss was
 			// seen in this call's OnConnect, after the grace was read):
 			// the key may be another request's wiped claim. Give it back.
-			_ = s.Release(context.WithoutCancel(ctx), c)
 			return none, fmt.Errorf("redisstore: acquire: %w: Redis lost its data (restart or failover) during this call; new keys wait for held claims to be re-asserted (restart_grace)", idempotency.ErrStoreUnavailable)
 		}
 		s.hold(c, start)

@@ -33,6 +33,12 @@ end
 if e[4] then
   return {2, e[4]}
 end
+if e[2] == ARGV[2] then
+  -- our own claim: this call was sent again (go-redis retries a pipeline
+  -- whose connection dropped). Write it again, so a WAIT on the new
+  -- connection confirms a write, and answer acquired.
+  return claim()
+end
 -- every claim has its deadline l (a claim without one would be a dead one)
 local l = tonumber(e[3]) or 0
 if now < l then
