@@ -207,7 +207,7 @@ policies:
 	require.NoError(t, err)
 	require.Equal(t, []string{"POST"}, c.Default.Methods)
 	require.False(t, c.Default.KeyRequired)
-	require.Equal(t, idempotency.DefaultLease, c.Default.Lease)
+	require.Equal(t, idempotency.DefaultPolicy().Lease, c.Default.Lease)
 
 	pay := c.Policies["pay"]
 	require.NotNil(t, pay)

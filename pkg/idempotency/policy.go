@@ -26,11 +26,11 @@ const (
 
 // Defaults of a Policy; DefaultPolicy returns them together.
 const (
-	DefaultKeyHeader       = "Idempotency-Key"
+	defaultKeyHeader       = "Idempotency-Key"
 	defaultRetention       = 24 * time.Hour
-	DefaultLease           = 30 * time.Second
-	DefaultMaxRequestBody  = 1 << 20
-	DefaultMaxResponseBody = 1 << 20
+	defaultLease           = 30 * time.Second
+	defaultMaxRequestBody  = 1 << 20
+	defaultMaxResponseBody = 1 << 20
 	defaultRetryAfter      = time.Second
 )
 
@@ -129,15 +129,15 @@ type AutoKey struct {
 func DefaultPolicy() Policy {
 	return Policy{
 		Methods:         []string{http.MethodPost, http.MethodPatch},
-		KeyHeader:       DefaultKeyHeader,
+		KeyHeader:       defaultKeyHeader,
 		Retention:       defaultRetention,
-		Lease:           DefaultLease,
+		Lease:           defaultLease,
 		Fingerprint:     FingerprintBody,
 		ScopeHeaders:    []string{"Authorization"},
 		DoNotStore:      mustStatusSet("5xx", "408", "429"),
 		ReplayDenylist:  []string{"Set-Cookie", "Set-Cookie2", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Date", "Server", "X-Envoy-Upstream-Service-Time"},
-		MaxRequestBody:  DefaultMaxRequestBody,
-		MaxResponseBody: DefaultMaxResponseBody,
+		MaxRequestBody:  defaultMaxRequestBody,
+		MaxResponseBody: defaultMaxResponseBody,
 		RetryAfter:      defaultRetryAfter,
 		UnknownOutcome:  UnknownRecord,
 	}
