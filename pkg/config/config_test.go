@@ -207,7 +207,7 @@ policies:
 	require.NoError(t, err)
 	require.Equal(t, []string{"POST"}, c.Default.Methods)
 	require.False(t, c.Default.KeyRequired)
-	require.Equal(t, idempotency.DefaultLease, c.Default.Lease)
+	require.Equal(t, idempotency.DefaultPolicy().Lease, c.Default.Lease)
 
 	pay := c.Policies["pay"]
 	require.NotNil(t, pay)
@@ -342,15 +342,14 @@ policies: {uploads: {max_request_body: 20971520}}
 	requireErrorMentions(t, err, "max_buffered_bytes: 16777216 is below one request's bodies under policies.uploads")
 }
 
-// TestEveryPolicyFieldHasAKey keeps policyKeys the one place a Policy
-// setting is named: a field added to idempotency.Policy without a key
-// fails here rather than being silently unconfigurable.
+// TestEveryPolicyFieldHasAKey keeps the yaml tags of idempotency.Policy
+// the one place a policy setting is named: a field added without a tag
+// (or with a duplicate one) fails here rather than being silently
+// unconfigurable.
 func TestEveryPolicyFieldHasAKey(t *testing.T) {
-	var p idempotency.Policy
-	keys := policyKeys(&p)
-	require.Equal(t, reflect.TypeOf(p).NumField(), len(keys), "one YAML key per Policy field")
-	var a idempotency.AutoKey
-	require.Equal(t, reflect.TypeOf(a).NumField(), len(autoKeyKeys(&a)), "one YAML key per AutoKey field")
+	for _, typ := range []reflect.Type{reflect.TypeFor[idempotency.Policy](), reflect.TypeFor[idempotency.AutoKey]()} {
+		require.Equal(t, typ.NumField(), len(settingKeys(typ)), "one YAML key per %s field", typ.Name())
+	}
 }
 
 // TestPolicyValueErrorsAreReportedWithDecodingErrors: a malformed status
@@ -385,4 +384,25 @@ ext_proc: {policy_header: ""}
 	require.Equal(t, DefaultLogLevel, c.LogLevel)
 	require.Equal(t, DefaultLogFormat, c.LogFormat)
 	require.Equal(t, "x-gopotency-policy", c.PolicyHeader)
+}
+
+// TestNamedPoliciesNeverShareTheDefaultsValues: decoding a named policy
+// onto a copy of default_policy replaces its lists and its auto_key; it
+// never writes through them into the default (or another policy).
+func TestNamedPoliciesNeverShareTheDefaultsValues(t *testing.T) {
+	file := writeYAML(t, `
+default_policy:
+  methods: [POST]
+  auto_key: {headers: [X-A], body: true}
+policies:
+  other:
+    methods: [PUT]
+    auto_key: {headers: [X-B]}
+`)
+	c, err := load(t, nil, "--config", file)
+	require.NoError(t, err)
+	require.Equal(t, []string{"POST"}, c.Default.Methods)
+	require.Equal(t, &idempotency.AutoKey{Headers: []string{"X-A"}, Body: true}, c.Default.AutoKey)
+	require.Equal(t, []string{"PUT"}, c.Policies["other"].Methods)
+	require.Equal(t, &idempotency.AutoKey{Headers: []string{"X-B"}}, c.Policies["other"].AutoKey, "auto_key is replaced as a whole")
 }

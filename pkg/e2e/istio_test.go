@@ -383,7 +383,7 @@ func istioCommon(t *testing.T, r *istioRun) {
 	require.Equal(t, "envoy.filters.http.router", order[len(order)-1])
 	assert.Equal(t, extProcID, order[len(order)-2], "ext_proc right before the router: %v", order)
 	assert.Equal(t, extProcClusterName, obj(filter, "typed_config", "extension_config", "typed_config", "grpc_service", "envoy_grpc")["cluster_name"])
-	assert.EqualValues(t, idempotency.DefaultMaxRequestBody+envoyconfig.BufferMargin, r.listener["per_connection_buffer_limit_bytes"],
+	assert.EqualValues(t, idempotency.DefaultPolicy().MaxRequestBody+envoyconfig.BufferMargin, r.listener["per_connection_buffer_limit_bytes"],
 		"the LISTENER patch: Envoy's buffer above the 1 MiB cap")
 }
 
@@ -403,7 +403,7 @@ func runIstioForm(t *testing.T, r *istioRun, overlay, host, guarded, unguarded, 
 	t.Logf("dropped Istio-proxy-only filters for stock Envoy: %v", r.dropped)
 	require.NotContains(t, r.dropped, extProcID)
 	return form{s: s, up: up, client: hostClient(host), guarded: s.URL + guarded, unguarded: s.URL + unguarded,
-		unguardedMethod: unguardedMethod, maxBody: idempotency.DefaultMaxRequestBody}
+		unguardedMethod: unguardedMethod, maxBody: int(idempotency.DefaultPolicy().MaxRequestBody)}
 }
 
 // checkAtCap: a body of exactly max_request_body, in both framings, runs

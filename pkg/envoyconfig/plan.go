@@ -317,7 +317,7 @@ func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Cla
 // policies cap bodies at largest (0: no guarded route).
 func bufferLimit(largest int64) (int64, error) {
 	if largest == 0 {
-		largest = idempotency.DefaultMaxRequestBody // no guarded route; Envoy's own default
+		largest = idempotency.DefaultPolicy().MaxRequestBody // no guarded route; Envoy's own default
 	}
 	if largest+BufferMargin > math.MaxUint32 {
 		return 0, fmt.Errorf("max_request_body %d: Envoy's buffer limit is a 32-bit count; keep it under %d", largest, math.MaxUint32-BufferMargin)

@@ -96,7 +96,7 @@
 //
 // # Keys, scope and fingerprints
 //
-// ParseKey accepts an RFC 9651 sf-string or a bare token, 1..255 bytes.
+// A key header holds an RFC 9651 sf-string or a bare token, 1..255 bytes.
 // The caller scope hashes the caller identity (Policy.ScopeHeaders, by
 // default Authorization, and optionally the transport's Principal), and
 // StorageKey hashes scope and key together, so callers never share records and no

@@ -245,9 +245,9 @@ func completed(rec *Record, keyID string) Decision {
 	case MarkTooLarge:
 		return reject(ErrRecordTooLarge, keyID)
 	case MarkIncomplete:
-		return reject(&statusError{Err: ErrResponseIncomplete, Status: rec.Status}, keyID)
+		return reject(&statusError{Err: errResponseIncomplete, Status: rec.Status}, keyID)
 	case MarkEvicted:
-		return reject(&statusError{Err: ErrRecordEvicted, Status: rec.Status}, keyID)
+		return reject(&statusError{Err: errRecordEvicted, Status: rec.Status}, keyID)
 	case MarkUnknown:
 		return reject(ErrOutcomeUnknown, keyID)
 	}
@@ -286,7 +286,7 @@ func requestKey(p *Policy, r *Request) (key string, fromHeader bool, err error) 
 		if r.checkedKey != "" && r.checkedHeader == vals[0] {
 			return r.checkedKey, true, nil
 		}
-		k, err := ParseKey(vals[0])
+		k, err := parseKey(vals[0])
 		return k, true, err
 	case p.AutoKey != nil:
 		return deriveKey(p.AutoKey, r), false, nil

@@ -17,12 +17,6 @@ var (
 	// ErrOutcomeUnknown: an earlier request with the key was forwarded and
 	// never answered (or its holder vanished); it may have run.
 	ErrOutcomeUnknown = errors.New("idempotency: outcome of the earlier request with this key is unknown")
-	// ErrResponseIncomplete: an earlier request with the key ran and
-	// answered, but its response was cut off; the problem carries its status.
-	ErrResponseIncomplete = errors.New("idempotency: response of the earlier request with this key was cut off")
-	// ErrRecordEvicted: an earlier request with the key ran, but its
-	// stored response was dropped to keep the store within its budget.
-	ErrRecordEvicted = errors.New("idempotency: stored response was evicted")
 	// ErrServerBusy: the transport is at its memory budget; nothing ran.
 	ErrServerBusy = errors.New("idempotency: server busy")
 	// ErrMisconfigured: the proxy and the idempotency layer disagree on
@@ -35,8 +29,21 @@ var (
 	ErrProtocol = errors.New("idempotency: protocol error")
 )
 
+// The errors of a record that ran but cannot be replayed, with its status.
+// Callers tell them apart by their problem (ProblemFor: response-incomplete
+// or response-evicted, with original_status), as the wire does.
+var (
+	// errResponseIncomplete: an earlier request with the key ran and
+	// answered, but its response was cut off (MarkIncomplete).
+	errResponseIncomplete = errors.New("idempotency: response of the earlier request with this key was cut off")
+	// errRecordEvicted: an earlier request with the key ran, but its
+	// stored response was dropped to keep the store within its budget
+	// (MarkEvicted).
+	errRecordEvicted = errors.New("idempotency: stored response was evicted")
+)
+
 // statusError carries the status of an earlier response that cannot be
-// replayed (ErrResponseIncomplete, ErrRecordEvicted), so the problem can
+// replayed (errResponseIncomplete, errRecordEvicted), so the problem can
 // tell the client what happened (the original_status member).
 type statusError struct {
 	Err    error

@@ -15,7 +15,13 @@ var (
 	Scope             = callerScope
 	ReplayableHeaders = replayableHeaders
 	MustStatusSet     = mustStatusSet
+	ParseKey          = parseKey
+
+	ErrResponseIncomplete = errResponseIncomplete
+	ErrRecordEvicted      = errRecordEvicted
 )
+
+const DefaultLease = defaultLease
 
 const DefaultRetention = defaultRetention
 

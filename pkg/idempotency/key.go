@@ -9,12 +9,12 @@ import (
 // unescaping (Stripe's limit; the IETF draft leaves it to the server).
 const MaxKeyLength = 255
 
-// ParseKey parses an Idempotency-Key field value. Both forms in use are
+// parseKey parses an Idempotency-Key field value. Both forms in use are
 // accepted: an RFC 9651 sf-string ("abc", as the IETF draft specifies) and a
 // bare token (abc, as Stripe and most clients send). Anything else, an empty
 // key, a key over MaxKeyLength bytes, or control characters give an error
 // wrapping ErrKeyMalformed that says what is wrong.
-func ParseKey(raw string) (string, error) {
+func parseKey(raw string) (string, error) {
 	v := strings.Trim(raw, " \t") // optional whitespace around a field value
 	if v == "" {
 		return "", fmt.Errorf("%w: empty value", ErrKeyMalformed)

@@ -25,7 +25,7 @@ const (
 
 // checkKey validates a key handed over directly under syntax. The error
 // wraps ErrKeyMalformed and says what is wrong. HTTP header values go
-// through ParseKey instead, which also accepts the sf-string form.
+// through parseKey instead, which also accepts the sf-string form.
 func checkKey(key string, syntax KeySyntax) error {
 	switch {
 	case key == "":

@@ -26,11 +26,11 @@ const (
 
 // Defaults of a Policy; DefaultPolicy returns them together.
 const (
-	DefaultKeyHeader       = "Idempotency-Key"
+	defaultKeyHeader       = "Idempotency-Key"
 	defaultRetention       = 24 * time.Hour
-	DefaultLease           = 30 * time.Second
-	DefaultMaxRequestBody  = 1 << 20
-	DefaultMaxResponseBody = 1 << 20
+	defaultLease           = 30 * time.Second
+	defaultMaxRequestBody  = 1 << 20
+	defaultMaxResponseBody = 1 << 20
 	defaultRetryAfter      = time.Second
 )
 
@@ -53,74 +53,77 @@ const (
 
 // Policy is what one route asks of the engine. The zero value is not
 // usable; start from DefaultPolicy and change fields, then call Validate.
+// Each field's yaml tag is its key in the server's configuration file
+// (pkg/config decodes a policy section onto a copy of the policy it
+// inherits); the tags are the only place those keys are defined.
 type Policy struct {
 	// Methods the policy applies to; other methods pass through.
-	Methods []string
+	Methods []string `yaml:"methods"`
 	// KeyHeader names the request header carrying the key.
-	KeyHeader string
+	KeyHeader string `yaml:"key_header"`
 	// KeyRequired makes a missing key a 400 instead of a pass-through.
-	KeyRequired bool
+	KeyRequired bool `yaml:"key_required"`
 	// Retention is how long a completed record replays.
-	Retention time.Duration
+	Retention time.Duration `yaml:"retention"`
 	// Lease is how long an in-flight claim lives without renewal.
-	Lease time.Duration
+	Lease time.Duration `yaml:"lease"`
 	// Fingerprint selects what binds a request to its key.
-	Fingerprint FingerprintMode
+	Fingerprint FingerprintMode `yaml:"fingerprint"`
 	// FingerprintHeaders are request headers included in the fingerprint.
-	FingerprintHeaders []string
+	FingerprintHeaders []string `yaml:"fingerprint_headers"`
 	// CanonicalJSON makes JSON bodies hash by value, so key order and
 	// whitespace do not count. Non-JSON bodies hash as bytes.
-	CanonicalJSON bool
+	CanonicalJSON bool `yaml:"canonical_json"`
 	// ScopeHeaders name request headers whose values, hashed, make the
 	// caller scope. A caller never sees another scope's records.
-	ScopeHeaders []string
+	ScopeHeaders []string `yaml:"scope_headers"`
 	// ScopePrincipal adds Request.Principal (for example the mTLS peer) to
 	// the scope.
-	ScopePrincipal bool
+	ScopePrincipal bool `yaml:"scope_principal"`
 	// DoNotStore lists response statuses that are not recorded; the key is
 	// released so a retry may run.
-	DoNotStore StatusSet
+	DoNotStore StatusSet `yaml:"do_not_store"`
 	// ReplayDenylist headers are never replayed (hop-by-hop headers never
 	// are, whatever the lists say).
-	ReplayDenylist []string
+	ReplayDenylist []string `yaml:"replay_denylist"`
 	// ReplayAllowlist, when set, replays only these headers.
-	ReplayAllowlist []string
+	ReplayAllowlist []string `yaml:"replay_allowlist"`
 	// MaxRequestBody caps the body read for fingerprinting; larger requests
 	// get 413.
-	MaxRequestBody int64
+	MaxRequestBody int64 `yaml:"max_request_body"`
 	// MaxResponseBody caps a stored body; larger responses store a
 	// tombstone.
-	MaxResponseBody int64
+	MaxResponseBody int64 `yaml:"max_response_body"`
 	// WaitInFlight, when positive, makes a duplicate of an in-flight
 	// request wait up to this long for the first to finish and replay it,
 	// instead of getting 409 at once.
-	WaitInFlight time.Duration
+	WaitInFlight time.Duration `yaml:"wait_in_flight"`
 	// FailOpen lets requests through without idempotency when the store is
 	// unreachable. Off by default: fail closed with 503.
-	FailOpen bool
+	FailOpen bool `yaml:"fail_open"`
 	// AutoKey, when set, derives a key from request content when the
 	// client sends none.
-	AutoKey *AutoKey
+	AutoKey *AutoKey `yaml:"auto_key"`
 	// RetryAfter is the Retry-After sent with 409 request-in-progress: a
 	// hint for polling, not the remaining lease.
-	RetryAfter time.Duration
+	RetryAfter time.Duration `yaml:"retry_after"`
 	// UnknownOutcome: what a forwarded request that never got a complete
 	// answer leaves behind (UnknownRecord by default).
-	UnknownOutcome UnknownOutcome
+	UnknownOutcome UnknownOutcome `yaml:"unknown_outcome"`
 }
 
 // AutoKey chooses the request parts hashed into a derived key. Method and
 // path are always included.
 type AutoKey struct {
-	Headers []string
-	Body    bool
+	Headers []string `yaml:"headers"`
+	Body    bool     `yaml:"body"`
 	// JSONFields are top-level or dotted paths (a.b.c) read from a JSON
 	// body; when set, only these fields are hashed, not the whole body.
-	JSONFields []string
+	JSONFields []string `yaml:"json_fields"`
 	// SourceAddress adds the client address (Request.SourceAddress) to the
 	// scope of derived keys, so anonymous callers sending the same content
 	// never share a record.
-	SourceAddress bool
+	SourceAddress bool `yaml:"source_address"`
 }
 
 // DefaultPolicy returns the defaults of the design brief: POST and PATCH,
@@ -129,15 +132,15 @@ type AutoKey struct {
 func DefaultPolicy() Policy {
 	return Policy{
 		Methods:         []string{http.MethodPost, http.MethodPatch},
-		KeyHeader:       DefaultKeyHeader,
+		KeyHeader:       defaultKeyHeader,
 		Retention:       defaultRetention,
-		Lease:           DefaultLease,
+		Lease:           defaultLease,
 		Fingerprint:     FingerprintBody,
 		ScopeHeaders:    []string{"Authorization"},
 		DoNotStore:      mustStatusSet("5xx", "408", "429"),
 		ReplayDenylist:  []string{"Set-Cookie", "Set-Cookie2", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Date", "Server", "X-Envoy-Upstream-Service-Time"},
-		MaxRequestBody:  DefaultMaxRequestBody,
-		MaxResponseBody: DefaultMaxResponseBody,
+		MaxRequestBody:  defaultMaxRequestBody,
+		MaxResponseBody: defaultMaxResponseBody,
 		RetryAfter:      defaultRetryAfter,
 		UnknownOutcome:  UnknownRecord,
 	}

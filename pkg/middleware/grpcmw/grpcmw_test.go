@@ -186,7 +186,7 @@ func TestClientRetriesSafely(t *testing.T) {
 // keys, so a client setting it by name reaches a server on the default
 // policy.
 func TestKeyMetadataIsDefaultKeyHeader(t *testing.T) {
-	if want := strings.ToLower(idempotency.DefaultKeyHeader); grpcmw.KeyMetadata != want {
+	if want := strings.ToLower(idempotency.DefaultPolicy().KeyHeader); grpcmw.KeyMetadata != want {
 		t.Errorf("KeyMetadata %q, want %q", grpcmw.KeyMetadata, want)
 	}
 }

@@ -187,7 +187,7 @@ func TestClock(t *testing.T) {
 	go func() { behaviortest.Post(srv, "/pay", "Idempotency-Key", "k"); close(done) }()
 	select {
 	case d := <-slept:
-		if d != idempotency.DefaultLease/3 {
+		if d != idempotency.DefaultPolicy().Lease/3 {
 			t.Errorf("renewal slept %v, want a third of the lease", d)
 		}
 	case <-time.After(5 * time.Second):

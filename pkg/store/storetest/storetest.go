@@ -337,7 +337,7 @@ func testCompleteRetried(t *testing.T, s idempotency.Store) {
 
 func testLargeBody(t *testing.T, s idempotency.Store) {
 	rec := sampleRecord()
-	rec.Body = make([]byte, idempotency.DefaultMaxResponseBody)
+	rec.Body = make([]byte, idempotency.DefaultPolicy().MaxResponseBody)
 	_, _ = rand.Read(rec.Body)
 	c := NewClaim("fp", longLease, retention)
 	acquire(t, s, c, noTakeover, idempotency.Acquired)
