@@ -253,7 +253,10 @@ func TestSentinelFailoverLaggingReplica(t *testing.T) {
 	var wg sync.WaitGroup
 	inflightKinds := make([]string, k)
 	for i, key := range inflight {
-		wg.Go(func() { r, err := postPastUnconfirmed(s.URL+"/orders?sleep=1s", key); inflightKinds[i] = kindOf(r, err) })
+		wg.Go(func() {
+			r, err := postPastUnconfirmed(s.URL+"/orders?sleep=1s", key)
+			inflightKinds[i] = kindOf(r, err)
+		})
 	}
 	require.Eventually(t, func() bool { return executions(up, inflight)["ran 1x"] == k }, 10*time.Second, 5*time.Millisecond, "K requests running")
 	rf.WaitReplicated(t) // their claims are on the replica (the server may not wait for that)
