@@ -272,13 +272,13 @@ func (r *istioRun) route(t *testing.T, name string) map[string]any {
 // cluster extProcCluster) or at the upstream, plaintext.
 func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster string) []byte {
 	t.Helper()
-	hcm := cloneJSON(t, r.hcm)
-	routes := cloneJSON(t, r.routes)
+	hcm := clone(t, r.hcm)
+	routes := clone(t, r.routes)
 	stripForeignPerFilter(routes)
 	delete(hcm, "rds")
 	hcm["route_config"] = routes
 	hcm["http_filters"] = keepUpstream(list(hcm["http_filters"]), &r.dropped)
-	chain := cloneJSON(t, r.chain)
+	chain := clone(t, r.chain)
 	// The chain's match (destination port, TLS or plaintext, ALPN) is for
 	// istiod's iptables redirect and mTLS; the mesh's TLS needs SDS.
 	delete(chain, "filter_chain_match")
@@ -291,7 +291,7 @@ func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster stri
 		filters = append(filters, f)
 	}
 	chain["filters"] = filters
-	lis := cloneJSON(t, r.listener)
+	lis := clone(t, r.listener)
 	lis["address"] = map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": a.Listen}}
 	lis["filter_chains"] = []any{chain}
 	// Redirected traffic's original destination and TLS sniffing: not on
@@ -301,7 +301,7 @@ func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster stri
 	}
 	var clusters []any
 	for name, c := range r.clusters {
-		c := cloneJSON(t, c)
+		c := clone(t, c)
 		addr := a.App
 		if name == extProcCluster {
 			addr = a.GoPotency
@@ -331,15 +331,6 @@ func (r *istioRun) bootstrap(t *testing.T, a envoyrun.Addrs, extProcCluster stri
 	b, err := json.MarshalIndent(boot, "", "  ")
 	require.NoError(t, err)
 	return b
-}
-
-func cloneJSON(t *testing.T, v map[string]any) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err)
-	var out map[string]any
-	require.NoError(t, json.Unmarshal(b, &out))
-	return out
 }
 
 // statPrefix is the ext_proc filter's stat prefix under the HCM.
