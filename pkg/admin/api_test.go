@@ -51,14 +51,14 @@ var states = []struct {
 	{name: "in flight", state: "in_flight", retry: "request-in-progress", settle: func(*testing.T, *idempotency.Lease) {}},
 	{name: "lease expired", state: "lease_expired", retry: "outcome-unknown", expired: true, settle: func(*testing.T, *idempotency.Lease) {}},
 	{name: "completed", state: "completed", mark: "none", status: 201, retry: "replay", settle: func(t *testing.T, l *idempotency.Lease) {
-		require.NoError(t, l.Complete(context.Background(), &idempotency.Response{Status: 201, Body: []byte(`{"id":7}`),
+		require.NoError(t, l.Complete(context.Background(), &idempotency.Record{Status: 201, Body: []byte(`{"id":7}`),
 			Headers: []idempotency.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "Location", Value: "/orders/7"}, {Name: "Vary", Value: "a"}, {Name: "Vary", Value: "b"}}}))
 	}},
 	{name: "too large", state: "completed", mark: "too_large", status: 200, retry: "response-too-large", settle: func(t *testing.T, l *idempotency.Lease) {
-		require.NoError(t, l.Complete(context.Background(), &idempotency.Response{Status: 200, TooLarge: true}))
+		require.NoError(t, l.Complete(context.Background(), &idempotency.Record{Status: 200, Mark: idempotency.MarkTooLarge}))
 	}},
 	{name: "incomplete", state: "completed", mark: "incomplete", status: 202, retry: "response-incomplete", settle: func(t *testing.T, l *idempotency.Lease) {
-		require.NoError(t, l.Complete(context.Background(), &idempotency.Response{Status: 202, Incomplete: true, Headers: []idempotency.Header{{Name: "Content-Type", Value: "text/plain"}}}))
+		require.NoError(t, l.Complete(context.Background(), &idempotency.Record{Status: 202, Mark: idempotency.MarkIncomplete, Headers: []idempotency.Header{{Name: "Content-Type", Value: "text/plain"}}}))
 	}},
 	{name: "unknown", state: "completed", mark: "unknown", retry: "outcome-unknown", settle: func(t *testing.T, l *idempotency.Lease) {
 		require.NoError(t, l.Abandon(context.Background(), true))
@@ -66,7 +66,7 @@ var states = []struct {
 	{name: "evicted", state: "completed", mark: "evicted", status: 201, retry: "response-evicted", settle: func(t *testing.T, l *idempotency.Lease) {
 		// The fixture's store has a small byte budget: the response is
 		// recorded, then dropped to its status.
-		require.NoError(t, l.Complete(context.Background(), &idempotency.Response{Status: 201, Body: make([]byte, 80_000)}))
+		require.NoError(t, l.Complete(context.Background(), &idempotency.Record{Status: 201, Body: make([]byte, 80_000)}))
 	}},
 }
 
@@ -102,7 +102,9 @@ func TestInspectEachState(t *testing.T) {
 			require.EqualValues(t, st.status, numberOr0(a.get("status")))
 			require.Equal(t, idempotency.KeyID(l.StorageKey()), a.str("key_id"))
 			require.Equal(t, "default_policy", a.str("policy"))
-			require.Equal(t, idempotency.Fingerprint(f.pol, request(rawKey))[:12], a.str("fingerprint"))
+			ent, err := f.store.Get(context.Background(), l.StorageKey())
+			require.NoError(t, err)
+			require.Equal(t, ent.Fingerprint[:12], a.str("fingerprint"), "the fingerprint the request was claimed with")
 			require.Equal(t, "sent", a.str("inputs.key"))
 			require.Equal(t, began.Add(f.pol.Retention).Format(time.RFC3339), a.str("expires_at")[:20], "retention runs from the claim or the record")
 			if st.state == "completed" {
@@ -333,7 +335,7 @@ func TestInputsShapeTheKey(t *testing.T) {
 	r := &idempotency.Request{Method: "POST", Path: "/pay", Header: h, Principal: "spiffe://c/ns/shop/sa/web"}
 	d := f.eng.Begin(context.Background(), &tenant, r)
 	require.Equal(t, idempotency.Proceed, d.Kind)
-	require.NoError(t, d.Lease.Complete(context.Background(), &idempotency.Response{Status: 200}))
+	require.NoError(t, d.Lease.Complete(context.Background(), &idempotency.Record{Status: 200}))
 
 	body := map[string]any{"policy": "tenant", "key": `"` + rawKey + `"`, "headers": map[string]string{"x-tenant": "acme", "Authorization": bearer}, "principal": "spiffe://c/ns/shop/sa/web", "method": "POST"}
 	a := f.inspect(t, "", body)

@@ -89,7 +89,7 @@ func TestPurgeRaceRenewedClaimIsRefused(t *testing.T) {
 // purge without force is refused and the new claim stays.
 func TestPurgeRaceNewClaimIsRefused(t *testing.T) {
 	f, rs, l := racyFixture(t)
-	require.NoError(t, l.Complete(context.Background(), &idempotency.Response{Status: 201, Body: []byte(`{"id":7}`)}))
+	require.NoError(t, l.Complete(context.Background(), &idempotency.Record{Status: 201, Body: []byte(`{"id":7}`)}))
 	var mu sync.Mutex // meanwhile runs on the API's goroutine
 	var next *idempotency.Lease
 	rs.meanwhile = func() {
@@ -105,7 +105,7 @@ func TestPurgeRaceNewClaimIsRefused(t *testing.T) {
 	defer mu.Unlock()
 	require.NotNil(t, next, "the new request claimed the key")
 	f.requireState(t, next, idempotency.InFlight)
-	require.NoError(t, next.Complete(context.Background(), &idempotency.Response{Status: 201}), "the new claim is still its holder's")
+	require.NoError(t, next.Complete(context.Background(), &idempotency.Record{Status: 201}), "the new claim is still its holder's")
 	f.requirePurgeAudit(t, "refused")
 }
 
@@ -114,7 +114,7 @@ func TestPurgeRaceNewClaimIsRefused(t *testing.T) {
 func TestPurgeRaceCompletedClaimIsReportedAsARecord(t *testing.T) {
 	f, rs, l := racyFixture(t)
 	rs.meanwhile = func() {
-		assert.NoError(t, l.Complete(context.Background(), &idempotency.Response{Status: 201, Body: []byte(`{"id":7}`)}))
+		assert.NoError(t, l.Complete(context.Background(), &idempotency.Record{Status: 201, Body: []byte(`{"id":7}`)}))
 	}
 
 	a := f.purge(t, "?force=true", keyBody())
@@ -157,7 +157,7 @@ func TestPurgeRaceGivesUpOnAChurningKey(t *testing.T) {
 	require.Equal(t, 5, rounds)
 	require.NotNil(t, last)
 	f.requireState(t, last, idempotency.InFlight)
-	require.NoError(t, last.Complete(context.Background(), &idempotency.Response{Status: 201}), "the last claim is untouched")
+	require.NoError(t, last.Complete(context.Background(), &idempotency.Record{Status: 201}), "the last claim is untouched")
 	f.requirePurgeAudit(t, "failed")
 	require.Zero(t, f.counter(t, "gopotency_admin_purges_total"))
 }

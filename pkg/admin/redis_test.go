@@ -67,7 +67,7 @@ func TestAgainstRedis(t *testing.T) {
 
 	t.Run("corrupt record", func(t *testing.T) {
 		l := f.begin(t, "redis-corrupt")
-		require.NoError(t, l.Complete(ctx, &idempotency.Response{Status: 201, Body: []byte("x")}))
+		require.NoError(t, l.Complete(ctx, &idempotency.Record{Status: 201, Body: []byte("x")}))
 		require.NoError(t, client.HSet(ctx, rs.Key(l.StorageKey()), "r", "\x00not a record").Err())
 		_, err := rs.Get(ctx, l.StorageKey())
 		require.ErrorIs(t, err, idempotency.ErrCorruptRecord)

@@ -57,7 +57,7 @@ type OpTarget struct {
 	// StoreOutage, as in Target, makes the store unreachable.
 	StoreOutage func(t testing.TB) (restore func())
 	// MalformedKeys are keys the transport's key syntax rejects, beyond
-	// the universal ones (over idempotency.MaxKeyLength bytes).
+	// the universal ones (over 255 bytes).
 	MalformedKeys []string
 	// MultipleKeys: the transport can send a key twice (metadata), which
 	// must be rejected.

@@ -207,12 +207,12 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	if c.StoreDefaulted {
 		c.Store = DefaultStore
 	}
-	policyErrs := c.policies(&f, &typeErrs)
+	c.policies(&f, &typeErrs)
 	var fieldErr error
 	if len(typeErrs) > 0 {
 		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: clearDurationErrors(typeErrs)})
 	}
-	return c.check(&f, append([]error{fieldErr}, policyErrs...))
+	return c.check(&f, fieldErr)
 }
 
 // emptyMeansDefault: an empty string written in the file has always meant
@@ -261,31 +261,23 @@ func clearDurationErrors(msgs []string) []string {
 
 // policies decodes default_policy onto idempotency.DefaultPolicy and each
 // named policy onto a copy of the result. Decoding problems join typeErrs;
-// values wrong in themselves come back, named by their policy, which is
-// then left out.
-func (c *Config) policies(f *file, typeErrs *[]string) []error {
-	var errs []error
+// check validates the values.
+func (c *Config) policies(f *file, typeErrs *[]string) {
 	c.Default = idempotency.DefaultPolicy()
-	if err := decodePolicy(&f.DefaultPolicy, &c.Default, typeErrs); err != nil {
-		errs = append(errs, fmt.Errorf("default_policy: %w", err))
-	}
+	decodePolicy(&f.DefaultPolicy, &c.Default, typeErrs)
 	c.Policies = make(map[string]*idempotency.Policy, len(f.Policies))
 	for _, name := range slices.Sorted(maps.Keys(f.Policies)) {
 		n := f.Policies[name]
 		p := c.Default // named policies inherit the default policy
-		if err := decodePolicy(&n, &p, typeErrs); err != nil {
-			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
-			continue
-		}
+		decodePolicy(&n, &p, typeErrs)
 		c.Policies[name] = &p
 	}
-	return errs
 }
 
-// check validates the configuration; fileErrs, the problems found
-// decoding the file, are reported first.
-func (c *Config) check(f *file, fileErrs []error) (*Config, error) {
-	errs := append(fileErrs, c.checkDeploy()...)
+// check validates the configuration; fileErr, the problems found
+// decoding the file, is reported first.
+func (c *Config) check(f *file, fileErr error) (*Config, error) {
+	errs := append([]error{fileErr}, c.checkDeploy()...)
 	errs = append(errs, c.checkAdmin()...)
 	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {

@@ -132,7 +132,7 @@ policies:
 	_, err := load(t, nil, "--config", file, "--grpc-addr", "nohostport", "--admin-addr", ":x:y", "--store", "redis-host", "--log-level", "loud")
 	requireErrorMentions(t, err,
 		`grpc_addr: "nohostport"`, "admin_addr", `store: "redis-host"`, `log level: "loud"`, `log format: "xml"`,
-		`default_policy: do_not_store: status "6xx"`,
+		`default_policy: do_not_store: "6xx"`,
 		`policies.pay: header "x tenant" is not a valid header name`,
 		"policies.slow: lease: must be at least 10ms", "policies.slow: max_request_body and max_response_body")
 

@@ -20,12 +20,10 @@ import (
 // in docs/configuration.md.
 
 // decodePolicy decodes the YAML mapping n onto p. Bad values and unknown
-// keys join typeErrs, to be reported with the rest of the file's; a value
-// malformed in itself (do_not_store) is returned.
-func decodePolicy(n *yaml.Node, p *idempotency.Policy, typeErrs *[]string) error {
-	var valueErr error
-	decodeOnto(n, reflect.ValueOf(p).Elem(), typeErrs, &valueErr)
-	return valueErr
+// keys join typeErrs, to be reported with the rest of the file's; values
+// wrong in themselves are Policy.Validate's to report.
+func decodePolicy(n *yaml.Node, p *idempotency.Policy, typeErrs *[]string) {
+	decodeOnto(n, reflect.ValueOf(p).Elem(), typeErrs)
 }
 
 // settingKeys maps the yaml key of each field of the struct type t to
@@ -40,18 +38,15 @@ func settingKeys(t reflect.Type) map[string]int {
 	return keys
 }
 
-var statusSetType = reflect.TypeFor[idempotency.StatusSet]()
-
 // decodeOnto decodes the mapping n onto the struct v with yaml, after
 // taking out what yaml cannot decode by itself or would decode otherwise
 // than the file means: unknown keys (reported), null values and empty
-// strings (both keep the inherited value, as they always have), status
-// sets (parsed here) and nested sections such as auto_key (which replace
+// strings (both keep the inherited value, as they always have) and nested sections such as auto_key (which replace
 // the inherited one as a whole: their parts only make sense together).
 // Durations decode as time.Duration; Load rewords yaml's error for a bad
 // one (clearDurationErrors). Slices decode into new backing arrays, never
 // shared with another policy.
-func decodeOnto(n *yaml.Node, v reflect.Value, typeErrs *[]string, valueErr *error) {
+func decodeOnto(n *yaml.Node, v reflect.Value, typeErrs *[]string) {
 	if n == nil || n.Kind == 0 || n.Tag == "!!null" {
 		return
 	}
@@ -72,20 +67,9 @@ func decodeOnto(n *yaml.Node, v reflect.Value, typeErrs *[]string, valueErr *err
 		switch {
 		case val.Tag == "!!null":
 		case val.Tag == "!!str" && val.Value == "" && f.Kind() == reflect.String:
-		case f.Type() == statusSetType:
-			var codes []string
-			if err := val.Decode(&codes); err != nil {
-				*typeErrs = append(*typeErrs, yamlErrors(err)...)
-			} else if s, err := idempotency.ParseStatusSet(codes...); err != nil {
-				if *valueErr == nil {
-					*valueErr = fmt.Errorf("%s: %w", k.Value, err)
-				}
-			} else {
-				f.Set(reflect.ValueOf(s))
-			}
 		case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct:
 			section := reflect.New(f.Type().Elem())
-			decodeOnto(val, section.Elem(), typeErrs, valueErr)
+			decodeOnto(val, section.Elem(), typeErrs)
 			f.Set(section)
 		default:
 			rest.Content = append(rest.Content, k, val)

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
 // egAttribute is the pattern Envoy Gateway's EnvoyExtensionPolicy CRD
@@ -64,7 +62,7 @@ func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 	if k.Gateway != "" && !dnsSubdomain.MatchString(k.Gateway) {
 		errs = append(errs, fmt.Errorf("gateway %q: not a Kubernetes name", k.Gateway))
 	}
-	if k.Gateway == "" && slices.ContainsFunc(append(p.byRouteName(), p.defaultPolicy), func(pol *idempotency.Policy) bool { return pol.NeedsBody(false) }) {
+	if k.Gateway == "" && slices.ContainsFunc(append(p.byRouteName(), p.defaultPolicy), readsBodies) {
 		// Envoy Gateway's listeners buffer 32 KiB per connection by
 		// default: a longer body reaches GoPotency cut, and is refused.
 		errs = append(errs, fmt.Errorf("a policy reads request bodies (fingerprint: body, or auto_key from the body), and Envoy Gateway's "+

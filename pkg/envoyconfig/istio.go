@@ -90,7 +90,7 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 	// also the default cap: a body at the cap would sit exactly on it.
 	var largest int64
 	for _, pol := range pols {
-		if pol.NeedsBody(true) || pol.NeedsBody(false) {
+		if readsBodies(pol) {
 			largest = max(largest, pol.MaxRequestBody)
 		}
 	}

@@ -283,7 +283,7 @@ func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Cla
 	}
 	key := strings.ToLower(pol.KeyHeader)
 	var out []Class
-	if bodyFirst && pol.NeedsBody(true) {
+	if bodyFirst && pol.Fingerprint == idempotency.FingerprintBody {
 		k := base
 		k.Action, k.Methods, k.KeyHeader, k.MaxContentLength = BodyFirst, pol.Methods, key, pol.MaxRequestBody
 		k.Why = "keyed, with a body of known length within max_request_body: the body and the attributes in one message"
@@ -301,7 +301,7 @@ func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Cla
 	default:
 		k.KeyHeader = key
 		k.Why = "keyed"
-		if bodyFirst && pol.NeedsBody(true) {
+		if bodyFirst && pol.Fingerprint == idempotency.FingerprintBody {
 			k.Why = "keyed, without a body, chunked, or over max_request_body (answered 413 at the headers)"
 		}
 		out = append(out, at("keyed", k))
@@ -353,3 +353,8 @@ func (e Endpoint) NeedsDNS() bool {
 	_, err := netip.ParseAddr(e.Host)
 	return err != nil
 }
+
+// readsBodies reports whether some request under pol needs its body read:
+// one without a key needs the most (a fingerprint, or a key derived from
+// the body).
+func readsBodies(pol *idempotency.Policy) bool { return pol.NeedsBody(&idempotency.Request{}) }

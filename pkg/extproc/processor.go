@@ -170,7 +170,7 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 	return nil
 }
 
-func (p *processor) needsBody() bool { return p.policy.NeedsBody(idempotency.HasKey(p.policy, &p.req)) }
+func (p *processor) needsBody() bool { return p.policy.NeedsBody(&p.req) }
 
 func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) []*extprocv3.ProcessingResponse {
 	if p.stage != open {
@@ -522,7 +522,13 @@ func (p *processor) complete() {
 		return
 	}
 	lease, held := p.lease, p.buffered
-	resp := &idempotency.Response{Status: p.status, Headers: p.headers, Body: p.body, TooLarge: p.tooLarge, Incomplete: p.incomplete}
+	resp := &idempotency.Record{Status: p.status, Headers: p.headers, Body: p.body}
+	switch {
+	case p.incomplete:
+		resp.Mark = idempotency.MarkIncomplete
+	case p.tooLarge:
+		resp.Mark = idempotency.MarkTooLarge
+	}
 	// The settle owns the body (and its share of the budget) from here.
 	p.lease, p.body, p.buffered = nil, nil, 0
 	p.settle(held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })

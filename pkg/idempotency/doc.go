@@ -8,7 +8,7 @@
 //  1. Precheck(policy, req) checks what the headers alone decide (method
 //     guarded? key present, well formed, single?) so a bad request is
 //     rejected before its body is read. continue=false means answer now.
-//  2. If Policy.NeedsBody(HasKey(...)), read the body (up to
+//  2. If Policy.NeedsBody(req), read the body (up to
 //     Policy.MaxRequestBody) into Request.Body.
 //  3. Begin(ctx, policy, req) returns a Decision whose Kind says what to do.
 //  4. With a Lease: call KeepAlive while the upstream runs, then exactly
@@ -79,20 +79,20 @@
 //
 // # What is stored
 //
-// Complete records status, replayable headers (replayableHeaders: no
-// hop-by-hop, Connection-named or denylisted headers; an allowlist mode
-// exists) and body. Statuses in Policy.DoNotStore (5xx, 408, 429 by
-// default) release the key instead, so a retry may run. A body over
-// Policy.MaxResponseBody stores a tombstone (MarkTooLarge): its retries get
-// 413, never a re-run. These marks, and MarkEvicted (a record a full memory
-// store dropped; 424 response-evicted with its status), are every way a
-// Completed entry can stand for something other than a whole response. A response cut off after its head (Response.
-// Incomplete) is recorded as MarkIncomplete with its status: retries get
-// 424 response-incomplete. Abandon(false) releases the key (the upstream
-// provably never saw the request); Abandon(true) means the outcome is
-// unknown and records MarkUnknown (retries get 424 outcome-unknown), or,
-// under retry_after_lease, leaves the claim to its lease. A settling call
-// that fails on a transient store error is retried until its context ends.
+// Lease.Complete takes the Record the transport captured and keeps its
+// status, replayable headers (no hop-by-hop, Connection-named or
+// denylisted headers; an allowlist mode exists) and body. Statuses in
+// Policy.DoNotStore (5xx, 408, 429 by default) release the key instead, so
+// a retry may run. Record.Mark says when a record is not a whole response,
+// and every mark is answered, never re-run: MarkTooLarge (the body was over
+// Policy.MaxResponseBody; a tombstone, retries get 413), MarkIncomplete (the
+// body was cut off after the head; 424 response-incomplete with the
+// status), MarkUnknown (Abandon(true): the request was forwarded and never
+// answered; 424 outcome-unknown, or under retry_after_lease the claim is
+// left to its lease) and MarkEvicted (a record a full memory store dropped;
+// 424 response-evicted with its status). Abandon(false) releases the key:
+// the upstream provably never saw the request. A settling call that fails
+// on a transient store error is retried until its context ends.
 //
 // # Keys, scope and fingerprints
 //
@@ -100,7 +100,7 @@
 // The caller scope hashes the caller identity (Policy.ScopeHeaders, by
 // default Authorization, and optionally the transport's Principal), and
 // StorageKey hashes scope and key together, so callers never share records and no
-// Store ever sees a raw key or credential. Fingerprint hashes method, path
+// Store ever sees a raw key or credential. The fingerprint hashes method, path
 // with query, selected headers and (mode "body") the body, optionally as
 // canonical JSON; it binds a key to one request. Policy.AutoKey derives a
 // key from request content when the client sends none.

@@ -162,7 +162,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request, beforeWait fu
 	if key == "" {
 		return Decision{Kind: Pass}
 	}
-	if p.NeedsBody(hasKey) && int64(len(r.Body)) > p.MaxRequestBody {
+	if p.NeedsBody(r) && int64(len(r.Body)) > p.MaxRequestBody {
 		return reject(fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, p.MaxRequestBody), "")
 	}
 	scope := callerScope(p, r)
@@ -176,7 +176,7 @@ func (e *Engine) begin(ctx context.Context, p *Policy, r *Request, beforeWait fu
 			return Decision{Kind: Pass}
 		}
 	}
-	return e.decide(ctx, p, StorageKey(scope, key), Fingerprint(p, r), beforeWait)
+	return e.decide(ctx, p, StorageKey(scope, key), fingerprint(p, r), beforeWait)
 }
 
 // decide claims skey for fp and turns the store's answer into a Decision;
@@ -295,10 +295,6 @@ func requestKey(p *Policy, r *Request) (key string, fromHeader bool, err error) 
 	}
 	return "", false, nil
 }
-
-// HasKey reports whether r carries a key header under p, so a transport
-// can decide whether it must read the body (Policy.NeedsBody).
-func HasKey(p *Policy, r *Request) bool { return len(r.Header.Values(p.KeyHeader)) > 0 }
 
 // Precheck validates what can be validated from the headers alone, so a
 // transport can reject a bad or missing key before reading the body. It

@@ -94,7 +94,7 @@ func BenchmarkFingerprint(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				idempotency.Fingerprint(&p, r)
+				idempotency.FingerprintOf(&p, r)
 			}
 		})
 	}

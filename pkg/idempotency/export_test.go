@@ -11,17 +11,20 @@ func (l *Lease) Renew(ctx context.Context) error { return l.renew(ctx) }
 // Unexported helpers the external tests pin down.
 var (
 	CheckKey          = checkKey
+	FingerprintOf     = fingerprint
 	DeriveKey         = deriveKey
 	Scope             = callerScope
 	ReplayableHeaders = replayableHeaders
-	MustStatusSet     = mustStatusSet
 	ParseKey          = parseKey
 
 	ErrResponseIncomplete = errResponseIncomplete
 	ErrRecordEvicted      = errRecordEvicted
 )
 
-const DefaultLease = defaultLease
+const (
+	DefaultLease = defaultLease
+	MaxKeyLength = maxKeyLength
+)
 
 const DefaultRetention = defaultRetention
 

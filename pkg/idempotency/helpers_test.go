@@ -109,8 +109,8 @@ func post(key, body string, hdr ...string) *idempotency.Request {
 	return request(http.MethodPost, "/v1/orders", body, append([]string{"Idempotency-Key", key}, hdr...)...)
 }
 
-func response(status int, body string, hdr ...string) *idempotency.Response {
-	r := &idempotency.Response{Status: status, Body: []byte(body)}
+func response(status int, body string, hdr ...string) *idempotency.Record {
+	r := &idempotency.Record{Status: status, Body: []byte(body)}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Headers = append(r.Headers, idempotency.Header{Name: hdr[i], Value: hdr[i+1]})
 	}

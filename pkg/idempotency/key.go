@@ -5,14 +5,14 @@ import (
 	"strings"
 )
 
-// MaxKeyLength is the longest key accepted, in bytes after sf-string
+// maxKeyLength is the longest key accepted, in bytes after sf-string
 // unescaping (Stripe's limit; the IETF draft leaves it to the server).
-const MaxKeyLength = 255
+const maxKeyLength = 255
 
 // parseKey parses an Idempotency-Key field value. Both forms in use are
 // accepted: an RFC 9651 sf-string ("abc", as the IETF draft specifies) and a
 // bare token (abc, as Stripe and most clients send). Anything else, an empty
-// key, a key over MaxKeyLength bytes, or control characters give an error
+// key, a key over maxKeyLength bytes, or control characters give an error
 // wrapping ErrKeyMalformed that says what is wrong.
 func parseKey(raw string) (string, error) {
 	v := strings.Trim(raw, " \t") // optional whitespace around a field value
@@ -32,8 +32,8 @@ func parseKey(raw string) (string, error) {
 	if key == "" {
 		return "", fmt.Errorf("%w: empty value", ErrKeyMalformed)
 	}
-	if len(key) > MaxKeyLength {
-		return "", fmt.Errorf("%w: %d bytes, at most %d allowed", ErrKeyMalformed, len(key), MaxKeyLength)
+	if len(key) > maxKeyLength {
+		return "", fmt.Errorf("%w: %d bytes, at most %d allowed", ErrKeyMalformed, len(key), maxKeyLength)
 	}
 	return key, nil
 }
@@ -61,8 +61,8 @@ func parseSFString(v string) (string, error) {
 		default:
 			b.WriteByte(c)
 		}
-		if b.Len() > MaxKeyLength {
-			return "", fmt.Errorf("%w: longer than %d bytes", ErrKeyMalformed, MaxKeyLength)
+		if b.Len() > maxKeyLength {
+			return "", fmt.Errorf("%w: longer than %d bytes", ErrKeyMalformed, maxKeyLength)
 		}
 	}
 	return "", fmt.Errorf("%w: unterminated quoted string", ErrKeyMalformed)

@@ -8,20 +8,6 @@ import (
 	"time"
 )
 
-// Response is what a transport captured from the upstream or handler.
-type Response struct {
-	Status  int
-	Headers []Header
-	// Body holds at most Policy.MaxResponseBody bytes; set TooLarge when
-	// the transport stopped accumulating because the body was larger.
-	Body     []byte
-	TooLarge bool
-	// Incomplete: the status and headers arrived but the body was cut off
-	// (client gone or upstream reset mid-body). The upstream ran, so the
-	// key is recorded as response-incomplete, never released.
-	Incomplete bool
-}
-
 // Lease is the right, won by Begin, to execute a request and record its
 // outcome. Exactly one of Complete or Abandon settles it; later calls are
 // no-ops, so a transport can defer Abandon unconditionally.
@@ -45,11 +31,21 @@ const (
 	settleRetryMax   = time.Second
 )
 
-// Complete records resp, or releases the key when the policy does not
-// store resp.Status (5xx, 408, 429 by default) so a retry may run. A body
-// over the cap stores a tombstone instead: retries get 413, never a re-run.
-// A transient store failure is retried until ctx ends.
-func (l *Lease) Complete(ctx context.Context, resp *Response) error {
+// Complete records resp, what the transport captured: a whole response
+// (MarkNone), MarkTooLarge when the transport stopped accumulating a body
+// over Policy.MaxResponseBody, or MarkIncomplete when the body was cut off
+// after the head (client gone or upstream reset: the upstream ran, so
+// retries get response-incomplete and the key is never released). A
+// status the policy does not store (5xx, 408, 429 by default) releases the
+// key instead, so a retry may run; a body over the cap stores a tombstone:
+// retries get 413, never a re-run. Only the status, the replayable headers
+// and the body are kept; CreatedAt is set here. A transient store failure
+// is retried until ctx ends.
+func (l *Lease) Complete(ctx context.Context, resp *Record) error {
+	if m := resp.Mark; m != MarkNone && m != MarkTooLarge && m != MarkIncomplete {
+		// Nothing is settled: the transport's deferred Abandon still is.
+		return fmt.Errorf("%w: Complete takes a whole, too-large or incomplete response, not mark %v (Abandon settles an unknown outcome)", ErrMisconfigured, m)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.settleLocked() {
@@ -61,9 +57,9 @@ func (l *Lease) Complete(ctx context.Context, resp *Response) error {
 	rec := &Record{Status: resp.Status, CreatedAt: l.e.now().Truncate(time.Millisecond)}
 	how := "recorded"
 	switch {
-	case resp.Incomplete:
+	case resp.Mark == MarkIncomplete:
 		rec.Mark, rec.Headers, how = MarkIncomplete, replayableHeaders(l.p, resp.Headers), "incomplete"
-	case resp.TooLarge || int64(len(resp.Body)) > l.p.MaxResponseBody:
+	case resp.Mark == MarkTooLarge || int64(len(resp.Body)) > l.p.MaxResponseBody:
 		rec.Mark, how = MarkTooLarge, "too_large"
 	default:
 		rec.Headers = replayableHeaders(l.p, resp.Headers)

@@ -76,7 +76,7 @@ func TestCrashedHolderIsOutcomeUnknown(t *testing.T) {
 func TestCompleteIncompleteResponse(t *testing.T) {
 	f := newFixture(t)
 	ran := f.proceed(t, post("k1", orderJSON))
-	require.NoError(t, ran.Complete(context.Background(), &idempotency.Response{Status: 201, Incomplete: true,
+	require.NoError(t, ran.Complete(context.Background(), &idempotency.Record{Status: 201, Mark: idempotency.MarkIncomplete,
 		Headers: hdrs("Location", "/v1/orders/ord_1", "Set-Cookie", "s=1"), Body: []byte(`{"id":"or`)}))
 	e, err := f.store.Get(context.Background(), ran.StorageKey())
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func TestCompleteIncompleteResponse(t *testing.T) {
 
 	// A cut-off 500 is still a 500: not stored, the key is released.
 	failed := f.proceed(t, post("k2", orderJSON))
-	require.NoError(t, failed.Complete(context.Background(), &idempotency.Response{Status: 500, Incomplete: true}))
+	require.NoError(t, failed.Complete(context.Background(), &idempotency.Record{Status: 500, Mark: idempotency.MarkIncomplete}))
 	f.proceed(t, post("k2", orderJSON))
 }
 

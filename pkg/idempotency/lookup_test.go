@@ -133,10 +133,10 @@ func TestRetryDecisionPredictsBegin(t *testing.T) {
 	settle := map[string]func(*idempotency.Lease) error{
 		"replayable": func(l *idempotency.Lease) error { return l.Complete(context.Background(), response(201, "made")) },
 		"too large": func(l *idempotency.Lease) error {
-			return l.Complete(context.Background(), &idempotency.Response{Status: 200, TooLarge: true})
+			return l.Complete(context.Background(), &idempotency.Record{Status: 200, Mark: idempotency.MarkTooLarge})
 		},
 		"incomplete": func(l *idempotency.Lease) error {
-			return l.Complete(context.Background(), &idempotency.Response{Status: 202, Incomplete: true})
+			return l.Complete(context.Background(), &idempotency.Record{Status: 202, Mark: idempotency.MarkIncomplete})
 		},
 		"unknown":   func(l *idempotency.Lease) error { return l.Abandon(context.Background(), true) },
 		"in flight": func(*idempotency.Lease) error { return nil },

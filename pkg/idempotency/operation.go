@@ -8,40 +8,20 @@ import (
 	"unicode/utf8"
 )
 
-// KeySyntax says what a key handed over directly (Operation.Key) may
-// contain. Every syntax takes 1..MaxKeyLength bytes.
-type KeySyntax int
-
-const (
-	// KeyText accepts any valid UTF-8 text without control characters (C0,
-	// DEL, C1): the natural rule for a key passed to a function, read from a
-	// message or a database column. Spaces are allowed; nothing is trimmed.
-	KeyText KeySyntax = iota
-	// KeyVisibleASCII accepts visible ASCII (0x21-0x7E) only, no spaces:
-	// the rule for keys read from gRPC metadata or similar header fields,
-	// where anything else is either unsendable or a client bug.
-	KeyVisibleASCII
-)
-
-// checkKey validates a key handed over directly under syntax. The error
-// wraps ErrKeyMalformed and says what is wrong. HTTP header values go
-// through parseKey instead, which also accepts the sf-string form.
-func checkKey(key string, syntax KeySyntax) error {
+// checkKey validates a key handed over directly (Operation.Key): 1..255
+// bytes of valid UTF-8 without control characters (C0, DEL, C1), the
+// natural rule for a key passed to a function or read from gRPC metadata, a
+// message or a database column. Spaces are allowed; nothing is trimmed.
+// The error wraps ErrKeyMalformed and says what is wrong. HTTP header
+// values go through parseKey instead, which also accepts the sf-string
+// form.
+func checkKey(key string) error {
 	switch {
 	case key == "":
 		return fmt.Errorf("%w: empty value", ErrKeyMalformed)
-	case len(key) > MaxKeyLength:
-		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrKeyMalformed, len(key), MaxKeyLength)
-	}
-	if syntax == KeyVisibleASCII {
-		for i := 0; i < len(key); i++ {
-			if c := key[i]; c <= 0x20 || c >= 0x7f {
-				return fmt.Errorf("%w: byte 0x%02x at %d; only visible ASCII is allowed", ErrKeyMalformed, c, i)
-			}
-		}
-		return nil
-	}
-	if !utf8.ValidString(key) {
+	case len(key) > maxKeyLength:
+		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrKeyMalformed, len(key), maxKeyLength)
+	case !utf8.ValidString(key):
 		return fmt.Errorf("%w: not valid UTF-8", ErrKeyMalformed)
 	}
 	for i, r := range key {
@@ -71,10 +51,9 @@ type Operation struct {
 	// bound to the key like Payload, so reusing a key for another Name is
 	// a Mismatch, as reusing an HTTP key on another path is.
 	Name string
-	// Key is the caller's key as given; "" means none was given. It is
-	// checked with checkKey under KeySyntax.
-	Key       string
-	KeySyntax KeySyntax
+	// Key is the caller's key as given; "" means none was given: 1..255
+	// bytes of UTF-8 text without control characters.
+	Key string
 	// Scope identifies the caller (tenant, user, authenticated peer). Its
 	// parts are hashed into the storage key, so callers never see each
 	// other's records; none means one anonymous scope.
@@ -133,7 +112,7 @@ func (e *Engine) beginOperation(ctx context.Context, p *Policy, op *Operation) D
 		}
 		return Decision{Kind: Pass}
 	}
-	if err := checkKey(op.Key, op.KeySyntax); err != nil {
+	if err := checkKey(op.Key); err != nil {
 		return reject(err, "")
 	}
 	return e.decide(ctx, p, op.StorageKey(), op.fingerprint(p), nil)

@@ -137,7 +137,7 @@ func DefaultPolicy() Policy {
 		Lease:           defaultLease,
 		Fingerprint:     FingerprintBody,
 		ScopeHeaders:    []string{"Authorization"},
-		DoNotStore:      mustStatusSet("5xx", "408", "429"),
+		DoNotStore:      StatusSet{"5xx", "408", "429"},
 		ReplayDenylist:  []string{"Set-Cookie", "Set-Cookie2", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Date", "Server", "X-Envoy-Upstream-Service-Time"},
 		MaxRequestBody:  defaultMaxRequestBody,
 		MaxResponseBody: defaultMaxResponseBody,
@@ -196,6 +196,11 @@ func (p *Policy) Validate() error {
 	if p.RetryAfter < time.Second {
 		errs = append(errs, errors.New("retry_after: must be at least 1s (Retry-After counts whole seconds)"))
 	}
+	for _, it := range p.DoNotStore {
+		if _, _, ok := parseStatus(it); !ok {
+			errs = append(errs, fmt.Errorf("do_not_store: %q is neither a code (100-599) nor a class (1xx-5xx)", it))
+		}
+	}
 	switch p.UnknownOutcome {
 	case UnknownRecord, UnknownRetryAfterLease:
 	default:
@@ -207,15 +212,17 @@ func (p *Policy) Validate() error {
 // Applies reports whether method is one the policy guards.
 func (p *Policy) Applies(method string) bool { return slices.Contains(p.Methods, method) }
 
-// NeedsBody reports whether Begin needs the request body for a request that
-// does or does not carry a key. Transports use it to avoid buffering bodies
-// they do not need.
-func (p *Policy) NeedsBody(hasKey bool) bool {
+// NeedsBody reports whether Begin needs r's body: to fingerprint it, or to
+// derive a key from it when r carries none. Transports ask it with the
+// headers only, to avoid buffering bodies they do not need.
+func (p *Policy) NeedsBody(r *Request) bool {
 	if p.Fingerprint == FingerprintBody {
 		return true
 	}
-	return !hasKey && p.AutoKey != nil && (p.AutoKey.Body || len(p.AutoKey.JSONFields) > 0)
+	return !p.hasKey(r) && p.AutoKey != nil && (p.AutoKey.Body || len(p.AutoKey.JSONFields) > 0)
 }
+
+func (p *Policy) hasKey(r *Request) bool { return len(r.Header.Values(p.KeyHeader)) > 0 }
 
 // Stores reports whether a response with status is recorded.
 func (p *Policy) Stores(status int) bool { return !p.DoNotStore.Contains(status) }
@@ -234,42 +241,26 @@ func validHeaderName(h string) bool {
 }
 
 // StatusSet is a set of HTTP statuses written as codes ("408") or classes
-// ("5xx").
-type StatusSet struct {
-	codes   []int
-	classes []int
-	src     []string
-}
-
-// ParseStatusSet parses codes and classes.
-func ParseStatusSet(items ...string) (StatusSet, error) {
-	var s StatusSet
-	for _, it := range items {
-		t := strings.ToLower(strings.TrimSpace(it))
-		if len(t) == 3 && strings.HasSuffix(t, "xx") && t[0] >= '1' && t[0] <= '5' {
-			s.classes = append(s.classes, int(t[0]-'0'))
-		} else if n, err := strconv.Atoi(t); err == nil && n >= 100 && n <= 599 {
-			s.codes = append(s.codes, n)
-		} else {
-			return StatusSet{}, fmt.Errorf("status %q is neither a code (100-599) nor a class (1xx-5xx)", it)
-		}
-		s.src = append(s.src, t)
-	}
-	return s, nil
-}
-
-// mustStatusSet is ParseStatusSet for constants; it panics on a bad item.
-func mustStatusSet(items ...string) StatusSet {
-	s, err := ParseStatusSet(items...)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+// ("5xx"), as in the configuration file; Policy.Validate checks each item.
+type StatusSet []string
 
 // Contains reports whether status is in the set.
 func (s StatusSet) Contains(status int) bool {
-	return slices.Contains(s.codes, status) || slices.Contains(s.classes, status/100)
+	for _, it := range s {
+		if n, class, ok := parseStatus(it); ok && (n == status || class && n == status/100) {
+			return true
+		}
+	}
+	return false
 }
 
-func (s StatusSet) String() string { return strings.Join(s.src, ",") }
+// parseStatus reads one item: a code (100-599), or a class (1xx-5xx) as
+// its digit.
+func parseStatus(it string) (n int, class, ok bool) {
+	t := strings.ToLower(strings.TrimSpace(it))
+	if len(t) == 3 && strings.HasSuffix(t, "xx") && t[0] >= '1' && t[0] <= '5' {
+		return int(t[0] - '0'), true, true
+	}
+	n, err := strconv.Atoi(t)
+	return n, false, err == nil && n >= 100 && n <= 599
+}

@@ -80,9 +80,9 @@ func (f *fieldHash) sum() []byte {
 	return f.h.Sum(nil)
 }
 
-// Fingerprint returns the hex SHA-256 binding r to its key under p, or ""
+// fingerprint returns the hex SHA-256 binding r to its key under p, or ""
 // when p.Fingerprint is FingerprintNone.
-func Fingerprint(p *Policy, r *Request) string {
+func fingerprint(p *Policy, r *Request) string {
 	if p.Fingerprint == FingerprintNone {
 		return ""
 	}

@@ -58,20 +58,20 @@ func TestFingerprint(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			want := idempotency.Fingerprint(&c.p, base())
-			got := idempotency.Fingerprint(&c.p, c.r)
+			want := idempotency.FingerprintOf(&c.p, base())
+			got := idempotency.FingerprintOf(&c.p, c.r)
 			require.Regexp(t, hex64, got)
 			assert.Equal(t, c.equal, want == got)
 		})
 	}
 
 	t.Run("modes differ from each other", func(t *testing.T) {
-		assert.NotEqual(t, idempotency.Fingerprint(&body, base()), idempotency.Fingerprint(&headersOnly, base()))
+		assert.NotEqual(t, idempotency.FingerprintOf(&body, base()), idempotency.FingerprintOf(&headersOnly, base()))
 	})
 	t.Run("none", func(t *testing.T) {
 		none := body
 		none.Fingerprint = idempotency.FingerprintNone
-		assert.Equal(t, "", idempotency.Fingerprint(&none, base()))
+		assert.Equal(t, "", idempotency.FingerprintOf(&none, base()))
 	})
 }
 
@@ -196,8 +196,8 @@ func FuzzFingerprint(f *testing.F) {
 			for _, canonical := range []bool{false, true} {
 				p := idempotency.DefaultPolicy()
 				p.Fingerprint, p.CanonicalJSON, p.FingerprintHeaders = mode, canonical, []string{"X-H"}
-				fp := idempotency.Fingerprint(&p, r)
-				if !hex64.MatchString(fp) || fp != idempotency.Fingerprint(&p, r) {
+				fp := idempotency.FingerprintOf(&p, r)
+				if !hex64.MatchString(fp) || fp != idempotency.FingerprintOf(&p, r) {
 					t.Fatalf("fingerprint %q malformed or not deterministic", fp)
 				}
 			}

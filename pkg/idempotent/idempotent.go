@@ -102,11 +102,6 @@ func WithScopeFunc(f func(ctx context.Context) string) Option {
 	return func(r *Runner) { r.scope = f }
 }
 
-// WithKeySyntax chooses what keys may contain (default
-// idempotency.KeyText: any UTF-8 text without control characters, at
-// most 255 bytes).
-func WithKeySyntax(s idempotency.KeySyntax) Option { return func(r *Runner) { r.syntax = s } }
-
 // WithReplayHook calls f when a call is answered from the store instead of
 // running the function (Powertools' response hook), for logs or metrics.
 func WithReplayHook(f func(ctx context.Context, key string)) Option {
@@ -127,7 +122,6 @@ type Runner struct {
 	policy   *idempotency.Policy // a copy, owned by the runner
 	codec    Codec
 	scope    func(context.Context) string
-	syntax   idempotency.KeySyntax
 	onReplay func(context.Context, string)
 	engOpts  []idempotency.Option
 	// optionalKey: WithOptionalKey; the policy's KeyRequired is its negation.
@@ -180,7 +174,7 @@ func (r *Runner) StorageKey(ctx context.Context, key string) string {
 }
 
 func (r *Runner) operation(ctx context.Context, key string, payload []byte) idempotency.Operation {
-	op := idempotency.Operation{Namespace: "func/" + r.name, Key: key, KeySyntax: r.syntax, Payload: payload}
+	op := idempotency.Operation{Namespace: "func/" + r.name, Key: key, Payload: payload}
 	if r.scope != nil {
 		op.Scope = []string{r.scope(ctx)}
 	}
@@ -280,7 +274,7 @@ func runLeased[T any](ctx context.Context, r *Runner, l *idempotency.Lease, fn f
 		settle(func(c context.Context) error { return l.Abandon(c, true) })
 		return v, fmt.Errorf("idempotent: %s ran but its result cannot be encoded, so it was not recorded: %w", r.name, merr)
 	}
-	resp := &idempotency.Response{Status: 200, Headers: []idempotency.Header{{Name: codecHeader, Value: r.codec.Name()}}, Body: body}
+	resp := &idempotency.Record{Status: 200, Headers: []idempotency.Header{{Name: codecHeader, Value: r.codec.Name()}}, Body: body}
 	settle(func(c context.Context) error { return l.Complete(c, resp) })
 	return v, nil
 }

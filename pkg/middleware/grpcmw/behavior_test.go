@@ -30,12 +30,11 @@ func TestBehaviour(t *testing.T) {
 			Do: func(ctx context.Context, c behaviortest.OpCall) (behaviortest.OpResult, error) {
 				return callOp(ctx, conn, c)
 			},
-			Upstream:      up,
-			StoreOutage:   store.Outage,
-			MalformedKeys: []string{"a b", "two  spaces"},
-			MultipleKeys:  true,
-			StoresErrors:  true,
-			RequestCap:    true,
+			Upstream:     up,
+			StoreOutage:  store.Outage,
+			MultipleKeys: true,
+			StoresErrors: true,
+			RequestCap:   true,
 		})
 	})
 }

@@ -151,7 +151,7 @@ func (s *server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 // refuses the call before the store is asked.
 func (s *server) operation(ctx context.Context, p *idempotency.Policy, method string, req any) (idempotency.Operation, *idempotency.Problem) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	op := idempotency.Operation{Namespace: "grpc", Name: method, KeySyntax: idempotency.KeyVisibleASCII}
+	op := idempotency.Operation{Namespace: "grpc", Name: method}
 	keys := md.Get(p.KeyHeader)
 	switch {
 	case len(keys) > 1:

@@ -30,8 +30,8 @@ const trailerPrefix = "Grpc-Idempotency-Trailer-"
 // response builds the record of a call's outcome; unknown means the
 // outcome cannot be known (the handler gave up, or its reply cannot be
 // encoded): it is recorded as unknown, never run again.
-func response(st *stream, reply any, err error) (resp *idempotency.Response, unknown bool) {
-	resp = &idempotency.Response{Headers: st.fields()}
+func response(st *stream, reply any, err error) (resp *idempotency.Record, unknown bool) {
+	resp = &idempotency.Record{Headers: st.fields()}
 	if err != nil {
 		sts := status.Convert(err)
 		if c := sts.Code(); c == codes.Canceled || c == codes.DeadlineExceeded {

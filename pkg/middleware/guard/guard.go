@@ -132,7 +132,7 @@ func (g *Guard[C]) Serve(c C, req Request, out Responder, pass func(), run func(
 	}
 	d, more := g.eng.Precheck(p, ireq)
 	if more {
-		if p.NeedsBody(idempotency.HasKey(p, ireq)) && req.Body != nil {
+		if p.NeedsBody(ireq) && req.Body != nil {
 			body, err := req.Body(p.MaxRequestBody)
 			if err != nil {
 				out.Reject(idempotency.ProblemFor(err), err)
@@ -175,7 +175,7 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 		switch {
 		case rec.Sent():
 			resp := rec.Response()
-			resp.Incomplete = true
+			resp.Mark = idempotency.MarkIncomplete
 			_ = l.Complete(sctx, resp)
 		default:
 			_ = l.Abandon(sctx, rec.Hijacked() || v == http.ErrAbortHandler)

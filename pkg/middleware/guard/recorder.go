@@ -115,10 +115,14 @@ func (r *Recorder) SetHijacked() { r.hijacked = true }
 func (r *Recorder) Hijacked() bool { return r.hijacked }
 
 // Response returns what was recorded, for Lease.Complete.
-func (r *Recorder) Response() *idempotency.Response {
+func (r *Recorder) Response() *idempotency.Record {
 	status := r.status
 	if !r.sent {
 		status = http.StatusOK
 	}
-	return &idempotency.Response{Status: status, Headers: r.headers, Body: r.body, TooLarge: r.tooLarge}
+	rec := &idempotency.Record{Status: status, Headers: r.headers, Body: r.body}
+	if r.tooLarge {
+		rec.Mark = idempotency.MarkTooLarge
+	}
+	return rec
 }

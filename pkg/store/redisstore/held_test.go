@@ -34,7 +34,7 @@ func TestReassertRecreatesLostClaims(t *testing.T) {
 		held = append(held, d.Lease)
 		require.NoError(t, c.Del(ctx, s.Key(d.Lease.StorageKey())).Err()) // wiped
 	}
-	require.NoError(t, held[2].Complete(ctx, &idempotency.Response{Status: 201, Body: []byte("done")}))
+	require.NoError(t, held[2].Complete(ctx, &idempotency.Record{Status: 201, Body: []byte("done")}))
 	s.reassert()
 	for _, k := range []string{"a", "b"} {
 		requireSlug(t, eng.Begin(ctx, &p, post(k)), "request-in-progress")
@@ -54,7 +54,7 @@ func TestReassertNeverRecreatesASettledClaim(t *testing.T) {
 		d := eng.Begin(ctx, &p, post("k"+strconv.Itoa(i)))
 		require.Equal(t, idempotency.Proceed, d.Kind, "round %d", i)
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = d.Lease.Complete(ctx, &idempotency.Response{Status: 503}) }) // released
+		wg.Go(func() { _ = d.Lease.Complete(ctx, &idempotency.Record{Status: 503}) }) // released
 		wg.Go(s.reassert)
 		wg.Wait()
 		n, err := c.Exists(ctx, s.Key(d.Lease.StorageKey())).Result()

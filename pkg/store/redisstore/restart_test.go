@@ -62,7 +62,7 @@ func TestRestartReassertsClaims(t *testing.T) {
 	time.Sleep(2 * time.Second) // the grace ends
 	dup = other.Begin(ctx, &p, req())
 	requireSlug(t, dup, "request-in-progress")
-	require.NoError(t, d.Lease.Complete(ctx, &idempotency.Response{Status: 201, Body: []byte("once")}))
+	require.NoError(t, d.Lease.Complete(ctx, &idempotency.Record{Status: 201, Body: []byte("once")}))
 	rep := other.Begin(ctx, &p, req())
 	require.Equal(t, idempotency.Replay, rep.Kind)
 	assert.Equal(t, "once", string(rep.Record.Body))
