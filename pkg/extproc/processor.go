@@ -436,11 +436,13 @@ func (p *processor) undecidedAtResponse(phase string) {
 // outcome as unknown (nothing is done if another request holds the key).
 func (p *processor) markUnknown() {
 	p.stage = decided
-	ctx, cancel := p.settleCtx()
-	defer cancel()
-	d := p.s.o.Engine.Begin(ctx, p.policy, &p.req)
+	// Outlives the stream, which Envoy may reset right after this message;
+	// the engine bounds each store call.
+	d := p.s.o.Engine.Begin(context.WithoutCancel(p.ctx), p.policy, &p.req)
 	p.dropRequestBody()
 	if d.Kind == idempotency.Proceed {
+		ctx, cancel := d.Lease.SettleContext(p.ctx)
+		defer cancel()
 		_ = d.Lease.Abandon(ctx, true)
 	}
 }
@@ -531,7 +533,7 @@ func (p *processor) complete() {
 	}
 	// The settle owns the body (and its share of the budget) from here.
 	p.lease, p.body, p.buffered = nil, nil, 0
-	p.settle(held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
+	p.settle(lease, held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
 }
 
 // settle runs a store call that settles the lease (its errors are logged
@@ -541,8 +543,9 @@ func (p *processor) complete() {
 // so a stalled store delays the record, never the client's response, and
 // never turns it into Envoy's bare 504. Until it lands, the key stays
 // claimed: retries get 409, then the replay.
-func (p *processor) settle(held int64, call func(context.Context) error) {
-	ctx, cancel := p.settleCtx()
+func (p *processor) settle(lease *idempotency.Lease, held int64, call func(context.Context) error) {
+	// Outlives the stream: Envoy may reset it right after the last message.
+	ctx, cancel := lease.SettleContext(p.ctx)
 	done := make(chan struct{})
 	p.s.settling.Add(1)
 	go func() {
@@ -591,20 +594,7 @@ func (p *processor) finish() {
 func (p *processor) abandon(upstreamSawRequest bool) {
 	lease := p.lease
 	p.lease = nil
-	p.settle(0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
-}
-
-// settleCtx outlives the stream: Envoy may reset the stream right after the
-// last message, and the store call must still happen.
-func (p *processor) settleCtx() (context.Context, context.CancelFunc) {
-	d := p.s.o.SettleTimeout
-	if p.policy != nil {
-		// Renewals stop when settling starts: give up before the lease can
-		// run out, so no retry takes the key over while its record may
-		// still land (unknown_outcome: retry_after_lease).
-		d = min(d, p.policy.Lease*2/3)
-	}
-	return context.WithTimeout(context.WithoutCancel(p.ctx), d)
+	p.settle(lease, 0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
 }
 
 // neverSent reports whether Envoy's response code details prove the

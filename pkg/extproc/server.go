@@ -78,9 +78,6 @@ type Options struct {
 	// new guarded requests get 503 server-busy with Retry-After; requests
 	// already admitted finish as usual.
 	MaxBufferedBytes int64
-	// SettleTimeout bounds the store calls that record or release a key,
-	// retries included (idempotency.DefaultSettleTimeout when zero).
-	SettleTimeout time.Duration
 	// AnswerWithin is the longest an answer to Envoy waits on such a call:
 	// the store_timeout, which the configuration keeps below Envoy's
 	// message_timeout. Past it the answer goes out and the call goes on in
@@ -126,9 +123,6 @@ func New(o Options) (*Server, error) {
 		o.PolicyHeader = DefaultPolicyHeader
 	}
 	o.PolicyHeader = strings.ToLower(o.PolicyHeader) // gRPC metadata keys are lower case
-	if o.SettleTimeout <= 0 {
-		o.SettleTimeout = idempotency.DefaultSettleTimeout
-	}
 	if o.MaxBufferedBytes <= 0 {
 		o.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
@@ -226,7 +220,7 @@ type routePolicy struct {
 var errNoRouteName = errors.New("route_policies are set but Envoy sends no xds.route_name")
 
 // Wait returns once every settling store call has returned (each is
-// bounded by SettleTimeout): call it after the gRPC server stopped and
+// bounded: idempotency.Lease.SettleContext): call it after the gRPC server stopped and
 // before the store is closed.
 func (s *Server) Wait() { s.settling.Wait() }
 

@@ -1,7 +1,8 @@
 // Package idempotency is the transport-neutral core of GoPotency: it makes
 // a request carrying an Idempotency-Key run once, and answers every retry
-// with the stored response. Transports (ext_proc, net/http, Gin, Echo) turn
-// HTTP into a Request, ask the Engine what to do, and carry out the answer.
+// with the stored response. Transports (ext_proc, net/http, Gin, Echo,
+// Fiber) turn HTTP into a Request (gRPC calls and functions into an
+// Operation), ask the Engine what to do, and carry out the answer.
 //
 // # Flow of one request
 //
@@ -12,8 +13,9 @@
 //     Policy.MaxRequestBody) into Request.Body.
 //  3. Begin(ctx, policy, req) returns a Decision whose Kind says what to do.
 //  4. With a Lease: call KeepAlive while the upstream runs, then exactly
-//     one of Complete(response) or Abandon(upstreamSawRequest). Later
-//     calls are no-ops, so deferring Abandon(ctx, true) is safe.
+//     one of Complete(record) or Abandon(upstreamSawRequest), in the
+//     Lease.SettleContext (the client may be gone). Later calls are
+//     no-ops, so deferring Abandon(ctx, true) is safe.
 //
 // The four kinds of Decision:
 //

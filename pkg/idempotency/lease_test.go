@@ -272,3 +272,19 @@ func TestHooks(t *testing.T) {
 	assert.Equal(t, []string{"acquire"}, ops)
 	assert.ErrorIs(t, rec2.opErrs[0], idempotency.ErrStoreUnavailable)
 }
+
+func TestSettleContextOutlivesTheRequestNotTheLease(t *testing.T) {
+	f := newFixture(t)
+	f.pol.Lease = 300 * time.Millisecond
+	d := f.begin(t, post("settle", "a"))
+	require.Equal(t, idempotency.Proceed, d.Kind)
+	req, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone
+	ctx, done := d.Lease.SettleContext(req)
+	defer done()
+	require.NoError(t, ctx.Err(), "the request's cancellation does not reach the settle")
+	dl, ok := ctx.Deadline()
+	require.True(t, ok)
+	require.LessOrEqual(t, time.Until(dl), 200*time.Millisecond, "gives up before the lease can run out")
+	require.NoError(t, d.Lease.Complete(ctx, response(201, "x")))
+}

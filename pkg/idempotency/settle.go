@@ -1,11 +1,21 @@
 package idempotency
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
-// DefaultSettleTimeout bounds the store call that settles a lease (Complete
-// or Abandon, retries included) once the handler has returned. Transports
-// run that call detached from the request, whose client may be gone, so
-// something must bound it; every front end uses this one default. Past it
-// the claim is left to its lease, after which retries are told the outcome
-// is unknown: the request is never run again, only its answer is not kept.
-const DefaultSettleTimeout = 5 * time.Second
+// settleTimeout bounds a settling call when the lease allows it.
+const settleTimeout = 5 * time.Second
+
+// SettleContext returns the context to settle l in (Complete or Abandon)
+// once the handler has returned. It is detached from ctx's cancellation:
+// the client may be gone, and the outcome must still be saved. It is
+// bounded by 5s and by two thirds of the lease: renewals stop when settling
+// starts, so it gives up before the lease can run out, and no retry can
+// take the key over while the record may still land. Past it the claim is
+// left to its lease, after which retries are told the outcome is unknown:
+// the request is never run again, only its answer is not kept.
+func (l *Lease) SettleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), min(settleTimeout, l.p.Lease*2/3))
+}

@@ -249,7 +249,7 @@ func runLeased[T any](ctx context.Context, r *Runner, l *idempotency.Lease, fn f
 	l.KeepAlive(ctx)
 	settle := func(f func(context.Context) error) {
 		// Detached from ctx, which may have ended.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idempotency.DefaultSettleTimeout)
+		sctx, cancel := l.SettleContext(ctx)
 		defer cancel()
 		_ = f(sctx) // failures are logged and counted by the engine
 	}

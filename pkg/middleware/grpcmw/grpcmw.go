@@ -209,7 +209,7 @@ func (s *server) proceed(ctx context.Context, l *idempotency.Lease, req any, han
 	st := &stream{ServerTransportStream: grpc.ServerTransportStreamFromContext(ctx)}
 	settle := func(f func(context.Context) error) {
 		// Detached from the call, whose client may be gone.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idempotency.DefaultSettleTimeout)
+		sctx, cancel := l.SettleContext(ctx)
 		defer cancel()
 		_ = f(sctx) // failures are logged and counted by the engine
 	}

@@ -45,32 +45,39 @@ func CodeOf(p *idempotency.Problem) codes.Code {
 	return HTTPToCode(p.Status)
 }
 
+// codeStatuses pairs gRPC codes with HTTP statuses, the usual gateway
+// mapping, read both ways: a code maps to the status of its first pair, a
+// status to the code of its first pair.
+var codeStatuses = []struct {
+	code   codes.Code
+	status int
+}{
+	{codes.OK, http.StatusOK},
+	{codes.InvalidArgument, http.StatusBadRequest},
+	{codes.FailedPrecondition, http.StatusBadRequest},
+	{codes.OutOfRange, http.StatusBadRequest},
+	{codes.Unauthenticated, http.StatusUnauthorized},
+	{codes.PermissionDenied, http.StatusForbidden},
+	{codes.NotFound, http.StatusNotFound},
+	{codes.Aborted, http.StatusConflict},
+	{codes.AlreadyExists, http.StatusConflict},
+	{codes.AlreadyExists, http.StatusUnprocessableEntity},
+	{codes.ResourceExhausted, http.StatusTooManyRequests},
+	{codes.ResourceExhausted, http.StatusRequestEntityTooLarge},
+	{codes.Canceled, 499},
+	{codes.Unimplemented, http.StatusNotImplemented},
+	{codes.Unavailable, http.StatusServiceUnavailable},
+	{codes.DeadlineExceeded, http.StatusGatewayTimeout},
+}
+
 // HTTPToCode maps an HTTP status to the gRPC code of the same meaning
-// (the inverse of CodeToHTTP where one exists).
+// (the inverse of CodeToHTTP where one exists); another 4xx is
+// FailedPrecondition, anything else Internal.
 func HTTPToCode(s int) codes.Code {
-	switch s {
-	case http.StatusBadRequest:
-		return codes.InvalidArgument
-	case http.StatusUnauthorized:
-		return codes.Unauthenticated
-	case http.StatusForbidden:
-		return codes.PermissionDenied
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusConflict:
-		return codes.Aborted
-	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
-		return codes.ResourceExhausted
-	case http.StatusUnprocessableEntity:
-		return codes.AlreadyExists
-	case 499:
-		return codes.Canceled
-	case http.StatusNotImplemented:
-		return codes.Unimplemented
-	case http.StatusServiceUnavailable:
-		return codes.Unavailable
-	case http.StatusGatewayTimeout:
-		return codes.DeadlineExceeded
+	for _, p := range codeStatuses {
+		if p.status == s {
+			return p.code
+		}
 	}
 	if s >= 400 && s < 500 {
 		return codes.FailedPrecondition
@@ -79,34 +86,14 @@ func HTTPToCode(s int) codes.Code {
 }
 
 // CodeToHTTP maps a gRPC code to the HTTP status the policy's DoNotStore
-// list is matched against (the usual gateway mapping), so gRPC answers are
-// stored by the same rules as HTTP ones: NotFound (404) or
-// FailedPrecondition (400) replay, Internal (500), Unavailable (503) and
-// ResourceExhausted (429) release the key.
+// list is matched against, so gRPC answers are stored by the same rules as
+// HTTP ones: NotFound (404) or FailedPrecondition (400) replay, Internal
+// (500), Unavailable (503) and ResourceExhausted (429) release the key.
 func CodeToHTTP(c codes.Code) int {
-	switch c {
-	case codes.OK:
-		return http.StatusOK
-	case codes.Canceled:
-		return 499
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return http.StatusBadRequest
-	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case codes.NotFound:
-		return http.StatusNotFound
-	case codes.AlreadyExists, codes.Aborted:
-		return http.StatusConflict
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.ResourceExhausted:
-		return http.StatusTooManyRequests
-	case codes.Unimplemented:
-		return http.StatusNotImplemented
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
+	for _, p := range codeStatuses {
+		if p.code == c {
+			return p.status
+		}
 	}
 	return http.StatusInternalServerError
 }

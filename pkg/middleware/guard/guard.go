@@ -163,7 +163,7 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 			return
 		}
 		v := recover()
-		sctx, cancel := settleContext(ctx)
+		sctx, cancel := l.SettleContext(ctx)
 		defer cancel()
 		// A handler that panics (or calls runtime.Goexit) before answering
 		// failed like one answering 500: the key is released so a retry
@@ -187,7 +187,7 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 	run(rec)
 	returned = true
 
-	sctx, cancel := settleContext(ctx)
+	sctx, cancel := l.SettleContext(ctx)
 	defer cancel()
 	switch {
 	case rec.Hijacked():
@@ -201,10 +201,6 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 		// has its response.
 		_ = l.Complete(sctx, rec.Response())
 	}
-}
-
-func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), idempotency.DefaultSettleTimeout)
 }
 
 // target is the request target as sent: path plus query.
