@@ -199,7 +199,7 @@ func (e *Engine) decide(ctx context.Context, p *Policy, skey, fp string, beforeW
 		if !errors.Is(err, ErrCorruptRecord) {
 			go e.releaseOrphan(c)
 		}
-		if p.FailOpen && ctx.Err() == nil && (errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
+		if p.FailOpen && ctx.Err() == nil && storeDown(err) {
 			e.logger.WarnContext(ctx, "idempotency store failed; passing request through (fail-open)", "key_id", keyID, "error", err)
 			return Decision{Kind: Pass, Err: err, KeyID: keyID}
 		}

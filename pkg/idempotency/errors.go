@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -55,3 +56,9 @@ func (e *statusError) Error() string {
 }
 
 func (e *statusError) Unwrap() error { return e.Err }
+
+// storeDown reports a store call that failed without an answer: the store
+// unreachable, or the call cut off by its deadline (the store timeout).
+func storeDown(err error) bool {
+	return errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}

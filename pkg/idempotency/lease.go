@@ -230,8 +230,7 @@ func (l *Lease) retry(ctx context.Context, op string, call func(context.Context)
 		err := call(sctx)
 		cancel()
 		l.e.observe(op, start, err)
-		transient := errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded)
-		if err == nil || !transient || ctx.Err() != nil {
+		if err == nil || !storeDown(err) || ctx.Err() != nil {
 			return err
 		}
 		if l.e.sleep(ctx, wait) != nil {

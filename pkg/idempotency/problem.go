@@ -1,7 +1,6 @@
 package idempotency
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -69,15 +68,13 @@ var problems = []problemRow{
 		detail: "The request reached the application without being checked; its outcome is recorded as unknown. Check the resource's state before retrying with a new key."},
 	{err: ErrStoreUnavailable, status: http.StatusServiceUnavailable, slug: "store-unavailable", title: "Idempotency store unavailable",
 		detail: "The request was not executed. Retry later with the same key.", retryAfter: time.Second},
-	{err: context.DeadlineExceeded, status: http.StatusServiceUnavailable, slug: "store-unavailable", title: "Idempotency store unavailable",
-		detail: "The request was not executed. Retry later with the same key.", retryAfter: time.Second},
 }
 
 // ProblemFor maps err to its problem through the table. Errors the table
 // does not know become a 500 "internal" problem without internal detail.
 func ProblemFor(err error) *Problem {
 	for _, row := range problems {
-		if errors.Is(err, row.err) {
+		if errors.Is(err, row.err) || row.err == ErrStoreUnavailable && storeDown(err) {
 			p := &Problem{Status: row.status, Type: ProblemTypeBase + row.slug, Title: row.title, Detail: row.detail, RetryAfter: row.retryAfter}
 			if row.clientDetail {
 				p.Detail = err.Error()

@@ -27,14 +27,7 @@ package sqlcore
 // decides nothing the claim did not: it can only report a state, or claim a
 // key that has since become free.
 const claimPostgres = `WITH claimed AS (
-	INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
-	VALUES ($1, $2, $3, NULL, NULL, NULL, FALSE, 0, NULL, {NOW}, {NOW} + $4, {NOW} + $5)
-	ON CONFLICT (key) DO UPDATE SET
-		fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, status = NULL,
-		headers = NULL, body = NULL, too_large = FALSE, mark = 0, created_at = NULL,
-		updated_at = EXCLUDED.updated_at, lease_until = EXCLUDED.lease_until, expires_at = EXCLUDED.expires_at
-	WHERE e.expires_at <= EXCLUDED.updated_at
-		OR ($6 AND e.status IS NULL AND e.fingerprint = EXCLUDED.fingerprint AND COALESCE(e.lease_until, e.expires_at) <= EXCLUDED.updated_at)
+` + claimSQLite + `
 	RETURNING 1
 )
 SELECT TRUE, {NOW}, 0, NULL, NULL, NULL, NULL, NULL, FALSE, 0, NULL FROM claimed
@@ -42,10 +35,11 @@ UNION ALL
 SELECT FALSE, {NOW}, e.expires_at, e.lease_until, e.fingerprint, e.status, e.headers, e.body, e.too_large, e.mark, e.created_at
 FROM "{TABLE}" e WHERE e.key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`
 
-// claimSQLite is the same claim. SQLite has no data-modifying CTEs, so the
-// losing case is reported by lookup in a second statement, with the same
-// retry rule as above when the row changed in between. (The database is in
-// process, so the second statement costs no network round trip.)
+// claimSQLite is the claim itself, which claimPostgres wraps. SQLite has no
+// data-modifying CTEs, so there the losing case is reported by lookup in a
+// second statement, with the same retry rule as above when the row changed
+// in between. (The database is in process, so the second statement costs
+// no network round trip.)
 const claimSQLite = `INSERT INTO "{TABLE}" AS e (key, fingerprint, token, status, headers, body, too_large, mark, created_at, updated_at, lease_until, expires_at)
 VALUES ($1, $2, $3, NULL, NULL, NULL, FALSE, 0, NULL, {NOW}, {NOW} + $4, {NOW} + $5)
 ON CONFLICT (key) DO UPDATE SET
