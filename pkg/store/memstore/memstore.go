@@ -227,18 +227,20 @@ func (s *Store) claim(c idempotency.Claim, now time.Time) {
 	heap.Push(&s.byExpiry, e)
 }
 
-// owned returns key's entry if c.Token holds it (its claim, or the record
-// it completed), nil if the key is absent, or ErrLeaseLost; the caller
-// holds s.mu.
-func (s *Store) owned(c idempotency.Claim) (*entry, error) {
+// owned runs f under s.mu with c's entry when c.Token holds it (its claim,
+// or the record it completed), or nil when the key is absent; another
+// token's entry is ErrLeaseLost and f does not run.
+func (s *Store) owned(ctx context.Context, c idempotency.Claim, f func(e *entry) error) error {
+	if err := check(ctx, c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	e := s.live(c.Key, s.now())
-	if e == nil {
-		return nil, nil
+	if e != nil && e.token != c.Token {
+		return fmt.Errorf("memstore: %w", idempotency.ErrLeaseLost)
 	}
-	if e.token != c.Token {
-		return nil, fmt.Errorf("memstore: %w", idempotency.ErrLeaseLost)
-	}
-	return e, nil
+	return f(e)
 }
 
 // lost is ErrLeaseLost for a record met by Release or Extend: even the
@@ -246,18 +248,13 @@ func (s *Store) owned(c idempotency.Claim) (*entry, error) {
 var lost = fmt.Errorf("memstore: %w", idempotency.ErrLeaseLost)
 
 func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
-	if err := check(ctx, c); err != nil {
-		return err
-	}
 	if rec == nil {
 		return fmt.Errorf("memstore: complete: nil record")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := s.owned(c)
-	if err != nil {
-		return err
-	}
+	return s.owned(ctx, c, func(e *entry) error { return s.complete(c, e, rec) })
+}
+
+func (s *Store) complete(c idempotency.Claim, e *entry, rec *idempotency.Record) error {
 	if e != nil && e.rec != nil {
 		return nil // completed by c.Token already: the first record stands
 	}
@@ -282,34 +279,23 @@ func (s *Store) Complete(ctx context.Context, c idempotency.Claim, rec *idempote
 }
 
 func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
-	if err := check(ctx, c); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := s.owned(c)
-	switch {
-	case err != nil:
-		return err
-	case e == nil:
+	return s.owned(ctx, c, func(e *entry) error {
+		switch {
+		case e == nil:
+			return nil
+		case e.rec != nil:
+			return lost
+		}
+		s.remove(e)
 		return nil
-	case e.rec != nil:
-		return lost
-	}
-	s.remove(e)
-	return nil
+	})
 }
 
 func (s *Store) Extend(ctx context.Context, c idempotency.Claim) error {
-	if err := check(ctx, c); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := s.owned(c)
-	if err != nil {
-		return err
-	}
+	return s.owned(ctx, c, func(e *entry) error { return s.extend(c, e) })
+}
+
+func (s *Store) extend(c idempotency.Claim, e *entry) error {
 	if e != nil && e.rec != nil {
 		return lost
 	}
