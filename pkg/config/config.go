@@ -54,6 +54,8 @@ type Config struct {
 	Pprof bool `yaml:"pprof"`
 	// Admin is the operator API (admin.go).
 	Admin AdminAPI `yaml:"admin"`
+	// Tracing exports OpenTelemetry spans (tracing.go); off by default.
+	Tracing Tracing `yaml:"tracing"`
 
 	// Default applies to routes that name no policy.
 	Default idempotency.Policy `yaml:"-"`
@@ -203,6 +205,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	pprofGiven := getenv("GOPOTENCY_PPROF") != ""
 	fs.Visit(func(fl *flag.Flag) { pprofGiven = pprofGiven || fl.Name == "pprof" })
 	c.override(&over, pprofGiven)
+	tracingErrs := c.Tracing.applyEnv(getenv)
 	c.StoreDefaulted = c.Store == ""
 	if c.StoreDefaulted {
 		c.Store = DefaultStore
@@ -212,7 +215,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	if len(typeErrs) > 0 {
 		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: clearDurationErrors(typeErrs)})
 	}
-	return c.check(&f, append([]error{fieldErr}, policyErrs...))
+	return c.check(&f, append(append([]error{fieldErr}, policyErrs...), tracingErrs...))
 }
 
 // emptyMeansDefault: an empty string written in the file has always meant
