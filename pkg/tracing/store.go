@@ -22,10 +22,19 @@ type store struct {
 	t trace.Tracer
 }
 
-// start opens a store call's span. The storage key is a hash of the
-// caller's scope and key: it is never an attribute.
-func (s *store) start(ctx context.Context, op string) (context.Context, trace.Span) {
-	return s.t.Start(ctx, "gopotency.store "+op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(AttrStoreOp.String(op)))
+// clientKind is allocated once: a store call under an unsampled request
+// costs as little as the SDK allows.
+var clientKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
+// start opens a store call's span (name is "gopotency.store "+op). The
+// storage key is a hash of the caller's scope and key: it is never an
+// attribute.
+func (s *store) start(ctx context.Context, name, op string) (context.Context, trace.Span) {
+	ctx, span := s.t.Start(ctx, name, clientKind...)
+	if span.IsRecording() {
+		span.SetAttributes(AttrStoreOp.String(op))
+	}
+	return ctx, span
 }
 
 // end closes a span with err's class: store errors may quote the storage
@@ -55,9 +64,9 @@ func errorClass(err error) string {
 }
 
 func (s *store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.AcquireOptions) (idempotency.AcquireResult, error) {
-	ctx, span := s.start(ctx, "acquire")
+	ctx, span := s.start(ctx, "gopotency.store acquire", "acquire")
 	r, err := s.s.Acquire(ctx, c, o)
-	if err == nil {
+	if err == nil && span.IsRecording() {
 		span.SetAttributes(AttrStoreResult.String(r.State.String()))
 	}
 	end(span, err)
@@ -65,35 +74,35 @@ func (s *store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 }
 
 func (s *store) Complete(ctx context.Context, c idempotency.Claim, rec *idempotency.Record) error {
-	ctx, span := s.start(ctx, "complete")
+	ctx, span := s.start(ctx, "gopotency.store complete", "complete")
 	err := s.s.Complete(ctx, c, rec)
 	end(span, err)
 	return err
 }
 
 func (s *store) Release(ctx context.Context, c idempotency.Claim) error {
-	ctx, span := s.start(ctx, "release")
+	ctx, span := s.start(ctx, "gopotency.store release", "release")
 	err := s.s.Release(ctx, c)
 	end(span, err)
 	return err
 }
 
 func (s *store) Extend(ctx context.Context, c idempotency.Claim) error {
-	ctx, span := s.start(ctx, "extend")
+	ctx, span := s.start(ctx, "gopotency.store extend", "extend")
 	err := s.s.Extend(ctx, c)
 	end(span, err)
 	return err
 }
 
 func (s *store) Get(ctx context.Context, key string) (*idempotency.Entry, error) {
-	ctx, span := s.start(ctx, "get")
+	ctx, span := s.start(ctx, "gopotency.store get", "get")
 	e, err := s.s.Get(ctx, key)
 	end(span, err)
 	return e, err
 }
 
 func (s *store) Delete(ctx context.Context, key string, seen *idempotency.Entry) error {
-	ctx, span := s.start(ctx, "delete")
+	ctx, span := s.start(ctx, "gopotency.store delete", "delete")
 	err := s.s.Delete(ctx, key, seen)
 	end(span, err)
 	return err
