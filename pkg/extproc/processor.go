@@ -128,6 +128,7 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		p.log.ErrorContext(p.ctx, "ext_proc configuration error; rejecting request", "error", err)
 		return p.reject(idempotency.ProblemFor(err))
 	}
+	p.info = p.s.policies[pol]
 	if !pol.Applies(f.method) || strings.HasPrefix(f.contentType, "application/grpc") {
 		// Most traffic (GET, HEAD...) ends here. A gRPC replay would go out
 		// as Envoy's trailers-only local reply without the grpc-status
@@ -136,7 +137,7 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		p.decided(idempotency.Pass.String(), nil)
 		return nil
 	}
-	p.policy, p.info = pol, p.s.policies[pol]
+	p.policy = pol
 	p.req = f.request(p.info)
 	p.contentLength = f.contentLength
 	if pol.ScopePrincipal && !f.peerKnown {
