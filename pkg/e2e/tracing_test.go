@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,11 +148,15 @@ func TestTracingJoinsEnvoysTrace(t *testing.T) {
 	other := do(t, "POST", s.URL+"/orders", key, `{"item":"car"}`)
 	require.Equal(t, 422, other.Status)
 	require.Equal(t, 1, up.count(key))
+	// A chunked body goes headers first in the shipped config (the others
+	// above went body-first): the other shape of stream.
+	chunked := form{client: http.DefaultClient, guarded: s.URL + "/orders"}.post(t, key+"-chunked", `{"item":"pen"}`, true)
+	require.Equal(t, 201, chunked.Status, "body: %s", chunked.Body)
 	s.stop() // flushes gopotency's spans
 
 	const process = "envoy.service.ext_proc.v3.ExternalProcessor/Process"
 	var spans []span
-	// Wait until the three stream spans and every ancestor of each have
+	// Wait until the four stream spans and every ancestor of each have
 	// arrived: Envoy and gopotency flush on their own schedules.
 	// Not fatal: the checks below say what is missing.
 	assert.Eventually(t, func() bool {
@@ -177,8 +182,8 @@ func TestTracingJoinsEnvoysTrace(t *testing.T) {
 				streams++ // the chain reached a root
 			}
 		}
-		return streams == 3
-	}, 20*time.Second, 100*time.Millisecond, "three stream spans with their ancestors, from Envoy and gopotency")
+		return streams == 4
+	}, 20*time.Second, 100*time.Millisecond, "four stream spans with their ancestors, from Envoy and gopotency")
 
 	byID := map[string]span{}
 	for _, sp := range spans {
@@ -223,8 +228,8 @@ func TestTracingJoinsEnvoysTrace(t *testing.T) {
 			assert.Equal(t, "key-reused", attr(sp.Attributes, "gopotency.problem.type"))
 		}
 	}
-	assert.Equal(t, map[string]int{"proceed": 1, "replay": 1, "reject": 1}, outcomes)
-	// The first request's settlement: a complete under its stream span.
+	assert.Equal(t, map[string]int{"proceed": 2, "replay": 1, "reject": 1}, outcomes)
+	// The first requests' settlements: a complete under each stream span.
 	completes := 0
 	for _, sp := range spans {
 		if attr(sp.Attributes, "gopotency.store.operation") == "complete" {
@@ -232,7 +237,7 @@ func TestTracingJoinsEnvoysTrace(t *testing.T) {
 			assert.Equal(t, process, byID[hexID(sp.ParentSpanId)].Name)
 		}
 	}
-	assert.Equal(t, 1, completes)
+	assert.Equal(t, 2, completes)
 	// No attribute of any span, Envoy's included, carries the key.
 	for _, sp := range spans {
 		for _, kv := range sp.Attributes {

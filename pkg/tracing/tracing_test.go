@@ -159,3 +159,21 @@ func TestNewRefusesAnUnknownProtocol(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "http/json")
 }
+
+// TestNewExportsOverHTTP: with http/protobuf, spans are POSTed to the URL
+// as given (the configuration has added /v1/traces), and Shutdown sends
+// what is still batched.
+func TestNewExportsOverHTTP(t *testing.T) {
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	tr, err := tracing.New(context.Background(), tracing.Options{URL: srv.URL + "/v1/traces", Protocol: "http/protobuf", ServiceVersion: "test"})
+	require.NoError(t, err)
+	_, sp := tr.Provider.Tracer("test").Start(context.Background(), "x")
+	sp.End()
+	require.NoError(t, tr.Shutdown(context.Background()))
+	require.Equal(t, "POST /v1/traces application/x-protobuf", <-got)
+}
