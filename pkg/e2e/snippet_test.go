@@ -130,6 +130,17 @@ func TestEnvoySnippetSplicedIntoAFrontProxy(t *testing.T) {
 		assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
 		assert.Equal(t, 1, up.count(key))
 	})
+	// On a guarded route, what no policy guards opens no stream (the
+	// filter's matcher), and still reaches the upstream.
+	t.Run("unguarded-methods-skip", func(t *testing.T) {
+		before := streams(t, s)
+		key := "snippet-get-" + itoa(int(up.total.Load()))
+		for range 2 {
+			require.Equal(t, 201, do(t, "GET", s.URL+"/orders", key, "").Status)
+		}
+		assert.Equal(t, 2, up.count(key))
+		assert.Equal(t, before, streams(t, s))
+	})
 	// A route the snippet does not name: the filter stays off there.
 	t.Run("other-routes-untouched", func(t *testing.T) {
 		before := streams(t, s)

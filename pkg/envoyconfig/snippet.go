@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/idempotency"
 )
 
 // errSnippetBodyFirst says why a snippet stays headers first.
@@ -39,12 +40,27 @@ func (p *Plan) Snippet(command string) ([]byte, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// The filter skips what none of the guarded routes' policies can need
+	// (it cannot tell the routes apart): a route naming no policy may get
+	// any that route_policies select.
+	var pols []*idempotency.Policy
+	byName := false
+	for _, r := range p.Routes {
+		if r.policy != nil {
+			pols = append(pols, r.policy)
+			byName = byName || r.Policy == ""
+		}
+	}
+	if byName {
+		pols = append(pols, p.byRouteName()...)
+	}
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, "snippet.yaml.tmpl", struct {
 		*Plan
 		Command, GoPotency, Filter, PerType string
+		Skip                                FilterSkip
 	}{p, command, config.GoPotencyCluster, "envoy.filters.http.ext_proc",
-		"type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"}); err != nil {
+		"type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute", filterSkip(pols)}); err != nil {
 		return nil, fmt.Errorf("envoy-snippet: %w", err)
 	}
 	return b.Bytes(), nil

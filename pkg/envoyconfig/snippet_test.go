@@ -56,7 +56,14 @@ envoy:
 	require.Len(t, snip.HTTPFilters, 1)
 	assert.Equal(t, true, snip.HTTPFilters[0]["disabled"], "off except on the routes named")
 	assert.Equal(t, bootFilter["name"], snip.HTTPFilters[0]["name"])
-	assert.Equal(t, bootFilter["typed_config"], snip.HTTPFilters[0]["typed_config"])
+	wrapped := snip.HTTPFilters[0]["typed_config"].(map[string]any)
+	assert.Equal(t, "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher", wrapped["@type"])
+	inner := wrapped["extension_config"].(map[string]any)
+	assert.Equal(t, bootFilter["name"], inner["name"])
+	assert.Equal(t, bootFilter["typed_config"], inner["typed_config"], "the bootstrap's ext_proc filter")
+	// payments requires a key: only the methods are skipped, filter-wide.
+	assert.Contains(t, string(out), `regex: "PATCH|POST"`)
+	assert.NotContains(t, string(out), "key-idempotency-key")
 	require.Len(t, snip.Clusters, 1)
 	assert.Equal(t, sr["clusters"].([]any)[0], any(snip.Clusters[0]), "the bootstrap's gopotency cluster")
 
@@ -67,6 +74,15 @@ envoy:
 	assert.Equal(t, map[string]any{}, ext(snip.Routes["orders"])["overrides"])
 	assert.Equal(t, map[string]any{"grpc_initial_metadata": []any{map[string]any{"key": "x-gopotency-policy", "value": "payments"}}},
 		ext(snip.Routes["payments"])["overrides"])
+}
+
+// TestSnippetSkipsKeylessWhenNoRouteRequiresAKey: with every guarded
+// route's key optional, requests without the key header are skipped too.
+func TestSnippetSkipsKeylessWhenNoRouteRequiresAKey(t *testing.T) {
+	out, err := generate(t, "policies: {put: {methods: [PUT]}}\nenvoy:\n  ext_proc_address: gopotency:9002\n  routes: [{name: a}, {name: b, policy: put}]\n", TargetEnvoySnippet, Kube{})
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `regex: "PATCH|POST|PUT"`)
+	assert.Contains(t, string(out), `header_name: "idempotency-key"`)
 }
 
 func TestSnippetRefuses(t *testing.T) {
