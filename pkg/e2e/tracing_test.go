@@ -238,6 +238,11 @@ func TestTracingJoinsEnvoysTrace(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, completes)
+	// Envoy's health checks (one at start, then every second) are no
+	// trace of anyone's.
+	for _, sp := range spans {
+		assert.NotContains(t, sp.Name, "grpc.health", "%s span", sp.service)
+	}
 	// No attribute of any span, Envoy's included, carries the key.
 	for _, sp := range spans {
 		for _, kv := range sp.Attributes {
