@@ -28,6 +28,8 @@ var leaves = map[string][]string{
 	"github.com/glebarez/":        {"pkg/store/gormstore"},
 	"github.com/jackc/pgx":        {"pkg/store/sqlstore"},
 	"modernc.org/sqlite":          {"pkg/store/sqlstore"},
+	// OpenTelemetry stays out of the core: one package adapts it.
+	"go.opentelemetry.io/": {"pkg/tracing"},
 }
 
 // goList runs go list in the module root and returns its output lines.

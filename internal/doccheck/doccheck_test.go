@@ -76,6 +76,7 @@ var imports = map[string]string{
 	"gorm":     "gorm.io/gorm",
 	"grpc":     "google.golang.org/grpc",
 	"metadata": "google.golang.org/grpc/metadata",
+	"otel":     "go.opentelemetry.io/otel",
 	"postgres": "gorm.io/driver/postgres",
 	"recover":  "github.com/gofiber/fiber/v3/middleware/recover",
 	"redis":    "github.com/redis/go-redis/v9",

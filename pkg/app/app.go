@@ -31,6 +31,7 @@ import (
 	"github.com/gopotency/gopotency/pkg/metrics"
 	"github.com/gopotency/gopotency/pkg/store/memstore"
 	"github.com/gopotency/gopotency/pkg/store/replaycache"
+	"github.com/gopotency/gopotency/pkg/tracing"
 	"github.com/gopotency/gopotency/pkg/version"
 )
 
@@ -101,6 +102,8 @@ type App struct {
 	durability string
 	// settled waits for the outcomes still being saved (extproc.Server.Wait).
 	settled func()
+	// tracer exports spans; nil when tracing is off.
+	tracer *tracing.Tracer
 }
 
 // Option changes how New builds the server.
@@ -152,18 +155,24 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	if _, local := store.(*memstore.Store); local {
 		storeTimeout = 0 // no I/O to bound: spare every call a timer
 	}
-	eng := idempotency.New(store, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(storeTimeout))
+	engineStore, tracer, decided, err := traced(ctx, cfg, store)
+	if err != nil {
+		_ = closeFn()
+		return nil, err
+	}
+	eng := idempotency.New(engineStore, idempotency.WithHooks(m.Hooks()), idempotency.WithLogger(log), idempotency.WithStoreTimeout(storeTimeout))
 	srv, err := extproc.New(extproc.Options{
 		Engine: eng, Default: &cfg.Default, Policies: cfg.Policies, PolicyHeader: cfg.PolicyHeader,
 		MaxMessageTimeout: cfg.MaxMessageTimeout, Logger: log, StreamsActive: m.StreamsActive,
 		RoutePolicies: cfg.RoutePolicies, MaxBufferedBytes: cfg.MaxBufferedBytes,
 		Buffered: m.Buffered, ProtocolError: m.ProtocolError, AnswerWithin: storeTimeout,
+		Decided: decided,
 	})
 	if err != nil {
 		_ = closeFn()
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer(), durability: durability, settled: srv.Wait}
+	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer(), durability: durability, settled: srv.Wait, tracer: tracer}
 	grpcOpts := []grpc.ServerOption{
 		// A buffered body plus headers and framing. Envoy's BUFFERED_PARTIAL
 		// can pass a body over its buffer limit in one message (a read that
@@ -187,6 +196,9 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(a.tls.serverConfig())))
 	}
+	if tracer != nil {
+		grpcOpts = append(grpcOpts, tracing.ServerOption(tracer.Provider, tracer.Propagator))
+	}
 	a.grpc = grpc.NewServer(grpcOpts...)
 	extprocv3.RegisterExternalProcessorServer(a.grpc, srv)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
@@ -196,6 +208,19 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	}
 	a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
+}
+
+// traced wraps the engine's store and the ext_proc server in tracing when
+// the configuration turns it on; otherwise it returns store as it is.
+func traced(ctx context.Context, cfg *config.Config, store idempotency.Store) (idempotency.Store, *tracing.Tracer, func(context.Context, extproc.Decision), error) {
+	if !cfg.Tracing.Enabled() {
+		return store, nil, nil, nil
+	}
+	t, err := tracing.New(ctx, tracing.Options{URL: cfg.Tracing.URL, Protocol: cfg.Tracing.Protocol, ServiceVersion: version.Version()})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tracing.Store(store, t.Provider), t, tracing.Decided, nil
 }
 
 func maxBody(cfg *config.Config) int64 {
@@ -253,7 +278,7 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	}()
 	a.log.Info("gopotency serving", "version", version.Version(), "grpc_addr", a.GRPCAddr(), "grpc_tls", a.tlsMode(), "admin_addr", a.AdminAddr(),
-		"store", redactURL(a.cfg.Store), "policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
+		"store", redactURL(a.cfg.Store), "tracing", redactURL(a.cfg.Tracing.URL), "policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
 	a.warnUnsafeDeployment()
 	a.logAdminAPI()
 	if a.tls != nil {
@@ -286,6 +311,11 @@ func (a *App) shutdown() {
 	defer cancel()
 	_ = a.admin.Shutdown(ctx)
 	a.settled() // outcomes a slow store kept in the background
+	if a.tracer != nil {
+		if err := a.tracer.Shutdown(ctx); err != nil {
+			a.log.Warn("sending the last spans", "error", err)
+		}
+	}
 	a.closeStore()
 	a.log.Info("stopped")
 }

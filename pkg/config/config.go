@@ -54,6 +54,8 @@ type Config struct {
 	Pprof bool `yaml:"pprof"`
 	// Admin is the operator API (admin.go).
 	Admin AdminAPI `yaml:"admin"`
+	// Tracing exports OpenTelemetry spans (tracing.go); off by default.
+	Tracing Tracing `yaml:"tracing"`
 
 	// Default applies to routes that name no policy.
 	Default idempotency.Policy `yaml:"-"`
@@ -203,6 +205,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	pprofGiven := getenv("GOPOTENCY_PPROF") != ""
 	fs.Visit(func(fl *flag.Flag) { pprofGiven = pprofGiven || fl.Name == "pprof" })
 	c.override(&over, pprofGiven)
+	tracingErrs := c.Tracing.applyEnv(getenv)
 	c.StoreDefaulted = c.Store == ""
 	if c.StoreDefaulted {
 		c.Store = DefaultStore
@@ -212,7 +215,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	if len(typeErrs) > 0 {
 		fieldErr = fmt.Errorf("config %s: %w", cfgPath, &yaml.TypeError{Errors: clearDurationErrors(typeErrs)})
 	}
-	return c.check(&f, fieldErr)
+	return c.check(&f, append([]error{fieldErr}, tracingErrs...))
 }
 
 // emptyMeansDefault: an empty string written in the file has always meant
@@ -274,10 +277,10 @@ func (c *Config) policies(f *file, typeErrs *[]string) {
 	}
 }
 
-// check validates the configuration; fileErr, the problems found
-// decoding the file, is reported first.
-func (c *Config) check(f *file, fileErr error) (*Config, error) {
-	errs := append([]error{fileErr}, c.checkDeploy()...)
+// check validates the configuration; fileErrs, the problems found
+// reading the file and the environment, are reported first.
+func (c *Config) check(f *file, fileErrs []error) (*Config, error) {
+	errs := append(fileErrs, c.checkDeploy()...)
 	errs = append(errs, c.checkAdmin()...)
 	errs = append(errs, c.socket(&f.GRPCSocket)...)
 	for _, a := range []struct{ name, addr string }{{"grpc_addr", c.GRPCAddr}, {"admin_addr", c.AdminAddr}} {

@@ -24,7 +24,7 @@ func Run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "GoPotency YAML file with policies and an envoy section (required)")
 	extProc := fs.String("ext-proc-address", "", "where Envoy reaches GoPotency, host:port or unix:///path (overrides envoy.ext_proc_address); the Kubernetes targets want the gopotency Service's DNS name")
-	target := fs.String("target", string(TargetEnvoy), "what to generate: envoy (a static Envoy 1.40 bootstrap), istio-sidecar or istio-gateway (an Istio EnvoyFilter), envoy-gateway (an Envoy Gateway EnvoyExtensionPolicy)")
+	target := fs.String("target", string(TargetEnvoy), "what to generate: envoy (a static Envoy 1.40 bootstrap), istio-sidecar or istio-gateway (an Istio EnvoyFilter), envoy-gateway (an Envoy Gateway EnvoyExtensionPolicy), envoy-snippet (what to add to an Envoy config of your own: the filter, the cluster, the per-route configs)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	// Where the Kubernetes object goes and what it attaches to: names of
 	// the deployment, not GoPotency configuration, which one configuration
@@ -78,7 +78,7 @@ func Run(args []string, stdout, stderr io.Writer) error {
 	case !slices.Contains(Targets, t):
 		return fmt.Errorf("%s: --target %q: want one of %v", Command, *target, Targets)
 	}
-	if t == TargetEnvoy {
+	if t == TargetEnvoy || t == TargetEnvoySnippet {
 		var kubeFlags []string
 		fs.Visit(func(f *flag.Flag) {
 			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route", "gateway", "virtual-service"}, f.Name) {
@@ -86,7 +86,7 @@ func Run(args []string, stdout, stderr io.Writer) error {
 			}
 		})
 		if len(kubeFlags) > 0 {
-			return fmt.Errorf("%s: %v name a Kubernetes object; --target envoy writes an Envoy bootstrap", Command, kubeFlags)
+			return fmt.Errorf("%s: %v name a Kubernetes object; --target %s writes Envoy's own config", Command, kubeFlags, t)
 		}
 		k = Kube{}
 	}

@@ -83,10 +83,11 @@ func TestEnvoyConfigFlags(t *testing.T) {
 		sidecar + " --selector app":         `"app": want label=value`,
 		sidecar + " --selector app=a,app=b": "label app given twice",
 		sidecar:                             "a workload selector is required",
-		"--config envoy/gopotency.yaml --target consul":                       `--target "consul": want one of`,
-		"--config envoy/gopotency.yaml --namespace shop --port 1":             "[--namespace --port] name a Kubernetes object",
-		"--config envoy/gopotency.yaml --ext-proc-address unix://run/gp.sock": "a socket is unix:///absolute/path",
-		"--config envoy/gopotency.yaml --ext-proc-address gopotency":          "not host:port",
+		"--config envoy/gopotency.yaml --target consul":                                                `--target "consul": want one of`,
+		"--config envoy/gopotency.yaml --namespace shop --port 1":                                      "[--namespace --port] name a Kubernetes object",
+		"--config pkg/e2e/testdata/front-proxy/gopotency.yaml --target envoy-snippet --namespace shop": "[--namespace] name a Kubernetes object; --target envoy-snippet",
+		"--config envoy/gopotency.yaml --ext-proc-address unix://run/gp.sock":                          "a socket is unix:///absolute/path",
+		"--config envoy/gopotency.yaml --ext-proc-address gopotency":                                   "not host:port",
 	} {
 		err := Run(strings.Fields(args), io.Discard, io.Discard)
 		require.ErrorContains(t, err, want, args)

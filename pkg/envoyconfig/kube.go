@@ -22,12 +22,14 @@ const (
 	TargetIstioSidecar Target = "istio-sidecar"
 	TargetIstioGateway Target = "istio-gateway"
 	TargetEnvoyGateway Target = "envoy-gateway"
+	// TargetEnvoySnippet is what to add to an Envoy config of your own.
+	TargetEnvoySnippet Target = "envoy-snippet"
 )
 
-var targetNames = map[Target]string{TargetEnvoy: "Envoy", TargetIstioSidecar: "Istio sidecar", TargetIstioGateway: "Istio gateway", TargetEnvoyGateway: "Envoy Gateway"}
+var targetNames = map[Target]string{TargetEnvoy: "Envoy", TargetIstioSidecar: "Istio sidecar", TargetIstioGateway: "Istio gateway", TargetEnvoyGateway: "Envoy Gateway", TargetEnvoySnippet: "Envoy snippet"}
 
 // Targets lists every target.
-var Targets = []Target{TargetEnvoy, TargetIstioSidecar, TargetIstioGateway, TargetEnvoyGateway}
+var Targets = []Target{TargetEnvoy, TargetIstioSidecar, TargetIstioGateway, TargetEnvoyGateway, TargetEnvoySnippet}
 
 // Kube names the Kubernetes object a target other than plain Envoy
 // renders and what it attaches to. None of it is GoPotency
@@ -70,6 +72,8 @@ func GenerateTarget(cfg *config.Config, t Target, k Kube, command string) ([]byt
 			out, err = plan.Istio(t == TargetIstioGateway, k, command)
 		case TargetEnvoyGateway:
 			out, err = plan.EnvoyGateway(k, command)
+		case TargetEnvoySnippet:
+			out, err = plan.Snippet(command)
 		default:
 			err = fmt.Errorf("unknown target %q (want one of %v)", t, Targets)
 		}

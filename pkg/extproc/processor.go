@@ -126,16 +126,18 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		}
 		p.s.protocolError(reason)
 		p.log.ErrorContext(p.ctx, "ext_proc configuration error; rejecting request", "error", err)
-		return problemResponse(idempotency.ProblemFor(err))
+		return p.reject(idempotency.ProblemFor(err))
 	}
+	p.info = p.s.policies[pol]
 	if !pol.Applies(f.method) || strings.HasPrefix(f.contentType, "application/grpc") {
 		// Most traffic (GET, HEAD...) ends here. A gRPC replay would go out
 		// as Envoy's trailers-only local reply without the grpc-status
 		// trailer: gRPC calls are not ours to deduplicate.
 		p.stage = notOurs
+		p.decided(idempotency.Pass.String(), nil)
 		return nil
 	}
-	p.policy, p.info = pol, p.s.policies[pol]
+	p.policy = pol
 	p.req = f.request(p.info)
 	p.contentLength = f.contentLength
 	if pol.ScopePrincipal && !f.peerKnown {
@@ -146,26 +148,27 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		p.s.warnNoPrincipal.Do(func() {
 			p.log.Error(`a policy scopes on the mTLS peer (scope_principal) but Envoy sends no connection.mtls attribute: add request_attributes ["connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate"] to the ext_proc filter (gopotency envoy-config does); such requests are refused until then`)
 		})
-		return problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: no mTLS peer attributes for a scope_principal policy", idempotency.ErrMisconfigured)))
+		return p.reject(idempotency.ProblemFor(fmt.Errorf("%w: no mTLS peer attributes for a scope_principal policy", idempotency.ErrMisconfigured)))
 	}
 	d, proceed := p.s.o.Engine.Precheck(pol, &p.req)
 	if !proceed {
 		p.stage = notOurs
 		if d.Kind == idempotency.Reject {
-			return problemResponse(d.Problem)
+			return p.reject(d.Problem)
 		}
+		p.decided(d.Kind.String(), nil)
 		return nil
 	}
 	if p.needsBody() && f.contentLength > pol.MaxRequestBody {
 		// Decided at the headers, before Envoy buffers (and, over its
 		// buffer limit, stalls) a body that cannot be fingerprinted.
 		p.stage = notOurs
-		return problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: Content-Length %d is over %d bytes", idempotency.ErrRequestTooLarge, f.contentLength, pol.MaxRequestBody)))
+		return p.reject(idempotency.ProblemFor(fmt.Errorf("%w: Content-Length %d is over %d bytes", idempotency.ErrRequestTooLarge, f.contentLength, pol.MaxRequestBody)))
 	}
 	if p.s.busy() {
 		p.stage = notOurs
 		p.log.WarnContext(p.ctx, "buffered bodies at ext_proc.max_buffered_bytes; turning a guarded request away", "buffered", p.s.Buffered())
-		return problemResponse(idempotency.ProblemFor(idempotency.ErrServerBusy))
+		return p.reject(idempotency.ProblemFor(idempotency.ErrServerBusy))
 	}
 	return nil
 }
@@ -284,7 +287,7 @@ func (p *processor) verifyWhole(eos bool) error {
 func (p *processor) refuseBody(err error) []*extprocv3.ProcessingResponse {
 	p.stage = notOurs
 	p.dropRequestBody()
-	return one(problemResponse(idempotency.ProblemFor(err)))
+	return one(p.reject(idempotency.ProblemFor(err)))
 }
 
 // readProtocol reads Envoy's static body settings, sent on a stream's
@@ -305,7 +308,7 @@ func (p *processor) bodyFirst(req *extprocv3.ProcessingRequest, b *extprocv3.Htt
 		p.s.protocolError("contract_mismatch")
 		p.log.ErrorContext(p.ctx, "body-first request without the expected attribute contract; failing closed (regenerate the Envoy config: gopotency envoy-config)",
 			"want", p.s.contract.TokenAttribute, "got", attribute(req, p.s.contract.TokenAttribute))
-		return one(problemResponse(idempotency.ProblemFor(idempotency.ErrMisconfigured)))
+		return one(p.reject(idempotency.ProblemFor(idempotency.ErrMisconfigured)))
 	}
 	p.readProtocol(req.GetProtocolConfig())
 	if resp := p.admit(f); resp != nil || p.stage == notOurs {
@@ -384,6 +387,9 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 	p.stage = decided // one Begin per request, whatever chunks follow
 	d := p.s.o.Engine.Begin(p.ctx, p.policy, &p.req, opts...)
 	p.dropRequestBody()
+	if d.Kind != idempotency.Reject {
+		p.decided(d.Kind.String(), nil)
+	}
 	switch d.Kind {
 	case idempotency.Proceed:
 		p.lease = d.Lease
@@ -403,12 +409,34 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 			level = slog.LevelDebug
 		}
 		p.log.Log(p.ctx, level, "request rejected", "key_id", d.KeyID, "problem", d.Problem.Slug(), "reason", d.Err)
-		return problemResponse(d.Problem)
+		return p.reject(d.Problem)
 	}
 	if msg == heldHeaders {
 		return continueRequestHeaders(cloneMode(&passThrough))
 	}
 	return continueFor(msg)
+}
+
+// reject answers a refused request with its problem, and says so to
+// Options.Decided.
+func (p *processor) reject(prob *idempotency.Problem) *extprocv3.ProcessingResponse {
+	p.decided(idempotency.Reject.String(), prob)
+	return problemResponse(prob)
+}
+
+// decided tells Options.Decided what became of the request.
+func (p *processor) decided(outcome string, prob *idempotency.Problem) {
+	if p.s.o.Decided == nil {
+		return
+	}
+	d := Decision{Outcome: outcome}
+	if p.info != nil {
+		d.Policy = p.info.name
+	}
+	if prob != nil {
+		d.Problem = prob.Slug()
+	}
+	p.s.o.Decided(p.ctx, d)
 }
 
 // extendTimeoutForWait asks Envoy for a longer message timeout before the

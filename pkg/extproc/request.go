@@ -16,6 +16,8 @@ import (
 // policyInfo is what the processor reads for one policy, computed once.
 type policyInfo struct {
 	p *idempotency.Policy
+	// name is the policy's name (DefaultPolicyName for the default).
+	name string
 	// headers maps the lower-case names of the request headers the policy
 	// reads (key, scope, fingerprint, automatic key) to their canonical
 	// form: only these are copied out of Envoy's header map.

@@ -93,7 +93,25 @@ type Options struct {
 	// protocol (a guarded request reaching the upstream undecided, an
 	// Envoy config that does not match the policies), with a short reason.
 	ProtocolError func(reason string)
+	// Decided, when set, is told what became of each request the filter
+	// judged, with the stream's context (package tracing puts it on the
+	// stream's span). It must not block.
+	Decided func(ctx context.Context, d Decision)
 }
+
+// Decision is what Options.Decided is told. It never carries the key.
+type Decision struct {
+	// Policy is the policy's name; DefaultPolicyName for default_policy,
+	// empty when none was chosen (a route naming an unknown policy).
+	Policy string
+	// Outcome is pass, proceed, replay or reject.
+	Outcome string
+	// Problem is a reject's problem type slug (key-reused, …).
+	Problem string
+}
+
+// DefaultPolicyName names default_policy in a Decision.
+const DefaultPolicyName = "default"
 
 // Server implements extprocv3.ExternalProcessorServer.
 type Server struct {
@@ -141,8 +159,10 @@ func New(o Options) (*Server, error) {
 	}
 	slices.SortFunc(s.routes, func(a, b routePolicy) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
 	s.policies[o.Default] = newPolicyInfo(o.Default)
-	for _, p := range o.Policies {
+	s.policies[o.Default].name = DefaultPolicyName
+	for name, p := range o.Policies {
 		s.policies[p] = newPolicyInfo(p)
+		s.policies[p].name = name
 	}
 	s.contract = NewContract(o.Default, o.Policies, len(o.RoutePolicies) > 0)
 	return s, nil
