@@ -13,15 +13,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // child is a server process of the benchmark (see childArg).
 type child struct {
+	*proc.Proc
 	name  string
-	cmd   *exec.Cmd
 	addrs []string // what it printed after READY
-	done  chan struct{}
-	err   error
 }
 
 // startChild re-executes this binary as the named server, logging to
@@ -35,17 +35,18 @@ func startChild(dir, name string, args ...string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &child{name: name, cmd: exec.Command(self, append([]string{childArg}, args...)...), done: make(chan struct{})}
-	c.cmd.Stderr = logf
-	out, err := c.cmd.StdoutPipe()
+	defer logf.Close() // the child keeps its own descriptor
+	cmd := exec.Command(self, append([]string{childArg}, args...)...)
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		logf.Close()
 		return nil, err
 	}
-	if err := c.cmd.Start(); err != nil {
-		logf.Close()
+	p, err := proc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	c := &child{Proc: p, name: name}
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -55,7 +56,6 @@ func startChild(dir, name string, args ...string) (*child, error) {
 		close(lines)
 		_, _ = io.Copy(io.Discard, out)
 	}()
-	go func() { c.err = c.cmd.Wait(); logf.Close(); close(c.done) }()
 	select {
 	case line, ok := <-lines:
 		if f := strings.Fields(line); ok && len(f) > 1 && f[0] == readyPrefix {
@@ -63,25 +63,15 @@ func startChild(dir, name string, args ...string) (*child, error) {
 			return c, nil
 		}
 		c.stop()
-		return nil, fmt.Errorf("%s did not start (see %s): %v", name, logf.Name(), c.err)
+		return nil, fmt.Errorf("%s did not start (see %s): %v", name, logf.Name(), c.Err())
 	case <-time.After(30 * time.Second):
 		c.stop()
 		return nil, fmt.Errorf("%s not ready within 30s (see %s)", name, logf.Name())
 	}
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
 // stop asks the server to shut down and waits for it.
-func (c *child) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
+func (c *child) stop() { c.Stop(syscall.SIGTERM, 10*time.Second) }
 
 // upstreamCalls asks the upstream child how many requests it served.
 func upstreamCalls(addr string) (int64, error) {

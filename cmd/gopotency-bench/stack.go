@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,11 +13,12 @@ import (
 	"time"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // redisServer is a throwaway redis-server on loopback: no persistence.
 type redisServer struct {
-	cmd     *exec.Cmd
+	*proc.Proc
 	URL     string
 	Version string
 }
@@ -30,16 +30,17 @@ func startRedis(dir string) (r *redisServer, ok bool, err error) {
 	if err != nil {
 		return nil, false, nil
 	}
-	port, err := envoyrun.FreePort()
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return nil, true, err
 	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
+	port := ports[0]
+	p, err := proc.Start(exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log")))
+	if err != nil {
 		return nil, true, fmt.Errorf("start redis-server: %w", err)
 	}
-	r = &redisServer{cmd: cmd, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
+	r = &redisServer{Proc: p, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
 	r.Version = "redis-server (version unknown)"
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
@@ -49,13 +50,11 @@ func startRedis(dir string) (r *redisServer, ok bool, err error) {
 		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if pingRedis(addr) == nil {
-			return r, true, nil
-		}
+	if err := proc.WaitReady("redis-server", p, 10*time.Second, 50*time.Millisecond, func() error { return pingRedis(addr) }); err != nil {
+		r.Kill()
+		return nil, true, err
 	}
-	r.Stop()
-	return nil, true, errors.New("redis-server did not answer PING within 10s")
+	return r, true, nil
 }
 
 func pingRedis(addr string) error {
@@ -76,11 +75,6 @@ func pingRedis(addr string) error {
 		return fmt.Errorf("redis answered %q", line)
 	}
 	return nil
-}
-
-func (r *redisServer) Stop() {
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
 }
 
 // startEnvoy runs Envoy on cfg in dir; listen and admin are the ports

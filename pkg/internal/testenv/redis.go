@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // sharedRedis starts the binary's shared redis-server on first use.
@@ -58,9 +60,8 @@ type RedisServer struct {
 	dir  string
 	args []string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
+	mu sync.Mutex
+	p  *proc.Proc // nil while stopped
 }
 
 // StartRedis starts a private redis-server (it does not honour
@@ -89,7 +90,7 @@ func startRedisServer(dir string, extra ...string) (*RedisServer, error) {
 	var err error
 	for range 3 {
 		var ports []int
-		if ports, err = freePorts(1); err != nil {
+		if ports, err = proc.FreePorts(1); err != nil {
 			return nil, err
 		}
 		s := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), dir: dir}
@@ -110,23 +111,18 @@ func startRedisServer(dir string, extra ...string) (*RedisServer, error) {
 func (s *RedisServer) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.p != nil {
 		return errors.New("redis-server already running")
 	}
-	cmd := exec.Command("redis-server", s.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{}
-	killWithParent(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(exec.Command("redis-server", s.args...))
+	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	if err := waitRedis(s.Addr, done, "PING", "PONG"); err != nil {
-		_ = cmd.Process.Kill()
-		<-done
+	if err := waitRedis(s.Addr, p, "PING", "PONG"); err != nil {
+		p.Kill()
 		return fmt.Errorf("%w; log: %s", err, s.logTail())
 	}
-	s.cmd, s.done = cmd, done
+	s.p = p
 	return nil
 }
 
@@ -135,18 +131,12 @@ func (s *RedisServer) Start() error {
 func (s *RedisServer) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.p == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd, s.done = nil, nil
+	s.p.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
+	s.p.Stop(syscall.SIGTERM, 5*time.Second)
+	s.p = nil
 }
 
 // Kill ends the server with SIGKILL, as in a crash (nothing is saved or
@@ -154,12 +144,11 @@ func (s *RedisServer) Stop() {
 func (s *RedisServer) Kill() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.p == nil {
 		return
 	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd, s.done = nil, nil
+	s.p.Kill()
+	s.p = nil
 }
 
 // Pause freezes the server (SIGSTOP): connections stay open and the
@@ -173,20 +162,20 @@ func (s *RedisServer) Resume() { s.signal(syscall.SIGCONT) }
 func (s *RedisServer) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(sig)
+	if s.p != nil {
+		s.p.Signal(sig)
 	}
 }
 
 // logTail returns the end of the server's log.
 func (s *RedisServer) logTail() string {
-	return tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log"))
+	return proc.Tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log"), 1500)
 }
 
 // waitRedis polls addr with cmd until the reply contains want, the process
-// exits (done closes) or 15s pass.
-func waitRedis(addr string, done <-chan struct{}, cmd, want string) error {
-	return waitReady("redis-server on "+addr, done, 15*time.Second, 20*time.Millisecond, func() error {
+// p (nil: none to watch) exits or 15s pass.
+func waitRedis(addr string, p *proc.Proc, cmd, want string) error {
+	return proc.WaitReady("redis-server on "+addr, p, 15*time.Second, 20*time.Millisecond, func() error {
 		reply, err := redisCommand(addr, strings.Fields(cmd)...)
 		if err == nil && !strings.Contains(reply, want) {
 			err = fmt.Errorf("%s replied %q", cmd, reply)
@@ -258,33 +247,7 @@ func readReply(r *bufio.Reader) (string, error) {
 	return line[1:], nil
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close() // held until all are picked, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
-}
-
-// tail returns the end of a log file for error messages.
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
-	}
-	return string(b)
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // sharedCluster starts the binary's shared cluster on first use.
@@ -64,7 +66,7 @@ func startCluster() (addrs []string, err error) {
 		}
 	}()
 	// A node needs two ports: clients and the cluster bus.
-	ports, err := freePorts(2 * clusterMasters)
+	ports, err := proc.FreePorts(2 * clusterMasters)
 	if err != nil {
 		return nil, err
 	}

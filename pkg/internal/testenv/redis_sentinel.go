@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // RedisSentinel is a private Redis master watched by one Sentinel, with one
@@ -87,7 +89,7 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 func (rs *RedisSentinel) startSentinel(t testing.TB, extra string) {
 	t.Helper()
 	dir := t.TempDir()
-	ports, err := freePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
