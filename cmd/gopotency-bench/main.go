@@ -283,14 +283,14 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		default:
 			st.add(rs.Kill)
 			rep.Facts.Redis = rs.Version + " (throwaway, no persistence)"
-			backends = append(backends, backend{name: "Redis", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.PID()})
+			backends = append(backends, backend{name: "Redis", store: rs.URL(), grpc: "127.0.0.1:0", storePID: rs.PID()})
 			if o.noCache {
 				// The replay cache measured: the same Redis without it.
 				noCache, err := withReplayCacheOff(dir, gpConfig)
 				if err != nil {
 					return nil, err
 				}
-				backends = append(backends, backend{name: "Redis, no replay cache", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.PID(), config: noCache})
+				backends = append(backends, backend{name: "Redis, no replay cache", store: rs.URL(), grpc: "127.0.0.1:0", storePID: rs.PID(), config: noCache})
 			}
 		}
 	default:

@@ -1,25 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
-	"github.com/gopotency/gopotency/internal/proc"
+	"github.com/gopotency/gopotency/internal/redisserver"
 )
 
 // redisServer is a throwaway redis-server on loopback: no persistence.
 type redisServer struct {
-	*proc.Proc
-	URL     string
+	*redisserver.Server
 	Version string
 }
 
@@ -30,18 +23,11 @@ func startRedis(dir string) (r *redisServer, ok bool, err error) {
 	if err != nil {
 		return nil, false, nil
 	}
-	ports, err := proc.FreePorts(1)
+	s, err := redisserver.Start(dir)
 	if err != nil {
 		return nil, true, err
 	}
-	port := ports[0]
-	p, err := proc.Start(exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log")))
-	if err != nil {
-		return nil, true, fmt.Errorf("start redis-server: %w", err)
-	}
-	r = &redisServer{Proc: p, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
-	r.Version = "redis-server (version unknown)"
+	r = &redisServer{Server: s, Version: "redis-server (version unknown)"}
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
 			if v, ok := strings.CutPrefix(f, "v="); ok {
@@ -49,32 +35,7 @@ func startRedis(dir string) (r *redisServer, ok bool, err error) {
 			}
 		}
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := proc.WaitReady("redis-server", p, 10*time.Second, 50*time.Millisecond, func() error { return pingRedis(addr) }); err != nil {
-		r.Kill()
-		return nil, true, err
-	}
 	return r, true, nil
-}
-
-func pingRedis(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("redis answered %q", line)
-	}
-	return nil
 }
 
 // startEnvoy runs Envoy on cfg in dir; listen and admin are the ports
