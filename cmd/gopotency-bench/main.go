@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/proc"
 	"github.com/gopotency/gopotency/pkg/config"
 )
 
@@ -233,14 +234,11 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	var targets []target
 	// addTarget starts Envoy in front of extProc ("" for the baseline).
 	addTarget := func(t target, extProc string) error {
-		listen, err := envoyrun.FreePort()
+		ports, err := proc.FreePorts(2)
 		if err != nil {
 			return err
 		}
-		admin, err := envoyrun.FreePort()
-		if err != nil {
-			return err
-		}
+		listen, admin := ports[0], ports[1]
 		cfg, err := envoyConfig(base, listen, admin, extProc, appAddr, bodyFirst, t.Kind == kindEnvoy)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
@@ -283,16 +281,16 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		case err != nil:
 			rep.Notes = append(rep.Notes, "Redis rows skipped: "+err.Error())
 		default:
-			st.add(rs.Stop)
+			st.add(rs.Kill)
 			rep.Facts.Redis = rs.Version + " (throwaway, no persistence)"
-			backends = append(backends, backend{name: "Redis", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.cmd.Process.Pid})
+			backends = append(backends, backend{name: "Redis", store: rs.URL(), grpc: "127.0.0.1:0", storePID: rs.PID()})
 			if o.noCache {
 				// The replay cache measured: the same Redis without it.
 				noCache, err := withReplayCacheOff(dir, gpConfig)
 				if err != nil {
 					return nil, err
 				}
-				backends = append(backends, backend{name: "Redis, no replay cache", store: rs.URL, grpc: "127.0.0.1:0", storePID: rs.cmd.Process.Pid, config: noCache})
+				backends = append(backends, backend{name: "Redis, no replay cache", store: rs.URL(), grpc: "127.0.0.1:0", storePID: rs.PID(), config: noCache})
 			}
 		}
 	default:

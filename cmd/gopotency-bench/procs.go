@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,15 +12,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // child is a server process of the benchmark (see childArg).
 type child struct {
+	*proc.Proc
 	name  string
-	cmd   *exec.Cmd
 	addrs []string // what it printed after READY
-	done  chan struct{}
-	err   error
 }
 
 // startChild re-executes this binary as the named server, logging to
@@ -35,17 +34,18 @@ func startChild(dir, name string, args ...string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &child{name: name, cmd: exec.Command(self, append([]string{childArg}, args...)...), done: make(chan struct{})}
-	c.cmd.Stderr = logf
-	out, err := c.cmd.StdoutPipe()
+	defer logf.Close() // the child keeps its own descriptor
+	cmd := exec.Command(self, append([]string{childArg}, args...)...)
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		logf.Close()
 		return nil, err
 	}
-	if err := c.cmd.Start(); err != nil {
-		logf.Close()
+	p, err := proc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	c := &child{Proc: p, name: name}
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -55,7 +55,6 @@ func startChild(dir, name string, args ...string) (*child, error) {
 		close(lines)
 		_, _ = io.Copy(io.Discard, out)
 	}()
-	go func() { c.err = c.cmd.Wait(); logf.Close(); close(c.done) }()
 	select {
 	case line, ok := <-lines:
 		if f := strings.Fields(line); ok && len(f) > 1 && f[0] == readyPrefix {
@@ -63,25 +62,15 @@ func startChild(dir, name string, args ...string) (*child, error) {
 			return c, nil
 		}
 		c.stop()
-		return nil, fmt.Errorf("%s did not start (see %s): %v", name, logf.Name(), c.err)
+		return nil, fmt.Errorf("%s did not start (see %s): %v", name, logf.Name(), c.Err())
 	case <-time.After(30 * time.Second):
 		c.stop()
 		return nil, fmt.Errorf("%s not ready within 30s (see %s)", name, logf.Name())
 	}
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
 // stop asks the server to shut down and waits for it.
-func (c *child) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
+func (c *child) stop() { c.Stop(syscall.SIGTERM, 10*time.Second) }
 
 // upstreamCalls asks the upstream child how many requests it served.
 func upstreamCalls(addr string) (int64, error) {
@@ -95,37 +84,4 @@ func upstreamCalls(addr string) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(string(b), 10, 64)
-}
-
-// procCPU returns the CPU time (user + system, every thread) a process
-// has used so far, from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseProcStat(string(b))
-}
-
-func parseProcStat(stat string) (time.Duration, error) {
-	// The command name is in parentheses and may hold spaces: count the
-	// fields after the last ')'. utime and stime are fields 14 and 15 of
-	// the line, so 11 and 12 after it (state is the first).
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("/proc/<pid>/stat: no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("/proc/<pid>/stat: too few fields")
-	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/<pid>/stat: bad field %q", v)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
 }

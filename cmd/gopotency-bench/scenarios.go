@@ -94,7 +94,7 @@ var components = []string{"envoy", "server", "store", "upstream", "client"}
 func (t target) pids(upstream int) map[string]int {
 	m := map[string]int{"envoy": t.envoy.PID(), "upstream": upstream, "client": os.Getpid(), "store": t.storePID}
 	if t.server != nil {
-		m["server"] = t.server.pid()
+		m["server"] = t.server.PID()
 	}
 	return m
 }
@@ -203,7 +203,7 @@ func (b *bench) sample(t target, end bool) seen {
 	if c, err := cpuBusy(); err == nil {
 		s.cpu = c
 	}
-	for name, pid := range t.pids(b.upstream.pid()) {
+	for name, pid := range t.pids(b.upstream.PID()) {
 		if pid == 0 {
 			continue
 		}

@@ -1,25 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/redisserver"
 )
 
 // redisServer is a throwaway redis-server on loopback: no persistence.
 type redisServer struct {
-	cmd     *exec.Cmd
-	URL     string
+	*redisserver.Server
 	Version string
 }
 
@@ -30,17 +23,11 @@ func startRedis(dir string) (r *redisServer, ok bool, err error) {
 	if err != nil {
 		return nil, false, nil
 	}
-	port, err := envoyrun.FreePort()
+	s, err := redisserver.Start(dir)
 	if err != nil {
 		return nil, true, err
 	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		return nil, true, fmt.Errorf("start redis-server: %w", err)
-	}
-	r = &redisServer{cmd: cmd, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
-	r.Version = "redis-server (version unknown)"
+	r = &redisServer{Server: s, Version: "redis-server (version unknown)"}
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
 			if v, ok := strings.CutPrefix(f, "v="); ok {
@@ -48,39 +35,7 @@ func startRedis(dir string) (r *redisServer, ok bool, err error) {
 			}
 		}
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if pingRedis(addr) == nil {
-			return r, true, nil
-		}
-	}
-	r.Stop()
-	return nil, true, errors.New("redis-server did not answer PING within 10s")
-}
-
-func pingRedis(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("redis answered %q", line)
-	}
-	return nil
-}
-
-func (r *redisServer) Stop() {
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
+	return r, true, nil
 }
 
 // startEnvoy runs Envoy on cfg in dir; listen and admin are the ports

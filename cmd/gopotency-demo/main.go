@@ -21,6 +21,7 @@ import (
 
 	"github.com/gopotency/gopotency/internal/demoapp"
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/proc"
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
 )
@@ -68,13 +69,15 @@ func run(ctx context.Context, serve bool) error {
 	}
 	defer func() { _ = srv.Stop() }()
 
-	listen, _ := envoyrun.FreePort()
-	admin, _ := envoyrun.FreePort()
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		return err
+	}
 	raw, err := os.ReadFile(filepath.Join(root, "envoy", "envoy.yaml"))
 	if err != nil {
 		return err
 	}
-	addrs := envoyrun.Addrs{Listen: listen, Admin: admin, GoPotency: srv.GRPCAddr(), App: upLn.Addr().String()}
+	addrs := envoyrun.Addrs{Listen: ports[0], Admin: ports[1], GoPotency: srv.GRPCAddr(), App: upLn.Addr().String()}
 	ecfg, err := envoyrun.Rewrite(raw, addrs)
 	if err != nil {
 		return err

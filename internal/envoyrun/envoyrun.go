@@ -15,8 +15,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // Find returns the Envoy binary: $ENVOY_BIN, `envoy` on PATH, or the one
@@ -99,24 +100,22 @@ func Rewrite(cfg []byte, a Addrs) ([]byte, error) {
 	return bytes.ReplaceAll(out, []byte("type: STRICT_DNS"), []byte("type: STATIC")), nil
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago. Two calls
+// may return the same port: for several, use proc.FreePorts.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 // Envoy is a running Envoy process.
 type Envoy struct {
-	cmd      *exec.Cmd
+	p        *proc.Proc
 	URL      string // http://127.0.0.1:<listen>
 	AdminURL string
 	LogPath  string
-	done     chan struct{}
-	waitErr  error
 }
 
 // Start writes cfg into dir and runs Envoy on it until ctx ends or Stop is
@@ -131,45 +130,32 @@ func Start(ctx context.Context, bin, dir string, cfg []byte, a Addrs) (*Envoy, e
 	if err != nil {
 		return nil, err
 	}
+	defer logf.Close() // Envoy keeps its own descriptor
 	cmd := exec.CommandContext(ctx, bin, "-c", path, "--base-id", strconv.Itoa(a.Admin),
 		"--concurrency", "2", "--log-level", "warn", "--disable-hot-restart")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{}
-	killWithParent(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	p, err := proc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start envoy: %w", err)
 	}
-	e := &Envoy{cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", a.Listen), AdminURL: fmt.Sprintf("http://127.0.0.1:%d", a.Admin),
-		LogPath: logPath, done: make(chan struct{})}
-	go func() { e.waitErr = cmd.Wait(); logf.Close(); close(e.done) }()
-	if err := e.waitReady(30 * time.Second); err != nil {
+	e := &Envoy{p: p, URL: fmt.Sprintf("http://127.0.0.1:%d", a.Listen), AdminURL: fmt.Sprintf("http://127.0.0.1:%d", a.Admin), LogPath: logPath}
+	// /ready answers 200 once the server is LIVE: clusters and listeners
+	// initialised.
+	if err := proc.WaitReady("envoy", p, 30*time.Second, 50*time.Millisecond, func() error {
+		r, err := http.Get(e.AdminURL + "/ready")
+		if err != nil {
+			return err
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			return fmt.Errorf("/ready answered %d", r.StatusCode)
+		}
+		return nil
+	}); err != nil {
 		e.Stop()
-		log, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("%w\nenvoy log:\n%s", err, tail(log, 4000))
+		return nil, fmt.Errorf("%w\nenvoy log:\n%s", err, proc.Tail(logPath, 4000))
 	}
 	return e, nil
-}
-
-func (e *Envoy) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		select {
-		case <-e.done:
-			return fmt.Errorf("envoy exited: %v", e.waitErr)
-		default:
-		}
-		// /ready answers 200 once the server is LIVE: clusters and
-		// listeners initialised.
-		if r, err := http.Get(e.AdminURL + "/ready"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("envoy not ready in time")
 }
 
 // Stat returns one counter or gauge from the admin /stats endpoint.
@@ -190,30 +176,10 @@ func (e *Envoy) Stat(name string) (int64, error) {
 }
 
 // PID is the Envoy process id.
-func (e *Envoy) PID() int { return e.cmd.Process.Pid }
+func (e *Envoy) PID() int { return e.p.PID() }
 
 // Stop ends Envoy and waits for it.
-func (e *Envoy) Stop() {
-	if e.cmd.Process != nil {
-		_ = e.cmd.Process.Signal(os.Interrupt)
-	}
-	select {
-	case <-e.done:
-	case <-time.After(5 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.done
-	}
-}
+func (e *Envoy) Stop() { e.p.Stop(os.Interrupt, 5*time.Second) }
 
 // Log returns the tail of Envoy's log.
-func (e *Envoy) Log() string {
-	b, _ := os.ReadFile(e.LogPath)
-	return tail(b, 8000)
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
+func (e *Envoy) Log() string { return proc.Tail(e.LogPath, 8000) }

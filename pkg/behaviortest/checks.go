@@ -36,6 +36,16 @@ func (s *suite) wantExecutions(t testing.TB, tag string, n int) {
 	}
 }
 
+// wantRunsOnce sends c twice: the first answer is live with status, the
+// second its replay, and the upstream ran c once.
+func (s *suite) wantRunsOnce(t testing.TB, c call, status int) {
+	t.Helper()
+	first := s.send(t, c)
+	wantLive(t, first, status)
+	wantReplayOf(t, first, s.send(t, c))
+	s.wantExecutions(t, c.tag, 1)
+}
+
 // wantLive checks a is the upstream's own answer, not a replay.
 func wantLive(t testing.TB, a answer, status int) {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -46,6 +45,16 @@ func (s *opSuite) wantExecutions(t testing.TB, tag string, n int) {
 	if got := s.target.Upstream.Executions(tag); got != n {
 		t.Errorf("handler ran %d times for %s, want %d", got, tag, n)
 	}
+}
+
+// wantRunsOnce sends c twice: the first answer is live, the second its
+// replay, and the handler ran c once.
+func (s *opSuite) wantRunsOnce(t testing.TB, c OpCall) {
+	t.Helper()
+	first := s.send(t, c)
+	wantOpLive(t, first)
+	wantOpReplayOf(t, first, s.send(t, c))
+	s.wantExecutions(t, c.Request.Tag, 1)
 }
 
 func (s *opSuite) keyAbsent(t *testing.T) {
@@ -97,11 +106,7 @@ func (s *opSuite) malformedKey(t *testing.T) {
 func (s *opSuite) maxLengthKey(t *testing.T) {
 	key := s.id("max")
 	key += strings.Repeat("m", 255-len(key))
-	c := keyed("optional", key, "a")
-	first := s.send(t, c)
-	wantOpLive(t, first)
-	wantOpReplayOf(t, first, s.send(t, c))
-	s.wantExecutions(t, key, 1)
+	s.wantRunsOnce(t, keyed("optional", key, "a"))
 }
 
 func (s *opSuite) firstAndReplay(t *testing.T) {
@@ -229,10 +234,7 @@ func (s *opSuite) storeUnavailable(t *testing.T) {
 		t.Errorf("RetryAfter %v, want at least 1s", r.RetryAfter)
 	}
 	s.wantExecutions(t, key, 0)
-	first := s.send(t, c)
-	wantOpLive(t, first)
-	wantOpReplayOf(t, first, s.send(t, c))
-	s.wantExecutions(t, key, 1)
+	s.wantRunsOnce(t, c)
 }
 
 func (s *opSuite) startSlow(t *testing.T, c OpCall) <-chan outcome[OpResult] {
@@ -244,104 +246,73 @@ func (s *opSuite) startSlow(t *testing.T, c OpCall) <-chan outcome[OpResult] {
 	return ch
 }
 
-func (s *opSuite) inFlightConflict(t *testing.T) {
+// inFlight is the shape of the in-flight rows, as the HTTP suite's: a call
+// on route that runs for sleep starts, and once the handler runs it, during
+// sends duplicates, returning the one that must replay the first (nil: a
+// retry after the first finished). The first answers live and runs once.
+func (s *opSuite) inFlight(t *testing.T, name, route string, sleep time.Duration, during func(c OpCall) *OpResult) {
 	t.Parallel()
-	key := s.id("inflight")
-	c := keyed("optional", key, "a")
-	c.Request.Sleep = 800 * time.Millisecond
+	key := s.id(name)
+	c := keyed(route, key, "a")
+	c.Request.Sleep = sleep
 	firstCh := s.startSlow(t, c)
-	dup := s.send(t, c)
-	wantOpProblem(t, dup, "request-in-progress")
-	if dup.RetryAfter < time.Second {
-		t.Errorf("RetryAfter %v, want at least 1s", dup.RetryAfter)
-	}
+	replay := during(c)
 	first := await(t, firstCh)
 	wantOpLive(t, first)
-	wantOpReplayOf(t, first, s.send(t, c))
+	if replay == nil {
+		r := s.send(t, c)
+		replay = &r
+	}
+	wantOpReplayOf(t, first, *replay)
 	s.wantExecutions(t, key, 1)
+}
+
+func (s *opSuite) inFlightConflict(t *testing.T) {
+	s.inFlight(t, "inflight", "optional", 800*time.Millisecond, func(c OpCall) *OpResult {
+		dup := s.send(t, c)
+		wantOpProblem(t, dup, "request-in-progress")
+		if dup.RetryAfter < time.Second {
+			t.Errorf("RetryAfter %v, want at least 1s", dup.RetryAfter)
+		}
+		return nil
+	})
 }
 
 func (s *opSuite) inFlightWait(t *testing.T) {
-	t.Parallel()
-	key := s.id("wait")
-	c := keyed("wait", key, "a")
-	c.Request.Sleep = 400 * time.Millisecond
-	firstCh := s.startSlow(t, c)
-	dup := s.send(t, c)
-	first := await(t, firstCh)
-	wantOpLive(t, first)
-	wantOpReplayOf(t, first, dup)
-	s.wantExecutions(t, key, 1)
+	s.inFlight(t, "wait", "wait", 400*time.Millisecond, func(c OpCall) *OpResult {
+		dup := s.send(t, c)
+		return &dup
+	})
 }
 
 func (s *opSuite) slowPastLease(t *testing.T) {
-	t.Parallel()
-	key := s.id("lease")
-	c := keyed("lease", key, "a")
-	c.Request.Sleep = 2 * time.Second
-	firstCh := s.startSlow(t, c)
-	for range 2 {
-		time.Sleep(3 * ShortLease)
-		wantOpProblem(t, s.send(t, c), "request-in-progress")
-	}
-	first := await(t, firstCh)
-	wantOpLive(t, first)
-	wantOpReplayOf(t, first, s.send(t, c))
-	s.wantExecutions(t, key, 1)
+	s.inFlight(t, "lease", "lease", 2*time.Second, func(c OpCall) *OpResult {
+		for range 2 {
+			time.Sleep(3 * ShortLease)
+			wantOpProblem(t, s.send(t, c), "request-in-progress")
+		}
+		return nil
+	})
 }
 
 // concurrency: ConcurrencyKeys keys, each called ConcurrencyDuplicates
 // times at once on the wait route: one execution per key, one live answer,
-// the rest replays of it.
+// the rest replays of it. Every call goes at once (no connections to share).
 func (s *opSuite) concurrency(t *testing.T) {
-	const n, dups = ConcurrencyKeys, ConcurrencyDuplicates
-	results := make([][]OpResult, n)
-	errs := make(chan error, n*dups)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for k := range n {
-		results[k] = make([]OpResult, dups)
-		c := keyed("wait", s.id(fmt.Sprintf("conc-%d", k)), fmt.Sprintf(`{"k":%d}`, k))
-		c.Request.Sleep = 20 * time.Millisecond
-		for d := range dups {
-			wg.Go(func() {
-				<-start
-				r, err := s.do(c)
-				if err != nil {
-					errs <- err
-				}
-				results[k][d] = r
-			})
-		}
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	bad := 0
-	for k := range n {
-		if got := s.target.Upstream.Executions(s.id(fmt.Sprintf("conc-%d", k))); got != 1 {
-			t.Errorf("key %d ran %d times, want 1", k, got)
-			bad++
-		}
-		live := 0
-		for d, r := range results[k] {
-			if r.Problem != "" || r.Err != "" || r.Reply != results[k][0].Reply {
-				t.Errorf("key %d duplicate %d: %+v; want the reply of duplicate 0 %+v", k, d, r, results[k][0].Reply)
-				bad++
+	concurrencyRow(t, duplicates[OpResult]{
+		wave: ConcurrencyKeys,
+		send: func(k int) (OpResult, error) {
+			c := keyed("wait", s.id(fmt.Sprintf("conc-%d", k)), fmt.Sprintf(`{"k":%d}`, k))
+			c.Request.Sleep = 20 * time.Millisecond
+			return s.do(c)
+		},
+		ran: func(k int) int { return s.target.Upstream.Executions(s.id(fmt.Sprintf("conc-%d", k))) },
+		differs: func(r, first OpResult) string {
+			if r.Problem != "" || r.Err != "" || r.Reply != first.Reply {
+				return fmt.Sprintf("want the reply of duplicate 0 %+v", first.Reply)
 			}
-			if !r.Replayed {
-				live++
-			}
-		}
-		if live != 1 {
-			t.Errorf("key %d: %d live answers, want 1 (the rest replays)", k, live)
-			bad++
-		}
-		if bad > 10 {
-			t.Fatal("too many failures; stopping")
-		}
-	}
+			return ""
+		},
+		replayed: func(r OpResult) bool { return r.Replayed },
+	})
 }

@@ -88,18 +88,52 @@ type suite struct {
 // Run runs every row of the behaviour table against target.
 func Run(t *testing.T, target Target) {
 	s := newSuite(t, target)
+	runRows(t, s,
+		row{"KeyForms", s.keyForms},
+		row{"ClientErrorStored", s.clientErrorStored},
+		row{"NotStoredStatuses", s.notStored},
+		row{"AutomaticKey", s.automaticKey},
+	)
+}
+
+// rows are the rows of the table both suites express, Run over HTTP and
+// RunOps over OpCall, each in its own terms.
+type rows interface {
+	keyAbsent(t *testing.T)
+	noRoute(t *testing.T)
+	malformedKey(t *testing.T)
+	firstAndReplay(t *testing.T)
+	differentFingerprint(t *testing.T)
+	differentCaller(t *testing.T)
+	responseOverCap(t *testing.T)
+	requestOverCap(t *testing.T)
+	storeUnavailable(t *testing.T)
+	inFlightConflict(t *testing.T)
+	inFlightWait(t *testing.T)
+	slowPastLease(t *testing.T)
+	concurrency(t *testing.T)
+}
+
+// row is a row one suite alone has.
+type row struct {
+	name string
+	run  func(t *testing.T)
+}
+
+// runRows runs the shared rows of s, with its own after
+// FirstRequestAndReplay.
+func runRows(t *testing.T, s rows, own ...row) {
 	t.Run("KeyAbsent", s.keyAbsent)
+	t.Run("NoRoute", s.noRoute)
 	t.Run("MalformedKey", s.malformedKey)
-	t.Run("KeyForms", s.keyForms)
 	t.Run("FirstRequestAndReplay", s.firstAndReplay)
-	t.Run("ClientErrorStored", s.clientErrorStored)
+	for _, r := range own {
+		t.Run(r.name, r.run)
+	}
 	t.Run("DifferentFingerprint", s.differentFingerprint)
 	t.Run("DifferentCaller", s.differentCaller)
-	t.Run("NotStoredStatuses", s.notStored)
 	t.Run("ResponseOverCap", s.responseOverCap)
 	t.Run("RequestOverCap", s.requestOverCap)
-	t.Run("AutomaticKey", s.automaticKey)
-	t.Run("NoRoute", s.noRoute)
 	t.Run("StoreUnavailable", s.storeUnavailable)
 	t.Run("InFlight", func(t *testing.T) {
 		t.Run("Conflict", s.inFlightConflict)
@@ -107,6 +141,14 @@ func Run(t *testing.T, target Target) {
 		t.Run("SlowHandlerPastLease", s.slowPastLease)
 	})
 	t.Run("Concurrency", s.concurrency)
+}
+
+// runPrefix is a random key prefix for one run of a suite, so the suite
+// may run twice against one store.
+func runPrefix(suite string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return suite + hex.EncodeToString(b[:])
 }
 
 func newSuite(t *testing.T, target Target) *suite {
@@ -117,10 +159,8 @@ func newSuite(t *testing.T, target Target) *suite {
 	if err := checkLoopback(target.BaseURL); err != nil {
 		t.Fatalf("behaviortest: %v", err)
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
 	s := &suite{base: strings.TrimSuffix(target.BaseURL, "/"), up: target.Upstream, client: target.Client,
-		prefix: "bt" + hex.EncodeToString(b[:]), outage: target.StoreOutage}
+		prefix: runPrefix("bt"), outage: target.StoreOutage}
 	if s.client == nil {
 		tr := &http.Transport{MaxConnsPerHost: 256, MaxIdleConnsPerHost: 256, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
 		t.Cleanup(tr.CloseIdleConnections)

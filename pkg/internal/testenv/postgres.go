@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
 )
 
 // sharedPostgres starts the binary's shared cluster on first use.
@@ -99,7 +101,7 @@ func startPostgres(bin string) (string, error) {
 	}
 	for range 3 { // retry if another process takes the port first
 		var ports []int
-		if ports, err = freePorts(1); err != nil {
+		if ports, err = proc.FreePorts(1); err != nil {
 			return fail(err)
 		}
 		var stop func()
@@ -127,31 +129,22 @@ func runPostgres(bin, dir, data string, cred *osUser, port int) (stop func(), er
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(cmd)
+	if err != nil {
 		return nil, err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	stop = func() {
-		_ = cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	if err := createDatabase(bin, dir, port, done); err != nil {
+	stop = func() { p.Stop(syscall.SIGINT, 10*time.Second) } // fast shutdown
+	if err := createDatabase(bin, dir, port, p); err != nil {
 		stop()
-		return nil, fmt.Errorf("%w; log: %s", err, tail(logPath))
+		return nil, fmt.Errorf("%w; log: %s", err, proc.Tail(logPath, 1500))
 	}
 	return stop, nil
 }
 
 // createDatabase retries CREATE DATABASE until the server accepts it, the
-// server exits (done closes) or 30s pass; it doubles as the readiness probe.
-func createDatabase(bin, dir string, port int, done <-chan struct{}) error {
-	return waitReady("postgres on port "+strconv.Itoa(port), done, 30*time.Second, 50*time.Millisecond, func() error {
+// server p exits or 30s pass; it doubles as the readiness probe.
+func createDatabase(bin, dir string, port int, p *proc.Proc) error {
+	return proc.WaitReady("postgres on port "+strconv.Itoa(port), p, 30*time.Second, 50*time.Millisecond, func() error {
 		psql := pgCommand(bin, "psql", dir, nil, "-X", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(port),
 			"-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE gopotency")
 		out, err := psql.CombinedOutput()
@@ -172,7 +165,7 @@ func pgCommand(bin, name, dir string, cred *osUser, args ...string) *exec.Cmd {
 	if cred != nil {
 		runAs(cmd.SysProcAttr, cred.uid, cred.gid)
 	}
-	killWithParent(cmd.SysProcAttr)
+	proc.DieWithParent(cmd)
 	return cmd
 }
 

@@ -1,20 +1,12 @@
 package testenv
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/gopotency/gopotency/internal/redisserver"
 )
 
 // sharedRedis starts the binary's shared redis-server on first use.
@@ -23,7 +15,7 @@ var sharedRedis = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s, err := startRedisServer(dir)
+	s, err := redisserver.Start(dir)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return "", err
@@ -53,15 +45,7 @@ func Redis(t testing.TB) string {
 
 // RedisServer is a redis-server process owned by one test, for fault tests:
 // Stop it to make the store unreachable, Start it again on the same port.
-type RedisServer struct {
-	Addr string // 127.0.0.1:port
-	dir  string
-	args []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
-}
+type RedisServer = redisserver.Server
 
 // StartRedis starts a private redis-server (it does not honour
 // GOPOTENCY_TEST_REDIS_URL: the test needs to control the process). extra
@@ -72,219 +56,10 @@ func StartRedis(t testing.TB, extra ...string) *RedisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		Unavailable(t, "redis-server is not installed")
 	}
-	s, err := startRedisServer(t.TempDir(), extra...)
+	s, err := redisserver.Start(t.TempDir(), extra...)
 	if err != nil {
 		t.Fatalf("testenv: start redis-server: %v", err)
 	}
 	t.Cleanup(s.Stop)
 	return s
-}
-
-// URL returns redis://Addr.
-func (s *RedisServer) URL() string { return "redis://" + s.Addr }
-
-// startRedisServer starts redis-server in dir on a free port, retrying if
-// another process took the port between picking and binding it.
-func startRedisServer(dir string, extra ...string) (*RedisServer, error) {
-	var err error
-	for range 3 {
-		var ports []int
-		if ports, err = freePorts(1); err != nil {
-			return nil, err
-		}
-		s := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), dir: dir}
-		s.args = append([]string{
-			"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir,
-			"--logfile", filepath.Join(dir, "redis-"+strconv.Itoa(ports[0])+".log"),
-		}, extra...)
-		if err = s.Start(); err == nil {
-			return s, nil
-		}
-	}
-	return nil, err
-}
-
-// Start runs the server (again) with its original port and arguments and
-// waits until it answers PING.
-func (s *RedisServer) Start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return errors.New("redis-server already running")
-	}
-	cmd := exec.Command("redis-server", s.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{}
-	killWithParent(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	if err := waitRedis(s.Addr, done, "PING", "PONG"); err != nil {
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("%w; log: %s", err, s.logTail())
-	}
-	s.cmd, s.done = cmd, done
-	return nil
-}
-
-// Stop terminates the server and waits for it to exit. Stopping a stopped
-// server does nothing.
-func (s *RedisServer) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd, s.done = nil, nil
-}
-
-// Kill ends the server with SIGKILL, as in a crash (nothing is saved or
-// handed over), and waits for it to exit. Start runs it again.
-func (s *RedisServer) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd, s.done = nil, nil
-}
-
-// Pause freezes the server (SIGSTOP): connections stay open and the
-// kernel still accepts new ones, but nothing is answered, as when a host
-// stalls. Resume undoes it.
-func (s *RedisServer) Pause() { s.signal(syscall.SIGSTOP) }
-
-// Resume continues a paused server (SIGCONT); it answers what was queued.
-func (s *RedisServer) Resume() { s.signal(syscall.SIGCONT) }
-
-func (s *RedisServer) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(sig)
-	}
-}
-
-// logTail returns the end of the server's log.
-func (s *RedisServer) logTail() string {
-	return tail(filepath.Join(s.dir, "redis-"+portOf(s.Addr)+".log"))
-}
-
-// waitRedis polls addr with cmd until the reply contains want, the process
-// exits (done closes) or 15s pass.
-func waitRedis(addr string, done <-chan struct{}, cmd, want string) error {
-	return waitReady("redis-server on "+addr, done, 15*time.Second, 20*time.Millisecond, func() error {
-		reply, err := redisCommand(addr, strings.Fields(cmd)...)
-		if err == nil && !strings.Contains(reply, want) {
-			err = fmt.Errorf("%s replied %q", cmd, reply)
-		}
-		return err
-	})
-}
-
-// redisCommand sends one command and returns its reply as text (simple,
-// integer or bulk string). It spares testenv a Redis client dependency.
-func redisCommand(addr string, args ...string) (string, error) {
-	return redisCommands(addr, args)
-}
-
-// redisCommands sends commands on one connection (WAIT, for one, covers
-// its own connection's writes only) and returns the last reply; the first
-// error reply ends it.
-func redisCommands(addr string, cmds ...[]string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	var b strings.Builder
-	for _, args := range cmds {
-		fmt.Fprintf(&b, "*%d\r\n", len(args))
-		for _, a := range args {
-			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-		}
-	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		return "", err
-	}
-	r := bufio.NewReader(c)
-	var reply string
-	for range cmds {
-		if reply, err = readReply(r); err != nil {
-			return "", err
-		}
-	}
-	return reply, nil
-}
-
-// readReply reads a simple, integer or bulk string reply (of an array,
-// only its length).
-func readReply(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	switch {
-	case line == "":
-		return "", errors.New("empty reply")
-	case line[0] == '-':
-		return "", errors.New(line[1:])
-	case line[0] == '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return "", fmt.Errorf("bad bulk reply %q", line)
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return line[1:], nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close() // held until all are picked, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func portOf(addr string) string {
-	_, p, _ := net.SplitHostPort(addr)
-	return p
-}
-
-// tail returns the end of a log file for error messages.
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
-	}
-	return string(b)
 }

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
+
+	"github.com/gopotency/gopotency/internal/redisserver"
 )
 
 // sharedCluster starts the binary's shared cluster on first use.
@@ -64,21 +68,20 @@ func startCluster() (addrs []string, err error) {
 		}
 	}()
 	// A node needs two ports: clients and the cluster bus.
-	ports, err := freePorts(2 * clusterMasters)
+	ports, err := proc.FreePorts(2 * clusterMasters)
 	if err != nil {
 		return nil, err
 	}
 	for i := range clusterMasters {
 		port, bus := strconv.Itoa(ports[2*i]), strconv.Itoa(ports[2*i+1])
-		n := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", port), dir: dir}
-		n.args = []string{
+		n := redisserver.New(net.JoinHostPort("127.0.0.1", port), dir,
 			"--port", port, "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir,
-			"--logfile", dir + "/redis-" + port + ".log",
+			"--logfile", dir+"/redis-"+port+".log",
 			"--cluster-enabled", "yes", "--cluster-port", bus,
-			"--cluster-config-file", "nodes-" + port + ".conf",
+			"--cluster-config-file", "nodes-"+port+".conf",
 			"--cluster-node-timeout", "5000",
-		}
+		)
 		if err := n.Start(); err != nil {
 			return nil, err
 		}
@@ -92,7 +95,7 @@ func startCluster() (addrs []string, err error) {
 		return nil, fmt.Errorf("redis-cli --cluster create: %w: %s", err, out)
 	}
 	for _, a := range addrs {
-		if err := waitRedis(a, nil, "CLUSTER INFO", "cluster_state:ok"); err != nil {
+		if err := redisserver.Wait(a, nil, "CLUSTER INFO", "cluster_state:ok"); err != nil {
 			return nil, err
 		}
 	}

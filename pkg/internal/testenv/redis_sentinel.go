@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopotency/gopotency/internal/proc"
+
+	"github.com/gopotency/gopotency/internal/redisserver"
 )
 
 // RedisSentinel is a private Redis master watched by one Sentinel, with one
@@ -47,7 +51,7 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 	t.Helper()
 	SkipShort(t, "Redis Sentinel with a replica")
 	master := StartRedis(t, "--repl-diskless-sync-delay", "0") // the default waits 5s for more replicas
-	if _, err := redisCommand(master.Addr, "ACL", "SETUSER", replUser, "on", ">"+replPassword, "~*", "&*", "+@all"); err != nil {
+	if _, err := redisserver.Command(master.Addr, "ACL", "SETUSER", replUser, "on", ">"+replPassword, "~*", "&*", "+@all"); err != nil {
 		t.Fatalf("testenv: replication user: %v", err)
 	}
 	host, port, _ := net.SplitHostPort(master.Addr)
@@ -57,7 +61,7 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 		if t.Failed() { // a failover test's failure is often read in these logs
 			for _, s := range []*RedisServer{rs.Master, rs.Replica, rs.Sentinel} {
 				if s != nil {
-					t.Logf("%s log tail:\n%s", s.Addr, s.logTail())
+					t.Logf("%s log tail:\n%s", s.Addr, s.LogTail())
 				}
 			}
 		}
@@ -67,17 +71,17 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 	// replica's first periodic ACK arrived, up to a second later. So wait
 	// until the replica confirms a write (WAIT on the writing connection).
 	ok := poll(15*time.Second, func() bool {
-		n, err := redisCommands(master.Addr, []string{"SET", "testenv:replica-check", "1", "PX", "1000"}, []string{"WAIT", "1", "1000"})
+		n, err := redisserver.Commands(master.Addr, []string{"SET", "testenv:replica-check", "1", "PX", "1000"}, []string{"WAIT", "1", "1000"})
 		return err == nil && n == "1"
 	})
 	if !ok {
 		t.Fatalf("testenv: the replica never confirmed a write")
 	}
 	rs.startSentinel(t, "sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 3000\n")
-	if _, err := redisCommand(rs.Sentinel.Addr, "SENTINEL", "DEBUG", "info-period", "100", "tilt-period", "1000"); err != nil {
+	if _, err := redisserver.Command(rs.Sentinel.Addr, "SENTINEL", "DEBUG", "info-period", "100", "tilt-period", "1000"); err != nil {
 		t.Fatalf("testenv: SENTINEL DEBUG: %v", err)
 	}
-	if err := waitRedis(rs.Sentinel.Addr, nil, "INFO sentinel", "status=ok,address="+master.Addr+",slaves=1,"); err != nil {
+	if err := redisserver.Wait(rs.Sentinel.Addr, nil, "INFO sentinel", "status=ok,address="+master.Addr+",slaves=1,"); err != nil {
 		t.Fatalf("testenv: the Sentinel never saw the replica: %v", err)
 	}
 	return rs
@@ -87,7 +91,7 @@ func StartRedisFailover(t testing.TB) *RedisSentinel {
 func (rs *RedisSentinel) startSentinel(t testing.TB, extra string) {
 	t.Helper()
 	dir := t.TempDir()
-	ports, err := freePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +103,7 @@ func (rs *RedisSentinel) startSentinel(t testing.TB, extra string) {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", port), dir: dir, args: []string{conf, "--sentinel"}}
+	s := redisserver.New(net.JoinHostPort("127.0.0.1", port), dir, conf, "--sentinel")
 	if err := s.Start(); err != nil {
 		t.Fatalf("testenv: start sentinel: %v", err)
 	}
@@ -137,11 +141,11 @@ func (rs *RedisSentinel) WaitReplicated(t testing.TB) {
 func (rs *RedisSentinel) CutReplica(t testing.TB) {
 	t.Helper()
 	for _, cmd := range [][]string{{"ACL", "SETUSER", replUser, "off"}, {"CLIENT", "KILL", "USER", replUser}} {
-		if _, err := redisCommand(rs.Master.Addr, cmd...); err != nil {
+		if _, err := redisserver.Command(rs.Master.Addr, cmd...); err != nil {
 			t.Fatalf("testenv: %s: %v", strings.Join(cmd, " "), err)
 		}
 	}
-	if err := waitRedis(rs.Replica.Addr, nil, "INFO replication", "master_link_status:down"); err != nil {
+	if err := redisserver.Wait(rs.Replica.Addr, nil, "INFO replication", "master_link_status:down"); err != nil {
 		t.Fatalf("testenv: the replica's link stayed up: %v", err)
 	}
 }
@@ -163,7 +167,7 @@ func (rs *RedisSentinel) Failover(t testing.TB) {
 // info returns the fields of INFO section on addr (none on error).
 func info(addr, section string) map[string]string {
 	out := map[string]string{}
-	reply, err := redisCommand(addr, "INFO", section)
+	reply, err := redisserver.Command(addr, "INFO", section)
 	if err != nil {
 		return out
 	}

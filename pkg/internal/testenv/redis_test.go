@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gopotency/gopotency/internal/redisserver"
 )
 
 func TestRedisShared(t *testing.T) {
@@ -35,18 +37,18 @@ func TestStartRedisStopStart(t *testing.T) {
 	if host, _, _ := net.SplitHostPort(s.Addr); host != "127.0.0.1" {
 		t.Fatalf("not loopback: %s", s.Addr)
 	}
-	if _, err := redisCommand(s.Addr, "SET", "k", "v"); err != nil {
+	if _, err := redisserver.Command(s.Addr, "SET", "k", "v"); err != nil {
 		t.Fatal(err)
 	}
 	s.Stop()
-	if _, err := redisCommand(s.Addr, "PING"); err == nil {
+	if _, err := redisserver.Command(s.Addr, "PING"); err == nil {
 		t.Fatal("a stopped server still answers")
 	}
 	s.Stop() // no-op
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if reply, err := redisCommand(s.Addr, "PING"); err != nil || reply != "PONG" {
+	if reply, err := redisserver.Command(s.Addr, "PING"); err != nil || reply != "PONG" {
 		t.Fatalf("after restart: %q %v", reply, err)
 	}
 	if err := s.Start(); err == nil {
@@ -61,7 +63,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 	// GOPOTENCY_TEST_REDIS_CLUSTER_ADDRS carries no credentials, so the
 	// stores' tests reach the cluster without any: neither can this.
-	info, err := redisCommand(addrs[0], "CLUSTER", "INFO")
+	info, err := redisserver.Command(addrs[0], "CLUSTER", "INFO")
 	if err != nil {
 		t.Fatalf("CLUSTER INFO on %s: %v", addrs[0], err)
 	}
@@ -70,7 +72,7 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("CLUSTER INFO lacks %q:\n%s", want, info)
 		}
 	}
-	nodes, err := redisCommand(addrs[0], "CLUSTER", "NODES")
+	nodes, err := redisserver.Command(addrs[0], "CLUSTER", "NODES")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,10 +105,10 @@ func TestCleanupRunsInReverseOnce(t *testing.T) {
 
 func TestStartRedisSentinel(t *testing.T) {
 	rs := StartRedisSentinel(t)
-	if reply, err := redisCommand(rs.Sentinel.Addr, "PING"); err != nil || reply != "PONG" {
+	if reply, err := redisserver.Command(rs.Sentinel.Addr, "PING"); err != nil || reply != "PONG" {
 		t.Fatalf("sentinel PING: %q %v", reply, err)
 	}
-	info, err := redisCommand(rs.Sentinel.Addr, "INFO", "sentinel")
+	info, err := redisserver.Command(rs.Sentinel.Addr, "INFO", "sentinel")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,11 +120,11 @@ func TestStartRedisSentinel(t *testing.T) {
 func TestRedisPauseResumeKill(t *testing.T) {
 	s := StartRedis(t)
 	s.Pause()
-	if _, err := redisCommand(s.Addr, "PING"); err == nil {
+	if _, err := redisserver.Command(s.Addr, "PING"); err == nil {
 		t.Fatal("a paused server answered")
 	}
 	s.Resume()
-	if reply, err := redisCommand(s.Addr, "PING"); err != nil || reply != "PONG" {
+	if reply, err := redisserver.Command(s.Addr, "PING"); err != nil || reply != "PONG" {
 		t.Fatalf("after Resume: %q %v", reply, err)
 	}
 	s.Pause()
@@ -131,7 +133,7 @@ func TestRedisPauseResumeKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Kill()
-	if _, err := redisCommand(s.Addr, "PING"); err == nil {
+	if _, err := redisserver.Command(s.Addr, "PING"); err == nil {
 		t.Fatal("a killed server still answers")
 	}
 	s.Kill() // no-op
@@ -141,19 +143,19 @@ func TestRedisPauseResumeKill(t *testing.T) {
 // only, and is gone once the Sentinel has promoted the replica.
 func TestStartRedisFailover(t *testing.T) {
 	rs := StartRedisFailover(t)
-	if _, err := redisCommand(rs.Master.Addr, "SET", "before", "1"); err != nil {
+	if _, err := redisserver.Command(rs.Master.Addr, "SET", "before", "1"); err != nil {
 		t.Fatal(err)
 	}
 	rs.WaitReplicated(t)
 	rs.CutReplica(t)
-	if _, err := redisCommand(rs.Master.Addr, "SET", "after", "1"); err != nil {
+	if _, err := redisserver.Command(rs.Master.Addr, "SET", "after", "1"); err != nil {
 		t.Fatal(err)
 	}
 	rs.Failover(t)
-	if v, err := redisCommand(rs.Replica.Addr, "GET", "before"); err != nil || v != "1" {
+	if v, err := redisserver.Command(rs.Replica.Addr, "GET", "before"); err != nil || v != "1" {
 		t.Fatalf("a replicated write is lost: %q %v", v, err)
 	}
-	if v, err := redisCommand(rs.Replica.Addr, "EXISTS", "after"); err != nil || v != "0" {
+	if v, err := redisserver.Command(rs.Replica.Addr, "EXISTS", "after"); err != nil || v != "0" {
 		t.Fatalf("a write made during the cut reached the replica: EXISTS %q %v", v, err)
 	}
 	if !strings.HasPrefix(rs.URL(), "redis+sentinel://"+rs.Sentinel.Addr+"/") {

@@ -4,8 +4,10 @@
 // PostgreSQL), stops them after the tests (Main), and makes the faults and
 // credentials they need: a StallProxy that keeps connections open but
 // stops answering, and throwaway certificate authorities (NewCA). The
-// suites library users run live elsewhere: pkg/store/storetest for stores,
-// pkg/behaviortest for front ends.
+// processes themselves are started and stopped by internal/proc, as the
+// benchmark's and the demo's are. The suites library users run live
+// elsewhere: pkg/store/storetest for stores, pkg/behaviortest for front
+// ends.
 //
 // Each finder first reads its GOPOTENCY_TEST_* variable; when unset it
 // starts the service itself if the binary is installed, else it skips the
@@ -20,10 +22,8 @@
 package testenv
 
 import (
-	"fmt"
 	"os"
 	"testing"
-	"time"
 )
 
 // RequireServices reports whether skips must become failures.
@@ -46,25 +46,4 @@ func SkipShort(t testing.TB, service string) {
 	if testing.Short() {
 		t.Skipf("testenv: needs %s; skipped in -short mode, which runs only tests needing no service", service)
 	}
-}
-
-// waitReady calls probe every pause until it returns nil, the service's
-// process exits (done closes) or within passes. Every service is started
-// this way, so a server that dies during start-up fails at once instead of
-// after the whole wait; what names the service in the errors.
-func waitReady(what string, done <-chan struct{}, within, pause time.Duration, probe func() error) error {
-	deadline := time.Now().Add(within)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("%s exited during start-up", what)
-		default:
-		}
-		if last = probe(); last == nil {
-			return nil
-		}
-		time.Sleep(pause)
-	}
-	return fmt.Errorf("%s not ready: %v", what, last)
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -14,9 +15,7 @@ import (
 // that are not replayable responses.
 
 func testLeaseExpired(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	c := expiredClaim(t, s)
 	// The holder stopped renewing: its request may have run, so the key
 	// is not up for grabs.
 	for range 2 {
@@ -29,17 +28,13 @@ func testLeaseExpired(t *testing.T, s idempotency.Store) {
 }
 
 func testLeaseExpiredRace(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	c := expiredClaim(t, s)
 	got := race(t, s, c, noTakeover, 50)
 	require.Equal(t, map[idempotency.State]int{idempotency.LeaseExpired: 50}, got)
 }
 
 func testTakeover(t *testing.T, s idempotency.Store) {
-	old := NewClaim("fp", shortLease, retention)
-	acquire(t, s, old, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	old := expiredClaim(t, s)
 	cur := another(old, "fp")
 	cur.Lease = longLease
 	acquire(t, s, cur, takeover, idempotency.Acquired)
@@ -54,17 +49,14 @@ func testTakeover(t *testing.T, s idempotency.Store) {
 }
 
 func testTakeoverRace(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	c := expiredClaim(t, s)
 	c.Lease = longLease
 	got := race(t, s, c, takeover, 50)
 	require.Equal(t, map[idempotency.State]int{idempotency.Acquired: 1, idempotency.InFlight: 49}, got, "one taker")
 }
 
 func testExtend(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", shortLease, retention)
 	for range 5 {
 		time.Sleep(shortLease / 3)
 		require.NoError(t, s.Extend(ctx(t), c))
@@ -79,8 +71,7 @@ func testExtend(t *testing.T, s idempotency.Store) {
 func testExtendPastRetention(t *testing.T, s idempotency.Store) {
 	// A request running longer than the retention must not lose its
 	// claim while it renews it.
-	c := NewClaim("fp", shortLease, shortLease)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", shortLease, shortLease)
 	deadline := time.Now().Add(3 * shortLease)
 	for time.Now().Before(deadline) {
 		time.Sleep(shortLease / 3)
@@ -92,23 +83,27 @@ func testExtendPastRetention(t *testing.T, s idempotency.Store) {
 func testLeaseOutlivesRetention(t *testing.T, s idempotency.Store) {
 	// A claim is kept while its lease runs, even when the retention it
 	// was given is shorter (the contract allows it; policies do not).
-	c := NewClaim("fp", 4*shortLease, shortLease)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", 4*shortLease, shortLease)
 	time.Sleep(shortLease + slack)
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 }
 
 func testExtendExpired(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
-	require.NoError(t, s.Extend(ctx(t), c), "nobody took the key over: the holder may renew late")
-	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
+	expiredHolderMay(t, s, s.Extend, "nobody took the key over: the holder may renew late", idempotency.InFlight)
+}
+
+// expiredHolderMay checks the holder of a claim whose lease ran out, which
+// nobody took over, may still act on it (why says why), after which
+// another request finds the key in state then.
+func expiredHolderMay(t *testing.T, s idempotency.Store, act func(context.Context, idempotency.Claim) error, why string, then idempotency.State) {
+	t.Helper()
+	c := expiredClaim(t, s)
+	require.NoError(t, act(ctx(t), c), why)
+	acquire(t, s, another(c, "fp"), noTakeover, then)
 }
 
 func testExtendVanished(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Delete(ctx(t), c.Key, nil)) // as a restart without persistence would
 	require.NoError(t, s.Extend(ctx(t), c), "a vanished claim is re-created")
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
@@ -120,17 +115,14 @@ func testExtendVanished(t *testing.T, s idempotency.Store) {
 }
 
 func testCompleteExpired(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	c := expiredClaim(t, s)
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, sampleRecord(), got.Record)
 }
 
 func testCompleteVanished(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Delete(ctx(t), c.Key, nil))
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
@@ -139,22 +131,15 @@ func testCompleteVanished(t *testing.T, s idempotency.Store) {
 }
 
 func testClaimRetention(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease/3, shortLease*2)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", shortLease/3, shortLease*2)
 	time.Sleep(shortLease/3 + slack/2)
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.LeaseExpired)
 	time.Sleep(2*shortLease + slack)
-	_, err := s.Get(ctx(t), c.Key)
-	require.ErrorIs(t, err, idempotency.ErrNotFound, "a dead claim is forgotten after its retention")
-	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
+	wantForgotten(t, s, c, "fp", "a dead claim is forgotten after its retention")
 }
 
 func testReleaseExpired(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
-	require.NoError(t, s.Release(ctx(t), c), "the holder of an expired claim may still release it")
-	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
+	expiredHolderMay(t, s, s.Release, "the holder of an expired claim may still release it", idempotency.Acquired)
 }
 
 func testMarks(t *testing.T, s idempotency.Store) {
@@ -165,8 +150,7 @@ func testMarks(t *testing.T, s idempotency.Store) {
 		{Mark: idempotency.MarkUnknown, CreatedAt: created},
 		{Status: 202, Mark: idempotency.MarkEvicted, CreatedAt: created},
 	} {
-		c := NewClaim("fp", longLease, retention)
-		acquire(t, s, c, noTakeover, idempotency.Acquired)
+		c := claim(t, s, "fp", longLease, retention)
 		require.NoError(t, s.Complete(ctx(t), c, rec), rec.Mark.String())
 		got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 		requireSameRecord(t, rec, got.Record)
@@ -213,25 +197,21 @@ func get(t *testing.T, s idempotency.Store, key string) *idempotency.Entry {
 // entry is deleted, and Get names its token so it can be told apart.
 func testDeleteSeen(t *testing.T, s idempotency.Store) {
 	x := ctx(t)
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	seen := get(t, s, c.Key)
 	assert.Equal(t, c.Token, seen.Token, "a claim's token")
 	require.NoError(t, s.Delete(x, c.Key, seen), "in flight")
 	_, err := s.Get(x, c.Key)
 	require.ErrorIs(t, err, idempotency.ErrNotFound)
 
-	c = NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c = claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Complete(x, c, sampleRecord()))
 	seen = get(t, s, c.Key)
 	assert.Equal(t, c.Token, seen.Token, "a record keeps its claim's token")
 	require.NoError(t, s.Delete(x, c.Key, seen), "completed")
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Acquired)
 
-	c = NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	c = expiredClaim(t, s)
 	seen = get(t, s, c.Key)
 	require.Equal(t, idempotency.LeaseExpired.String(), seen.State.String())
 	require.NoError(t, s.Delete(x, c.Key, seen), "lease expired")
@@ -248,8 +228,7 @@ func testDeleteSeenChanged(t *testing.T, s idempotency.Store) {
 	}
 
 	// The claim completed: its record stays.
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	seen := get(t, s, c.Key)
 	require.NoError(t, s.Complete(x, c, sampleRecord()))
 	gone(c.Key, seen, "a claim that completed since")
@@ -268,9 +247,7 @@ func testDeleteSeenChanged(t *testing.T, s idempotency.Store) {
 	gone(c.Key, seen, "an absent key")
 
 	// A claim whose lease ran out was renewed by its holder, or taken over.
-	c = NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
-	time.Sleep(shortLease + slack)
+	c = expiredClaim(t, s)
 	seen = get(t, s, c.Key)
 	require.NoError(t, s.Extend(x, c))
 	gone(c.Key, seen, "an expired claim renewed since")
@@ -285,8 +262,7 @@ func testDeleteSeenChanged(t *testing.T, s idempotency.Store) {
 
 	// A claim seen in flight whose lease has run out since is not the
 	// entry seen either (the caller looks again).
-	c = NewClaim("fp", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c = claim(t, s, "fp", shortLease, retention)
 	seen = get(t, s, c.Key)
 	time.Sleep(shortLease + slack)
 	gone(c.Key, seen, "a claim whose lease ran out since")

@@ -143,6 +143,32 @@ func acquire(t *testing.T, s idempotency.Store, c idempotency.Claim, o idempoten
 	return res
 }
 
+// claim acquires a new claim on a fresh key.
+func claim(t *testing.T, s idempotency.Store, fp string, lease, keep time.Duration) idempotency.Claim {
+	t.Helper()
+	c := NewClaim(fp, lease, keep)
+	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	return c
+}
+
+// expiredClaim acquires a claim of shortLease on a fresh key and lets its
+// lease run out.
+func expiredClaim(t *testing.T, s idempotency.Store) idempotency.Claim {
+	t.Helper()
+	c := claim(t, s, "fp", shortLease, retention)
+	time.Sleep(shortLease + slack)
+	return c
+}
+
+// wantForgotten checks c's key is gone (why says why it must be) and a new
+// claim with fingerprint fp acquires it.
+func wantForgotten(t *testing.T, s idempotency.Store, c idempotency.Claim, fp, why string) {
+	t.Helper()
+	_, err := s.Get(ctx(t), c.Key)
+	require.ErrorIs(t, err, idempotency.ErrNotFound, why)
+	acquire(t, s, another(c, fp), noTakeover, idempotency.Acquired)
+}
+
 func sampleRecord() *idempotency.Record {
 	return &idempotency.Record{
 		Status: 201,
@@ -172,8 +198,7 @@ func requireSameRecord(t *testing.T, want, got *idempotency.Record) {
 }
 
 func testAcquireFresh(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 }
 
@@ -209,8 +234,7 @@ func testRaceOneWinner(t *testing.T, s idempotency.Store) {
 }
 
 func testCompleteReplays(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	for range 2 {
 		got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
@@ -219,16 +243,14 @@ func testCompleteReplays(t *testing.T, s idempotency.Store) {
 }
 
 func testMismatchInFlight(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp-a", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp-a", longLease, retention)
 	acquire(t, s, another(c, "fp-b"), noTakeover, idempotency.Mismatch)
 	// The mismatch changed nothing: the owner can still complete.
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 }
 
 func testMismatchCompleted(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp-a", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp-a", longLease, retention)
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	acquire(t, s, another(c, "fp-b"), noTakeover, idempotency.Mismatch)
 	got := acquire(t, s, another(c, "fp-a"), noTakeover, idempotency.Completed)
@@ -236,23 +258,20 @@ func testMismatchCompleted(t *testing.T, s idempotency.Store) {
 }
 
 func testMismatchLeaseExpired(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp-a", shortLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp-a", shortLease, retention)
 	time.Sleep(shortLease + slack)
 	acquire(t, s, another(c, "fp-b"), takeover, idempotency.Mismatch)
 	acquire(t, s, another(c, "fp-a"), noTakeover, idempotency.LeaseExpired)
 }
 
 func testEmptyFingerprint(t *testing.T, s idempotency.Store) {
-	c := NewClaim("", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "", longLease, retention)
 	acquire(t, s, another(c, ""), noTakeover, idempotency.InFlight)
 	acquire(t, s, another(c, "x"), noTakeover, idempotency.Mismatch)
 }
 
 func testInFlightRetryAfter(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	res := acquire(t, s, another(c, "fp"), noTakeover, idempotency.InFlight)
 	assert.Greater(t, res.RetryAfter, longLease-2*time.Second)
 	assert.LessOrEqual(t, res.RetryAfter, longLease)
@@ -266,14 +285,11 @@ func testRetentionExpiry(t *testing.T, s idempotency.Store) {
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	time.Sleep(shortLease + slack)
-	_, err := s.Get(ctx(t), c.Key)
-	require.ErrorIs(t, err, idempotency.ErrNotFound, "expired records are absent on read")
-	acquire(t, s, another(c, "other-fp"), noTakeover, idempotency.Acquired)
+	wantForgotten(t, s, c, "other-fp", "expired records are absent on read")
 }
 
 func testRelease(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	x := ctx(t)
 	require.NoError(t, s.Release(x, c))
 	require.NoError(t, s.Release(x, c), "second release is a no-op")
@@ -286,16 +302,14 @@ func testRelease(t *testing.T, s idempotency.Store) {
 }
 
 func testReleaseCompleted(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	require.ErrorIs(t, s.Release(ctx(t), c), idempotency.ErrLeaseLost)
 	acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 }
 
 func testCompleteOnce(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Complete(ctx(t), c, sampleRecord()))
 	other := sampleRecord()
 	other.Status = 500
@@ -310,8 +324,7 @@ func testCompleteOnce(t *testing.T, s idempotency.Store) {
 // the retry must succeed, not report the key as another request's, and a
 // Release by that token must not drop the record.
 func testCompleteRetried(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	x := ctx(t)
 	require.NoError(t, s.Complete(x, c, sampleRecord()))
 	require.NoError(t, s.Complete(x, c, sampleRecord()), "the retry of a Complete that landed")
@@ -327,8 +340,7 @@ func testCompleteRetried(t *testing.T, s idempotency.Store) {
 
 	// The same after the claim vanished: the record Complete re-creates
 	// keeps the token too.
-	v := NewClaim("fp", longLease, retention)
-	acquire(t, s, v, noTakeover, idempotency.Acquired)
+	v := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Delete(x, v.Key, nil))
 	require.NoError(t, s.Complete(x, v, sampleRecord()))
 	require.NoError(t, s.Complete(x, v, sampleRecord()))
@@ -339,17 +351,14 @@ func testLargeBody(t *testing.T, s idempotency.Store) {
 	rec := sampleRecord()
 	rec.Body = make([]byte, idempotency.DefaultPolicy().MaxResponseBody)
 	_, _ = rand.Read(rec.Body)
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Complete(ctx(t), c, rec))
 	got := acquire(t, s, another(c, "fp"), noTakeover, idempotency.Completed)
 	requireSameRecord(t, rec, got.Record)
 }
 
 func testKeysIndependent(t *testing.T, s idempotency.Store) {
-	a, b := NewClaim("fp", longLease, retention), NewClaim("fp", longLease, retention)
-	acquire(t, s, a, noTakeover, idempotency.Acquired)
-	acquire(t, s, b, noTakeover, idempotency.Acquired)
+	a, b := claim(t, s, "fp", longLease, retention), claim(t, s, "fp", longLease, retention)
 	require.NoError(t, s.Complete(ctx(t), a, sampleRecord()))
 	acquire(t, s, another(b, "fp"), noTakeover, idempotency.InFlight)
 }
@@ -373,8 +382,7 @@ func testInvalidClaim(t *testing.T, s idempotency.Store) {
 }
 
 func testContextCancelled(t *testing.T, s idempotency.Store) {
-	c := NewClaim("fp", longLease, retention)
-	acquire(t, s, c, noTakeover, idempotency.Acquired)
+	c := claim(t, s, "fp", longLease, retention)
 	x, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
