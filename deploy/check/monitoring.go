@@ -16,13 +16,18 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-// Families are the metric families a server exports, with their label
-// names.
-type Families map[string][]string
+// Families are the metric families a server exports.
+type Families map[string]Family
 
-// ReadFamilies reads testdata/metrics.txt: "name label,label" per line, #
-// comments. pkg/app's TestMetricFamiliesList writes it from the server's
-// own registry and fails when it is stale.
+// Family is one metric family: its type and label names.
+type Family struct {
+	Type   string
+	Labels []string
+}
+
+// ReadFamilies reads testdata/metrics.txt: "name type label,label" per
+// line, # comments. pkg/app's TestMetricFamiliesList writes it from the
+// server's own registry and fails when it is stale.
 func ReadFamilies(path string) (Families, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -36,11 +41,15 @@ func ReadFamilies(path string) (Families, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		name, labels, _ := strings.Cut(line, " ")
-		fams[name] = nil
-		if labels != "" {
-			fams[name] = strings.Split(labels, ",")
+		fields := strings.Fields(line)
+		if len(fields) < 2 || len(fields) > 3 {
+			return nil, fmt.Errorf("%s: %q: want \"name type [label,...]\"", path, line)
 		}
+		f := Family{Type: fields[1]}
+		if len(fields) == 3 {
+			f.Labels = strings.Split(fields[2], ",")
+		}
+		fams[fields[0]] = f
 	}
 	return fams, sc.Err()
 }
@@ -49,15 +58,16 @@ func ReadFamilies(path string) (Families, error) {
 // ServiceMonitor) attach to every scraped series.
 var targetLabels = []string{"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
 
-// series returns the family a series name belongs to: the name itself, or
-// a histogram's _bucket, _sum and _count series.
+// series returns the family a series name belongs to: the name itself, a
+// histogram's _bucket, _sum and _count series, or a summary's _sum and
+// _count.
 func (fs Families) series(name string) (string, bool) {
 	if _, ok := fs[name]; ok {
 		return name, true
 	}
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		if base, ok := strings.CutSuffix(name, suffix); ok {
-			if _, ok := fs[base]; ok {
+			if f, ok := fs[base]; ok && (f.Type == "histogram" || f.Type == "summary" && suffix != "_bucket") {
 				return base, true
 			}
 		}
@@ -93,7 +103,7 @@ func (fs Families) CheckQuery(expr string) []error {
 		case !ok:
 			errs = append(errs, fmt.Errorf("%q: the server exports no metric %s (testdata/metrics.txt)", expr, vs.Name))
 		default:
-			for _, l := range fs[fam] {
+			for _, l := range fs[fam].Labels {
 				known[l] = true
 			}
 			if strings.HasSuffix(vs.Name, "_bucket") {
