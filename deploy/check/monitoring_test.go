@@ -222,3 +222,23 @@ func checkMonitoring(t *testing.T, from string, objs Objects, alerts, dashboard 
 		t.Errorf("%s: the dashboard ConfigMap does not carry files/dashboard.json with label grafana_dashboard=1", from)
 	}
 }
+
+// TestMonitoringObjectsRejected: the ServiceMonitor and PrometheusRule
+// checks fail on what an API server with the Prometheus Operator's CRDs
+// would refuse, or its types do not have.
+func TestMonitoringObjectsRejected(t *testing.T) {
+	const sm = "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: s, namespace: gopotency}\nspec:\n  selector: {matchLabels: {app: x}}\n"
+	const pr = "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: r, namespace: gopotency}\nspec:\n  groups: [{name: g, rules: [{alert: A, expr: up, "
+	for _, c := range []struct{ name, doc, want string }{
+		{"unknown field", sm + "  endpoint: [{port: http-admin}]\n", `unknown field "spec.endpoint"`},
+		{"interval that is no duration", sm + "  endpoints: [{port: http-admin, interval: 30 seconds}]\n", "interval: Invalid value"},
+		{"rule without an expression", strings.Replace(pr, "expr: up, ", "", 1) + "for: 5m}]}]\n", "expr: Required value"},
+		{"for that is no duration", pr + "for: five minutes}]}]\n", "for: Invalid value"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := decodeErrors(t, c.doc); !strings.Contains(got, c.want) {
+				t.Errorf("errors %q, want one with %q", got, c.want)
+			}
+		})
+	}
+}

@@ -34,9 +34,8 @@ func (o Object) String() string { return fmt.Sprintf("%s %s/%s", o.GVK.Kind, o.N
 
 // builtin is the scheme of the kinds the manifests use that have Go types:
 // the built-in ones, and the Prometheus Operator's (ServiceMonitor,
-// PrometheusRule), whose CRD files no module the go command can fetch
-// carries; their Go types, the source those CRDs are generated from, are
-// pinned in go.mod instead.
+// PrometheusRule), which are also checked against the CRDs generated from
+// those types (GeneratedCRDs).
 var builtin = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme} {
@@ -102,6 +101,15 @@ func Decode(ctx context.Context, stream []byte, schemas *Schemas) ([]Object, []e
 				continue
 			}
 			o.Typed = typed
+			if schemas.Has(o.GVK) {
+				problems, err := schemas.Validate(ctx, o.GVK, raw)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				for _, p := range problems {
+					errs = append(errs, fmt.Errorf("%s: %s", o, p))
+				}
+			}
 		case schemas.Has(o.GVK):
 			problems, err := schemas.Validate(ctx, o.GVK, raw)
 			if err != nil {
