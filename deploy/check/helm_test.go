@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -469,5 +471,27 @@ func TestHelmChartMetadata(t *testing.T) {
 	}
 	if !bytes.Equal(packaged, direct) {
 		t.Error("the packaged chart renders differently from the directory (a file left out by .helmignore?)")
+	}
+}
+
+// TestHelmChartExistingSecret: with store.existingSecret the chart creates
+// no Secret and the pods read the URL from the one named, under its key.
+func TestHelmChartExistingSecret(t *testing.T) {
+	objs := helmRender(t, []string{"ci/envoy-values.yaml"}, "store: {url: \"\", existingSecret: shop-redis, existingSecretKey: redis-url}\n")
+	if n := len(objs.OfKind("Secret")); n != 0 {
+		t.Errorf("%d Secrets rendered, want none", n)
+	}
+	o, ok := objs.Find("Deployment", "gopotency", "gopotency")
+	if !ok {
+		t.Fatal("no Deployment")
+	}
+	var ref *corev1.SecretKeySelector
+	for _, e := range o.Typed.(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "GOPOTENCY_STORE" && e.ValueFrom != nil {
+			ref = e.ValueFrom.SecretKeyRef
+		}
+	}
+	if ref == nil || ref.Name != "shop-redis" || ref.Key != "redis-url" {
+		t.Errorf("GOPOTENCY_STORE from %+v, want Secret shop-redis key redis-url", ref)
 	}
 }
