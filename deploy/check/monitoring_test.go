@@ -210,7 +210,7 @@ func checkMonitoring(t *testing.T, from string, objs Objects, alerts, dashboard 
 		t.Fatal(err)
 	}
 	if !equalJSON(ro.Raw["spec"].(map[string]any)["groups"], file.Groups) {
-		t.Errorf("%s: the PrometheusRule's groups are not files/alerts.yaml's", from)
+		t.Errorf("%s: the PrometheusRule's groups are not files/alerts.yaml's (deploy/components/monitoring/prometheusrule.yaml holds a copy of them)", from)
 	}
 	co, ok := objs.Find("ConfigMap", "gopotency", "gopotency-dashboard")
 	if !ok {
@@ -219,7 +219,7 @@ func checkMonitoring(t *testing.T, from string, objs Objects, alerts, dashboard 
 	}
 	cm := co.Typed.(*corev1.ConfigMap)
 	if strings.TrimSpace(cm.Data["gopotency.json"]) != strings.TrimSpace(string(dashboard)) || cm.Labels["grafana_dashboard"] != "1" {
-		t.Errorf("%s: the dashboard ConfigMap does not carry files/dashboard.json with label grafana_dashboard=1", from)
+		t.Errorf("%s: the dashboard ConfigMap does not carry files/dashboard.json with label grafana_dashboard=1 (deploy/components/monitoring/dashboard.json is a copy of it)", from)
 	}
 }
 
