@@ -32,7 +32,7 @@ test: envoy egctl istio-xds test-deploy ## Run the whole test suite with -race (
 # deploy/check is a module of its own (Kubernetes, kustomize and compose-go
 # stay out of go.mod); the go command fetches its pinned modules, CRDs
 # included, from the module proxy on first use.
-test-deploy: envoy ## Validate deploy/ (kustomize, k8s.io/api, pinned CRD schemas, envoy --mode validate) and docker-compose.yml offline
+test-deploy: envoy helm ## Validate deploy/ (kustomize, the Helm chart with helm lint/template, k8s.io/api, pinned CRD schemas, envoy --mode validate) and docker-compose.yml offline
 	cd deploy/check && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 compose-check: ## Load docker-compose.yml with compose-go and check health checks, start order and exposed ports
@@ -98,6 +98,20 @@ egctl: ## Build Envoy Gateway's egctl (version pinned in controlplane/envoygatew
 	  cd controlplane/envoygateway && CGO_ENABLED=0 $(GO) build -trimpath -o $(EGCTL).tmp github.com/envoyproxy/gateway/cmd/egctl && \
 	  mv $(EGCTL).tmp $(EGCTL) && echo "egctl: $(EGCTL)"; fi
 
+# Helm, for the chart under deploy/helm (helm lint and helm template in the
+# deployment checks). Pinned by the nested module deploy/helm/cli (a `tool`
+# line, so go.sum fixes every module) and built once into .cache/bin; the
+# checks find it through GOPOTENCY_HELM.
+HELM_VERSION := $(shell awk '$$1=="helm.sh/helm/v4"{print $$2}' deploy/helm/cli/go.mod)
+HELM := $(CURDIR)/.cache/bin/helm-$(HELM_VERSION)
+export GOPOTENCY_HELM ?= $(HELM)
+
+helm: ## Build the Helm CLI (version pinned in deploy/helm/cli) into .cache/bin once
+	@if [ -x "$(HELM)" ]; then echo "helm: $(HELM)"; else \
+	  mkdir -p $(dir $(HELM)) && \
+	  cd deploy/helm/cli && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)" -o $(HELM).tmp helm.sh/helm/v4/cmd/helm && \
+	  mv $(HELM).tmp $(HELM) && echo "helm: $(HELM)"; fi
+
 proto: ## Regenerate proto/ Go code (needs protoc and protoc-gen-go)
 	protoc --go_out=. --go_opt=module=github.com/gopotency/gopotency proto/gopotency/v1/*.proto
 
@@ -112,5 +126,6 @@ check: lint ## lint, and fail if go mod tidy would change go.mod or go.sum
 	cd deploy/check && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd controlplane/envoygateway && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 	cd controlplane/istio && $(GO) mod tidy && git diff --exit-code go.mod go.sum
+	cd deploy/helm/cli && $(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-.PHONY: help demo demo-serve build egctl istio-xds test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check
+.PHONY: help demo demo-serve build egctl helm istio-xds test test-short test-oldest-go envoy bench bench-e2e envoy-config proto lint check test-deploy compose-check

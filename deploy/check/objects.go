@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -30,10 +32,13 @@ type Object struct {
 
 func (o Object) String() string { return fmt.Sprintf("%s %s/%s", o.GVK.Kind, o.Namespace, o.Name) }
 
-// builtin is the scheme of the built-in kinds the manifests use.
+// builtin is the scheme of the kinds the manifests use that have Go types:
+// the built-in ones, and the Prometheus Operator's (ServiceMonitor,
+// PrometheusRule), which are also checked against the CRDs generated from
+// those types (GeneratedCRDs).
 var builtin = func() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err)
 		}
@@ -96,6 +101,15 @@ func Decode(ctx context.Context, stream []byte, schemas *Schemas) ([]Object, []e
 				continue
 			}
 			o.Typed = typed
+			if schemas.Has(o.GVK) {
+				problems, err := schemas.Validate(ctx, o.GVK, raw)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				for _, p := range problems {
+					errs = append(errs, fmt.Errorf("%s: %s", o, p))
+				}
+			}
 		case schemas.Has(o.GVK):
 			problems, err := schemas.Validate(ctx, o.GVK, raw)
 			if err != nil {

@@ -32,6 +32,13 @@ var loadSchemas = sync.OnceValues(func() (*Schemas, error) {
 			return nil, err
 		}
 	}
+	b, err := GeneratedCRDs(context.Background(), monitoringTypes)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Add(monitoringTypes+" (generated)", b); err != nil {
+		return nil, err
+	}
 	return s, nil
 })
 

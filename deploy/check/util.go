@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+
+	"sigs.k8s.io/yaml"
 )
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
@@ -13,3 +15,6 @@ func equalJSON(a, b any) bool {
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
+
+// yamlUnmarshal decodes YAML into v through JSON, as the objects are.
+func yamlUnmarshal(b []byte, v any) error { return yaml.Unmarshal(b, v) }

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -112,6 +113,9 @@ type Option func(*options)
 type options struct {
 	store      idempotency.Store
 	closeStore func() error
+	// registerer, when set, wraps the registry every collector is
+	// registered on (a test lists the metric families from it).
+	registerer func(*prometheus.Registry) prometheus.Registerer
 }
 
 // WithStore uses store instead of opening cfg.Store (tests wrap stores to
@@ -123,15 +127,19 @@ func WithStore(store idempotency.Store, closeFn func() error) Option {
 // New builds the server from cfg: it opens the store but binds nothing.
 func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Option) (*App, error) {
 	log := newLogger(cfg, stderr)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := metrics.New(reg)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
+	}
+	reg := prometheus.NewRegistry()
+	var regr prometheus.Registerer = reg
+	if o.registerer != nil {
+		regr = o.registerer(reg)
+	}
+	regr.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(regr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	store, closeFn := o.store, o.closeStore
 	if closeFn == nil {
@@ -172,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		_ = closeFn()
 		return nil, err
 	}
+	m.BufferedLimit(cmp.Or(max(cfg.MaxBufferedBytes, 0), extproc.DefaultMaxBufferedBytes))
 	a := &App{cfg: cfg, log: log, reg: reg, store: store, closeFn: closeFn, health: health.NewServer(), durability: durability, settled: srv.Wait, tracer: tracer}
 	grpcOpts := []grpc.ServerOption{
 		// A buffered body plus headers and framing. Envoy's BUFFERED_PARTIAL
@@ -190,7 +199,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		grpc.WaitForHandlers(true),
 	}
 	if cfg.GRPCTLS.Enabled() {
-		if a.tls, err = newCertReloader(cfg.GRPCTLS, log, reg); err != nil {
+		if a.tls, err = newCertReloader(cfg.GRPCTLS, log, regr); err != nil {
 			_ = closeFn()
 			return nil, err
 		}
@@ -202,7 +211,7 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 	a.grpc = grpc.NewServer(grpcOpts...)
 	extprocv3.RegisterExternalProcessorServer(a.grpc, srv)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
-	if a.adminAPI, err = newAdminAPI(cfg, store, log, reg); err != nil {
+	if a.adminAPI, err = newAdminAPI(cfg, store, log, regr); err != nil {
 		_ = closeFn()
 		return nil, err
 	}

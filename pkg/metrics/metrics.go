@@ -19,6 +19,7 @@ type Metrics struct {
 	recorded  prometheus.Counter
 	streams   prometheus.Gauge
 	buffered  prometheus.Gauge
+	budget    prometheus.Gauge
 	protocol  *prometheus.CounterVec
 }
 
@@ -40,10 +41,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Open ext_proc streams (HTTP requests in processing)."}),
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gopotency_extproc_buffered_bytes",
 			Help: "Request and response body bytes the ext_proc streams hold (bounded by ext_proc.max_buffered_bytes)."}),
+		budget: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gopotency_extproc_buffered_bytes_limit",
+			Help: "ext_proc.max_buffered_bytes: past it, new streams are answered 503 server-busy (alert on buffered bytes near it)."}),
 		protocol: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gopotency_extproc_protocol_errors_total",
 			Help: "Streams that broke the protocol or did not match the configuration, by reason (undecided_at_response_headers, contract_mismatch, unknown_policy, body_after_decision, request_body_cut, ...)."}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.storeDur, m.renewals, m.settled, m.recorded, m.streams, m.buffered, m.protocol} {
+	for _, c := range []prometheus.Collector{m.decisions, m.storeDur, m.renewals, m.settled, m.recorded, m.streams, m.buffered, m.budget, m.protocol} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -71,6 +74,9 @@ func (m *Metrics) StreamsActive(delta int) { m.streams.Add(float64(delta)) }
 
 // Buffered adjusts the buffered-bytes gauge.
 func (m *Metrics) Buffered(delta int64) { m.buffered.Add(float64(delta)) }
+
+// BufferedLimit sets the buffered-bytes budget the gauge is bounded by.
+func (m *Metrics) BufferedLimit(n int64) { m.budget.Set(float64(n)) }
 
 // ProtocolError counts a stream that broke the protocol.
 func (m *Metrics) ProtocolError(reason string) { m.protocol.WithLabelValues(reason).Inc() }
