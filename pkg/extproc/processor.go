@@ -73,6 +73,9 @@ type processor struct {
 	body       []byte
 	tooLarge   bool
 	incomplete bool
+
+	// grpc: a gRPC call on a FULL_DUPLEX_STREAMED stream (grpc.go).
+	grpc grpcCall
 }
 
 type heldMsg int
@@ -91,8 +94,14 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) ([]*extprocv3.Proce
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return p.requestHeaders(req, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
+		if p.grpc.on {
+			return p.grpcRequestBody(r.RequestBody), nil
+		}
 		return p.requestBody(req, r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_RequestTrailers:
+		if p.grpc.on {
+			return p.grpcRequestTrailers(), nil
+		}
 		return p.requestTrailers(), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return one(p.responseHeaders(req, r.ResponseHeaders)), nil
@@ -101,6 +110,9 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) ([]*extprocv3.Proce
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
 		if p.undecided() {
 			p.undecidedAtResponse("response_trailers")
+		}
+		if p.grpc.on {
+			p.grpcResponseTrailers(r.ResponseTrailers.GetTrailers())
 		}
 		p.complete()
 		return one(continueResponseTrailers()), nil
@@ -126,12 +138,13 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		}
 		p.s.protocolError(reason)
 		p.log.ErrorContext(p.ctx, "ext_proc configuration error; rejecting request", "error", err)
-		return problemResponse(idempotency.ProblemFor(err))
+		return p.problem(idempotency.ProblemFor(err))
 	}
-	if !pol.Applies(f.method) || strings.HasPrefix(f.contentType, "application/grpc") {
-		// Most traffic (GET, HEAD...) ends here. A gRPC replay would go out
-		// as Envoy's trailers-only local reply without the grpc-status
-		// trailer: gRPC calls are not ours to deduplicate.
+	if !pol.Applies(f.method) || (isGRPC(f.contentType) && !p.grpc.on) {
+		// Most traffic (GET, HEAD...) ends here. A gRPC replay through
+		// ImmediateResponse would go out as Envoy's trailers-only local
+		// reply without the message or grpc-status: gRPC calls are ours
+		// only on streams that can answer them (grpc.go).
 		p.stage = notOurs
 		return nil
 	}
@@ -146,13 +159,13 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		p.s.warnNoPrincipal.Do(func() {
 			p.log.Error(`a policy scopes on the mTLS peer (scope_principal) but Envoy sends no connection.mtls attribute: add request_attributes ["connection.mtls", "connection.uri_san_peer_certificate", "connection.subject_peer_certificate"] to the ext_proc filter (gopotency envoy-config does); such requests are refused until then`)
 		})
-		return problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: no mTLS peer attributes for a scope_principal policy", idempotency.ErrMisconfigured)))
+		return p.problem(idempotency.ProblemFor(fmt.Errorf("%w: no mTLS peer attributes for a scope_principal policy", idempotency.ErrMisconfigured)))
 	}
 	d, proceed := p.s.o.Engine.Precheck(pol, &p.req)
 	if !proceed {
 		p.stage = notOurs
 		if d.Kind == idempotency.Reject {
-			return problemResponse(d.Problem)
+			return p.problem(d.Problem)
 		}
 		return nil
 	}
@@ -160,12 +173,12 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		// Decided at the headers, before Envoy buffers (and, over its
 		// buffer limit, stalls) a body that cannot be fingerprinted.
 		p.stage = notOurs
-		return problemResponse(idempotency.ProblemFor(fmt.Errorf("%w: Content-Length %d is over %d bytes", idempotency.ErrRequestTooLarge, f.contentLength, pol.MaxRequestBody)))
+		return p.problem(idempotency.ProblemFor(fmt.Errorf("%w: Content-Length %d is over %d bytes", idempotency.ErrRequestTooLarge, f.contentLength, pol.MaxRequestBody)))
 	}
 	if p.s.busy() {
 		p.stage = notOurs
 		p.log.WarnContext(p.ctx, "buffered bodies at ext_proc.max_buffered_bytes; turning a guarded request away", "buffered", p.s.Buffered())
-		return problemResponse(idempotency.ProblemFor(idempotency.ErrServerBusy))
+		return p.problem(idempotency.ProblemFor(idempotency.ErrServerBusy))
 	}
 	return nil
 }
@@ -180,7 +193,11 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	}
 	pc := req.GetProtocolConfig()
 	p.readProtocol(pc)
-	if resp := p.admit(headerFacts(req, h.GetHeaders())); resp != nil || p.stage == notOurs {
+	f := headerFacts(req, h.GetHeaders())
+	if isGRPC(f.contentType) && pc.GetRequestBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+		return p.grpcRequestHeaders(f)
+	}
+	if resp := p.admit(f); resp != nil || p.stage == notOurs {
 		if resp != nil {
 			return one(resp)
 		}
@@ -284,7 +301,7 @@ func (p *processor) verifyWhole(eos bool) error {
 func (p *processor) refuseBody(err error) []*extprocv3.ProcessingResponse {
 	p.stage = notOurs
 	p.dropRequestBody()
-	return one(problemResponse(idempotency.ProblemFor(err)))
+	return one(p.problem(idempotency.ProblemFor(err)))
 }
 
 // readProtocol reads Envoy's static body settings, sent on a stream's
@@ -305,7 +322,7 @@ func (p *processor) bodyFirst(req *extprocv3.ProcessingRequest, b *extprocv3.Htt
 		p.s.protocolError("contract_mismatch")
 		p.log.ErrorContext(p.ctx, "body-first request without the expected attribute contract; failing closed (regenerate the Envoy config: gopotency envoy-config)",
 			"want", p.s.contract.TokenAttribute, "got", attribute(req, p.s.contract.TokenAttribute))
-		return one(problemResponse(idempotency.ProblemFor(idempotency.ErrMisconfigured)))
+		return one(p.problem(idempotency.ProblemFor(idempotency.ErrMisconfigured)))
 	}
 	p.readProtocol(req.GetProtocolConfig())
 	if resp := p.admit(f); resp != nil || p.stage == notOurs {
@@ -377,6 +394,27 @@ func continueFor(m heldMsg) *extprocv3.ProcessingResponse {
 
 // begin runs the engine and turns its decision into the answer to msg.
 func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
+	d := p.run()
+	switch d.Kind {
+	case idempotency.Proceed:
+		if msg == heldHeaders {
+			return continueRequestHeaders(cloneMode(&recording))
+		}
+		return continueFor(msg)
+	case idempotency.Replay:
+		return replayResponse(d.Record)
+	case idempotency.Reject:
+		return p.problem(d.Problem)
+	}
+	if msg == heldHeaders {
+		return continueRequestHeaders(cloneMode(&passThrough))
+	}
+	return continueFor(msg)
+}
+
+// run runs the engine once for the request; a request that may proceed
+// holds the lease from here.
+func (p *processor) run() idempotency.Decision {
 	var opts []idempotency.BeginOption
 	if p.policy.WaitInFlight > 0 && p.s.o.MaxMessageTimeout > 0 {
 		opts = append(opts, idempotency.BeforeWait(p.extendTimeoutForWait))
@@ -388,13 +426,8 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 	case idempotency.Proceed:
 		p.lease = d.Lease
 		p.lease.KeepAlive(p.ctx)
-		if msg == heldHeaders {
-			return continueRequestHeaders(cloneMode(&recording))
-		}
-		return continueFor(msg)
 	case idempotency.Replay:
 		p.log.DebugContext(p.ctx, "replaying stored response", "key_id", d.KeyID, "status", d.Record.Status)
-		return replayResponse(d.Record)
 	case idempotency.Reject:
 		// Duplicates of a running request can come in storms; log them
 		// only at debug so they do not drown the rest.
@@ -403,12 +436,8 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 			level = slog.LevelDebug
 		}
 		p.log.Log(p.ctx, level, "request rejected", "key_id", d.KeyID, "problem", d.Problem.Slug(), "reason", d.Err)
-		return problemResponse(d.Problem)
 	}
-	if msg == heldHeaders {
-		return continueRequestHeaders(cloneMode(&passThrough))
-	}
-	return continueFor(msg)
+	return d
 }
 
 // extendTimeoutForWait asks Envoy for a longer message timeout before the
@@ -448,12 +477,15 @@ func (p *processor) markUnknown() {
 func (p *processor) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	if p.undecided() {
 		p.undecidedAtResponse("response_headers")
-		return problemResponse(idempotency.ProblemFor(idempotency.ErrProtocol))
+		return p.problem(idempotency.ProblemFor(idempotency.ErrProtocol))
 	}
 	if p.lease == nil {
 		return continueResponseHeaders(cloneMode(&settled))
 	}
 	p.status, p.headers = responseHeaders(h.GetHeaders())
+	if p.grpc.on {
+		p.grpcResponseHeaders(h.GetEndOfStream())
+	}
 	details := attribute(req, "response.code_details")
 	fromUpstream := details == "via_upstream" || (details == "" && hasHeader(p.headers, "x-envoy-upstream-service-time"))
 	switch {
@@ -519,6 +551,9 @@ func (p *processor) releaseBody() {
 // complete records the response once it is whole.
 func (p *processor) complete() {
 	if p.lease == nil || p.status == 0 {
+		return
+	}
+	if p.grpc.on && !p.grpcRecordable() {
 		return
 	}
 	lease, held := p.lease, p.buffered

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/middleware/grpcmw"
+)
+
+// Unary gRPC calls deduplicated in the proxy: a real grpc-go client calls
+// a real grpc-go server through Envoy 1.40 and gopotency, on a stream in
+// FULL_DUPLEX_STREAMED mode (what StreamedImmediateResponse needs).
+
+// startGRPCStack runs gopotency (the shipped configuration, memory store)
+// and Envoy in front of the echo upstream.
+func startGRPCStack(t *testing.T) (*echoUpstream, string, *stack) {
+	t.Helper()
+	root, err := envoyrun.ModuleRoot()
+	require.NoError(t, err)
+	up, app := startEchoUpstream(t)
+	s := &stack{}
+	s.startApp(t, stackOptions{config: filepath.Join(root, "envoy", "gopotency.yaml"), store: "memory://"})
+	e := startGRPCEnvoy(t, s.app.GRPCAddr(), app, fullDuplex)
+	return up, target(e), s
+}
+
+func grpcKey(t *testing.T) string { return t.Name() + "-" + itoa(int(time.Now().UnixNano())) }
+
+func TestGRPCRunsOnceAndReplaysWithTrailers(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	key := grpcKey(t)
+	first := callEcho(t, addr, "order-1", grpcmw.KeyMetadata, key)
+	require.NoError(t, first.err)
+	assert.Equal(t, "echo:order-1", first.reply)
+	for range 3 {
+		r := callEcho(t, addr, "order-1", grpcmw.KeyMetadata, key)
+		require.NoError(t, r.err)
+		assert.Equal(t, first.reply, r.reply)
+		assert.Equal(t, []string{"true"}, r.header.Get(grpcmw.ReplayedKey))
+		assert.Equal(t, first.header.Get("x-header"), r.header.Get("x-header"))
+		assert.Equal(t, []string{"\x00\x01\xff"}, r.header.Get("x-bin-bin"))
+		assert.Equal(t, first.trailr, r.trailr, "trailers as the first call got them")
+	}
+	assert.Equal(t, 1, up.count("order-1"))
+
+	// On the wire: the same message bytes, the same trailers, the same
+	// headers but for the marker and the per-response Date.
+	key2 := grpcKey(t)
+	msg := grpcFrame(wrapperspb.String("order-2"))
+	a := rawCall(t, addr, msg, grpcmw.KeyMetadata, key2)
+	b := rawCall(t, addr, msg, grpcmw.KeyMetadata, key2)
+	t.Logf("first:  %d %v %x %v", a.status, a.header, a.body, a.trailer)
+	t.Logf("replay: %d %v %x %v", b.status, b.header, b.body, b.trailer)
+	assert.Equal(t, a.status, b.status)
+	assert.Equal(t, a.body, b.body)
+	assert.Equal(t, a.trailer, b.trailer)
+	assert.Equal(t, "true", b.header.Get(grpcmw.ReplayedKey))
+	for _, h := range []http.Header{a.header, b.header} {
+		h.Del("date")
+		h.Del(grpcmw.ReplayedKey)
+	}
+	a.header.Del("x-envoy-upstream-service-time") // per response, not replayed
+	assert.Equal(t, a.header, b.header)
+	assert.Equal(t, 1, up.count("order-2"))
+}
+
+func TestGRPCConcurrentDuplicatesRunOnce(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	key := grpcKey(t)
+	const n = 20
+	results := make([]echoResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { results[i] = callEcho(t, addr, "slow:pay", grpcmw.KeyMetadata, key) })
+	}
+	wg.Wait()
+	ok, inProgress := 0, 0
+	for _, r := range results {
+		if r.err == nil {
+			ok++
+			assert.Equal(t, "echo:slow:pay", r.reply)
+			continue
+		}
+		assert.Equal(t, codes.Aborted, status.Code(r.err), "%v", r.err)
+		assert.Equal(t, idempotency.ProblemFor(idempotency.ErrInFlight).Type, grpcmw.ProblemType(r.err))
+		assert.Positive(t, grpcmw.RetryDelay(r.err))
+		inProgress++
+	}
+	t.Logf("%d answers, %d in progress", ok, inProgress)
+	assert.GreaterOrEqual(t, ok, 1)
+	assert.Equal(t, 1, up.count("slow:pay"), "one execution for 20 concurrent duplicates")
+	r := callEcho(t, addr, "slow:pay", grpcmw.KeyMetadata, key)
+	require.NoError(t, r.err)
+	assert.Equal(t, []string{"true"}, r.header.Get(grpcmw.ReplayedKey))
+	assert.Equal(t, 1, up.count("slow:pay"))
+}
+
+func TestGRPCKeyReuseIsRefused(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	key := grpcKey(t)
+	require.NoError(t, callEcho(t, addr, "first", grpcmw.KeyMetadata, key).err)
+	r := callEcho(t, addr, "second", grpcmw.KeyMetadata, key)
+	require.Error(t, r.err)
+	assert.Equal(t, codes.AlreadyExists, status.Code(r.err), "%v", r.err)
+	assert.Equal(t, idempotency.ProblemFor(idempotency.ErrMismatch).Type, grpcmw.ProblemType(r.err))
+	assert.Equal(t, 0, up.count("second"), "the fingerprint covers the message")
+	assert.Equal(t, 1, up.count("first"))
+}
+
+func TestGRPCErrorStatuses(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+
+	// Internal maps to 500: not stored, the key released, a retry runs.
+	key := grpcKey(t)
+	for i := 1; i <= 2; i++ {
+		r := callEcho(t, addr, "fail:INTERNAL", grpcmw.KeyMetadata, key)
+		assert.Equal(t, codes.Internal, status.Code(r.err))
+		assert.Equal(t, "upstream says INTERNAL", status.Convert(r.err).Message())
+		assert.Empty(t, r.header.Get(grpcmw.ReplayedKey))
+		assert.Equal(t, i, up.count("fail:INTERNAL"), "released: the retry ran")
+	}
+
+	// NotFound maps to 404: stored and replayed trailers-only, as it came.
+	key = grpcKey(t)
+	first := callEcho(t, addr, "fail:NOT_FOUND", grpcmw.KeyMetadata, key)
+	again := callEcho(t, addr, "fail:NOT_FOUND", grpcmw.KeyMetadata, key)
+	assert.Equal(t, codes.NotFound, status.Code(first.err))
+	assert.Equal(t, status.Convert(first.err).Proto(), status.Convert(again.err).Proto())
+	assert.Equal(t, first.trailr.Get("x-trailer"), again.trailr.Get("x-trailer"))
+	assert.Equal(t, []string{"true"}, again.trailr.Get(grpcmw.ReplayedKey))
+	assert.Equal(t, 1, up.count("fail:NOT_FOUND"))
+}
+
+func TestGRPCUnkeyedCallsPassThrough(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	for range 2 {
+		r := callEcho(t, addr, "no-key")
+		require.NoError(t, r.err)
+		assert.Equal(t, "echo:no-key", r.reply)
+		assert.Equal(t, []string{"t1"}, r.trailr.Get("x-trailer"))
+	}
+	assert.Equal(t, 2, up.count("no-key"))
+}
+
+// TestGRPCGoPotencyDownIsUnavailable: failure_mode_allow false: Envoy's
+// own error reply, which it renders as a gRPC status, and nothing runs.
+func TestGRPCGoPotencyDownIsUnavailable(t *testing.T) {
+	up, app := startEchoUpstream(t)
+	dead, err := envoyrun.FreePort()
+	require.NoError(t, err)
+	e := startGRPCEnvoy(t, "127.0.0.1:"+itoa(dead), app, fullDuplex)
+	r := callEcho(t, target(e), "while-down", grpcmw.KeyMetadata, grpcKey(t))
+	assert.Equal(t, codes.Unavailable, status.Code(r.err), "%v", r.err)
+	assert.Equal(t, 0, up.count("while-down"))
+}
