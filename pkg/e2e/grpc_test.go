@@ -1,19 +1,27 @@
 package e2e
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/pkg/config"
+	"github.com/gopotency/gopotency/pkg/envoyconfig"
 	"github.com/gopotency/gopotency/pkg/idempotency"
 	"github.com/gopotency/gopotency/pkg/middleware/grpcmw"
 )
@@ -23,16 +31,41 @@ import (
 // FULL_DUPLEX_STREAMED mode (what StreamedImmediateResponse needs).
 
 // startGRPCStack runs gopotency (the shipped configuration, memory store)
-// and Envoy in front of the echo upstream.
-func startGRPCStack(t *testing.T) (*echoUpstream, string, *stack) {
+// and Envoy in front of the echo upstream, on the Envoy config `gopotency
+// envoy-config` generates for the shipped envoy section with its app
+// cluster marked grpc.
+func startGRPCStack(t *testing.T, configure ...func(*config.Config)) (*echoUpstream, string, *stack) {
 	t.Helper()
-	root, err := envoyrun.ModuleRoot()
-	require.NoError(t, err)
 	up, app := startEchoUpstream(t)
 	s := &stack{}
-	s.startApp(t, stackOptions{config: filepath.Join(root, "envoy", "gopotency.yaml"), store: "memory://"})
-	e := startGRPCEnvoy(t, s.app.GRPCAddr(), app, fullDuplex)
+	s.startApp(t, stackOptions{config: filepath.Join(root(t), "envoy", "gopotency.yaml"), store: "memory://", configure: func(c *config.Config) {
+		for _, f := range configure {
+			f(c)
+		}
+	}})
+	generated := grpcEnvoy(t)
+	e := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
+		a.GoPotency, a.App = s.app.GRPCAddr(), app
+		out, err := envoyrun.Rewrite(generated, a)
+		require.NoError(t, err)
+		return out
+	})
 	return up, target(e), s
+}
+
+// grpcEnvoy is what the generator makes of the shipped configuration
+// with its upstream serving gRPC.
+func grpcEnvoy(t *testing.T) []byte {
+	t.Helper()
+	cfg, err := config.Load([]string{"--config", filepath.Join(root(t), "envoy", "gopotency.yaml")}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	e, err := cfg.RequireEnvoy()
+	require.NoError(t, err)
+	require.Len(t, e.Clusters, 1)
+	e.Clusters[0].GRPC = true
+	out, err := envoyconfig.Generate(cfg, "the gRPC tests")
+	require.NoError(t, err)
+	return out
 }
 
 func grpcKey(t *testing.T) string { return t.Name() + "-" + itoa(int(time.Now().UnixNano())) }
@@ -159,8 +192,100 @@ func TestGRPCGoPotencyDownIsUnavailable(t *testing.T) {
 	up, app := startEchoUpstream(t)
 	dead, err := envoyrun.FreePort()
 	require.NoError(t, err)
-	e := startGRPCEnvoy(t, "127.0.0.1:"+itoa(dead), app, fullDuplex)
+	generated := grpcEnvoy(t)
+	e := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
+		a.GoPotency, a.App = "127.0.0.1:"+itoa(dead), app
+		out, err := envoyrun.Rewrite(generated, a)
+		require.NoError(t, err)
+		return out
+	})
 	r := callEcho(t, target(e), "while-down", grpcmw.KeyMetadata, grpcKey(t))
 	assert.Equal(t, codes.Unavailable, status.Code(r.err), "%v", r.err)
 	assert.Equal(t, 0, up.count("while-down"))
+}
+
+// TestGRPCLargeMessages: a message Envoy passes in several chunks runs
+// once and replays; one over max_request_body is refused, nothing run.
+func TestGRPCLargeMessages(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	big := strings.Repeat("x", 300<<10)
+	key := grpcKey(t)
+	for range 2 {
+		r := callEcho(t, addr, big, grpcmw.KeyMetadata, key)
+		require.NoError(t, r.err)
+		assert.Equal(t, "echo:"+big, r.reply)
+	}
+	assert.Equal(t, 1, up.count(big))
+
+	huge := strings.Repeat("y", 2<<20)
+	r := callEcho(t, addr, huge, grpcmw.KeyMetadata, grpcKey(t))
+	assert.Equal(t, codes.ResourceExhausted, status.Code(r.err), "%v", r.err)
+	assert.Equal(t, idempotency.ProblemFor(idempotency.ErrRequestTooLarge).Type, grpcmw.ProblemType(r.err))
+	assert.Equal(t, 0, up.count(huge))
+}
+
+// TestGRPCStreamsPassThrough: a keyed call that sends a second message is
+// a stream: it goes upstream as it came, every time, unrecorded.
+func TestGRPCStreamsPassThrough(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	key := grpcKey(t)
+	for range 2 {
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, key), 10*time.Second)
+		cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/gopotency.verify.v1.Echo/Collect")
+		require.NoError(t, err)
+		for _, m := range []string{"a", "b", "c"} {
+			require.NoError(t, cs.SendMsg(wrapperspb.String(m)))
+		}
+		require.NoError(t, cs.CloseSend())
+		out := new(wrapperspb.StringValue)
+		require.NoError(t, cs.RecvMsg(out))
+		assert.Equal(t, "a,b,c", out.GetValue())
+		cancel()
+	}
+	assert.Equal(t, 2, up.count("collect:a,b,c"))
+}
+
+// TestGRPCKeyedBidiWaitingForAReply: a keyed stream whose client sends one
+// message and waits for a reply before sending more cannot be told from a
+// unary call until its request ends, so it is held: nothing runs, and the
+// call ends at the client's deadline (Envoy starts no message timeout for
+// the held headers answer in FULL_DUPLEX_STREAMED mode; its stream idle
+// timeout, 5 minutes by default, ends a call without one). Documented:
+// send idempotency-key on unary calls only.
+func TestGRPCKeyedBidiWaitingForAReply(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, grpcKey(t)), 2*time.Second)
+	defer cancel()
+	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/gopotency.verify.v1.Echo/Chat")
+	require.NoError(t, err)
+	require.NoError(t, cs.SendMsg(wrapperspb.String("hi")))
+	err = cs.RecvMsg(new(wrapperspb.StringValue))
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	assert.Equal(t, 0, up.count("chat:hi"))
+}
+
+// TestGRPCDuplicatesWaitForTheFirst: with wait_in_flight, duplicates of a
+// running call wait (Envoy's message timeout raised per request) and get
+// its answer.
+func TestGRPCDuplicatesWaitForTheFirst(t *testing.T) {
+	up, addr, _ := startGRPCStack(t, func(c *config.Config) { c.Default.WaitInFlight = 3 * time.Second })
+	key := grpcKey(t)
+	results := make([]echoResult, 10)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() { results[i] = callEcho(t, addr, "slow:wait", grpcmw.KeyMetadata, key) })
+	}
+	wg.Wait()
+	for _, r := range results {
+		require.NoError(t, r.err)
+		assert.Equal(t, "echo:slow:wait", r.reply)
+		assert.Equal(t, []string{"t1"}, r.trailr.Get("x-trailer"))
+	}
+	assert.Equal(t, 1, up.count("slow:wait"))
 }

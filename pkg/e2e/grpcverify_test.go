@@ -14,6 +14,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
@@ -74,7 +75,42 @@ func (u *echoUpstream) desc() *grpc.ServiceDesc {
 			_ = grpc.SetTrailer(ctx, metadata.Pairs("x-trailer", "t1"))
 			return wrapperspb.String("echo:" + in.GetValue()), nil
 		},
-	}}}
+	}}, Streams: []grpc.StreamDesc{
+		// Collect (client stream) answers the messages joined once the
+		// client is done; Chat (bidi) echoes each message as it comes.
+		{StreamName: "Collect", ClientStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			var got []string
+			for {
+				in := new(wrapperspb.StringValue)
+				if err := ss.RecvMsg(in); err == io.EOF {
+					break
+				} else if err != nil {
+					return err
+				}
+				got = append(got, in.GetValue())
+			}
+			u.mu.Lock()
+			u.calls["collect:"+strings.Join(got, ",")]++
+			u.mu.Unlock()
+			return ss.SendMsg(wrapperspb.String(strings.Join(got, ",")))
+		}},
+		{StreamName: "Chat", ClientStreams: true, ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			for {
+				in := new(wrapperspb.StringValue)
+				if err := ss.RecvMsg(in); err == io.EOF {
+					return nil
+				} else if err != nil {
+					return err
+				}
+				u.mu.Lock()
+				u.calls["chat:"+in.GetValue()]++
+				u.mu.Unlock()
+				if err := ss.SendMsg(wrapperspb.String("echo:" + in.GetValue())); err != nil {
+					return err
+				}
+			}
+		}},
+	}}
 }
 
 // startEchoUpstream serves the echo service on loopback.
@@ -158,6 +194,12 @@ const fullDuplex = `{request_header_mode: SEND, request_body_mode: FULL_DUPLEX_S
 // with proc as the ext_proc server.
 func startGRPCEnvoy(t *testing.T, proc, app, mode string) *envoyrun.Envoy {
 	t.Helper()
+	return startEnvoyWith(t, func(a envoyrun.Addrs) []byte { return grpcEnvoyConfig(a.Listen, a.Admin, proc, app, mode) })
+}
+
+// startEnvoyWith runs Envoy on the config cfg writes for free ports.
+func startEnvoyWith(t *testing.T, cfg func(envoyrun.Addrs) []byte) *envoyrun.Envoy {
+	t.Helper()
 	testenv.SkipShort(t, "Envoy")
 	bin, err := envoyrun.Find()
 	if err != nil {
@@ -168,7 +210,8 @@ func startGRPCEnvoy(t *testing.T, proc, app, mode string) *envoyrun.Envoy {
 		ports := freePorts(t, 2)
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		e, err = envoyrun.Start(ctx, bin, t.TempDir(), grpcEnvoyConfig(ports[0], ports[1], proc, app, mode), envoyrun.Addrs{Listen: ports[0], Admin: ports[1]})
+		a := envoyrun.Addrs{Listen: ports[0], Admin: ports[1]}
+		e, err = envoyrun.Start(ctx, bin, t.TempDir(), cfg(a), a)
 		if err == nil || try == 2 || !strings.Contains(err.Error(), "Address already in use") {
 			break
 		}
@@ -479,4 +522,78 @@ func TestVerifyGRPCFullDuplexPassAndRecord(t *testing.T) {
 	assert.Equal(t, codes.Internal, status.Code(r.err))
 	assert.Equal(t, 1, up.count("fail:INTERNAL"))
 	t.Logf("processor saw (error): %q", proc.messages()[n:])
+}
+
+// TestVerifyGRPCImmediateResponse: the plain ImmediateResponse, given a
+// gRPC answer (status 200, the message as body, grpc-status among the
+// headers).
+func TestVerifyGRPCImmediateResponse(t *testing.T) {
+	up, app := startEchoUpstream(t)
+	_, procAddr := startScriptedProc(t, func(req *extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse {
+		if req.GetRequestHeaders() == nil {
+			return nil
+		}
+		return []*extprocv3.ProcessingResponse{immediateGRPC()}
+	})
+	e := startGRPCEnvoy(t, procAddr, app, `{request_header_mode: SEND, response_header_mode: SKIP}`)
+	r := callEcho(t, target(e), "immediate")
+	t.Logf("grpc-go: reply=%q header=%v trailer=%v err=%v", r.reply, r.header, r.trailr, r.err)
+	assert.Equal(t, codes.Internal, status.Code(r.err), "the message is gone: %v", r.err)
+	assert.Contains(t, r.err.Error(), "received no response message")
+	raw := rawCall(t, target(e), grpcFrame(wrapperspb.String("raw")))
+	t.Logf("raw: status=%d header=%v body=%x trailer=%v", raw.status, raw.header, raw.body, raw.trailer)
+	assert.Empty(t, raw.body, "no DATA: a trailers-only reply")
+	assert.Equal(t, "0", raw.header.Get("grpc-status"))
+	assert.Equal(t, "%00%00%00%00%08%0A%06stored", raw.header.Get("grpc-message"), "the body became the status message")
+	assert.Equal(t, 0, up.count("immediate"))
+}
+
+func immediateGRPC() *extprocv3.ProcessingResponse {
+	set := func(k, v string) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)}}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status:     &typev3.HttpStatus{Code: typev3.StatusCode_OK},
+		Headers:    &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{set("content-type", "application/grpc"), set("x-header", "stored"), set("x-trailer", "stored-trailer")}},
+		Body:       grpcFrame(wrapperspb.String("stored")),
+		GrpcStatus: &extprocv3.GrpcStatus{Status: 0},
+	}}}
+}
+
+// TestVerifyGRPCStreamedImmediateResponseModes: the streamed answer in the
+// other request body modes.
+func TestVerifyGRPCStreamedImmediateResponseModes(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		want       codes.Code // what the client gets
+	}{
+		{"NONE at headers", `{request_header_mode: SEND, response_header_mode: SKIP}`, codes.OK},
+		{"BUFFERED after body", `{request_header_mode: SEND, request_body_mode: BUFFERED, response_header_mode: SKIP}`, codes.Unavailable},
+		{"STREAMED after body", `{request_header_mode: SEND, request_body_mode: STREAMED, response_header_mode: SKIP}`, codes.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up, app := startEchoUpstream(t)
+			proc, procAddr := startScriptedProc(t, func(req *extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse {
+				switch {
+				case req.GetRequestHeaders() != nil && strings.HasPrefix(tc.name, "NONE"):
+					return storedReply(false)
+				case req.GetRequestHeaders() != nil:
+					return []*extprocv3.ProcessingResponse{{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}}
+				case req.GetRequestBody().GetEndOfStream():
+					return storedReply(false)
+				}
+				return nil
+			})
+			e := startGRPCEnvoy(t, procAddr, app, tc.mode)
+			r := callEcho(t, target(e), "mode")
+			t.Logf("grpc-go: reply=%q header=%v trailer=%v err=%v", r.reply, r.header, r.trailr, r.err)
+			t.Logf("processor saw: %q; upstream ran %d", proc.messages(), up.count("mode"))
+			assert.Equal(t, tc.want, status.Code(r.err))
+			if tc.want == codes.OK {
+				assert.Equal(t, "stored", r.reply)
+				assert.Equal(t, []string{"stored-trailer"}, r.trailr.Get("x-trailer"))
+			}
+			assert.Equal(t, 0, up.count("mode"))
+		})
+	}
 }
