@@ -84,8 +84,8 @@ type Class struct {
 	MaxContentLength int64
 	// GRPC restricts the class to gRPC calls (content-type
 	// application/grpc…).
-	GRPC bool
-	Action           Action
+	GRPC   bool
+	Action Action
 	// Policy names the route's policy ("" is the default policy).
 	Policy string
 }
