@@ -68,7 +68,7 @@ func (p *processor) problem(pr *idempotency.Problem) *extprocv3.ProcessingRespon
 	return problemResponse(pr)
 }
 
-func (p *processor) grpcRequestHeaders(f facts) []*extprocv3.ProcessingResponse {
+func (p *processor) grpcRequestHeaders(f facts, eos bool) []*extprocv3.ProcessingResponse {
 	p.grpc.on = true
 	if resp := p.admit(f); resp != nil {
 		return one(resp)
@@ -78,6 +78,9 @@ func (p *processor) grpcRequestHeaders(f facts) []*extprocv3.ProcessingResponse 
 		return one(continueRequestHeaders(nil))
 	}
 	p.stage = collecting
+	if eos {
+		return p.grpcDecide(heldHeaders) // no message: a broken call, still run once
+	}
 	return nil // answered with the decision, once the message is here
 }
 
@@ -106,7 +109,7 @@ func (p *processor) grpcRequestBody(b *extprocv3.HttpBody) []*extprocv3.Processi
 	if !b.GetEndOfStream() {
 		return nil
 	}
-	return p.grpcDecide(false)
+	return p.grpcDecide(heldBody)
 }
 
 func (p *processor) grpcRequestTrailers() []*extprocv3.ProcessingResponse {
@@ -114,14 +117,15 @@ func (p *processor) grpcRequestTrailers() []*extprocv3.ProcessingResponse {
 	case p.grpc.answered:
 		return nil
 	case p.stage == collecting:
-		return p.grpcDecide(true)
+		return p.grpcDecide(heldTrailers)
 	}
 	return one(continueRequestTrailers())
 }
 
 // grpcDecide runs the engine for a whole request message and answers the
-// held headers and body (and the trailers that ended the request).
-func (p *processor) grpcDecide(trailers bool) []*extprocv3.ProcessingResponse {
+// held headers, and the body and trailers up to last, the message that
+// ended the request.
+func (p *processor) grpcDecide(last heldMsg) []*extprocv3.ProcessingResponse {
 	body := p.req.Body
 	d := p.run()
 	switch d.Kind {
@@ -136,8 +140,11 @@ func (p *processor) grpcDecide(trailers bool) []*extprocv3.ProcessingResponse {
 	case idempotency.Reject:
 		return one(p.problem(d.Problem))
 	}
-	out := []*extprocv3.ProcessingResponse{continueRequestHeaders(nil), streamedBody(body, !trailers)}
-	if trailers {
+	out := one(continueRequestHeaders(nil))
+	if last != heldHeaders {
+		out = append(out, streamedBody(body, last == heldBody))
+	}
+	if last == heldTrailers {
 		out = append(out, continueRequestTrailers())
 	}
 	return out

@@ -195,7 +195,7 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	p.readProtocol(pc)
 	f := headerFacts(req, h.GetHeaders())
 	if isGRPC(f.contentType) && pc.GetRequestBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
-		return p.grpcRequestHeaders(f)
+		return p.grpcRequestHeaders(f, h.GetEndOfStream())
 	}
 	if resp := p.admit(f); resp != nil || p.stage == notOurs {
 		if resp != nil {
