@@ -52,7 +52,7 @@ type EnvoyCluster struct {
 	Address string `yaml:"address"` // host:port
 	// GRPC: the upstream serves gRPC (HTTP/2 without TLS). Envoy speaks
 	// HTTP/2 to it, and keyed unary gRPC calls on its routes are
-	// deduplicated (docs/grpc.md).
+	// deduplicated (docs/extproc.md, gRPC calls).
 	GRPC bool `yaml:"grpc"`
 }
 
