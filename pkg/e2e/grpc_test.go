@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -288,4 +290,52 @@ func TestGRPCDuplicatesWaitForTheFirst(t *testing.T) {
 		assert.Equal(t, []string{"t1"}, r.trailr.Get("x-trailer"))
 	}
 	assert.Equal(t, 1, up.count("slow:wait"))
+}
+
+// TestIstioSidecarGRPC: the istio-sidecar overlay's configuration
+// generated with --grpc for a gRPC workload's port, through Istio's
+// generator into a real Envoy: keyed unary calls run once and replay,
+// unkeyed ones pass, the HTTP filter skips gRPC calls.
+func TestIstioSidecarGRPC(t *testing.T) {
+	cfgPath := filepath.Join(root(t), "deploy", "overlays", "istio-sidecar", "gopotency.yaml")
+	cfg, err := config.Load([]string{"--config", cfgPath}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	ef, err := envoyconfig.GenerateTarget(cfg, envoyconfig.TargetIstioSidecar,
+		envoyconfig.Kube{Name: "gopotency-grpc", Namespace: "shop", Selector: map[string]string{"app": "ledger"}, Port: 50051, GRPC: true}, "the gRPC sidecar test")
+	require.NoError(t, err)
+	efPath := filepath.Join(t.TempDir(), "envoyfilter.yaml")
+	require.NoError(t, os.WriteFile(efPath, ef, 0o600))
+	x := runIstioXDSFor(t, "sidecar", []string{"-labels", "app=ledger", "-ip", "10.10.0.11"},
+		append([]string{efPath, "pkg/e2e/testdata/istio/grpc.yaml"}, istioShared...)...)
+	r := reduce(t, x, sidecarChainOn("50051"))
+	_, order := r.extProc(t)
+	require.Equal(t, []string{extProcID, envoyconfig.GRPCFilterName, "envoy.filters.http.router"}, order[len(order)-3:], "both filters just before the router")
+
+	up, app := startEchoUpstream(t)
+	s := &stack{}
+	s.startApp(t, stackOptions{config: cfgPath, store: "memory://"})
+	e := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
+		a.GoPotency, a.App = s.app.GRPCAddr(), app
+		return r.bootstrap(t, a, extProcClusterName)
+	})
+	t.Logf("dropped Istio-proxy-only filters for stock Envoy: %v", r.dropped)
+	addr := target(e)
+	key := grpcKey(t)
+	first := callEcho(t, addr, "istio", grpcmw.KeyMetadata, key)
+	require.NoError(t, first.err)
+	again := callEcho(t, addr, "istio", grpcmw.KeyMetadata, key)
+	require.NoError(t, again.err)
+	assert.Equal(t, "echo:istio", again.reply)
+	assert.Equal(t, []string{"true"}, again.header.Get(grpcmw.ReplayedKey))
+	assert.Equal(t, first.trailr, again.trailr)
+	assert.Equal(t, 1, up.count("istio"))
+	other := callEcho(t, addr, "other", grpcmw.KeyMetadata, key)
+	assert.Equal(t, codes.AlreadyExists, status.Code(other.err), "%v", other.err)
+	for range 2 {
+		require.NoError(t, callEcho(t, addr, "istio-unkeyed").err)
+	}
+	assert.Equal(t, 2, up.count("istio-unkeyed"))
+	n, err := e.Stat("http." + fmt.Sprint(r.hcm["stat_prefix"]) + ".ext_proc.streams_started")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, n, "one ext_proc stream per keyed call: the HTTP filter skipped them, the gRPC filter the unkeyed ones")
 }

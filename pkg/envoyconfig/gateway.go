@@ -31,6 +31,9 @@ func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 	if len(k.Selector) > 0 || k.Port != 0 {
 		errs = append(errs, errors.New("a workload selector and a port are Istio's; Envoy Gateway attaches to HTTPRoutes"))
 	}
+	if k.GRPC {
+		errs = append(errs, errors.New("--grpc: not generated for Envoy Gateway yet (its GRPCRoutes would need a policy of their own, with the request and response bodies FullDuplexStreamed, the only mode in which it sends response trailers); gRPC calls on the HTTPRoutes pass through"))
+	}
 	for _, r := range k.HTTPRoutes {
 		if !dnsSubdomain.MatchString(r.Name) || r.Rule != "" && !dnsSubdomain.MatchString(r.Rule) {
 			errs = append(errs, fmt.Errorf("HTTPRoute %q (rule %q): not a Kubernetes name", r.Name, r.Rule))

@@ -50,6 +50,9 @@ type Kube struct {
 	// Gateway is the Envoy Gateway Gateway (of Namespace) those routes
 	// attach to, whose listener buffer a ClientTrafficPolicy raises.
 	Gateway string
+	// GRPC: the Istio proxy carries gRPC calls to deduplicate; they get
+	// a second ext_proc filter of their own, on a full-duplex stream.
+	GRPC bool
 }
 
 // HTTPRouteRef is an HTTPRoute of the policy's namespace, or one named

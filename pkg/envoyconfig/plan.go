@@ -153,6 +153,8 @@ type FilterSkip struct {
 	// none of which requires a key or derives one: a request carrying
 	// none of them skips.
 	KeyHeaders []string
+	// GRPCCalls: gRPC calls skip too (a filter of their own takes them).
+	GRPCCalls bool
 }
 
 // byRouteName returns the policies ext_proc.route_policies can select.
