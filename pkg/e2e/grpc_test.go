@@ -339,3 +339,37 @@ func TestIstioSidecarGRPC(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, n, "one ext_proc stream per keyed call: the HTTP filter skipped them, the gRPC filter the unkeyed ones")
 }
+
+// TestGRPCResponseFullDuplex: with the response body FULL_DUPLEX_STREAMED
+// too (Envoy Gateway sends response trailers only then), the answer's
+// chunks go back as they come and the call is recorded as with STREAMED.
+func TestGRPCResponseFullDuplex(t *testing.T) {
+	up, app := startEchoUpstream(t)
+	s := &stack{}
+	s.startApp(t, stackOptions{config: filepath.Join(root(t), "envoy", "gopotency.yaml"), store: "memory://"})
+	addr := target(startGRPCEnvoy(t, s.app.GRPCAddr(), app,
+		`{request_header_mode: SEND, request_body_mode: FULL_DUPLEX_STREAMED, request_trailer_mode: SEND, response_header_mode: SEND, response_body_mode: FULL_DUPLEX_STREAMED, response_trailer_mode: SEND}`))
+	key := grpcKey(t)
+	first := callEcho(t, addr, "duplex", grpcmw.KeyMetadata, key)
+	require.NoError(t, first.err)
+	assert.Equal(t, "echo:duplex", first.reply)
+	again := callEcho(t, addr, "duplex", grpcmw.KeyMetadata, key)
+	require.NoError(t, again.err)
+	assert.Equal(t, "echo:duplex", again.reply)
+	assert.Equal(t, []string{"true"}, again.header.Get(grpcmw.ReplayedKey))
+	assert.Equal(t, first.trailr, again.trailr)
+	assert.Equal(t, 1, up.count("duplex"))
+
+	key = grpcKey(t)
+	for i := 1; i <= 2; i++ {
+		r := callEcho(t, addr, "fail:UNAVAILABLE", grpcmw.KeyMetadata, key)
+		assert.Equal(t, codes.Unavailable, status.Code(r.err))
+		assert.Equal(t, i, up.count("fail:UNAVAILABLE"), "released")
+	}
+	for range 2 {
+		r := callEcho(t, addr, "duplex-unkeyed")
+		require.NoError(t, r.err)
+		assert.Equal(t, "echo:duplex-unkeyed", r.reply)
+	}
+	assert.Equal(t, 2, up.count("duplex-unkeyed"))
+}

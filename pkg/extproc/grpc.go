@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,10 @@ type grpcCall struct {
 	httpStatus   int
 	trailersOnly bool
 	trailers     []idempotency.Header
+	// responseDuplex: the response body is FULL_DUPLEX_STREAMED too (the
+	// only mode in which Envoy Gateway sends response trailers): its
+	// chunks go back as they come.
+	responseDuplex bool
 }
 
 func isGRPC(contentType string) bool { return strings.HasPrefix(contentType, "application/grpc") }
@@ -68,8 +73,9 @@ func (p *processor) problem(pr *idempotency.Problem) *extprocv3.ProcessingRespon
 	return problemResponse(pr)
 }
 
-func (p *processor) grpcRequestHeaders(f facts, eos bool) []*extprocv3.ProcessingResponse {
+func (p *processor) grpcRequestHeaders(f facts, eos bool, pc *extprocv3.ProtocolConfiguration) []*extprocv3.ProcessingResponse {
 	p.grpc.on = true
+	p.grpc.responseDuplex = pc.GetResponseBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
 	if resp := p.admit(f); resp != nil {
 		return one(resp)
 	}
@@ -366,6 +372,12 @@ func streamedImmediate(r *extprocv3.StreamedImmediateResponse) *extprocv3.Proces
 func streamedHeaders(eos bool, kv ...string) *extprocv3.ProcessingResponse {
 	return streamedImmediate(&extprocv3.StreamedImmediateResponse{Response: &extprocv3.StreamedImmediateResponse_HeadersResponse{
 		HeadersResponse: &extprocv3.HttpHeaders{Headers: headerMap(kv...), EndOfStream: eos}}})
+}
+
+// streamedResponseBody passes a response body chunk on unchanged.
+func streamedResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: b.GetBody(), EndOfStream: b.GetEndOfStream()}}}}}}}
 }
 
 // streamedBody passes a request body chunk on unchanged

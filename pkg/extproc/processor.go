@@ -106,7 +106,11 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) ([]*extprocv3.Proce
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return one(p.responseHeaders(req, r.ResponseHeaders)), nil
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return one(p.responseBody(r.ResponseBody)), nil
+		resp := p.responseBody(r.ResponseBody)
+		if p.grpc.responseDuplex {
+			resp = streamedResponseBody(r.ResponseBody)
+		}
+		return one(resp), nil
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
 		if p.undecided() {
 			p.undecidedAtResponse("response_trailers")
@@ -195,7 +199,7 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	p.readProtocol(pc)
 	f := headerFacts(req, h.GetHeaders())
 	if isGRPC(f.contentType) && pc.GetRequestBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
-		return p.grpcRequestHeaders(f, h.GetEndOfStream())
+		return p.grpcRequestHeaders(f, h.GetEndOfStream(), pc)
 	}
 	if resp := p.admit(f); resp != nil || p.stage == notOurs {
 		if resp != nil {
