@@ -373,3 +373,70 @@ func TestGRPCResponseFullDuplex(t *testing.T) {
 	}
 	assert.Equal(t, 2, up.count("duplex-unkeyed"))
 }
+
+// TestEnvoyGatewayGRPC: the envoy-gateway overlay's configuration
+// generated with a GRPCRoute (--grpc-route), through Envoy Gateway's own
+// translator into a real Envoy: the GRPCRoute's policy (request and
+// response bodies FullDuplexStreamed) runs keyed unary calls once and
+// replays them with their trailers.
+func TestEnvoyGatewayGRPC(t *testing.T) {
+	egctlBin(t)
+	cfgPath := filepath.Join(root(t), "deploy", "overlays", "envoy-gateway", "gopotency.yaml")
+	cfg, err := config.Load([]string{"--config", cfgPath}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	policies, err := envoyconfig.GenerateTarget(cfg, envoyconfig.TargetEnvoyGateway, envoyconfig.Kube{Name: "gopotency", Namespace: "shop",
+		HTTPRoutes: []envoyconfig.HTTPRouteRef{{Name: "orders"}}, GRPCRoutes: []envoyconfig.HTTPRouteRef{{Name: "ledger"}}, Gateway: "shop"}, "the gRPC test")
+	require.NoError(t, err)
+	var docs []string
+	for _, d := range strings.Split(string(egInput(t, true)), "\n---\n") {
+		if !strings.Contains(d, "\nkind: EnvoyExtensionPolicy\n") && !strings.Contains(d, "\nkind: ClientTrafficPolicy\n") {
+			docs = append(docs, d)
+		}
+	}
+	docs = append(docs, string(policies), `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: ledger, namespace: shop}
+spec:
+  parentRefs: [{name: shop}]
+  hostnames: ["`+egHost+`"]
+  rules:
+  - matches: [{method: {service: gopotency.verify.v1.Echo}}]
+    backendRefs: [{name: ledger, port: 50051}]
+`, `apiVersion: v1
+kind: Service
+metadata: {name: ledger, namespace: shop}
+spec:
+  clusterIP: `+egLedgerIP+`
+  ports: [{name: grpc, port: 50051, protocol: TCP, appProtocol: kubernetes.io/h2c}]
+`)
+	dump, objects := egTranslate(t, []byte(strings.Join(docs, "\n---\n")))
+	accepted(t, objects)
+	for _, o := range objects["envoyExtensionPolicies"].([]any) {
+		t.Logf("policy %v", o.(map[string]any)["metadata"].(map[string]any)["name"])
+	}
+	c := parseEG(t, dump)
+
+	up, app := startEchoUpstream(t)
+	s := &stack{}
+	s.startApp(t, stackOptions{config: cfgPath, store: "memory://"})
+	e := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
+		a.GoPotency, a.App = s.app.GRPCAddr(), app
+		return c.bootstrap(t, a)
+	})
+	addr := target(e)
+	key := grpcKey(t)
+	first := callEchoAt(t, addr, egHost, "eg", grpcmw.KeyMetadata, key)
+	require.NoError(t, first.err)
+	again := callEchoAt(t, addr, egHost, "eg", grpcmw.KeyMetadata, key)
+	require.NoError(t, again.err)
+	assert.Equal(t, "echo:eg", again.reply)
+	assert.Equal(t, []string{"true"}, again.header.Get(grpcmw.ReplayedKey))
+	assert.Equal(t, first.trailr, again.trailr)
+	assert.Equal(t, 1, up.count("eg"))
+	r := callEchoAt(t, addr, egHost, "fail:INTERNAL", grpcmw.KeyMetadata, grpcKey(t))
+	assert.Equal(t, codes.Internal, status.Code(r.err))
+	for range 2 {
+		require.NoError(t, callEchoAt(t, addr, egHost, "eg-unkeyed").err)
+	}
+	assert.Equal(t, 2, up.count("eg-unkeyed"))
+}

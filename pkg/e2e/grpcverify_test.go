@@ -345,7 +345,17 @@ type echoResult struct {
 
 func callEcho(t *testing.T, target, input string, md ...string) echoResult {
 	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return callEchoAt(t, target, "", input, md...)
+}
+
+// callEchoAt is callEcho with an :authority of its own ("" for the target).
+func callEchoAt(t *testing.T, target, authority, input string, md ...string) echoResult {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if authority != "" {
+		opts = append(opts, grpc.WithAuthority(authority))
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	require.NoError(t, err)
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -38,7 +38,7 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 	if k.Port < 0 || k.Port > 65535 || (gateway && k.Port != 0) {
 		errs = append(errs, fmt.Errorf("port %d: only an Istio sidecar's inbound port (1 to 65535) can be given", k.Port))
 	}
-	if len(k.HTTPRoutes) > 0 || k.Gateway != "" {
+	if len(k.HTTPRoutes) > 0 || len(k.GRPCRoutes) > 0 || k.Gateway != "" {
 		errs = append(errs, errors.New("HTTPRoutes and a Gateway are Envoy Gateway's; Istio attaches by workload selector"))
 	}
 	if !gateway && len(k.VirtualServices) > 0 {

@@ -204,7 +204,7 @@ func TestKubeRefusals(t *testing.T) {
 		"eg no gateway":          {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes}, "name the Gateway the HTTPRoutes attach to (--gateway"},
 		"eg bad gateway":         {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Gateway: "Shop"}, `gateway "Shop"`},
 		"istio gateway name":     {istioPolicies + istioEnvoy, TargetIstioGateway, Kube{Name: "gopotency", Namespace: "x", Selector: gatewayKube.Selector, Gateway: "shop"}, "a Gateway are Envoy Gateway's"},
-		"eg grpc":                {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Gateway: "shop", GRPC: true}, "not generated for Envoy Gateway yet"},
+		"eg grpc":                {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Gateway: "shop", GRPC: true}, "under Envoy Gateway name the GRPCRoutes (--grpc-route)"},
 		"eg odd timeout":         {"envoy: {ext_proc_address: gopotency.gopotency.svc:9002, message_timeout: 1500100us}\n", TargetEnvoyGateway, eg, "whole milliseconds"},
 		"envoy without clusters": {istioPolicies + istioEnvoy + "  routes: [{prefix: /}]\n", TargetEnvoy, Kube{}, "at least one upstream cluster"},
 		"envoy without routes":   {envoySection, TargetEnvoy, Kube{}, "at least one route is required"},

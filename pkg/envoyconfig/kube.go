@@ -44,6 +44,9 @@ type Kube struct {
 	Port int
 	// HTTPRoutes are the Envoy Gateway policy's targets.
 	HTTPRoutes []HTTPRouteRef
+	// GRPCRoutes are the targets of a second Envoy Gateway policy, for
+	// gRPC calls (full-duplex streams).
+	GRPCRoutes []HTTPRouteRef
 	// VirtualServices are the Istio gateway's, whose http routes the
 	// envoy section's routes name.
 	VirtualServices []VirtualService
