@@ -58,7 +58,15 @@ type grpcCall struct {
 	responseDuplex bool
 }
 
+// isGRPC: gRPC or gRPC-Web, which no HTTP answer may replace.
 func isGRPC(contentType string) bool { return strings.HasPrefix(contentType, "application/grpc") }
+
+// isGRPCCall: gRPC itself (application/grpc, +codec, ;params). gRPC-Web
+// carries its status in the body, not in trailers: it passes through.
+func isGRPCCall(contentType string) bool {
+	rest, ok := strings.CutPrefix(contentType, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+}
 
 // grpcStatusFields are the fields that carry a call's status.
 var grpcStatusFields = []string{"grpc-status", "grpc-message", "grpc-status-details-bin"}
@@ -76,6 +84,10 @@ func (p *processor) problem(pr *idempotency.Problem) *extprocv3.ProcessingRespon
 func (p *processor) grpcRequestHeaders(f facts, eos bool, pc *extprocv3.ProtocolConfiguration) []*extprocv3.ProcessingResponse {
 	p.grpc.on = true
 	p.grpc.responseDuplex = pc.GetResponseBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+	if !isGRPCCall(f.contentType) {
+		p.stage, p.grpc.passing = notOurs, true
+		return one(continueRequestHeaders(nil))
+	}
 	if resp := p.admit(f); resp != nil {
 		return one(resp)
 	}

@@ -223,6 +223,20 @@ func TestGRPCRequestShapes(t *testing.T) {
 	s.cancel()
 	e.waitIdle(t)
 
+	// gRPC-Web (its status in the body): passed through, chunks sent back.
+	s = e.open(t, "")
+	web := grpcCallHeaders("web", false)
+	for _, h := range web.GetRequestHeaders().GetHeaders().GetHeaders() {
+		if h.GetKey() == "content-type" {
+			h.RawValue = []byte("application/grpc-web+proto")
+		}
+	}
+	require.NotNil(t, s.do(web).GetRequestHeaders())
+	assert.Equal(t, frame("x"), string(s.do(reqBody(frame("x"), true)).GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody()))
+	s.cancel()
+	e.waitIdle(t)
+	assert.Nil(t, e.entry(t, "web"))
+
 	// Without the key: passed through, chunks sent back.
 	s = e.open(t, "")
 	require.NotNil(t, s.do(grpcCallHeaders("", false)).GetRequestHeaders())
@@ -245,6 +259,10 @@ func TestGRPCRecordCodec(t *testing.T) {
 		assert.ErrorIs(t, err, errGRPCRecord, "%q", bad)
 	}
 	assert.Equal(t, "50%25 done%0A%C3%A9", encodeGRPCMessage("50% done\né"))
+	for ct, want := range map[string]bool{"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": true,
+		"application/grpc-web": false, "application/grpc-web-text+proto": false, "application/grpcx": false, "application/json": false} {
+		assert.Equal(t, want, isGRPCCall(ct), ct)
+	}
 }
 
 func FuzzDecodeGRPCRecord(f *testing.F) {
