@@ -459,9 +459,6 @@ func TestVerifyGRPCStreamedImmediateResponseAtHeaders(t *testing.T) {
 // request message.
 func TestVerifyGRPCTrailersOnlyStatus(t *testing.T) {
 	up, app := startEchoUpstream(t)
-	st := status.New(codes.Aborted, "in progress: 50% done")
-	details, _ := proto.Marshal(st.Proto())
-	_ = details
 	proc, procAddr := startScriptedProc(t, func(req *extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse {
 		if b := req.GetRequestBody(); b != nil && b.GetEndOfStream() {
 			return []*extprocv3.ProcessingResponse{sirHeaders(true, ":status", "200", "content-type", "application/grpc",
