@@ -440,3 +440,37 @@ spec:
 	}
 	assert.Equal(t, 2, up.count("eg-unkeyed"))
 }
+
+// TestGRPCServerStreamIsRecordedWhole: a keyed server-streaming call sends
+// one message, like a unary call: it runs once, and a retry gets every
+// message of the first answer.
+func TestGRPCServerStreamIsRecordedWhole(t *testing.T) {
+	up, addr, _ := startGRPCStack(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	key := grpcKey(t)
+	var answers [][]string
+	for range 2 {
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, key), 10*time.Second)
+		cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/gopotency.verify.v1.Echo/Repeat")
+		require.NoError(t, err)
+		require.NoError(t, cs.SendMsg(wrapperspb.String("r")))
+		require.NoError(t, cs.CloseSend())
+		var got []string
+		for {
+			out := new(wrapperspb.StringValue)
+			if err := cs.RecvMsg(out); err == io.EOF {
+				break
+			} else {
+				require.NoError(t, err)
+			}
+			got = append(got, out.GetValue())
+		}
+		answers = append(answers, got)
+		cancel()
+	}
+	assert.Equal(t, []string{"0:r", "1:r", "2:r"}, answers[0])
+	assert.Equal(t, answers[0], answers[1])
+	assert.Equal(t, 1, up.count("repeat:r"))
+}

@@ -94,6 +94,22 @@ func (u *echoUpstream) desc() *grpc.ServiceDesc {
 			u.mu.Unlock()
 			return ss.SendMsg(wrapperspb.String(strings.Join(got, ",")))
 		}},
+		// Repeat (server stream) sends the message back three times.
+		{StreamName: "Repeat", ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			in := new(wrapperspb.StringValue)
+			if err := ss.RecvMsg(in); err != nil {
+				return err
+			}
+			u.mu.Lock()
+			u.calls["repeat:"+in.GetValue()]++
+			u.mu.Unlock()
+			for i := range 3 {
+				if err := ss.SendMsg(wrapperspb.String(fmt.Sprint(i, ":", in.GetValue()))); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 		{StreamName: "Chat", ClientStreams: true, ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
 			for {
 				in := new(wrapperspb.StringValue)
