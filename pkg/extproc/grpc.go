@@ -44,9 +44,6 @@ type grpcCall struct {
 	// answered: a local reply went out; Envoy ends the stream with it, and
 	// messages still in flight get no answer.
 	answered bool
-	// passing: not ours (unkeyed, streaming): body chunks go back as they
-	// come, as FULL_DUPLEX_STREAMED requires.
-	passing bool
 	// httpStatus is the response's :status; trailersOnly: the response
 	// headers ended the stream (the status is among them).
 	httpStatus   int
@@ -85,14 +82,15 @@ func (p *processor) grpcRequestHeaders(f facts, eos bool, pc *extprocv3.Protocol
 	p.grpc.on = true
 	p.grpc.responseDuplex = pc.GetResponseBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
 	if !isGRPCCall(f.contentType) {
-		p.stage, p.grpc.passing = notOurs, true
+		p.stage = notOurs
 		return one(continueRequestHeaders(nil))
 	}
 	if resp := p.admit(f); resp != nil {
 		return one(resp)
 	}
 	if p.stage == notOurs {
-		p.grpc.passing = true
+		// Body chunks go back as they come (grpcRequestBody), as
+		// FULL_DUPLEX_STREAMED requires.
 		return one(continueRequestHeaders(nil))
 	}
 	p.stage = collecting
@@ -110,19 +108,19 @@ func (p *processor) grpcRequestBody(b *extprocv3.HttpBody) []*extprocv3.Processi
 		return one(streamedBody(b.GetBody(), b.GetEndOfStream()))
 	}
 	p.collect(&p.req.Body, b.GetBody())
-	if int64(len(p.req.Body)) > p.policy.MaxRequestBody {
-		p.stage = notOurs
-		p.dropRequestBody()
-		return one(p.problem(idempotency.ProblemFor(fmt.Errorf("%w: a gRPC request message over %d bytes", idempotency.ErrRequestTooLarge, p.policy.MaxRequestBody))))
-	}
 	if secondMessage(p.req.Body) {
 		// A client or bidi stream: not a call that runs once. It goes on
 		// as it came; its client may wait for replies before it ends.
 		body := p.req.Body
-		p.stage, p.grpc.passing = notOurs, true
+		p.stage = notOurs
 		p.dropRequestBody()
 		p.log.DebugContext(p.ctx, "gRPC call sends more than one message: passed through as a stream")
 		return []*extprocv3.ProcessingResponse{continueRequestHeaders(nil), streamedBody(body, b.GetEndOfStream())}
+	}
+	if int64(len(p.req.Body)) > p.policy.MaxRequestBody {
+		p.stage = notOurs
+		p.dropRequestBody()
+		return one(p.problem(idempotency.ProblemFor(fmt.Errorf("%w: a gRPC request message over %d bytes", idempotency.ErrRequestTooLarge, p.policy.MaxRequestBody))))
 	}
 	if !b.GetEndOfStream() {
 		return nil
