@@ -474,3 +474,79 @@ func TestGRPCServerStreamIsRecordedWhole(t *testing.T) {
 	assert.Equal(t, answers[0], answers[1])
 	assert.Equal(t, 1, up.count("repeat:r"))
 }
+
+// TestIstioGatewayGRPC: an Istio gateway's EnvoyFilter generated with
+// --grpc, through Istio's generator into a real Envoy: the route patch's
+// policy (key required) reaches the gRPC filter, keyed calls run once and
+// replay.
+func TestIstioGatewayGRPC(t *testing.T) {
+	vs := filepath.Join(t.TempDir(), "ledger.yaml")
+	require.NoError(t, os.WriteFile(vs, []byte(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ledger, namespace: shop}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["ledger.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ledger, namespace: shop}
+spec:
+  hosts: ["ledger.example.com"]
+  gateways: [ledger]
+  http:
+  - name: ledger-pay
+    match: [{uri: {prefix: /gopotency.verify.v1.Echo/}}]
+    route: [{destination: {host: ledger.shop.svc.cluster.local, port: {number: 50051}}}]
+    retries: {attempts: 0}
+`), 0o600))
+	raw, err := os.ReadFile(vs)
+	require.NoError(t, err)
+	vss, err := envoyconfig.ParseVirtualServices(raw)
+	require.NoError(t, err)
+	cfgPath := filepath.Join(root(t), "deploy", "overlays", "istio-gateway", "gopotency.yaml")
+	required := func(c *config.Config) {
+		p := c.Default
+		p.KeyRequired = true
+		c.Policies["grpcpay"] = &p
+	}
+	cfg, err := config.Load([]string{"--config", cfgPath}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	required(cfg)
+	e, err := cfg.RequireEnvoy()
+	require.NoError(t, err)
+	e.Routes = []config.EnvoyRoute{{Name: "ledger-pay", Policy: "grpcpay"}}
+	ef, err := envoyconfig.GenerateTarget(cfg, envoyconfig.TargetIstioGateway, envoyconfig.Kube{Name: "gopotency-grpc", Namespace: "istio-system",
+		Selector: map[string]string{"istio": "ingressgateway"}, VirtualServices: vss, GRPC: true}, "the gRPC gateway test")
+	require.NoError(t, err)
+	efPath := filepath.Join(t.TempDir(), "envoyfilter.yaml")
+	require.NoError(t, os.WriteFile(efPath, ef, 0o600))
+	x := runIstioXDS(t, "gateway", append([]string{efPath, vs, "pkg/e2e/testdata/istio/grpc.yaml"}, istioShared...)...)
+	r := reduce(t, x, gatewayChain)
+	for _, f := range []string{extProcID, envoyconfig.GRPCFilterName} {
+		assert.Equal(t, []any{map[string]any{"key": "x-gopotency-policy", "value": "grpcpay"}},
+			obj(r.route(t, "ledger-pay"), "typed_per_filter_config", f, "overrides")["grpc_initial_metadata"], f)
+	}
+
+	up, app := startEchoUpstream(t)
+	s := &stack{}
+	s.startApp(t, stackOptions{config: cfgPath, store: "memory://", configure: required})
+	env := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
+		a.GoPotency, a.App = s.app.GRPCAddr(), app
+		return r.bootstrap(t, a, extProcClusterName)
+	})
+	addr, host := target(env), "ledger.example.com"
+	missing := callEchoAt(t, addr, host, "gw")
+	assert.Equal(t, codes.InvalidArgument, status.Code(missing.err), "the route's policy requires a key: %v", missing.err)
+	assert.Equal(t, idempotency.ProblemFor(idempotency.ErrKeyMissing).Type, grpcmw.ProblemType(missing.err))
+	key := grpcKey(t)
+	first := callEchoAt(t, addr, host, "gw", grpcmw.KeyMetadata, key)
+	require.NoError(t, first.err)
+	again := callEchoAt(t, addr, host, "gw", grpcmw.KeyMetadata, key)
+	require.NoError(t, again.err)
+	assert.Equal(t, []string{"true"}, again.header.Get(grpcmw.ReplayedKey))
+	assert.Equal(t, first.trailr, again.trailr)
+	assert.Equal(t, 1, up.count("gw"))
+}
