@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +16,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -397,9 +395,9 @@ type rawResult struct {
 
 func rawCall(t *testing.T, target string, body []byte, hdr ...string) rawResult {
 	t.Helper()
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge, as gRPC speaks it
+	tr := &http.Transport{Protocols: protocols}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequest("POST", "http://"+target+echoMethod, strings.NewReader(string(body)))
 	require.NoError(t, err)
