@@ -50,6 +50,10 @@ type Envoy struct {
 type EnvoyCluster struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"` // host:port
+	// GRPC: the upstream serves gRPC (HTTP/2 without TLS). Envoy speaks
+	// HTTP/2 to it, and keyed unary gRPC calls on its routes are
+	// deduplicated (docs/extproc.md, gRPC calls).
+	GRPC bool `yaml:"grpc"`
 }
 
 // EnvoyRoute is one path prefix, or one route named by the Envoy the

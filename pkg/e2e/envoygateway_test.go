@@ -38,6 +38,9 @@ const (
 	// clusters reach a Service by its cluster IP.
 	egOrdersIP    = "10.96.0.10"
 	egGoPotencyIP = "10.96.0.20"
+	// egLedgerIP is the gRPC test's Service (TestEnvoyGatewayGRPC), served
+	// by the test's upstream like orders.
+	egLedgerIP = "10.96.0.30"
 )
 
 // egctlBin is Envoy Gateway's egctl: $GOPOTENCY_EGCTL, or what `make
@@ -316,7 +319,7 @@ func (c egConfig) bootstrap(t *testing.T, a envoyrun.Addrs) []byte {
 	delete(hcm, "rds")
 	hcm["routeConfig"] = clone(t, c.routes[name])
 
-	loopback := map[string]string{egOrdersIP: a.App, egGoPotencyIP: a.GoPotency}
+	loopback := map[string]string{egOrdersIP: a.App, egLedgerIP: a.App, egGoPotencyIP: a.GoPotency}
 	var clusters []any
 	for _, cl := range c.clusters {
 		cl = clone(t, cl)

@@ -72,8 +72,15 @@ func modTime(p string) int {
 // under the module root).
 func runIstioXDS(t *testing.T, proxy string, files ...string) xdsOut {
 	t.Helper()
+	return runIstioXDSFor(t, proxy, nil, files...)
+}
+
+// runIstioXDSFor is runIstioXDS with extra flags (-labels, -ip: another
+// workload's sidecar).
+func runIstioXDSFor(t *testing.T, proxy string, flags []string, files ...string) xdsOut {
+	t.Helper()
 	bin := istioXDS(t)
-	args := []string{"-proxy", proxy}
+	args := append([]string{"-proxy", proxy}, flags...)
 	if proxy == "gateway" {
 		// The setting under which a gateway gets only the clusters
 		// something references: the EnvoyFilter's annotation must
@@ -350,17 +357,22 @@ func gatewayChain(lis map[string]any) map[string]any {
 
 // sidecarChain picks the inbound sidecar's plaintext HTTP chain for port
 // 8080 (PERMISSIVE mTLS keeps one beside the TLS ones).
-func sidecarChain(lis map[string]any) map[string]any {
-	if lis["name"] != "virtualInbound" {
+func sidecarChain(lis map[string]any) map[string]any { return sidecarChainOn("8080")(lis) }
+
+// sidecarChainOn picks the inbound sidecar's plaintext HTTP chain for port.
+func sidecarChainOn(port string) func(lis map[string]any) map[string]any {
+	return func(lis map[string]any) map[string]any {
+		if lis["name"] != "virtualInbound" {
+			return nil
+		}
+		for _, c := range list(lis["filter_chains"]) {
+			fcm := obj(c, "filter_chain_match")
+			if fmt.Sprint(fcm["destination_port"]) == port && fcm["transport_protocol"] == "raw_buffer" && chainHCM(obj(c)) != nil {
+				return obj(c)
+			}
+		}
 		return nil
 	}
-	for _, c := range list(lis["filter_chains"]) {
-		fcm := obj(c, "filter_chain_match")
-		if fmt.Sprint(fcm["destination_port"]) == "8080" && fcm["transport_protocol"] == "raw_buffer" && chainHCM(obj(c)) != nil {
-			return obj(c)
-		}
-	}
-	return nil
 }
 
 const extProcClusterName = "outbound|9002||gopotency.gopotency.svc.cluster.local"

@@ -58,6 +58,12 @@ func Run(args []string, stdout, stderr io.Writer) error {
 		k.HTTPRoutes = append(k.HTTPRoutes, HTTPRouteRef{Name: name, Rule: rule})
 		return nil
 	})
+	fs.BoolVar(&k.GRPC, "grpc", false, "istio-*: the proxy carries gRPC calls: a second filter, on a full-duplex stream, deduplicates keyed unary calls (the first skips gRPC)")
+	fs.Func("grpc-route", "envoy-gateway: a GRPCRoute of --namespace whose keyed unary calls to deduplicate, NAME or NAME/RULE (repeat for more): a second policy, on full-duplex streams", func(v string) error {
+		name, rule, _ := strings.Cut(v, "/")
+		k.GRPCRoutes = append(k.GRPCRoutes, HTTPRouteRef{Name: name, Rule: rule})
+		return nil
+	})
 	fs.StringVar(&k.Gateway, "gateway", "", "envoy-gateway: the Gateway of --namespace the HTTPRoutes attach to; a ClientTrafficPolicy raises its listener buffer above max_request_body (required when a policy reads request bodies)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: gopotency %s --config FILE [flags]\n\nGenerates the Envoy side (plain Envoy, Istio, Envoy Gateway) from GoPotency's configuration, so routes, matchers and attributes cannot drift.\n\n", Command)
@@ -81,7 +87,7 @@ func Run(args []string, stdout, stderr io.Writer) error {
 	if t == TargetEnvoy || t == TargetEnvoySnippet {
 		var kubeFlags []string
 		fs.Visit(func(f *flag.Flag) {
-			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route", "gateway", "virtual-service"}, f.Name) {
+			if slices.Contains([]string{"name", "namespace", "selector", "port", "http-route", "grpc-route", "gateway", "virtual-service", "grpc"}, f.Name) {
 				kubeFlags = append(kubeFlags, "--"+f.Name)
 			}
 		})

@@ -47,6 +47,8 @@ type filterView struct {
 	*Plan
 	Cluster  string
 	Metadata *metadataEntry
+	// GRPC: the filter for gRPC calls (a full-duplex request body).
+	GRPC bool
 }
 
 type metadataEntry struct{ Key, Value string }

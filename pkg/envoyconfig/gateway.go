@@ -23,15 +23,20 @@ var egAttribute = regexp.MustCompile(`^(connection\.|source\.|destination\.|requ
 // bodies. command is written at the top.
 func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 	errs := checkKube(k)
-	if len(k.HTTPRoutes) == 0 {
-		errs = append(errs, errors.New("at least one HTTPRoute to attach to is required"))
+	if len(k.HTTPRoutes) == 0 && len(k.GRPCRoutes) == 0 {
+		errs = append(errs, errors.New("at least one HTTPRoute (or GRPCRoute) to attach to is required"))
 	}
 	if len(k.Selector) > 0 || k.Port != 0 {
 		errs = append(errs, errors.New("a workload selector and a port are Istio's; Envoy Gateway attaches to HTTPRoutes"))
 	}
-	for _, r := range k.HTTPRoutes {
-		if !dnsSubdomain.MatchString(r.Name) || r.Rule != "" && !dnsSubdomain.MatchString(r.Rule) {
-			errs = append(errs, fmt.Errorf("HTTPRoute %q (rule %q): not a Kubernetes name", r.Name, r.Rule))
+	if k.GRPC {
+		errs = append(errs, errors.New("--grpc is Istio's; under Envoy Gateway name the GRPCRoutes (--grpc-route), which get a policy of their own"))
+	}
+	for kind, routes := range map[string][]HTTPRouteRef{"HTTPRoute": k.HTTPRoutes, "GRPCRoute": k.GRPCRoutes} {
+		for _, r := range routes {
+			if !dnsSubdomain.MatchString(r.Name) || r.Rule != "" && !dnsSubdomain.MatchString(r.Rule) {
+				errs = append(errs, fmt.Errorf("%s %q (rule %q): not a Kubernetes name", kind, r.Name, r.Rule))
+			}
 		}
 	}
 	if p.bodyFirstAsked {
@@ -54,6 +59,9 @@ func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 	for _, prefix := range slices.Sorted(maps.Keys(p.RoutePolicies)) {
 		if !slices.ContainsFunc(k.HTTPRoutes, func(r HTTPRouteRef) bool {
 			own := "httproute/" + k.Namespace + "/" + r.Name + "/"
+			return strings.HasPrefix(own, prefix) || strings.HasPrefix(prefix, own)
+		}) && !slices.ContainsFunc(k.GRPCRoutes, func(r HTTPRouteRef) bool {
+			own := "grpcroute/" + k.Namespace + "/" + r.Name + "/"
 			return strings.HasPrefix(own, prefix) || strings.HasPrefix(prefix, own)
 		}) {
 			errs = append(errs, fmt.Errorf("ext_proc.route_policies: %q names no route of the policy's HTTPRoutes (Envoy Gateway names them httproute/%s/<name>/rule/<index>/match/<index>/…)", prefix, k.Namespace))
@@ -81,6 +89,17 @@ func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	var policies []egPolicy
+	if len(k.HTTPRoutes) > 0 {
+		policies = append(policies, egPolicy{Name: k.Name, Kind: "HTTPRoute", Targets: k.HTTPRoutes})
+	}
+	if len(k.GRPCRoutes) > 0 {
+		name := k.Name
+		if len(policies) > 0 {
+			name += "-grpc"
+		}
+		policies = append(policies, egPolicy{Name: name, Kind: "GRPCRoute", Targets: k.GRPCRoutes, GRPC: true})
+	}
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, "gateway.yaml.tmpl", struct {
 		*Plan
@@ -88,10 +107,19 @@ func (p *Plan) EnvoyGateway(k Kube, command string) ([]byte, error) {
 		Command        string
 		Service        kubeService
 		MessageTimeout string
-	}{p, k, command, svc, timeout}); err != nil {
+		Policies       []egPolicy
+	}{p, k, command, svc, timeout, policies}); err != nil {
 		return nil, fmt.Errorf("envoy gateway: %w", err)
 	}
 	return b.Bytes(), nil
+}
+
+// egPolicy is one EnvoyExtensionPolicy: the HTTPRoutes', or the
+// GRPCRoutes' (gRPC calls: full-duplex streams).
+type egPolicy struct {
+	Name, Kind string
+	Targets    []HTTPRouteRef
+	GRPC       bool
 }
 
 var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)

@@ -38,7 +38,7 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 	if k.Port < 0 || k.Port > 65535 || (gateway && k.Port != 0) {
 		errs = append(errs, fmt.Errorf("port %d: only an Istio sidecar's inbound port (1 to 65535) can be given", k.Port))
 	}
-	if len(k.HTTPRoutes) > 0 || k.Gateway != "" {
+	if len(k.HTTPRoutes) > 0 || len(k.GRPCRoutes) > 0 || k.Gateway != "" {
 		errs = append(errs, errors.New("HTTPRoutes and a Gateway are Envoy Gateway's; Istio attaches by workload selector"))
 	}
 	if !gateway && len(k.VirtualServices) > 0 {
@@ -86,6 +86,11 @@ func (p *Plan) Istio(gateway bool, k Kube, command string) ([]byte, error) {
 		pols = append(pols, p.byRouteName()...)
 	}
 	view.Skip = filterSkip(pols)
+	if k.GRPC {
+		view.Skip.GRPCCalls = true
+		view.GRPCFilter = view.Filter
+		view.GRPCFilter.GRPC = true
+	}
 	// Istio leaves Envoy's 1 MiB per-connection buffer limit, which is
 	// also the default cap: a body at the cap would sit exactly on it.
 	var largest int64
@@ -123,6 +128,8 @@ type istioView struct {
 	Service kubeService
 	Filter  filterView
 	Skip    FilterSkip
+	// GRPCFilter is the gRPC calls' filter (Kube.GRPC).
+	GRPCFilter filterView
 	// ListenerBufferLimit, when set, is the per_connection_buffer_limit_bytes
 	// of a LISTENER patch.
 	ListenerBufferLimit int64
@@ -136,6 +143,20 @@ type routePatch struct {
 	Route
 	EnvoyNames []string
 }
+
+// GRPCFilterName is the gRPC calls' filter name, for the template.
+func (v istioView) GRPCFilterName() string { return GRPCFilterName }
+
+// FilterNames are the filters a route patch configures.
+func (v istioView) FilterNames() []string {
+	if v.GRPCFilter.GRPC {
+		return []string{extProcFilterName, GRPCFilterName}
+	}
+	return []string{extProcFilterName}
+}
+
+// extProcFilterName is the ext_proc filter's own name.
+const extProcFilterName = "envoy.filters.http.ext_proc"
 
 // SelectorText is the workload selector as label=value, ….
 func (v istioView) SelectorText() string {
@@ -278,6 +299,24 @@ func ParseVirtualServices(b []byte) ([]VirtualService, error) {
 	}
 }
 
+// GRPCFilterName names the filter for gRPC calls, which ExtProcPerRoute
+// configs address.
+const GRPCFilterName = "envoy.filters.http.ext_proc.grpc"
+
+// grpcContentType matches a gRPC call's content-type (RE2, whole value).
+const grpcContentType = "application/grpc.*"
+
+// GRPCPredicate is the matcher predicate of the gRPC calls' filter: it
+// holds for what is not a gRPC call one of the policies guards (POST,
+// with the key header where no policy requires or derives one).
+func (s FilterSkip) GRPCPredicate() string {
+	preds := []string{headerPredicate("request-method", ":method", "POST"), headerPredicate("content-type", "content-type", grpcContentType)}
+	if k := s.keyless(); k != "" {
+		preds = append(preds, k)
+	}
+	return "or_matcher:\n  predicate:\n" + listOf(preds, 2)
+}
+
 // MethodRegex is an RE2 expression matching exactly the methods.
 func (s FilterSkip) MethodRegex() string {
 	q := make([]string, len(s.Methods))
@@ -295,30 +334,49 @@ var (
 // Predicate is the matcher predicate that holds for the requests to
 // skip, as YAML at column 0.
 func (s FilterSkip) Predicate() string {
-	method := headerPredicate("request-method", ":method", s.MethodRegex())
+	preds := []string{headerPredicate("request-method", ":method", s.MethodRegex())}
+	if k := s.keyless(); k != "" {
+		preds = append(preds, k)
+	}
+	if s.GRPCCalls {
+		// They are the gRPC filter's.
+		preds = append(preds, headerMatch("content-type", "content-type", grpcContentType))
+	}
+	if len(preds) == 1 {
+		return preds[0]
+	}
+	return "or_matcher:\n  predicate:\n" + listOf(preds, 2)
+}
+
+// keyless holds when a request carries none of the key headers ("" when
+// a key is not needed to be guarded).
+func (s FilterSkip) keyless() string {
 	if len(s.KeyHeaders) == 0 {
-		return method
+		return ""
 	}
 	var absent []string
 	for _, h := range s.KeyHeaders {
 		absent = append(absent, headerPredicate("key-"+h, h, ".*"))
 	}
-	keyless := absent[0]
 	if len(absent) > 1 {
-		keyless = "and_matcher:\n  predicate:\n" + listOf(absent, 2)
+		return "and_matcher:\n  predicate:\n" + listOf(absent, 2)
 	}
-	return "or_matcher:\n  predicate:\n" + listOf([]string{method, keyless}, 2)
+	return absent[0]
 }
 
 // headerPredicate holds when header is absent or does not fully match
 // regex (RE2).
 func headerPredicate(name, header, regex string) string {
-	return fmt.Sprintf(`not_matcher:
-  single_predicate:
-    input:
-      name: %s
-      typed_config: {"@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput, header_name: %s}
-    value_match: {safe_regex: {google_re2: {}, regex: %s}}`, scalar(name), quote(header), quote(regex))
+	return "not_matcher:\n" + indent(2, headerMatch(name, header, regex))
+}
+
+// headerMatch holds when header fully matches regex (RE2).
+func headerMatch(name, header, regex string) string {
+	return fmt.Sprintf(`single_predicate:
+  input:
+    name: %s
+    typed_config: {"@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput, header_name: %s}
+  value_match: {safe_regex: {google_re2: {}, regex: %s}}`, scalar(name), quote(header), quote(regex))
 }
 
 // listOf writes YAML blocks as the items of a sequence at column n.

@@ -204,6 +204,7 @@ func TestKubeRefusals(t *testing.T) {
 		"eg no gateway":          {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes}, "name the Gateway the HTTPRoutes attach to (--gateway"},
 		"eg bad gateway":         {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Gateway: "Shop"}, `gateway "Shop"`},
 		"istio gateway name":     {istioPolicies + istioEnvoy, TargetIstioGateway, Kube{Name: "gopotency", Namespace: "x", Selector: gatewayKube.Selector, Gateway: "shop"}, "a Gateway are Envoy Gateway's"},
+		"eg grpc":                {egEnvoy, TargetEnvoyGateway, Kube{Name: "gopotency", Namespace: "shop", HTTPRoutes: eg.HTTPRoutes, Gateway: "shop", GRPC: true}, "under Envoy Gateway name the GRPCRoutes (--grpc-route)"},
 		"eg odd timeout":         {"envoy: {ext_proc_address: gopotency.gopotency.svc:9002, message_timeout: 1500100us}\n", TargetEnvoyGateway, eg, "whole milliseconds"},
 		"envoy without clusters": {istioPolicies + istioEnvoy + "  routes: [{prefix: /}]\n", TargetEnvoy, Kube{}, "at least one upstream cluster"},
 		"envoy without routes":   {envoySection, TargetEnvoy, Kube{}, "at least one route is required"},
@@ -214,6 +215,39 @@ func TestKubeRefusals(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// TestIstioGRPC: with Kube.GRPC a second filter takes the gRPC calls on a
+// full-duplex stream, the first skips them, and a gateway's route patches
+// configure both (pkg/e2e TestIstioSidecarGRPC runs a sidecar's through
+// Istio and Envoy).
+func TestIstioGRPC(t *testing.T) {
+	k := gatewayKube
+	k.GRPC = true
+	out, err := generate(t, istioPolicies+istioEnvoy+"  routes: [{name: pay, policy: pay}, {name: static, disabled: true}]\n", TargetIstioGateway, k)
+	require.NoError(t, err)
+	var ef map[string]any
+	require.NoError(t, yaml.Unmarshal(out, &ef))
+	var filters []string
+	for _, p := range ef["spec"].(map[string]any)["configPatches"].([]any) {
+		p := p.(map[string]any)
+		value := p["patch"].(map[string]any)["value"].(map[string]any)
+		switch p["applyTo"] {
+		case "HTTP_FILTER":
+			filters = append(filters, value["name"].(string))
+			mode := value["typed_config"].(map[string]any)["extension_config"].(map[string]any)["typed_config"].(map[string]any)["processing_mode"].(map[string]any)
+			assert.Equal(t, value["name"] == GRPCFilterName, mode["request_body_mode"] == "FULL_DUPLEX_STREAMED", value["name"])
+		case "HTTP_ROUTE":
+			per := value["typed_per_filter_config"].(map[string]any)
+			assert.Len(t, per, 2)
+			assert.Equal(t, per[extProcFilterName], per[GRPCFilterName], "the same policy or the same disabling for both")
+		}
+	}
+	assert.Equal(t, []string{extProcFilterName, GRPCFilterName}, filters)
+	plain, err := generate(t, istioPolicies+istioEnvoy+"  routes: [{name: pay, policy: pay}, {name: static, disabled: true}]\n", TargetIstioGateway, gatewayKube)
+	require.NoError(t, err)
+	assert.NotContains(t, string(plain), GRPCFilterName)
+	assert.NotContains(t, string(plain), "application/grpc")
 }
 
 func TestGatewayDuration(t *testing.T) {

@@ -46,12 +46,18 @@ type Kube struct {
 	Port int
 	// HTTPRoutes are the Envoy Gateway policy's targets.
 	HTTPRoutes []HTTPRouteRef
+	// GRPCRoutes are the targets of a second Envoy Gateway policy, for
+	// gRPC calls (full-duplex streams).
+	GRPCRoutes []HTTPRouteRef
 	// VirtualServices are the Istio gateway's, whose http routes the
 	// envoy section's routes name.
 	VirtualServices []VirtualService
 	// Gateway is the Envoy Gateway Gateway (of Namespace) those routes
 	// attach to, whose listener buffer a ClientTrafficPolicy raises.
 	Gateway string
+	// GRPC: the Istio proxy carries gRPC calls to deduplicate; they get
+	// a second ext_proc filter of their own, on a full-duplex stream.
+	GRPC bool
 }
 
 // HTTPRouteRef is an HTTPRoute of the policy's namespace, or one named

@@ -46,10 +46,15 @@ const (
 	// on from the start, since mode overrides are only honoured on
 	// answers to headers messages.
 	BodyFirst
+	// GRPCCall sends a gRPC call's headers and its request message
+	// (FULL_DUPLEX_STREAMED), the response phases on: the server answers
+	// the headers once the message is here, with a StreamedImmediateResponse
+	// for a replay or a refusal.
+	GRPCCall
 )
 
 func (a Action) String() string {
-	return [...]string{"skip", "headers-first", "body-first"}[a]
+	return [...]string{"skip", "headers-first", "body-first", "grpc"}[a]
 }
 
 // BufferMargin is how far Envoy's per-connection buffer limit is set
@@ -77,7 +82,10 @@ type Class struct {
 	// MaxContentLength, when positive, restricts the class to requests
 	// declaring a Content-Length from 1 to this.
 	MaxContentLength int64
-	Action           Action
+	// GRPC restricts the class to gRPC calls (content-type
+	// application/grpc…).
+	GRPC   bool
+	Action Action
 	// Policy names the route's policy ("" is the default policy).
 	Policy string
 }
@@ -145,6 +153,8 @@ type FilterSkip struct {
 	// none of which requires a key or derives one: a request carrying
 	// none of them skips.
 	KeyHeaders []string
+	// GRPCCalls: gRPC calls skip too (a filter of their own takes them).
+	GRPCCalls bool
 }
 
 // byRouteName returns the policies ext_proc.route_policies can select.
@@ -179,6 +189,8 @@ func filterSkip(pols []*idempotency.Policy) FilterSkip {
 type Cluster struct {
 	Name string
 	Endpoint
+	// GRPC: Envoy speaks HTTP/2 to it (config.EnvoyCluster.GRPC).
+	GRPC bool
 }
 
 // NewPlan derives the plan from a loaded configuration. It fails when the
@@ -213,9 +225,13 @@ func NewPlan(c *config.Config) (*Plan, error) {
 	for _, cl := range e.Clusters {
 		ep, err := endpoint(cl.Address)
 		errs = append(errs, err)
-		p.Clusters = append(p.Clusters, Cluster{Name: cl.Name, Endpoint: ep})
+		p.Clusters = append(p.Clusters, Cluster{Name: cl.Name, Endpoint: ep, GRPC: cl.GRPC})
 	}
 	p.RoutePolicies, p.defaultPolicy, p.policies, p.bodyFirstAsked = c.RoutePolicies, &c.Default, c.Policies, e.BodyFirst
+	grpcClusters := map[string]bool{}
+	for _, cl := range e.Clusters {
+		grpcClusters[cl.Name] = cl.GRPC
+	}
 	var largest int64
 	for _, r := range e.Routes {
 		pol := &c.Default
@@ -228,7 +244,7 @@ func NewPlan(c *config.Config) (*Plan, error) {
 			route.policy = pol
 		}
 		p.Routes = append(p.Routes, route)
-		p.Classes = append(p.Classes, classes(r, pol, e.BodyFirst)...)
+		p.Classes = append(p.Classes, classes(r, pol, e.BodyFirst, grpcClusters[r.Cluster])...)
 	}
 	for _, name := range c.RoutePolicies {
 		// Chosen per request by route name: any of them may guard a route.
@@ -269,7 +285,7 @@ func NewPlan(c *config.Config) (*Plan, error) {
 
 // classes splits one route into the classes Envoy tells apart, most
 // specific first.
-func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Class {
+func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst, grpc bool) []Class {
 	base := Class{Prefix: r.Prefix, Cluster: r.Cluster, Timeout: r.Timeout, Policy: r.Policy}
 	name := r.RouteName()
 	at := func(kind string, k Class) Class {
@@ -283,6 +299,18 @@ func classes(r config.EnvoyRoute, pol *idempotency.Policy, bodyFirst bool) []Cla
 	}
 	key := strings.ToLower(pol.KeyHeader)
 	var out []Class
+	if grpc && slices.Contains(pol.Methods, "POST") {
+		// gRPC calls (always POST) on a full-duplex stream: the only one
+		// on which GoPotency can answer a call (docs/envoy-verify.md).
+		k := base
+		k.Action, k.GRPC, k.Methods = GRPCCall, true, []string{"POST"}
+		k.Why = "gRPC calls: the request message is seen before the decision, replays and refusals are gRPC answers"
+		if !pol.KeyRequired && pol.AutoKey == nil {
+			k.KeyHeader = key
+			k.Why = "keyed " + k.Why
+		}
+		out = append(out, at("grpc", k))
+	}
 	if bodyFirst && pol.Fingerprint == idempotency.FingerprintBody {
 		k := base
 		k.Action, k.Methods, k.KeyHeader, k.MaxContentLength = BodyFirst, pol.Methods, key, pol.MaxRequestBody

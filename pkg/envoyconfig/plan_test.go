@@ -122,6 +122,41 @@ func TestClassesBodyFirst(t *testing.T) {
 	assert.Equal(t, want.Token, p.Contract.Token)
 }
 
+// TestClassesGRPC: routes to a gRPC upstream get a gRPC class first, for
+// every call where the key is required or derived, for keyed calls
+// otherwise; the rest keeps its classes (a gRPC call without a key skips
+// the filter like any unkeyed request).
+func TestClassesGRPC(t *testing.T) {
+	section := strings.Replace(envoySection, `"127.0.0.1:8080"}`, `"127.0.0.1:8080", grpc: true}`, 1)
+	p := plan(t, policies+section+routes)
+	assert.Equal(t, []string{
+		"pay:grpc grpc POST policy=pay",
+		"pay:guarded headers-first POST policy=pay",
+		"pay:skip skip",
+		"auto:grpc grpc POST policy=auto",
+		"auto:guarded headers-first POST policy=auto",
+		"auto:skip skip",
+		"nobody:grpc grpc POST key=idempotency-key policy=nobody",
+		"nobody:keyed headers-first POST key=idempotency-key policy=nobody",
+		"nobody:skip skip",
+		"static:skip skip",
+		"root:grpc grpc POST key=idempotency-key",
+		"root:keyed headers-first POST key=idempotency-key",
+		"root:skip skip",
+	}, summary(p))
+	for _, k := range p.Classes {
+		assert.Equal(t, k.Action == GRPCCall, k.GRPC, k.Name)
+	}
+	out, err := p.Envoy("test")
+	require.NoError(t, err)
+	assert.Equal(t, 4, strings.Count(string(out), "request_body_mode: FULL_DUPLEX_STREAMED"), "one static full-duplex mode per gRPC route")
+	assert.Equal(t, 4, strings.Count(string(out), "{name: content-type, string_match: {prefix: application/grpc}}"))
+	assert.Equal(t, 1, strings.Count(string(out), "http2_protocol_options: {}"), "the gRPC upstream speaks HTTP/2")
+
+	plain := plan(t, policies+envoySection+routes)
+	assert.NotContains(t, summary(plain), "root:grpc grpc POST key=idempotency-key", "no gRPC classes without a gRPC upstream")
+}
+
 func TestHeadersFirstAttributesAreWhatHeadersCannotCarry(t *testing.T) {
 	c, err := load(t, "default_policy: {scope_principal: true, auto_key: {body: true}}\n"+envoySection+"  routes: [{prefix: /}]\n")
 	require.NoError(t, err)

@@ -73,6 +73,9 @@ type processor struct {
 	body       []byte
 	tooLarge   bool
 	incomplete bool
+
+	// grpc: a gRPC call on a FULL_DUPLEX_STREAMED stream (grpc.go).
+	grpc grpcCall
 }
 
 type heldMsg int
@@ -91,16 +94,29 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) ([]*extprocv3.Proce
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return p.requestHeaders(req, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
+		if p.grpc.on {
+			return p.grpcRequestBody(r.RequestBody), nil
+		}
 		return p.requestBody(req, r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_RequestTrailers:
+		if p.grpc.on {
+			return p.grpcRequestTrailers(), nil
+		}
 		return p.requestTrailers(), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return one(p.responseHeaders(req, r.ResponseHeaders)), nil
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return one(p.responseBody(r.ResponseBody)), nil
+		resp := p.responseBody(r.ResponseBody)
+		if p.grpc.responseDuplex {
+			resp = streamedResponseBody(r.ResponseBody)
+		}
+		return one(resp), nil
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
 		if p.undecided() {
 			p.undecidedAtResponse("response_trailers")
+		}
+		if p.grpc.on {
+			p.grpcResponseTrailers(r.ResponseTrailers.GetTrailers())
 		}
 		p.complete()
 		return one(continueResponseTrailers()), nil
@@ -129,10 +145,11 @@ func (p *processor) admit(f facts) *extprocv3.ProcessingResponse {
 		return p.reject(idempotency.ProblemFor(err))
 	}
 	p.info = p.s.policies[pol]
-	if !pol.Applies(f.method) || strings.HasPrefix(f.contentType, "application/grpc") {
-		// Most traffic (GET, HEAD...) ends here. A gRPC replay would go out
-		// as Envoy's trailers-only local reply without the grpc-status
-		// trailer: gRPC calls are not ours to deduplicate.
+	if !pol.Applies(f.method) || (isGRPC(f.contentType) && !p.grpc.on) {
+		// Most traffic (GET, HEAD...) ends here. A gRPC replay through
+		// ImmediateResponse would go out as Envoy's trailers-only local
+		// reply without the message or grpc-status: gRPC calls are ours
+		// only on streams that can answer them (grpc.go).
 		p.stage = notOurs
 		p.decided(idempotency.Pass.String(), nil)
 		return nil
@@ -183,7 +200,11 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	}
 	pc := req.GetProtocolConfig()
 	p.readProtocol(pc)
-	if resp := p.admit(headerFacts(req, h.GetHeaders())); resp != nil || p.stage == notOurs {
+	f := headerFacts(req, h.GetHeaders())
+	if isGRPC(f.contentType) && pc.GetRequestBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+		return p.grpcRequestHeaders(f, h.GetEndOfStream(), pc)
+	}
+	if resp := p.admit(f); resp != nil || p.stage == notOurs {
 		if resp != nil {
 			return one(resp)
 		}
@@ -380,6 +401,27 @@ func continueFor(m heldMsg) *extprocv3.ProcessingResponse {
 
 // begin runs the engine and turns its decision into the answer to msg.
 func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
+	d := p.run()
+	switch d.Kind {
+	case idempotency.Proceed:
+		if msg == heldHeaders {
+			return continueRequestHeaders(cloneMode(&recording))
+		}
+		return continueFor(msg)
+	case idempotency.Replay:
+		return replayResponse(d.Record)
+	case idempotency.Reject:
+		return p.problem(d.Problem)
+	}
+	if msg == heldHeaders {
+		return continueRequestHeaders(cloneMode(&passThrough))
+	}
+	return continueFor(msg)
+}
+
+// run runs the engine once for the request; a request that may proceed
+// holds the lease from here.
+func (p *processor) run() idempotency.Decision {
 	var opts []idempotency.BeginOption
 	if p.policy.WaitInFlight > 0 && p.s.o.MaxMessageTimeout > 0 {
 		opts = append(opts, idempotency.BeforeWait(p.extendTimeoutForWait))
@@ -387,20 +429,13 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 	p.stage = decided // one Begin per request, whatever chunks follow
 	d := p.s.o.Engine.Begin(p.ctx, p.policy, &p.req, opts...)
 	p.dropRequestBody()
-	if d.Kind != idempotency.Reject {
-		p.decided(d.Kind.String(), nil)
-	}
+	p.decided(d.Kind.String(), d.Problem)
 	switch d.Kind {
 	case idempotency.Proceed:
 		p.lease = d.Lease
 		p.lease.KeepAlive(p.ctx)
-		if msg == heldHeaders {
-			return continueRequestHeaders(cloneMode(&recording))
-		}
-		return continueFor(msg)
 	case idempotency.Replay:
 		p.log.DebugContext(p.ctx, "replaying stored response", "key_id", d.KeyID, "status", d.Record.Status)
-		return replayResponse(d.Record)
 	case idempotency.Reject:
 		// Duplicates of a running request can come in storms; log them
 		// only at debug so they do not drown the rest.
@@ -409,19 +444,15 @@ func (p *processor) begin(msg heldMsg) *extprocv3.ProcessingResponse {
 			level = slog.LevelDebug
 		}
 		p.log.Log(p.ctx, level, "request rejected", "key_id", d.KeyID, "problem", d.Problem.Slug(), "reason", d.Err)
-		return p.reject(d.Problem)
 	}
-	if msg == heldHeaders {
-		return continueRequestHeaders(cloneMode(&passThrough))
-	}
-	return continueFor(msg)
+	return d
 }
 
 // reject answers a refused request with its problem, and says so to
 // Options.Decided.
 func (p *processor) reject(prob *idempotency.Problem) *extprocv3.ProcessingResponse {
 	p.decided(idempotency.Reject.String(), prob)
-	return problemResponse(prob)
+	return p.problem(prob)
 }
 
 // decided tells Options.Decided what became of the request.
@@ -478,12 +509,15 @@ func (p *processor) markUnknown() {
 func (p *processor) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	if p.undecided() {
 		p.undecidedAtResponse("response_headers")
-		return problemResponse(idempotency.ProblemFor(idempotency.ErrProtocol))
+		return p.problem(idempotency.ProblemFor(idempotency.ErrProtocol))
 	}
 	if p.lease == nil {
 		return continueResponseHeaders(cloneMode(&settled))
 	}
 	p.status, p.headers = responseHeaders(h.GetHeaders())
+	if p.grpc.on {
+		p.grpcResponseHeaders(h.GetEndOfStream())
+	}
 	details := attribute(req, "response.code_details")
 	fromUpstream := details == "via_upstream" || (details == "" && hasHeader(p.headers, "x-envoy-upstream-service-time"))
 	switch {
@@ -549,6 +583,9 @@ func (p *processor) releaseBody() {
 // complete records the response once it is whole.
 func (p *processor) complete() {
 	if p.lease == nil || p.status == 0 {
+		return
+	}
+	if p.grpc.on && !p.grpcRecordable() {
 		return
 	}
 	lease, held := p.lease, p.buffered
