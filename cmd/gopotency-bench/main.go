@@ -36,6 +36,7 @@ type options struct {
 	warmup     time.Duration
 	rounds     int
 	redisURL   string
+	pgURL      string
 	scenarios  []scenario
 	layout     string // shipped, headers-first or body-first
 	uds        bool
@@ -58,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up of each target before each scenario (not counted)")
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds the measured duration is split into, visiting the targets in turn")
 	fs.StringVar(&o.redisURL, "redis-url", "", `Redis for the Redis rows; empty starts a throwaway redis-server from PATH, "off" skips them`)
+	fs.StringVar(&o.pgURL, "postgres-url", "", `PostgreSQL for the PostgreSQL rows; empty starts a throwaway cluster (initdb from /usr/lib/postgresql or PATH), "off" skips them`)
 	fs.StringVar(&names, "scenarios", "get,unkeyed,replay,first", "comma-separated scenarios to run")
 	fs.StringVar(&o.layout, "layout", "shipped", "Envoy layout: shipped (as envoy/gopotency.yaml says), headers-first, or body-first (envoy.body_first: keyed requests with a small body go body-first)")
 	fs.BoolVar(&o.uds, "uds", true, "also measure gopotency (memory) over a unix socket")
@@ -269,6 +271,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	type backend struct {
 		name, store, grpc string
 		storePID          int
+		storeTree         bool   // the store is a process tree (PostgreSQL)
 		config            string // gopotency YAML (gpConfig when empty)
 	}
 	backends := []backend{{name: "memory", store: "memory://", grpc: "127.0.0.1:0"}}
@@ -299,6 +302,25 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		rep.Facts.Redis = "Redis from -redis-url (its CPU is not measured)"
 		backends = append(backends, backend{name: "Redis", store: o.redisURL, grpc: "127.0.0.1:0"})
 	}
+	switch o.pgURL {
+	case "off":
+		rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: -postgres-url off.")
+	case "":
+		pg, found, err := startPostgres(dir)
+		switch {
+		case !found:
+			rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: no initdb/postgres/psql under /usr/lib/postgresql or on PATH (install them or pass -postgres-url).")
+		case err != nil:
+			rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: "+err.Error())
+		default:
+			st.add(pg.Stop)
+			rep.Facts.Postgres = pg.Version + " (throwaway, fsync off)"
+			backends = append(backends, backend{name: "PostgreSQL", store: pg.URL, grpc: "127.0.0.1:0", storePID: pg.cmd.Process.Pid, storeTree: true})
+		}
+	default:
+		rep.Facts.Postgres = "PostgreSQL from -postgres-url (its CPU is not measured)"
+		backends = append(backends, backend{name: "PostgreSQL", store: o.pgURL, grpc: "127.0.0.1:0"})
+	}
 	if o.uds {
 		backends = append(backends, backend{name: "memory, unix socket", store: "memory://", grpc: "unix://" + filepath.Join(dir, "gopotency.sock")})
 	}
@@ -315,14 +337,14 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		if err != nil {
 			// Only a Redis the run started itself may be skipped: a store
 			// asked for by flag, or the memory store, must work.
-			if !strings.HasPrefix(b.name, "Redis") || o.redisURL != "" {
+			if !strings.HasPrefix(b.name, "Redis") && b.name != "PostgreSQL" || strings.HasPrefix(b.name, "Redis") && o.redisURL != "" || b.name == "PostgreSQL" && o.pgURL != "" {
 				return nil, fmt.Errorf("gopotency (%s): %w", b.name, err)
 			}
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not start: %v", b.name, err))
 			continue
 		}
 		st.add(g.stop)
-		if err := addTarget(target{Name: "Envoy + gopotency (" + b.name + ")", Kind: kindGopotency, server: g, storePID: b.storePID}, g.addrs[0]); err != nil {
+		if err := addTarget(target{Name: "Envoy + gopotency (" + b.name + ")", Kind: kindGopotency, server: g, storePID: b.storePID, storeTree: b.storeTree}, g.addrs[0]); err != nil {
 			return nil, err
 		}
 	}

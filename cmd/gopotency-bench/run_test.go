@@ -68,6 +68,9 @@ func TestRunCountsWhatEnvoyDoes(t *testing.T) {
 		if _, ok := x.Proc["server"]; !ok {
 			t.Errorf("%s on %s: no server CPU", x.Scenario.Name, x.Target.Name)
 		}
+		if x.Scenario.Name == "first" && x.UpstreamCalls != int64(x.Summary.OK) {
+			t.Errorf("%s: %d first-time requests, %d reached the application", x.Target.Name, x.Summary.OK, x.UpstreamCalls)
+		}
 		if x.Scenario.replayed && x.UpstreamCalls != 0 {
 			t.Errorf("%s: %d replays reached the application", x.Target.Name, x.UpstreamCalls)
 		}
