@@ -46,6 +46,7 @@ type options struct {
 	svgOut     string
 	chartFrom  string
 	cpuProfile string
+	soak       time.Duration
 	args       []string
 }
 
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.svgOut, "svg", "", "also write the chart (SVG) to this file")
 	fs.StringVar(&o.chartFrom, "chart-from", "", "measure nothing: draw the chart of this JSON report into -svg")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each gopotency server per scenario into this directory (serves --pprof)")
+	fs.DurationVar(&o.soak, "soak", 0, "instead of the scenarios: mixed load through Envoy on gopotency (Redis) for this long, reporting server RSS, goroutines and p99 per minute")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -90,6 +92,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.warmup < 0 || o.warmup > time.Minute {
 		errs = append(errs, fmt.Errorf("-warmup %v: want 0 to 1m", o.warmup))
+	}
+	if o.soak < 0 || o.soak > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("-soak %v: want 0 (off) to 24h", o.soak))
+	}
+	if o.soak > 0 {
+		// One target matters; the others would only idle.
+		o.uds, o.noCache, o.pgURL = false, false, "off"
+		if o.redisURL == "off" {
+			errs = append(errs, errors.New("-soak runs on Redis: -redis-url off leaves nothing to soak"))
+		}
 	}
 	if o.rounds < 1 || o.rounds > 100 {
 		errs = append(errs, fmt.Errorf("-rounds %d: want 1 to 100", o.rounds))
@@ -151,6 +163,27 @@ func main() {
 }
 
 func output(o *options, rep *report) error {
+	if rep.Soak != nil {
+		if o.json {
+			if err := rep.Soak.writeJSON(os.Stdout, rep.Facts); err != nil {
+				return err
+			}
+		} else {
+			rep.Soak.writeMarkdown(os.Stdout, rep.Facts)
+		}
+		if o.jsonOut != "" {
+			f, err := os.Create(o.jsonOut)
+			if err != nil {
+				return err
+			}
+			if err := rep.Soak.writeJSON(f, rep.Facts); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}
+		return nil
+	}
 	if o.json {
 		if err := rep.writeJSON(os.Stdout); err != nil {
 			return err
@@ -353,6 +386,20 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	defer tr.CloseIdleConnections()
 	b := &bench{client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, workers: o.workers,
 		duration: o.duration, warmup: o.warmup, rounds: o.rounds, upstream: up, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	if o.soak > 0 {
+		i := slices.IndexFunc(targets, func(t target) bool { return t.Name == "Envoy + gopotency (Redis)" })
+		if i < 0 {
+			return nil, fmt.Errorf("soak: no Redis target (%s)", strings.Join(rep.Notes, " "))
+		}
+		if rep.Soak, err = b.soak(ctx, targets[i], o.soak, progress); err != nil {
+			return nil, err
+		}
+		if len(rep.warnings()) > 0 {
+			keepDir = true
+			rep.Notes = append(rep.Notes, "Logs of Envoy and the servers kept in "+dir+".")
+		}
+		return rep, nil
+	}
 	for _, sc := range o.scenarios {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -105,7 +105,8 @@ type facts struct {
 type report struct {
 	Facts facts
 	Rows  []*row
-	Notes []string // skipped targets and the like
+	Notes []string    // skipped targets and the like
+	Soak  *soakReport // -soak: the soak instead of Rows
 }
 
 // ratios of a row against another row of its scenario.
@@ -165,6 +166,9 @@ func (r *report) serverVsFloor(x *row) (float64, bool) {
 // the store: that is not a miss figure).
 func (r *report) warnings() []string {
 	var out []string
+	if r.Soak != nil {
+		out = append(out, r.Soak.Flags...)
+	}
 	for _, x := range r.Rows {
 		if x.Summary.Errors > 0 {
 			out = append(out, fmt.Sprintf("%d of %d requests failed in %q on %s (%s): its figures are not comparable",
