@@ -114,8 +114,11 @@ func startPostgres(dir string) (p *pgServer, ok bool, err error) {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	p.Version = "PostgreSQL (version unknown)"
 	if out, err := command("postgres", "--version").Output(); err == nil {
-		if f := strings.Fields(string(out)); len(f) > 0 {
-			p.Version = "PostgreSQL " + f[len(f)-1]
+		// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+		if _, v, ok := strings.Cut(string(out), "(PostgreSQL) "); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				p.Version = "PostgreSQL " + f[0]
+			}
 		}
 	}
 	// CREATE DATABASE doubles as the readiness probe.
