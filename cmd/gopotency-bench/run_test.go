@@ -37,7 +37,7 @@ func TestRunCountsWhatEnvoyDoes(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	o := &options{workers: 2, duration: 300 * time.Millisecond, rounds: 2, redisURL: "off", scenarios: scenarios, uds: true, layout: "headers-first"}
+	o := &options{workers: 2, duration: 300 * time.Millisecond, rounds: 2, redisURL: "off", pgURL: "off", scenarios: scenarios, uds: true, layout: "headers-first"}
 	rep, err := run(context.Background(), o, io.Discard)
 	if err != nil {
 		t.Fatal(err)
