@@ -31,7 +31,16 @@ func call[T any](ctx context.Context, deadlineBound bool, f func(context.Context
 		return f(ctx)
 	}
 	if dl, ok := ctx.Deadline(); ok && deadlineBound && time.Until(dl) <= inlineWithin {
-		return f(ctx) // Store.fail reports a ctx that ended as such
+		v, err := f(ctx)
+		if cerr := ctx.Err(); cerr != nil {
+			// Ended while f ran: as on the goroutine path, the call fails
+			// with ctx's error and what f wrote is the engine's to undo
+			// (a cancelled Acquire's claim is released, not left to
+			// a request that will never be forwarded).
+			var zero T
+			return zero, cerr
+		}
+		return v, err
 	}
 	type result struct {
 		v   T
