@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -48,37 +47,4 @@ func parseCPUBusy(stat string) (time.Duration, error) {
 		}
 	}
 	return time.Duration(busy) * time.Second / userHZ, nil
-}
-
-// procCPU returns the CPU time (user + system, every thread) a process
-// has used so far, from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseProcStat(string(b))
-}
-
-func parseProcStat(stat string) (time.Duration, error) {
-	// The command name is in parentheses and may hold spaces: count the
-	// fields after the last ')'. utime and stime are fields 14 and 15 of
-	// the line, so 11 and 12 after it (state is the first).
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("/proc/<pid>/stat: no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("/proc/<pid>/stat: too few fields")
-	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/<pid>/stat: bad field %q", v)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
 }

@@ -63,7 +63,7 @@ func stripExtProc(cfg []byte) ([]byte, error) {
 	if err := yaml.Unmarshal(cfg, &doc); err != nil {
 		return nil, fmt.Errorf("parse envoy config: %w", err)
 	}
-	var filters, perRoute, clusters int
+	var filters, clusters int
 	walk(&doc, func(n *yaml.Node) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
@@ -74,9 +74,7 @@ func stripExtProc(cfg []byte) ([]byte, error) {
 			case k.Value == "clusters" && v.Kind == yaml.SequenceNode:
 				clusters += dropNamed(v, "gopotency")
 			case k.Value == "typed_per_filter_config" && v.Kind == yaml.MappingNode:
-				if dropKey(v, extProcFilter) {
-					perRoute++
-				}
+				dropKey(v, extProcFilter)
 				dropKey(v, bufferFilter)
 			}
 		}
@@ -91,9 +89,6 @@ func stripExtProc(cfg []byte) ([]byte, error) {
 	var errs []error
 	if filters != 1 {
 		errs = append(errs, fmt.Errorf("expected 1 %s entry in http_filters, found %d", extProcFilter, filters))
-	}
-	if perRoute == 0 {
-		errs = append(errs, fmt.Errorf("expected per-route typed_per_filter_config for %s, found none", extProcFilter))
 	}
 	if clusters != 1 {
 		errs = append(errs, fmt.Errorf("expected 1 cluster named gopotency, found %d", clusters))

@@ -37,6 +37,7 @@ type options struct {
 	warmup     time.Duration
 	rounds     int
 	redisURL   string
+	pgURL      string
 	scenarios  []scenario
 	layout     string // shipped, headers-first or body-first
 	uds        bool
@@ -46,6 +47,7 @@ type options struct {
 	svgOut     string
 	chartFrom  string
 	cpuProfile string
+	soak       time.Duration
 	args       []string
 }
 
@@ -59,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up of each target before each scenario (not counted)")
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds the measured duration is split into, visiting the targets in turn")
 	fs.StringVar(&o.redisURL, "redis-url", "", `Redis for the Redis rows; empty starts a throwaway redis-server from PATH, "off" skips them`)
+	fs.StringVar(&o.pgURL, "postgres-url", "", `PostgreSQL for the PostgreSQL rows; empty starts a throwaway cluster (initdb from /usr/lib/postgresql or PATH), "off" skips them`)
 	fs.StringVar(&names, "scenarios", "get,unkeyed,replay,first", "comma-separated scenarios to run")
 	fs.StringVar(&o.layout, "layout", "shipped", "Envoy layout: shipped (as envoy/gopotency.yaml says), headers-first, or body-first (envoy.body_first: keyed requests with a small body go body-first)")
 	fs.BoolVar(&o.uds, "uds", true, "also measure gopotency (memory) over a unix socket")
@@ -68,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.svgOut, "svg", "", "also write the chart (SVG) to this file")
 	fs.StringVar(&o.chartFrom, "chart-from", "", "measure nothing: draw the chart of this JSON report into -svg")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each gopotency server per scenario into this directory (serves --pprof)")
+	fs.DurationVar(&o.soak, "soak", 0, "instead of the scenarios: mixed load through Envoy on gopotency (Redis) for this long, reporting server RSS, goroutines and p99 per minute")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -89,6 +93,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.warmup < 0 || o.warmup > time.Minute {
 		errs = append(errs, fmt.Errorf("-warmup %v: want 0 to 1m", o.warmup))
+	}
+	if o.soak < 0 || o.soak > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("-soak %v: want 0 (off) to 24h", o.soak))
+	}
+	if o.soak > 0 {
+		// One target matters; the others would only idle.
+		o.uds, o.noCache, o.pgURL = false, false, "off"
+		if o.redisURL == "off" {
+			errs = append(errs, errors.New("-soak runs on Redis: -redis-url off leaves nothing to soak"))
+		}
 	}
 	if o.rounds < 1 || o.rounds > 100 {
 		errs = append(errs, fmt.Errorf("-rounds %d: want 1 to 100", o.rounds))
@@ -150,6 +164,27 @@ func main() {
 }
 
 func output(o *options, rep *report) error {
+	if rep.Soak != nil {
+		if o.json {
+			if err := rep.Soak.writeJSON(os.Stdout, rep.Facts); err != nil {
+				return err
+			}
+		} else {
+			rep.Soak.writeMarkdown(os.Stdout, rep.Facts)
+		}
+		if o.jsonOut != "" {
+			f, err := os.Create(o.jsonOut)
+			if err != nil {
+				return err
+			}
+			if err := rep.Soak.writeJSON(f, rep.Facts); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}
+		return nil
+	}
 	if o.json {
 		if err := rep.writeJSON(os.Stdout); err != nil {
 			return err
@@ -267,6 +302,7 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	type backend struct {
 		name, store, grpc string
 		storePID          int
+		storeTree         bool   // the store is a process tree (PostgreSQL)
 		config            string // gopotency YAML (gpConfig when empty)
 	}
 	backends := []backend{{name: "memory", store: "memory://", grpc: "127.0.0.1:0"}}
@@ -297,6 +333,25 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		rep.Facts.Redis = "Redis from -redis-url (its CPU is not measured)"
 		backends = append(backends, backend{name: "Redis", store: o.redisURL, grpc: "127.0.0.1:0"})
 	}
+	switch o.pgURL {
+	case "off":
+		rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: -postgres-url off.")
+	case "":
+		pg, found, err := startPostgres(dir)
+		switch {
+		case !found:
+			rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: no initdb/postgres/psql under /usr/lib/postgresql or on PATH (install them or pass -postgres-url).")
+		case err != nil:
+			rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: "+err.Error())
+		default:
+			st.add(pg.Stop)
+			rep.Facts.Postgres = pg.Version + " (throwaway, fsync off)"
+			backends = append(backends, backend{name: "PostgreSQL", store: pg.URL, grpc: "127.0.0.1:0", storePID: pg.cmd.Process.Pid, storeTree: true})
+		}
+	default:
+		rep.Facts.Postgres = "PostgreSQL from -postgres-url (its CPU is not measured)"
+		backends = append(backends, backend{name: "PostgreSQL", store: o.pgURL, grpc: "127.0.0.1:0"})
+	}
 	if o.uds {
 		backends = append(backends, backend{name: "memory, unix socket", store: "memory://", grpc: "unix://" + filepath.Join(dir, "gopotency.sock")})
 	}
@@ -313,14 +368,14 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 		if err != nil {
 			// Only a Redis the run started itself may be skipped: a store
 			// asked for by flag, or the memory store, must work.
-			if !strings.HasPrefix(b.name, "Redis") || o.redisURL != "" {
+			if !strings.HasPrefix(b.name, "Redis") && b.name != "PostgreSQL" || strings.HasPrefix(b.name, "Redis") && o.redisURL != "" || b.name == "PostgreSQL" && o.pgURL != "" {
 				return nil, fmt.Errorf("gopotency (%s): %w", b.name, err)
 			}
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: gopotency could not start: %v", b.name, err))
 			continue
 		}
 		st.add(g.stop)
-		if err := addTarget(target{Name: "Envoy + gopotency (" + b.name + ")", Kind: kindGopotency, server: g, storePID: b.storePID}, g.addrs[0]); err != nil {
+		if err := addTarget(target{Name: "Envoy + gopotency (" + b.name + ")", Kind: kindGopotency, server: g, storePID: b.storePID, storeTree: b.storeTree}, g.addrs[0]); err != nil {
 			return nil, err
 		}
 	}
@@ -329,6 +384,20 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	defer tr.CloseIdleConnections()
 	b := &bench{client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, workers: o.workers,
 		duration: o.duration, warmup: o.warmup, rounds: o.rounds, upstream: up, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	if o.soak > 0 {
+		i := slices.IndexFunc(targets, func(t target) bool { return t.Name == "Envoy + gopotency (Redis)" })
+		if i < 0 {
+			return nil, fmt.Errorf("soak: no Redis target (%s)", strings.Join(rep.Notes, " "))
+		}
+		if rep.Soak, err = b.soak(ctx, targets[i], o.soak, progress); err != nil {
+			return nil, err
+		}
+		if len(rep.warnings()) > 0 {
+			keepDir = true
+			rep.Notes = append(rep.Notes, "Logs of Envoy and the servers kept in "+dir+".")
+		}
+		return rep, nil
+	}
 	for _, sc := range o.scenarios {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,4 +85,87 @@ func upstreamCalls(addr string) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(string(b), 10, 64)
+}
+
+// procCPU returns the CPU time (user + system, every thread) a process
+// has used so far, from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(string(b))
+}
+
+// procTreeCPU is procCPU for a server of many processes (PostgreSQL: one
+// backend per connection): pid's own time, its children's still running,
+// and those of children it has reaped.
+func procTreeCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f, err := statFields(string(b))
+	if err != nil {
+		return 0, err
+	}
+	total, err := ticks(f[11:15]) // utime, stime, cutime, cstime
+	if err != nil {
+		return 0, err
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue // exited meanwhile: counted in cutime once reaped
+		}
+		cf, err := statFields(string(b))
+		if err != nil || cf[1] != strconv.Itoa(pid) {
+			continue
+		}
+		if n, err := ticks(cf[11:13]); err == nil {
+			total += n
+		}
+	}
+	return total * time.Second / userHZ, nil
+}
+
+func parseProcStat(stat string) (time.Duration, error) {
+	f, err := statFields(stat)
+	if err != nil {
+		return 0, err
+	}
+	n, err := ticks(f[11:13])
+	if err != nil {
+		return 0, err
+	}
+	return n * time.Second / userHZ, nil
+}
+
+// statFields splits a /proc/<pid>/stat line after the command name: state
+// is field 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14.
+func statFields(stat string) ([]string, error) {
+	// The command name is in parentheses and may hold spaces: count the
+	// fields after the last ')'.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil, errors.New("/proc/<pid>/stat: no command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 15 {
+		return nil, errors.New("/proc/<pid>/stat: too few fields")
+	}
+	return f, nil
+}
+
+func ticks(fields []string) (time.Duration, error) {
+	var n int64
+	for _, v := range fields {
+		t, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/<pid>/stat: bad field %q", v)
+		}
+		n += t
+	}
+	return time.Duration(n), nil
 }

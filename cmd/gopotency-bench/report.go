@@ -19,6 +19,7 @@ type row struct {
 	Summary       loadgen.Summary
 	ErrorKinds    map[string]int
 	UpstreamCalls int64 // requests the application saw during the measured run
+	callsUnknown  bool  // the upstream's counter could not be read once
 	// ExtProcMsgs and Streams are Envoy's ext_proc messages sent and
 	// streams opened then (-1: no filter, or unknown).
 	ExtProcMsgs, Streams int64
@@ -33,6 +34,7 @@ func newRow(sc scenario, t target) *row {
 // add accumulates one run's counts.
 func (x *row) add(s seen) {
 	x.UpstreamCalls += max(s.calls, 0)
+	x.callsUnknown = x.callsUnknown || s.calls < 0
 	if s.msgs >= 0 {
 		x.ExtProcMsgs = max(x.ExtProcMsgs, 0) + s.msgs
 	}
@@ -92,6 +94,7 @@ type facts struct {
 	Go       string `json:"go"`
 	Envoy    string `json:"envoy"`
 	Redis    string `json:"redis,omitempty"`
+	Postgres string `json:"postgres,omitempty"`
 	Layout   string `json:"layout"` // headers-first or body-first
 	Workers  int    `json:"workers"`
 	Duration string `json:"duration"`
@@ -102,7 +105,8 @@ type facts struct {
 type report struct {
 	Facts facts
 	Rows  []*row
-	Notes []string // skipped targets and the like
+	Notes []string    // skipped targets and the like
+	Soak  *soakReport // -soak: the soak instead of Rows
 }
 
 // ratios of a row against another row of its scenario.
@@ -155,14 +159,29 @@ func (r *report) serverVsFloor(x *row) (float64, bool) {
 	return a / b, true
 }
 
-// warnings are what makes a table untrustworthy: errors, and replays that
-// reached the application.
+// warnings are what makes a table untrustworthy: errors (any answer but
+// the upstream's 201, replayed exactly where it should be), replays that
+// reached the application, and first-time requests that did not each reach
+// it once (a key that repeated, across runs or workers, is answered from
+// the store: that is not a miss figure).
 func (r *report) warnings() []string {
 	var out []string
+	if r.Soak != nil {
+		out = append(out, r.Soak.Flags...)
+	}
 	for _, x := range r.Rows {
 		if x.Summary.Errors > 0 {
 			out = append(out, fmt.Sprintf("%d of %d requests failed in %q on %s (%s): its figures are not comparable",
 				x.Summary.Errors, x.Summary.Requests, x.Scenario.Title, x.Target.Name, kinds(x.ErrorKinds)))
+		}
+		if x.Scenario.Name == "first" && x.Summary.Errors == 0 {
+			switch {
+			case x.callsUnknown:
+				out = append(out, fmt.Sprintf("%q on %s: the application's call counter could not be read, so nothing proves each request ran once: not a miss figure", x.Scenario.Title, x.Target.Name))
+			case x.UpstreamCalls != int64(x.Summary.OK):
+				out = append(out, fmt.Sprintf("%q on %s: %d requests answered 201 but the application ran %d times (keys repeated, or answers came from the store): not a miss figure",
+					x.Scenario.Title, x.Target.Name, x.Summary.OK, x.UpstreamCalls))
+			}
 		}
 		if x.Target.extProc() && x.Scenario.replayed && x.UpstreamCalls > 0 {
 			out = append(out, fmt.Sprintf("%d replays on %s reached the application", x.UpstreamCalls, x.Target.Name))
@@ -244,10 +263,13 @@ func (r *report) writeMarkdown(w io.Writer) {
 	if f.Redis != "" {
 		fmt.Fprintf(w, "; %s", f.Redis)
 	}
+	if f.Postgres != "" {
+		fmt.Fprintf(w, "; %s", f.Postgres)
+	}
 	if f.LoadAvg != "" {
 		fmt.Fprintf(w, "; load average %s before the run", f.LoadAvg)
 	}
-	fmt.Fprintf(w, ".\nThe %d CPUs are shared by Envoy, the ext_proc servers, the upstream, Redis and the load generator: the figures compare "+
+	fmt.Fprintf(w, ".\nThe %d CPUs are shared by Envoy, the ext_proc servers, the upstream, the stores and the load generator: the figures compare "+
 		"configurations measured in one run on one machine, they are not capacity figures.\n\n", f.CPUs)
 	fmt.Fprintf(w, "Load: closed loop, %d concurrent HTTP/1.1 keep-alive clients; per scenario, a %s warm-up of each target, then %s "+
 		"measured per target in %d interleaved rounds; GET /orders, or POST /orders with a %d-byte JSON body; the upstream answers 201 with a %d-byte JSON body. "+

@@ -37,7 +37,7 @@ func TestRunCountsWhatEnvoyDoes(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	o := &options{workers: 2, duration: 300 * time.Millisecond, rounds: 2, redisURL: "off", scenarios: scenarios, uds: true, layout: "headers-first"}
+	o := &options{workers: 2, duration: 300 * time.Millisecond, rounds: 2, redisURL: "off", pgURL: "off", scenarios: scenarios, uds: true, layout: "headers-first"}
 	rep, err := run(context.Background(), o, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +67,9 @@ func TestRunCountsWhatEnvoyDoes(t *testing.T) {
 		}
 		if _, ok := x.Proc["server"]; !ok {
 			t.Errorf("%s on %s: no server CPU", x.Scenario.Name, x.Target.Name)
+		}
+		if x.Scenario.Name == "first" && x.UpstreamCalls != int64(x.Summary.OK) {
+			t.Errorf("%s: %d first-time requests, %d reached the application", x.Target.Name, x.Summary.OK, x.UpstreamCalls)
 		}
 		if x.Scenario.replayed && x.UpstreamCalls != 0 {
 			t.Errorf("%s: %d replays reached the application", x.Target.Name, x.UpstreamCalls)

@@ -61,8 +61,9 @@ type target struct {
 	envoy *envoyrun.Envoy
 	// server is gopotency or the floor (nil for the baseline); store is
 	// the Redis process of a Redis target (0: none, or in-process).
-	server   *child
-	storePID int
+	server    *child
+	storePID  int
+	storeTree bool // count the store's child processes too (PostgreSQL)
 }
 
 func (t target) extProc() bool { return t.Kind != kindEnvoy }
@@ -207,7 +208,11 @@ func (b *bench) sample(t target, end bool) seen {
 		if pid == 0 {
 			continue
 		}
-		if c, err := procCPU(pid); err == nil {
+		cpu := procCPU
+		if name == "store" && t.storeTree {
+			cpu = procTreeCPU
+		}
+		if c, err := cpu(pid); err == nil {
 			s.proc[name] = c
 		}
 	}
@@ -241,8 +246,7 @@ func since(s0, s1 seen) seen {
 // first completes each worker's key with one request, outside what it
 // counts (the floor stores nothing: it replays by the key's marker).
 func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration) (*loadgen.Result, seen, error) {
-	b.seq++
-	run := fmt.Sprintf("%s-%d", b.runID, b.seq)
+	run := b.nextRun()
 	if sc.replayed && t.Kind == kindGopotency {
 		first := sc
 		first.replayed = false
@@ -262,6 +266,14 @@ func (b *bench) run(ctx context.Context, t target, sc scenario, d time.Duration)
 		return nil, seen{}, err
 	}
 	return res, since(s0, b.sample(t, true)), nil
+}
+
+// nextRun names a measured run: unique per process (runID) and per run
+// (seq), so the keys of a first-time run never repeat those of another run,
+// target or earlier benchmark on the same store.
+func (b *bench) nextRun() string {
+	b.seq++
+	return fmt.Sprintf("%s-%d", b.runID, b.seq)
 }
 
 func (b *bench) once(t target, sc scenario, key string) error {

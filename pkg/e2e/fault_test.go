@@ -56,9 +56,11 @@ func TestServerDownFailsClosed(t *testing.T) {
 		assert.Equal(t, 503, res.Status, "%s key %q: body %s", r.path, r.key, res.Body)
 	}
 	assert.Equal(t, before, up.total.Load(), "fail closed: nothing reaches the upstream")
-	// Without a key on a key-optional route Envoy skips the filter
-	// (envoy/envoy.yaml as generated): it passes, up or down.
+	// Without a key on a key-optional route, or with a method no policy
+	// guards, Envoy leaves the filter off (envoy/envoy.yaml as generated):
+	// it passes, up or down.
 	assert.Equal(t, 201, do(t, "POST", s.URL+"/orders", "", `{}`).Status)
+	assert.Equal(t, 201, do(t, "GET", s.URL+"/orders", "down-1", "").Status)
 }
 
 // TestSlowUpstreamPastLease: the lease (300ms) is much shorter than the

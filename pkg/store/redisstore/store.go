@@ -58,6 +58,9 @@ type Store struct {
 	owned  bool // Close closes client: NewFromURL made it
 	// replicas: Options.Replicas.
 	replicas int
+	// deadlineBound: the client bounds its I/O by a ctx's deadline
+	// (ContextTimeoutEnabled), so a call with a near deadline runs inline.
+	deadlineBound bool
 
 	durMu      sync.Mutex
 	durability string // what checkDurability found
@@ -92,8 +95,11 @@ func New(o Options) (*Store, error) {
 	o.Watch.logger.Store(o.Logger)
 	s := &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch, replicas: o.Replicas}
 	o.Watch.onClaimsLost(s.reassert)
-	switch o.Client.(type) {
-	case *redis.Client, *redis.ClusterClient:
+	switch c := o.Client.(type) {
+	case *redis.Client:
+		s.deadlineBound = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		s.deadlineBound = c.Options().ContextTimeoutEnabled
 	default:
 		if o.Replicas > 0 {
 			return nil, fmt.Errorf("redisstore: replicas need a *redis.Client or *redis.ClusterClient, not %T", o.Client)
@@ -143,7 +149,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		acked   int64
 		waitErr error
 	}
-	r, err := call(ctx, func(ctx context.Context) (reply, error) {
+	r, err := call(ctx, s.deadlineBound, func(ctx context.Context) (reply, error) {
 		if s.replicas == 0 {
 			v, err := acquireScript.Run(ctx, s.client, []string{key}, args...).Slice()
 			return reply{v: v}, err
@@ -252,7 +258,7 @@ func (s *Store) extend(ctx context.Context, c idempotency.Claim, report bool) er
 // runOwned runs a token-checked script that replies 0 when the token does
 // not own the key, and a positive code otherwise.
 func (s *Store) runOwned(ctx context.Context, op string, sc *redis.Script, c idempotency.Claim, args ...any) (int64, error) {
-	n, err := call(ctx, func(ctx context.Context) (int64, error) {
+	n, err := call(ctx, s.deadlineBound, func(ctx context.Context) (int64, error) {
 		return sc.Run(ctx, s.client, []string{s.Key(c.Key)}, append([]any{c.Token}, args...)...).Int64()
 	})
 	if err != nil {
@@ -268,7 +274,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: get: %w", err)
 	}
-	v, err := call(ctx, func(ctx context.Context) ([]any, error) {
+	v, err := call(ctx, s.deadlineBound, func(ctx context.Context) ([]any, error) {
 		return getScript.Run(ctx, s.client, []string{s.Key(key)}).Slice()
 	})
 	if errors.Is(err, redis.Nil) {
@@ -318,7 +324,7 @@ func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry)
 	if seen != nil {
 		args = []any{"1", seen.Token, int(seen.State)}
 	}
-	n, err := call(ctx, func(ctx context.Context) (int64, error) {
+	n, err := call(ctx, s.deadlineBound, func(ctx context.Context) (int64, error) {
 		return deleteScript.Run(ctx, s.client, []string{s.Key(key)}, args...).Int64()
 	})
 	if err != nil {

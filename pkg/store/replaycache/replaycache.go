@@ -179,6 +179,18 @@ func (s *Store) put(key, fp string, rec *idempotency.Record, until time.Time, ge
 	for s.bytes > s.max {
 		s.remove(s.lru.Back())
 	}
+	// Each put drops up to two expired records from the back, where the
+	// oldest sit: the cache holds about a TTL's worth of records instead
+	// of filling MaxBytes with dead ones (a 10-minute soak showed the
+	// server's heap growing towards it).
+	now := s.now()
+	for range 2 {
+		back := s.lru.Back()
+		if back == nil || now.Before(back.Value.(*entry).expires) {
+			break
+		}
+		s.remove(back)
+	}
 }
 
 func (s *Store) remove(el *list.Element) {

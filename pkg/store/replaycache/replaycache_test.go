@@ -173,3 +173,19 @@ func TestPurgeWinsOverARacingFill(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, idempotency.Acquired, res.State, "the purged record is not served from the cache")
 }
+
+// Expired records do not pile up until MaxBytes: a steady stream of new
+// records keeps about a TTL's worth of them.
+func TestExpiredRecordsDoNotPileUp(t *testing.T) {
+	_, _, s, now := setup(t)
+	ctx := context.Background()
+	for range 1000 { // 10 a second for 100 s, a TTL of 5 s
+		c := storetest.NewClaim("fp", time.Minute, time.Hour)
+		_, err := s.Acquire(ctx, c, idempotency.AcquireOptions{})
+		require.NoError(t, err)
+		require.NoError(t, s.Complete(ctx, c, &idempotency.Record{Status: 201, Body: []byte("x")}))
+		*now = now.Add(100 * time.Millisecond)
+	}
+	entries, _, _ := s.Stats()
+	assert.LessOrEqual(t, entries, 51, "about 5 s worth of records (50), not all 1000")
+}

@@ -12,7 +12,12 @@ if e[3] then
   return 1
 end
 -- HSET first: under maxmemory the first write is the one refused (OOM).
-redis.call('HSET', KEYS[1], 'f', e[1] or ARGV[4], 't', ARGV[1], 'r', ARGV[2])
+if e[1] then
+  -- our claim: f and t stay as they are
+  redis.call('HSET', KEYS[1], 'r', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'f', ARGV[4], 't', ARGV[1], 'r', ARGV[2])
+end
 redis.call('HDEL', KEYS[1], 'l')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
