@@ -20,7 +20,7 @@ func BenchmarkEngineMiss(b *testing.B) {
 	eng := idempotency.New(st, idempotency.WithStoreTimeout(800*time.Millisecond))
 	p := idempotency.DefaultPolicy()
 	body := []byte(`{"item":"sku-123","quantity":2,"amount":4200,"currency":"EUR","customer":"cus_42"}`)
-	resp := &idempotency.Response{Status: 201, Body: []byte(`{"id":"ord_5f2c9a7e1b3d4c8f","status":"created"}`),
+	resp := &idempotency.Record{Status: 201, Body: []byte(`{"id":"ord_5f2c9a7e1b3d4c8f","status":"created"}`),
 		Headers: []idempotency.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "Location", Value: "/orders/ord_5f2c9a7e1b3d4c8f"}}}
 	ctx := context.Background()
 	prefix := testPrefix()
