@@ -239,6 +239,16 @@ func NewPlan(c *config.Config) (*Plan, error) {
 			pol = c.Policies[r.Policy]
 		}
 		route := Route{EnvoyRoute: r, Name: r.RouteName()}
+		if !r.Disabled && r.Policy == "" {
+			// The route's classes are cut for the policy below; one that
+			// route_policies picks at run time could guard methods or keys
+			// those classes let through with the filter off.
+			for _, k := range slices.Sorted(maps.Keys(c.RoutePolicies)) {
+				if strings.HasPrefix(route.Name+":", k) || strings.HasPrefix(k, route.Name+":") {
+					errs = append(errs, fmt.Errorf("envoy.routes %s names no policy, but ext_proc.route_policies %q can choose %q for it at run time, which its generated route classes would not guard as that policy asks: set policy: %s on the route", route.Name, k, c.RoutePolicies[k], c.RoutePolicies[k]))
+				}
+			}
+		}
 		if !r.Disabled {
 			largest = max(largest, pol.MaxRequestBody)
 			route.policy = pol

@@ -234,3 +234,22 @@ func TestSocketBesideEnvoyByDefault(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A route without a policy of its own is cut into classes for the default
+// policy; a route_policies entry that can choose another one for it at run
+// time would guard requests those classes pass with the filter off, so the
+// generator refuses it and names the fix.
+func TestRoutePoliciesOverAPlainRouteAreRefused(t *testing.T) {
+	c, err := load(t, `
+default_policy: {methods: [PUT]}
+policies: {pay: {methods: [POST]}}
+ext_proc: {route_policies: {orders: pay}}
+`+envoySection+"  routes: [{prefix: /orders, cluster: app}]\n")
+	require.NoError(t, err)
+	_, err = NewPlan(c)
+	require.ErrorContains(t, err, "set policy: pay on the route")
+
+	c.Envoy.Routes[0].Policy = "pay"
+	_, err = NewPlan(c)
+	require.NoError(t, err, "a route naming its policy is cut for that policy")
+}
