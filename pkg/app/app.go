@@ -287,7 +287,7 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	}()
 	a.log.Info("gopotency serving", "version", version.Version(), "grpc_addr", a.GRPCAddr(), "grpc_tls", a.tlsMode(), "admin_addr", a.AdminAddr(),
-		"store", redactURL(a.cfg.Store), "tracing", redactURL(a.cfg.Tracing.URL), "policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
+		"store", redactURL(a.cfg.Store), "tracing", endpointOf(a.cfg.Tracing.URL), "policies", len(a.cfg.Policies), "retention", a.cfg.Default.Retention.String(), "lease", a.cfg.Default.Lease.String())
 	a.warnUnsafeDeployment()
 	a.logAdminAPI()
 	if a.tls != nil {

@@ -58,10 +58,29 @@ func redactURL(raw string) string {
 	if err != nil {
 		return "<unparsable URL>"
 	}
-	if u.User == nil {
+	secret := u.User != nil
+	q := u.Query()
+	for k := range q {
+		// libpq takes a password in the query too.
+		if l := strings.ToLower(k); strings.Contains(l, "pass") || strings.Contains(l, "secret") || strings.Contains(l, "token") {
+			q.Set(k, "xxxxx")
+			u.RawQuery, secret = q.Encode(), true
+		}
+	}
+	if !secret {
 		return raw
 	}
 	return u.Redacted()
+}
+
+// endpointOf shows where spans go without what an OTLP endpoint may carry
+// in its user part or query (a token).
+func endpointOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return raw
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
 // restartGrace covers what the Redis restart grace must: every lease held

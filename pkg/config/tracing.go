@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -78,7 +79,8 @@ func (t *Tracing) applyEnv(getenv func(string) string) []error {
 	if t.URL != "" {
 		u, err := url.Parse(t.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("tracing.endpoint (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT): %q is not an http:// or https:// URL", t.URL))
+			// The value is not shown: an endpoint may carry a token.
+			errs = append(errs, errors.New("tracing.endpoint (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT) is not an http:// or https:// URL with a host"))
 		}
 	}
 	return errs

@@ -47,7 +47,7 @@ func TestTracingLayers(t *testing.T) {
 
 func TestTracingBadSettings(t *testing.T) {
 	_, err := load(t, map[string]string{"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"})
-	requireErrorMentions(t, err, `OTEL_TRACES_EXPORTER="zipkin"`, `"http/json" is not grpc or http/protobuf`, `"collector:4317" is not an http:// or https:// URL`)
+	requireErrorMentions(t, err, `OTEL_TRACES_EXPORTER="zipkin"`, `"http/json" is not grpc or http/protobuf`, `ENDPOINT) is not an http:// or https:// URL with a host`)
 	_, err = load(t, nil, "--config", writeYAML(t, "tracing:\n  endpoint: http://c:4317\n  protocl: grpc\n"))
 	requireErrorMentions(t, err, "protocl")
 }

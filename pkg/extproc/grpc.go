@@ -83,6 +83,16 @@ func (p *processor) grpcRequestHeaders(f facts, eos bool, pc *extprocv3.Protocol
 	p.grpc.responseDuplex = pc.GetResponseBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
 	if !isGRPCCall(f.contentType) {
 		p.stage = notOurs
+		if pol, err := p.s.policyFor(p.ctx, f.routeName); !isGRPC(f.contentType) && (err != nil || pol.Applies(f.method)) {
+			// HTTP on a stream set up for gRPC calls: its headers would go
+			// upstream before its body could be judged. Refused, never run.
+			p.grpc.on = false // the answer is problem+json
+			p.s.protocolError("http_on_grpc_stream")
+			p.log.ErrorContext(p.ctx, "a guarded HTTP request reached an ext_proc filter set up for gRPC calls (request body FULL_DUPLEX_STREAMED); refusing it: route HTTP requests to the HTTP filter (a GRPCRoute or a gRPC-only route must carry gRPC only)", "content_type", f.contentType, "method", f.method)
+			return one(p.reject(idempotency.ProblemFor(fmt.Errorf("%w: an HTTP request on a route set up for gRPC calls", idempotency.ErrMisconfigured))))
+		}
+		// gRPC-Web, or unguarded HTTP: through, its body chunks streamed
+		// back as they come (grpcRequestBody).
 		return one(continueRequestHeaders(nil))
 	}
 	if resp := p.admit(f); resp != nil {

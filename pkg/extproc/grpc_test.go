@@ -278,3 +278,33 @@ func FuzzDecodeGRPCRecord(f *testing.F) {
 		require.Equal(t, form, again)
 	})
 }
+
+// HTTP on a stream set up for gRPC calls (an Envoy Gateway GRPCRoute
+// carries whatever is sent to its path): its headers would go upstream
+// before its body could be judged, so a guarded one is refused, unrun and
+// unlocked; an unguarded one passes with its chunks streamed back, as the
+// full-duplex mode requires.
+func TestHTTPOnAGRPCStream(t *testing.T) {
+	e := newEnv(t)
+	duplex := func(method, key string, eos bool) *extprocv3.ProcessingRequest {
+		req := reqHeaders(method, "/pkg.Orders/Create", key, eos, "content-type", "application/json")
+		req.ProtocolConfig = &extprocv3.ProtocolConfiguration{
+			RequestBodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, ResponseBodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED}
+		return req
+	}
+	s := e.open(t, "")
+	ir := immediateOf(t, s.do(duplex("POST", "kx", false)))
+	assert.EqualValues(t, 500, ir.GetStatus().GetCode())
+	assert.Contains(t, string(ir.GetBody()), "proxy-misconfigured")
+	s.cancel()
+	e.waitIdle(t)
+	assert.Nil(t, e.entry(t, "kx"), "nothing locked")
+
+	s = e.open(t, "")
+	require.NotNil(t, s.do(duplex("GET", "", false)).GetRequestHeaders())
+	sb := s.do(reqBody("x", true)).GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+	assert.Equal(t, "x", string(sb.GetBody()))
+	assert.True(t, sb.GetEndOfStream())
+	s.cancel()
+	e.waitIdle(t)
+}

@@ -201,7 +201,8 @@ func (p *processor) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	pc := req.GetProtocolConfig()
 	p.readProtocol(pc)
 	f := headerFacts(req, h.GetHeaders())
-	if isGRPC(f.contentType) && pc.GetRequestBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+	if pc.GetRequestBodyMode() == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+		// A stream set up for gRPC calls, whatever this request is.
 		return p.grpcRequestHeaders(f, h.GetEndOfStream(), pc)
 	}
 	if resp := p.admit(f); resp != nil || p.stage == notOurs {
@@ -491,13 +492,18 @@ func (p *processor) undecidedAtResponse(phase string) {
 	p.markUnknown()
 }
 
+// markUnknownWithin bounds markUnknown's claim, as a settle is bounded.
+const markUnknownWithin = 5 * time.Second
+
 // markUnknown claims the key of an undecided request and records its
 // outcome as unknown (nothing is done if another request holds the key).
 func (p *processor) markUnknown() {
 	p.stage = decided
-	// Outlives the stream, which Envoy may reset right after this message;
-	// the engine bounds each store call.
-	d := p.s.o.Engine.Begin(context.WithoutCancel(p.ctx), p.policy, &p.req)
+	// Outlives the stream, which Envoy may reset right after this message,
+	// but not a stalled store (an engine without a store timeout).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), markUnknownWithin)
+	defer cancel()
+	d := p.s.o.Engine.Begin(ctx, p.policy, &p.req)
 	p.dropRequestBody()
 	if d.Kind == idempotency.Proceed {
 		ctx, cancel := d.Lease.SettleContext(p.ctx)
