@@ -252,23 +252,25 @@ func TestGRPCStreamsPassThrough(t *testing.T) {
 
 // TestGRPCKeyedBidiWaitingForAReply: a keyed stream whose client sends one
 // message and waits for a reply before sending more cannot be told from a
-// unary call until its request ends, so it is held: nothing runs, and the
-// call ends at the client's deadline (Envoy starts no message timeout for
-// the held headers answer in FULL_DUPLEX_STREAMED mode; its stream idle
-// timeout, 5 minutes by default, ends a call without one). Documented:
-// send idempotency-key on unary calls only.
+// unary call until its request ends. Envoy runs no message timeout while
+// the headers answer waits for the message in this mode, so the server
+// bounds the wait itself (ext_proc.max_message_timeout): the call is
+// refused with RESOURCE_EXHAUSTED, nothing runs.
 func TestGRPCKeyedBidiWaitingForAReply(t *testing.T) {
-	up, addr, _ := startGRPCStack(t)
+	up, addr, _ := startGRPCStack(t, func(c *config.Config) { c.MaxMessageTimeout = time.Second })
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, grpcKey(t)), 2*time.Second)
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, grpcKey(t)), 10*time.Second)
 	defer cancel()
 	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/gopotency.verify.v1.Echo/Chat")
 	require.NoError(t, err)
 	require.NoError(t, cs.SendMsg(wrapperspb.String("hi")))
+	start := time.Now()
 	err = cs.RecvMsg(new(wrapperspb.StringValue))
-	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	assert.Contains(t, status.Convert(err).Message(), "must end its request")
+	assert.Less(t, time.Since(start), 5*time.Second, "refused by the server's bound, not the client's deadline")
 	assert.Equal(t, 0, up.count("chat:hi"))
 }
 

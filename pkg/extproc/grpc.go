@@ -1,12 +1,14 @@
 package extproc
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -53,6 +55,33 @@ type grpcCall struct {
 	// only mode in which Envoy Gateway sends response trailers): its
 	// chunks go back as they come.
 	responseDuplex bool
+	// collecting bounds the wait for the request's end (collectExpired).
+	collecting *time.Timer
+}
+
+// grpcCollectWithin bounds the wait for a keyed call's request to end when
+// Options.MaxMessageTimeout is unset. Envoy runs no message timer while
+// the headers answer waits in this mode, so the server runs its own.
+const grpcCollectWithin = 30 * time.Second
+
+// collectExpired refuses a keyed call whose request did not end in time:
+// a stream that waits for a reply before it ends (it cannot be told from a
+// unary call), or a client that trickles its message. Its body cannot be
+// proven whole, so it is refused as a cut body is; nothing ran, nothing is
+// locked, and its bytes leave the budget. It runs on the timer's
+// goroutine, hence the stream's lock.
+func (p *processor) collectExpired() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stage != collecting || !p.grpc.on || p.grpc.answered {
+		return
+	}
+	within := cmp.Or(p.s.o.MaxMessageTimeout, grpcCollectWithin)
+	p.stage = notOurs
+	p.dropRequestBody()
+	p.s.protocolError("request_body_unproven")
+	p.log.WarnContext(p.ctx, "a keyed gRPC call did not end its request in time; refused, nothing ran: send idempotency-key on unary calls only (a keyed stream that waits for a reply cannot be told from one)", "within", within.String())
+	_ = p.send(p.reject(idempotency.ProblemFor(fmt.Errorf("%w: a keyed gRPC call must end its request within %s; a stream cannot carry idempotency-key", idempotency.ErrRequestTooLarge, within))))
 }
 
 // isGRPC: gRPC or gRPC-Web, which no HTTP answer may replace.
@@ -104,6 +133,7 @@ func (p *processor) grpcRequestHeaders(f facts, eos bool, pc *extprocv3.Protocol
 		return one(continueRequestHeaders(nil))
 	}
 	p.stage = collecting
+	p.grpc.collecting = time.AfterFunc(cmp.Or(p.s.o.MaxMessageTimeout, grpcCollectWithin), p.collectExpired)
 	if eos {
 		return p.grpcDecide(heldHeaders) // no message: a broken call, still run once
 	}
@@ -152,6 +182,9 @@ func (p *processor) grpcRequestTrailers() []*extprocv3.ProcessingResponse {
 // held headers, and the body and trailers up to last, the message that
 // ended the request.
 func (p *processor) grpcDecide(last heldMsg) []*extprocv3.ProcessingResponse {
+	if p.grpc.collecting != nil {
+		p.grpc.collecting.Stop()
+	}
 	body := p.req.Body
 	d := p.run()
 	switch d.Kind {

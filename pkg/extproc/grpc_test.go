@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -307,4 +308,27 @@ func TestHTTPOnAGRPCStream(t *testing.T) {
 	assert.True(t, sb.GetEndOfStream())
 	s.cancel()
 	e.waitIdle(t)
+}
+
+// A keyed call whose request does not end (a bidi stream waiting for a
+// reply, or a trickling client) is refused once max_message_timeout has
+// passed: Envoy runs no message timer while the headers answer waits in
+// this mode. Nothing ran or is locked, and its bytes leave the budget.
+func TestGRPCUnfinishedRequestIsRefused(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxMessageTimeout = 150 * time.Millisecond })
+	s := e.open(t, "")
+	s.send(grpcCallHeaders("unfinished", false))
+	s.send(reqBody(frame("hi"), false))
+	h := s.recv().GetStreamedImmediateResponse().GetHeadersResponse()
+	require.NotNil(t, h, "refused once the wait is over")
+	assert.Equal(t, strconv.Itoa(int(codes.ResourceExhausted)), fields(h.GetHeaders())["grpc-status"])
+	assert.Contains(t, fields(h.GetHeaders())["grpc-message"], "end")
+	assert.Zero(t, e.srv.Buffered(), "the collected message left the budget")
+	s.send(reqBody(frame("more"), true)) // Envoy ended the call: no answer
+	s.cancel()
+	e.waitIdle(t)
+	assert.Nil(t, e.entry(t, "unfinished"), "nothing locked")
+
+	// A call that ends in time is decided as usual, and the timer is gone.
+	runCall(t, e, "finished", "m", "r")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -41,6 +42,9 @@ type processor struct {
 	ctx  context.Context
 	send func(*extprocv3.ProcessingResponse) error
 	log  *slog.Logger
+	// mu: the stream's state and its sends, shared by the receive loop and
+	// a gRPC call's collect timer.
+	mu sync.Mutex
 
 	stage  stage
 	info   *policyInfo
@@ -646,6 +650,9 @@ func (p *processor) settle(lease *idempotency.Lease, held int64, call func(conte
 // the upstream ran and answered (response-incomplete), none means the
 // outcome is unknown.
 func (p *processor) finish() {
+	if p.grpc.collecting != nil {
+		p.grpc.collecting.Stop()
+	}
 	defer p.releaseBody()
 	defer p.dropRequestBody()
 	// A stream that ends while the body is collected never reached the

@@ -181,7 +181,11 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		defer s.o.StreamsActive(-1)
 	}
 	p := &processor{s: s, ctx: stream.Context(), send: stream.Send, log: s.o.Logger}
-	defer p.finish()
+	defer func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.finish()
+	}()
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
@@ -190,20 +194,31 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		if err != nil {
 			return fmt.Errorf("extproc: receive: %w", err)
 		}
-		answers, err := p.handle(req)
-		if err != nil {
-			p.log.ErrorContext(p.ctx, "ext_proc protocol error; ending stream", "error", err)
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
-		for _, resp := range answers {
-			if err := p.send(resp); err != nil {
-				if status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || p.ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("extproc: send: %w", err)
-			}
+		if end, err := p.step(req); end {
+			return err
 		}
 	}
+}
+
+// step handles one message and sends its answers, under the stream's
+// lock; end says the stream is over (err nil when Envoy went away).
+func (p *processor) step(req *extprocv3.ProcessingRequest) (end bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	answers, err := p.handle(req)
+	if err != nil {
+		p.log.ErrorContext(p.ctx, "ext_proc protocol error; ending stream", "error", err)
+		return true, status.Error(codes.InvalidArgument, err.Error())
+	}
+	for _, resp := range answers {
+		if err := p.send(resp); err != nil {
+			if status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || p.ctx.Err() != nil {
+				return true, nil
+			}
+			return true, fmt.Errorf("extproc: send: %w", err)
+		}
+	}
+	return false, nil
 }
 
 // policyFor returns the policy the route asked for: by gRPC metadata
