@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/pgserver"
 	"github.com/gopotency/gopotency/internal/proc"
 	"github.com/gopotency/gopotency/pkg/config"
 )
@@ -337,16 +338,16 @@ func run(ctx context.Context, o *options, progress io.Writer) (*report, error) {
 	case "off":
 		rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: -postgres-url off.")
 	case "":
-		pg, found, err := startPostgres(dir)
+		pg, err := pgserver.Start()
 		switch {
-		case !found:
+		case errors.Is(err, pgserver.ErrNoBinaries):
 			rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: no initdb/postgres/psql under /usr/lib/postgresql or on PATH (install them or pass -postgres-url).")
 		case err != nil:
 			rep.Notes = append(rep.Notes, "PostgreSQL rows skipped: "+err.Error())
 		default:
 			st.add(pg.Stop)
 			rep.Facts.Postgres = pg.Version + " (throwaway, fsync off)"
-			backends = append(backends, backend{name: "PostgreSQL", store: pg.URL, grpc: "127.0.0.1:0", storePID: pg.cmd.Process.Pid, storeTree: true})
+			backends = append(backends, backend{name: "PostgreSQL", store: pg.URL, grpc: "127.0.0.1:0", storePID: pg.PID(), storeTree: true})
 		}
 	default:
 		rep.Facts.Postgres = "PostgreSQL from -postgres-url (its CPU is not measured)"
