@@ -100,16 +100,6 @@ func Rewrite(cfg []byte, a Addrs) ([]byte, error) {
 	return bytes.ReplaceAll(out, []byte("type: STRICT_DNS"), []byte("type: STATIC")), nil
 }
 
-// FreePort returns a loopback port that was free a moment ago. Two calls
-// may return the same port: for several, use proc.FreePorts.
-func FreePort() (int, error) {
-	ports, err := proc.FreePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
-}
-
 // Envoy is a running Envoy process.
 type Envoy struct {
 	p        *proc.Proc

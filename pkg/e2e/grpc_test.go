@@ -192,8 +192,7 @@ func TestGRPCUnkeyedCallsPassThrough(t *testing.T) {
 // own error reply, which it renders as a gRPC status, and nothing runs.
 func TestGRPCGoPotencyDownIsUnavailable(t *testing.T) {
 	up, app := startEchoUpstream(t)
-	dead, err := envoyrun.FreePort()
-	require.NoError(t, err)
+	dead := freePorts(t, 1)[0]
 	generated := grpcEnvoy(t)
 	e := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
 		a.GoPotency, a.App = "127.0.0.1:"+itoa(dead), app

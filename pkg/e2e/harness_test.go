@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/proc"
 	"github.com/gopotency/gopotency/pkg/app"
 	"github.com/gopotency/gopotency/pkg/config"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
@@ -173,12 +174,8 @@ func (l *logBuffer) tail(n int) string {
 }
 
 func freePorts(t *testing.T, n int) []int {
-	ports := make([]int, n)
-	for i := range ports {
-		p, err := envoyrun.FreePort()
-		require.NoError(t, err)
-		ports[i] = p
-	}
+	ports, err := proc.FreePorts(n)
+	require.NoError(t, err)
 	return ports
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gopotency/gopotency/internal/envoyrun"
 )
 
 // These tests settle the VERIFY points of the ext_proc research notes
@@ -20,8 +19,7 @@ import (
 // with response.code_details naming the connection failure, so the key is
 // released (the request provably never left) and a retry may run at once.
 func TestVerifyConnectFailureLocalReply(t *testing.T) {
-	dead, err := envoyrun.FreePort()
-	require.NoError(t, err)
+	dead := freePorts(t, 1)[0]
 	s := startStack(t, stackOptions{upstream: newCounter(), tweak: func(cfg []byte) []byte {
 		return pointAppAt(t, cfg, dead)
 	}})

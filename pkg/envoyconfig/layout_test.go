@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/gopotency/gopotency/internal/envoyrun"
+	"github.com/gopotency/gopotency/internal/proc"
 	"github.com/gopotency/gopotency/pkg/config"
 	"github.com/gopotency/gopotency/pkg/extproc"
 	"github.com/gopotency/gopotency/pkg/internal/testenv"
@@ -210,14 +211,12 @@ func startStack(t *testing.T, uds bool, build func(listen, admin int, extProc, a
 		network, addr = "unix", filepath.Join(dir, "ext_proc.sock")
 	}
 	rec, extProc := serveRecorder(t, network, addr)
-	listen, err := envoyrun.FreePort()
+	ports, err := proc.FreePorts(2)
 	require.NoError(t, err)
-	admin, err := envoyrun.FreePort()
-	require.NoError(t, err)
-	cfg, healthy := build(listen, admin, extProc, upLn.Addr().String())
+	cfg, healthy := build(ports[0], ports[1], extProc, upLn.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e, err := envoyrun.Start(ctx, bin, t.TempDir(), cfg, envoyrun.Addrs{Listen: listen, Admin: admin})
+	e, err := envoyrun.Start(ctx, bin, t.TempDir(), cfg, envoyrun.Addrs{Listen: ports[0], Admin: ports[1]})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		e.Stop()
