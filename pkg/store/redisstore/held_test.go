@@ -75,7 +75,17 @@ type gateHook struct {
 
 func (g *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (g *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if g.closed.Load() {
+			for _, cmd := range cmds {
+				if cmd.Name() == "evalsha" {
+					<-g.gate
+					g.calls.Add(1)
+				}
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 func (g *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {

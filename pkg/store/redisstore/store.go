@@ -67,6 +67,8 @@ type Store struct {
 	durable    bool
 
 	held held // claims to re-create when Redis loses data
+
+	batch batcher // sends the script calls
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -94,6 +96,7 @@ func New(o Options) (*Store, error) {
 	}
 	o.Watch.logger.Store(o.Logger)
 	s := &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch, replicas: o.Replicas}
+	s.batch.client = o.Client
 	o.Watch.onClaimsLost(s.reassert)
 	switch c := o.Client.(type) {
 	case *redis.Client:
@@ -149,14 +152,16 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 		acked   int64
 		waitErr error
 	}
-	r, err := call(ctx, s.deadlineBound, func(ctx context.Context) (reply, error) {
-		if s.replicas == 0 {
-			v, err := acquireScript.Run(ctx, s.client, []string{key}, args...).Slice()
-			return reply{v: v}, err
-		}
-		v, acked, waitErr, err := s.acquireConfirmed(ctx, key, args...)
-		return reply{v, acked, waitErr}, err
-	})
+	var r reply
+	var err error
+	if s.replicas == 0 {
+		r.v, err = slice(s.batch.eval(ctx, acquireScript, key, args...))
+	} else {
+		r, err = call(ctx, s.deadlineBound, func(ctx context.Context) (reply, error) {
+			v, acked, waitErr, err := s.acquireConfirmed(ctx, key, args...)
+			return reply{v, acked, waitErr}, err
+		})
+	}
 	if err != nil {
 		return none, s.fail(ctx, "acquire", err)
 	}
@@ -258,9 +263,7 @@ func (s *Store) extend(ctx context.Context, c idempotency.Claim, report bool) er
 // runOwned runs a token-checked script that replies 0 when the token does
 // not own the key, and a positive code otherwise.
 func (s *Store) runOwned(ctx context.Context, op string, sc *redis.Script, c idempotency.Claim, args ...any) (int64, error) {
-	n, err := call(ctx, s.deadlineBound, func(ctx context.Context) (int64, error) {
-		return sc.Run(ctx, s.client, []string{s.Key(c.Key)}, append([]any{c.Token}, args...)...).Int64()
-	})
+	n, err := int64Of(s.batch.eval(ctx, sc, s.Key(c.Key), append([]any{c.Token}, args...)...))
 	if err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
@@ -274,9 +277,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: get: %w", err)
 	}
-	v, err := call(ctx, s.deadlineBound, func(ctx context.Context) ([]any, error) {
-		return getScript.Run(ctx, s.client, []string{s.Key(key)}).Slice()
-	})
+	v, err := slice(s.batch.eval(ctx, getScript, s.Key(key)))
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redisstore: get: %w", idempotency.ErrNotFound)
 	}
@@ -324,9 +325,7 @@ func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry)
 	if seen != nil {
 		args = []any{"1", seen.Token, int(seen.State)}
 	}
-	n, err := call(ctx, s.deadlineBound, func(ctx context.Context) (int64, error) {
-		return deleteScript.Run(ctx, s.client, []string{s.Key(key)}, args...).Int64()
-	})
+	n, err := int64Of(s.batch.eval(ctx, deleteScript, s.Key(key), args...))
 	if err != nil {
 		return s.fail(ctx, "delete", err)
 	}
@@ -372,6 +371,21 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 func (s *Store) corrupt(ctx context.Context, op, key string, err error) error {
 	s.logger.ErrorContext(ctx, "redisstore: unreadable entry", "op", op, "key_id", key[:min(12, len(key))], "error", err)
 	return fmt.Errorf("redisstore: %s: %w: %w", op, idempotency.ErrCorruptRecord, err)
+}
+
+// slice and int64Of read a script's reply.
+func slice(cmd *redis.Cmd, err error) ([]any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return cmd.Slice()
+}
+
+func int64Of(cmd *redis.Cmd, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return cmd.Int64()
 }
 
 // elem returns v[i] as a T, reporting false if it is missing or another type.

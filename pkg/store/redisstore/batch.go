@@ -1,0 +1,200 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The store's script calls that arrive while others are on the wire go out
+// together as one pipeline: one write and one read for them all, on this
+// end and on Redis's, where each call alone costs a loopback write that
+// wakes the other side — most of a first request's store cost. A call that
+// finds nothing on the wire goes out at once, so an idle store adds no
+// delay. One goroutine sends the batches; it keeps its grown stack (go-redis
+// calls run deep) and exits after idleExit without work, so a Store needs
+// no Close to free it.
+//
+// Sending a batch again is safe: every script is idempotent for its token
+// (acquire.lua answers a re-sent claim as acquired, complete.lua a re-sent
+// record as done), which is what go-redis's retry of a pipeline whose
+// connection dropped relies on.
+type batcher struct {
+	client redis.UniversalClient
+
+	mu      sync.Mutex
+	queue   []*op
+	running bool          // a sender goroutine exists
+	wake    chan struct{} // cap 1: work was queued
+
+	// The sender's own.
+	pipe        redis.Pipeliner
+	spare       []*op
+	unreachable error // the last batch's dial failed
+}
+
+// idleExit: how long the sender waits for work before it exits.
+const idleExit = 2 * time.Second
+
+// maxBatch bounds one pipeline, so one write stays a modest size.
+const maxBatch = 128
+
+// op is one script call and its reply.
+type op struct {
+	ctx  context.Context
+	sc   *redis.Script
+	keys [1]string
+	args []any
+	cmd  *redis.Cmd
+	err  error
+	done chan struct{} // cap 1: the reply is in
+}
+
+var opPool = sync.Pool{New: func() any { return &op{done: make(chan struct{}, 1)} }}
+
+// eval runs sc on key with args and returns its reply once it is in, or
+// ctx's error as soon as ctx ends: what the call wrote is then the
+// engine's to undo (an Acquire's claim is released: Engine.releaseOrphan).
+func (b *batcher) eval(ctx context.Context, sc *redis.Script, key string, args ...any) (*redis.Cmd, error) {
+	o := opPool.Get().(*op)
+	o.ctx, o.sc, o.keys[0], o.args = ctx, sc, key, args
+	b.mu.Lock()
+	b.queue = append(b.queue, o)
+	if !b.running {
+		b.running = true
+		if b.wake == nil {
+			b.wake = make(chan struct{}, 1)
+			b.pipe = b.client.Pipeline()
+		}
+		go b.send()
+	}
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-o.done:
+		cmd, err := o.cmd, o.err
+		*o = op{done: o.done}
+		opPool.Put(o)
+		return cmd, err
+	case <-ctx.Done():
+		// o stays with the sender, which still answers it (into done's
+		// buffer, read by nobody); it is not reused.
+		return nil, ctx.Err()
+	}
+}
+
+// send is the sender goroutine: it takes what is queued, sends it as one
+// pipeline, answers each call, and repeats until idle for idleExit.
+func (b *batcher) send() {
+	idle := time.NewTimer(idleExit)
+	defer idle.Stop()
+	for {
+		// Two slices take turns: callers append to one while the other's
+		// batch is on the wire.
+		b.mu.Lock()
+		batch := b.queue
+		if len(batch) > maxBatch {
+			batch = batch[:maxBatch]
+			b.queue = append(b.spare[:0], b.queue[maxBatch:]...)
+		} else {
+			b.queue = b.spare[:0]
+		}
+		b.spare = nil
+		b.mu.Unlock()
+		if len(batch) > 0 {
+			b.exec(batch, b.unreachable)
+			clear(batch)
+			b.spare = batch[:0]
+			continue
+		}
+		idle.Reset(idleExit)
+		select {
+		case <-b.wake:
+			continue
+		case <-idle.C:
+		}
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+	}
+}
+
+// exec sends batch as one pipeline and answers each call. The calls that
+// were queued while a batch could not reach Redis (dial failed, go-redis's
+// retries spent) fail with that batch's error unsent, so a dead server is
+// reported once per round of calls, not once per batch in turn.
+func (b *batcher) exec(batch []*op, unreachable error) {
+	b.unreachable = nil
+	if unreachable != nil {
+		for _, o := range batch {
+			o.err = fmt.Errorf("not sent: the previous batch found Redis unreachable: %w", unreachable)
+			o.done <- struct{}{}
+		}
+		return
+	}
+	// The pipeline runs until the latest deadline among its calls (no
+	// deadline if one has none: then the client's timeouts bound it); a
+	// call whose own deadline comes first has returned by then.
+	var latest time.Time
+	bounded := true
+	live := 0
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err // gone already: not sent
+			continue
+		}
+		if dl, ok := o.ctx.Deadline(); !ok {
+			bounded = false
+		} else if dl.After(latest) {
+			latest = dl
+		}
+		o.cmd = o.sc.EvalSha(context.Background(), b.pipe, o.keys[:], o.args...)
+		live++
+	}
+	if live > 0 {
+		ctx := context.Background()
+		if bounded {
+			// Cancelled at that deadline, so go-redis's dial retries and
+			// backoff sleeps stop there too, not only its socket I/O.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, latest)
+			defer cancel()
+		}
+		// Each call's own error is in its cmd.
+		if _, err := b.pipe.Exec(ctx); isDialError(err) {
+			b.unreachable = err
+		}
+		// NOSCRIPT: Redis lost its script cache (a restart, a failover,
+		// SCRIPT FLUSH) and ran nothing; EVAL sends the source and loads it.
+		again := false
+		for _, o := range batch {
+			if o.err == nil && redis.HasErrorPrefix(o.cmd.Err(), "NOSCRIPT") {
+				o.cmd = o.sc.Eval(context.Background(), b.pipe, o.keys[:], o.args...)
+				again = true
+			}
+		}
+		if again {
+			_, _ = b.pipe.Exec(ctx)
+		}
+	}
+	for _, o := range batch {
+		o.done <- struct{}{}
+	}
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
