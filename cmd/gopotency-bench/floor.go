@@ -131,7 +131,6 @@ func serveFloor(ctx context.Context, addr string) error {
 		grpc.MaxRecvMsgSize(2<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.NumStreamWorkers(64), // as gopotency's
 	)
 	extprocv3.RegisterExternalProcessorServer(gs, floor{})
 	healthpb.RegisterHealthServer(gs, health.NewServer())

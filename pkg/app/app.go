@@ -197,11 +197,6 @@ func New(ctx context.Context, cfg *config.Config, stderr io.Writer, opts ...Opti
 		// Stop returns once every handler has: the settles a cut stream
 		// starts are then known to Wait before the store closes.
 		grpc.WaitForHandlers(true),
-		// Streams run on reused goroutines whose stacks stay grown: a new
-		// goroutine per stream grew its stack again for every request (a
-		// tenth of the server's CPU on the first-time path). Streams beyond
-		// these run on goroutines of their own, as without the option.
-		grpc.NumStreamWorkers(64),
 	}
 	if cfg.GRPCTLS.Enabled() {
 		if a.tls, err = newCertReloader(cfg.GRPCTLS, log, regr); err != nil {
