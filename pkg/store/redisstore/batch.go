@@ -18,14 +18,18 @@ import (
 // finds nothing on the wire goes out at once, so an idle store adds no
 // delay. One goroutine sends the batches; it keeps its grown stack (go-redis
 // calls run deep) and exits after idleExit without work, so a Store needs
-// no Close to free it.
+// no Close to free it. Only a client of one server (standalone or
+// Sentinel) batches: a Cluster pipeline waits for every master it touches,
+// so one master down would hold up the keys of all the others.
 //
-// Sending a batch again is safe: every script is idempotent for its token
-// (acquire.lua answers a re-sent claim as acquired, complete.lua a re-sent
-// record as done), which is what go-redis's retry of a pipeline whose
-// connection dropped relies on.
+// go-redis sends a pipeline again when its connection drops mid-way; the
+// scripts make that harmless: a re-sent call never makes a second claimant
+// or touches another token's claim or record (acquire.lua answers a
+// re-sent claim as acquired, complete.lua a re-sent record as done). A
+// re-sent release or delete may then report the key lost or changed,
+// which the engine treats as it treats any lost lease.
 type batcher struct {
-	client redis.UniversalClient
+	client *redis.Client
 
 	mu      sync.Mutex
 	queue   []*op
@@ -35,7 +39,7 @@ type batcher struct {
 	// The sender's own.
 	pipe        redis.Pipeliner
 	spare       []*op
-	unreachable error // the last batch's dial failed
+	unreachable error // the last batch could not reach Redis
 }
 
 // idleExit: how long the sender waits for work before it exits.
@@ -43,6 +47,11 @@ const idleExit = 2 * time.Second
 
 // maxBatch bounds one pipeline, so one write stays a modest size.
 const maxBatch = 128
+
+// maxBatchTime bounds a batch on a server that does not answer: a call
+// with a later deadline, or none, then fails as unavailable. The engine's
+// calls each have store_timeout (800 ms by default), well within it.
+const maxBatchTime = 2 * time.Second
 
 // op is one script call and its reply.
 type op struct {
@@ -115,6 +124,9 @@ func (b *batcher) send() {
 			b.spare = batch[:0]
 			continue
 		}
+		// Nothing was queued while the last batch was out: a failed dial
+		// says nothing about the calls that come later.
+		b.unreachable = nil
 		idle.Reset(idleExit)
 		select {
 		case <-b.wake:
@@ -133,8 +145,9 @@ func (b *batcher) send() {
 
 // exec sends batch as one pipeline and answers each call. The calls that
 // were queued while a batch could not reach Redis (dial failed, go-redis's
-// retries spent) fail with that batch's error unsent, so a dead server is
-// reported once per round of calls, not once per batch in turn.
+// retries spent, or no answer by the batch's deadline) fail with that
+// batch's error unsent, so a dead server is reported once per round of
+// calls, not once per batch in turn.
 func (b *batcher) exec(batch []*op, unreachable error) {
 	b.unreachable = nil
 	if unreachable != nil {
@@ -144,55 +157,81 @@ func (b *batcher) exec(batch []*op, unreachable error) {
 		}
 		return
 	}
-	// The pipeline runs until the latest deadline among its calls (no
-	// deadline if one has none: then the client's timeouts bound it); a
-	// call whose own deadline comes first has returned by then.
+	// The pipeline runs until the latest deadline among its calls, within
+	// maxBatchTime; a call whose own deadline comes first has returned by
+	// then.
+	limit := time.Now().Add(maxBatchTime)
 	var latest time.Time
-	bounded := true
 	live := 0
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
 			o.err = err // gone already: not sent
 			continue
 		}
-		if dl, ok := o.ctx.Deadline(); !ok {
-			bounded = false
-		} else if dl.After(latest) {
+		dl, ok := o.ctx.Deadline()
+		if !ok || dl.After(limit) {
+			dl = limit
+		}
+		if dl.After(latest) {
 			latest = dl
 		}
 		o.cmd = o.sc.EvalSha(context.Background(), b.pipe, o.keys[:], o.args...)
 		live++
 	}
 	if live > 0 {
-		ctx := context.Background()
-		if bounded {
-			// Cancelled at that deadline, so go-redis's dial retries and
-			// backoff sleeps stop there too, not only its socket I/O.
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, latest)
-			defer cancel()
-		}
-		// Each call's own error is in its cmd.
-		if _, err := b.pipe.Exec(ctx); isDialError(err) {
-			b.unreachable = err
-		}
+		// Cancelled at that deadline, so go-redis's dial retries and
+		// backoff sleeps stop there too, not only its socket I/O.
+		ctx, cancel := context.WithDeadline(context.Background(), latest)
+		defer cancel()
+		b.send1(ctx, latest.Equal(limit))
 		// NOSCRIPT: Redis lost its script cache (a restart, a failover,
-		// SCRIPT FLUSH) and ran nothing; EVAL sends the source and loads it.
+		// SCRIPT FLUSH) and ran nothing; EVAL sends the source and loads
+		// it. A call whose ctx ended meanwhile is not sent again.
 		again := false
 		for _, o := range batch {
-			if o.err == nil && redis.HasErrorPrefix(o.cmd.Err(), "NOSCRIPT") {
-				o.cmd = o.sc.Eval(context.Background(), b.pipe, o.keys[:], o.args...)
-				again = true
+			if o.err != nil || !redis.HasErrorPrefix(o.cmd.Err(), "NOSCRIPT") {
+				continue
 			}
+			if err := o.ctx.Err(); err != nil {
+				o.err = err
+				continue
+			}
+			o.cmd = o.sc.Eval(context.Background(), b.pipe, o.keys[:], o.args...)
+			again = true
 		}
 		if again {
-			_, _ = b.pipe.Exec(ctx)
+			b.send1(ctx, latest.Equal(limit))
+		}
+		if ctx.Err() != nil {
+			// Calls with time left past the batch's deadline fail as the
+			// server's silence, not as their ctx ending.
+			for _, o := range batch {
+				if dl, ok := o.ctx.Deadline(); o.err == nil && (!ok || dl.After(latest)) {
+					o.err = errNoAnswer
+				}
+			}
 		}
 	}
 	for _, o := range batch {
 		o.done <- struct{}{}
 	}
 }
+
+// send1 sends what b.pipe holds; each call's own error is in its cmd.
+// capped: ctx's deadline is maxBatchTime away, not a caller's.
+func (b *batcher) send1(ctx context.Context, capped bool) {
+	_, err := b.pipe.Exec(ctx)
+	switch {
+	case isDialError(err):
+		b.unreachable = err
+	case capped && ctx.Err() != nil:
+		b.unreachable = errNoAnswer
+	}
+}
+
+// errNoAnswer: the batch reached its deadline, which is not the caller's
+// (its ctx had time left), so it must not read as the caller's ctx ending.
+var errNoAnswer = fmt.Errorf("no answer from Redis by the batch's deadline (at most %s)", maxBatchTime)
 
 func isDialError(err error) bool {
 	var op *net.OpError

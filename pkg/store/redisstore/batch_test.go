@@ -15,10 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopotency/gopotency/pkg/idempotency"
+	"github.com/gopotency/gopotency/pkg/internal/testenv"
 )
 
 // pipeHook holds the first pipeline of script calls until released and
-// records the size of each.
+// records the size of each; with twice set it sends each pipeline twice,
+// as go-redis does when a connection drops before the replies are read.
 type pipeHook struct {
 	hold    chan struct{}
 	held    chan struct{} // closed once the first pipeline waits
@@ -26,6 +28,7 @@ type pipeHook struct {
 	mu      sync.Mutex
 	sizes   []int
 	entered atomic.Int64
+	twice   bool
 }
 
 func newPipeHook() *pipeHook {
@@ -45,6 +48,11 @@ func (h *pipeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 		if h.entered.Add(1) == 1 {
 			h.once.Do(func() { close(h.held) })
 			<-h.hold
+		}
+		if h.twice {
+			if err := next(ctx, cmds); err != nil {
+				return err
+			}
 		}
 		return next(ctx, cmds)
 	}
@@ -183,4 +191,142 @@ func TestIsDialError(t *testing.T) {
 	assert.True(t, isDialError(err), "%v", err)
 	assert.False(t, isDialError(errors.New("ERR something")))
 	assert.False(t, isDialError(context.DeadlineExceeded))
+}
+
+// A batch sent twice (go-redis re-sends a pipeline whose connection
+// dropped) makes no second claimant: each caller gets the second run's
+// answer, which for the claim's winner is still acquired, and the records
+// written are the winners'.
+func TestBatchSentTwice(t *testing.T) {
+	c := redisClient(t)
+	h := newPipeHook()
+	h.twice = true
+	c.AddHook(h)
+	s := newStore(t, c)
+	ctx := context.Background()
+	go func() { _, _ = s.Acquire(ctx, claim("first"), idempotency.AcquireOptions{}) }()
+	<-h.held
+	const n = 10
+	claims := make([]idempotency.Claim, n)
+	results := make([]idempotency.AcquireResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		claims[i] = claim("twice" + strconv.Itoa(i%5))
+		wg.Go(func() {
+			var err error
+			results[i], err = s.Acquire(ctx, claims[i], idempotency.AcquireOptions{})
+			assert.NoError(t, err)
+		})
+	}
+	require.Eventually(t, func() bool {
+		s.batch.mu.Lock()
+		defer s.batch.mu.Unlock()
+		return len(s.batch.queue) == n
+	}, 5*time.Second, time.Millisecond)
+	close(h.hold)
+	wg.Wait()
+	winners := map[string]idempotency.Claim{}
+	for i, r := range results {
+		if r.State == idempotency.Acquired {
+			_, dup := winners[claims[i].Key]
+			require.False(t, dup, "key %s claimed twice", claims[i].Key)
+			winners[claims[i].Key] = claims[i]
+		} else {
+			assert.Equal(t, idempotency.InFlight, r.State)
+		}
+	}
+	require.Len(t, winners, 5)
+	for k, w := range winners {
+		wg.Go(func() {
+			assert.NoError(t, s.Complete(ctx, w, &idempotency.Record{Status: 201, Body: []byte(k)}))
+		})
+	}
+	wg.Wait()
+	for k, w := range winners {
+		e, err := s.Get(ctx, k)
+		require.NoError(t, err)
+		assert.Equal(t, idempotency.Completed, e.State)
+		assert.Equal(t, w.Token, e.Token)
+		assert.Equal(t, k, string(e.Record.Body))
+	}
+}
+
+// An Acquire whose ctx ends while its batch is on the wire returns at
+// once; the engine's Release of its claim comes after it on the same
+// connection, so the key ends free, never claimed by nobody.
+func TestBatchReleaseFollowsACancelledAcquire(t *testing.T) {
+	c := redisClient(t)
+	h := newPipeHook()
+	c.AddHook(h)
+	s := newStore(t, c)
+	cl := claim("orphan")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Acquire(ctx, cl, idempotency.AcquireOptions{})
+		done <- err
+	}()
+	<-h.held // the Acquire is on the wire
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	released := make(chan error, 1)
+	go func() { released <- s.Release(context.Background(), cl) }()
+	require.Eventually(t, func() bool {
+		s.batch.mu.Lock()
+		defer s.batch.mu.Unlock()
+		return len(s.batch.queue) == 1
+	}, 5*time.Second, time.Millisecond)
+	close(h.hold)
+	require.NoError(t, <-released)
+	n, err := c.Exists(context.Background(), s.Key(cl.Key)).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "the claim the cancelled Acquire made is released")
+}
+
+// A dial failure fails the calls queued behind its batch, not calls made
+// once the server is back.
+func TestBatchDialFailureEndsWithItsBatch(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ctx := context.Background()
+	s, err := NewFromURL(ctx, srv.URL()+"?restart_grace=0", Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Ping(ctx))
+	srv.Stop()
+	_, err = s.Get(ctx, "k")
+	require.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
+	require.NoError(t, srv.Start())
+	o, err := redis.ParseURL(srv.URL())
+	require.NoError(t, err)
+	probe := redis.NewClient(o)
+	defer probe.Close()
+	require.Eventually(t, func() bool { return probe.Ping(ctx).Err() == nil }, 10*time.Second, 50*time.Millisecond)
+	// go-redis's pool re-dials a server that refused it about once a
+	// second: past that, the store's next call must reach it.
+	time.Sleep(1500 * time.Millisecond)
+	_, err = s.Get(ctx, "k")
+	assert.ErrorIs(t, err, idempotency.ErrNotFound, "the first call after the server came back")
+}
+
+// A Cluster client's calls are not batched: a pipeline would wait for
+// every master it touches.
+func TestClusterCallsAreNotBatched(t *testing.T) {
+	c := clusterClient(t)
+	h := newPipeHook()
+	close(h.hold)
+	c.AddHook(h)
+	s := newStore(t, c)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			r, err := s.Acquire(context.Background(), claim("cl"+strconv.Itoa(i)), idempotency.AcquireOptions{})
+			if assert.NoError(t, err) {
+				assert.Equal(t, idempotency.Acquired, r.State)
+			}
+		})
+	}
+	wg.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.Empty(t, h.sizes, "no pipeline of script calls")
 }

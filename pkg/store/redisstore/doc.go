@@ -7,8 +7,9 @@
 // server's clock, while a claim) and r (the record, once completed); the
 // key's TTL is the retention. Every operation is one Lua script
 // (lua/*.lua): a replay costs one command, a first request two (acquire,
-// complete). Calls that arrive while others are on the wire go out
-// together as one pipeline (batch.go). With Options.Replicas, the acquire is followed by WAIT on the
+// complete). On one server (standalone or Sentinel), calls that arrive
+// while others are on the wire go out together as one pipeline
+// (batch.go). With Options.Replicas, the acquire is followed by WAIT on the
 // same connection, so a failover cannot lose a claim whose request runs.
 //
 // docs/redis.md is the one full description: the key layout, each

@@ -68,7 +68,7 @@ type Store struct {
 
 	held held // claims to re-create when Redis loses data
 
-	batch batcher // sends the script calls
+	batch batcher // sends the script calls of a client of one server
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -96,7 +96,9 @@ func New(o Options) (*Store, error) {
 	}
 	o.Watch.logger.Store(o.Logger)
 	s := &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch, replicas: o.Replicas}
-	s.batch.client = o.Client
+	if c, ok := o.Client.(*redis.Client); ok {
+		s.batch.client = c
+	}
 	o.Watch.onClaimsLost(s.reassert)
 	switch c := o.Client.(type) {
 	case *redis.Client:
@@ -155,7 +157,7 @@ func (s *Store) Acquire(ctx context.Context, c idempotency.Claim, o idempotency.
 	var r reply
 	var err error
 	if s.replicas == 0 {
-		r.v, err = slice(s.batch.eval(ctx, acquireScript, key, args...))
+		r.v, err = slice(s.eval(ctx, acquireScript, key, args...))
 	} else {
 		r, err = call(ctx, s.deadlineBound, func(ctx context.Context) (reply, error) {
 			v, acked, waitErr, err := s.acquireConfirmed(ctx, key, args...)
@@ -263,7 +265,7 @@ func (s *Store) extend(ctx context.Context, c idempotency.Claim, report bool) er
 // runOwned runs a token-checked script that replies 0 when the token does
 // not own the key, and a positive code otherwise.
 func (s *Store) runOwned(ctx context.Context, op string, sc *redis.Script, c idempotency.Claim, args ...any) (int64, error) {
-	n, err := int64Of(s.batch.eval(ctx, sc, s.Key(c.Key), append([]any{c.Token}, args...)...))
+	n, err := int64Of(s.eval(ctx, sc, s.Key(c.Key), append([]any{c.Token}, args...)...))
 	if err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
@@ -277,7 +279,7 @@ func (s *Store) Get(ctx context.Context, key string) (*idempotency.Entry, error)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: get: %w", err)
 	}
-	v, err := slice(s.batch.eval(ctx, getScript, s.Key(key)))
+	v, err := slice(s.eval(ctx, getScript, s.Key(key)))
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redisstore: get: %w", idempotency.ErrNotFound)
 	}
@@ -325,7 +327,7 @@ func (s *Store) Delete(ctx context.Context, key string, seen *idempotency.Entry)
 	if seen != nil {
 		args = []any{"1", seen.Token, int(seen.State)}
 	}
-	n, err := int64Of(s.batch.eval(ctx, deleteScript, s.Key(key), args...))
+	n, err := int64Of(s.eval(ctx, deleteScript, s.Key(key), args...))
 	if err != nil {
 		return s.fail(ctx, "delete", err)
 	}
@@ -371,6 +373,17 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 func (s *Store) corrupt(ctx context.Context, op, key string, err error) error {
 	s.logger.ErrorContext(ctx, "redisstore: unreadable entry", "op", op, "key_id", key[:min(12, len(key))], "error", err)
 	return fmt.Errorf("redisstore: %s: %w: %w", op, idempotency.ErrCorruptRecord, err)
+}
+
+// eval runs sc on key with args: in a batch on a client of one server
+// (batch.go), else on its own.
+func (s *Store) eval(ctx context.Context, sc *redis.Script, key string, args ...any) (*redis.Cmd, error) {
+	if s.batch.client != nil {
+		return s.batch.eval(ctx, sc, key, args...)
+	}
+	return call(ctx, s.deadlineBound, func(ctx context.Context) (*redis.Cmd, error) {
+		return sc.Run(ctx, s.client, []string{key}, args...), nil
+	})
 }
 
 // slice and int64Of read a script's reply.
