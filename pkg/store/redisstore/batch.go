@@ -203,10 +203,14 @@ func (b *batcher) exec(batch []*op, unreachable error) {
 			b.send1(ctx, latest.Equal(limit))
 		}
 		if ctx.Err() != nil {
-			// Calls with time left past the batch's deadline fail as the
-			// server's silence, not as their ctx ending.
+			// Calls cut by the batch's deadline with time left on their
+			// own fail as the server's silence, not as their ctx ending.
+			// A reply that came in stands.
 			for _, o := range batch {
-				if dl, ok := o.ctx.Deadline(); o.err == nil && (!ok || dl.After(latest)) {
+				if o.err != nil || !timedOut(o.cmd.Err()) {
+					continue
+				}
+				if dl, ok := o.ctx.Deadline(); !ok || dl.After(latest) {
 					o.err = errNoAnswer
 				}
 			}
@@ -232,6 +236,12 @@ func (b *batcher) send1(ctx context.Context, capped bool) {
 // errNoAnswer: the batch reached its deadline, which is not the caller's
 // (its ctx had time left), so it must not read as the caller's ctx ending.
 var errNoAnswer = fmt.Errorf("no answer from Redis by the batch's deadline (at most %s)", maxBatchTime)
+
+// timedOut: err is a deadline's, the batch ctx's or the socket's.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
 
 func isDialError(err error) bool {
 	var op *net.OpError

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -186,11 +187,18 @@ func TestBatchSenderExitsWhenIdle(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestIsDialError(t *testing.T) {
+func TestBatchErrorClasses(t *testing.T) {
 	_, err := net.Dial("tcp", "127.0.0.1:1") // nothing listens on port 1
 	assert.True(t, isDialError(err), "%v", err)
 	assert.False(t, isDialError(errors.New("ERR something")))
 	assert.False(t, isDialError(context.DeadlineExceeded))
+
+	// Only a deadline's error may become errNoAnswer: a reply, even
+	// "nothing there" (redis.Nil) or an error reply, stands.
+	assert.True(t, timedOut(context.DeadlineExceeded))
+	assert.True(t, timedOut(&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}))
+	assert.False(t, timedOut(redis.Nil))
+	assert.False(t, timedOut(errors.New("OOM command not allowed")))
 }
 
 // A batch sent twice (go-redis re-sends a pipeline whose connection
