@@ -39,7 +39,8 @@ type batcher struct {
 	// The sender's own.
 	pipe        redis.Pipeliner
 	spare       []*op
-	unreachable error // the last batch could not reach Redis
+	unreachable error     // why the last batch could not reach Redis
+	downUntil   time.Time // calls before this fail unsent (downFor)
 }
 
 // idleExit: how long the sender waits for work before it exits.
@@ -47,6 +48,11 @@ const idleExit = 2 * time.Second
 
 // maxBatch bounds one pipeline, so one write stays a modest size.
 const maxBatch = 128
+
+// downFor: how long after a batch found Redis unreachable calls fail
+// unsent; go-redis's pool, too, re-dials a server that refused it about
+// once a second.
+const downFor = time.Second
 
 // maxBatchTime bounds a batch on a server that does not answer: a call
 // with a later deadline, or none, then fails as unavailable. The engine's
@@ -119,14 +125,11 @@ func (b *batcher) send() {
 		b.spare = nil
 		b.mu.Unlock()
 		if len(batch) > 0 {
-			b.exec(batch, b.unreachable)
+			b.exec(batch)
 			clear(batch)
 			b.spare = batch[:0]
 			continue
 		}
-		// Nothing was queued while the last batch was out: a failed dial
-		// says nothing about the calls that come later.
-		b.unreachable = nil
 		idle.Reset(idleExit)
 		select {
 		case <-b.wake:
@@ -143,20 +146,20 @@ func (b *batcher) send() {
 	}
 }
 
-// exec sends batch as one pipeline and answers each call. The calls that
-// were queued while a batch could not reach Redis (dial failed, go-redis's
-// retries spent, or no answer by the batch's deadline) fail with that
+// exec sends batch as one pipeline and answers each call. For downFor
+// after a batch could not reach Redis (dial failed, go-redis's retries
+// spent, or no answer by the batch's deadline), calls fail with that
 // batch's error unsent, so a dead server is reported once per round of
 // calls, not once per batch in turn.
-func (b *batcher) exec(batch []*op, unreachable error) {
-	b.unreachable = nil
-	if unreachable != nil {
+func (b *batcher) exec(batch []*op) {
+	if b.unreachable != nil && time.Now().Before(b.downUntil) {
 		for _, o := range batch {
-			o.err = fmt.Errorf("not sent: the previous batch found Redis unreachable: %w", unreachable)
+			o.err = fmt.Errorf("not sent: a batch found Redis unreachable moments ago: %w", b.unreachable)
 			o.done <- struct{}{}
 		}
 		return
 	}
+	b.unreachable = nil
 	// The pipeline runs until the latest deadline among its calls, within
 	// maxBatchTime; a call whose own deadline comes first has returned by
 	// then.
@@ -230,7 +233,10 @@ func (b *batcher) send1(ctx context.Context, capped bool) {
 		b.unreachable = err
 	case capped && ctx.Err() != nil:
 		b.unreachable = errNoAnswer
+	default:
+		return
 	}
+	b.downUntil = time.Now().Add(downFor)
 }
 
 // errNoAnswer: the batch reached its deadline, which is not the caller's
