@@ -192,7 +192,7 @@ func TestGRPCUnkeyedCallsPassThrough(t *testing.T) {
 // own error reply, which it renders as a gRPC status, and nothing runs.
 func TestGRPCGoPotencyDownIsUnavailable(t *testing.T) {
 	up, app := startEchoUpstream(t)
-	dead := freePorts(t, 1)[0]
+	dead := deadPort(t)
 	generated := grpcEnvoy(t)
 	e := startEnvoyWith(t, func(a envoyrun.Addrs) []byte {
 		a.GoPotency, a.App = "127.0.0.1:"+itoa(dead), app

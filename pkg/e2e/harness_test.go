@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -177,6 +178,21 @@ func freePorts(t *testing.T, n int) []int {
 	ports, err := proc.FreePorts(n)
 	require.NoError(t, err)
 	return ports
+}
+
+// deadPort returns a loopback port that refuses connections for the whole
+// test. A port merely picked free can be taken by a parallel test binary
+// before it is dialled (CI once got that binary's 404 instead of a refused
+// connection). Here the port is the local end of a held connection: bound,
+// so nobody else can take it, and never listening, so a dial is refused.
+func deadPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().(*net.TCPAddr).Port
 }
 
 // result is a response read whole.

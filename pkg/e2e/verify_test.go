@@ -18,7 +18,7 @@ import (
 // with response.code_details naming the connection failure, so the key is
 // released (the request provably never left) and a retry may run at once.
 func TestVerifyConnectFailureLocalReply(t *testing.T) {
-	dead := freePorts(t, 1)[0]
+	dead := deadPort(t)
 	s := startStack(t, stackOptions{upstream: newCounter(), tweak: func(cfg []byte) []byte {
 		return pointAppAt(t, cfg, dead)
 	}})
