@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -112,6 +113,11 @@ func (b *batcher) send() {
 	idle := time.NewTimer(idleExit)
 	defer idle.Stop()
 	for {
+		// Yield first: goroutines already runnable here (a stream with a
+		// message in, callers the last batch answered) then add their
+		// calls to this batch, not the next one; a woken sender would
+		// otherwise run before them. Idle, the yield returns at once.
+		runtime.Gosched()
 		// Two slices take turns: callers append to one while the other's
 		// batch is on the wire.
 		b.mu.Lock()
