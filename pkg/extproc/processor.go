@@ -510,8 +510,6 @@ func (p *processor) markUnknown() {
 	d := p.s.o.Engine.Begin(ctx, p.policy, &p.req)
 	p.dropRequestBody()
 	if d.Kind == idempotency.Proceed {
-		ctx, cancel := d.Lease.SettleContext(p.ctx)
-		defer cancel()
 		_ = d.Lease.Abandon(ctx, true)
 	}
 }
@@ -608,39 +606,28 @@ func (p *processor) complete() {
 	}
 	// The settle owns the body (and its share of the budget) from here.
 	p.lease, p.body, p.buffered = nil, nil, 0
-	p.settle(lease, held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
+	p.settle(held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
 }
 
 // settle runs a store call that settles the lease (its errors are logged
-// and counted by the engine). The answer Envoy waits for waits on it at
-// most AnswerWithin (the store_timeout, below Envoy's message_timeout):
-// past that the answer goes out and the call goes on in the background,
-// so a stalled store delays the record, never the client's response, and
-// never turns it into Envoy's bare 504. Until it lands, the key stays
-// claimed: retries get 409, then the replay.
-func (p *processor) settle(lease *idempotency.Lease, held int64, call func(context.Context) error) {
+// and counted by the engine). The engine makes its first attempt here,
+// within the store timeout; if that fails, the answer Envoy waits for
+// waits on the retries at most AnswerWithin (the store_timeout, below
+// Envoy's message_timeout): past that the answer goes out and the retries
+// go on in the background, so a stalled store delays the record, never the
+// client's response, and never turns it into Envoy's bare 504. Until the
+// record lands, the key stays claimed: retries get 409, then the replay.
+// The body's share of the budget is given back when the answer goes out.
+func (p *processor) settle(held int64, call func(context.Context) error) {
+	defer p.s.hold(-held)
 	// Outlives the stream: Envoy may reset it right after the last message.
-	ctx, cancel := lease.SettleContext(p.ctx)
-	done := make(chan struct{})
-	p.s.settling.Add(1)
-	go func() {
-		defer p.s.settling.Done()
-		defer close(done)
+	ctx := context.WithoutCancel(p.ctx)
+	if p.s.o.AnswerWithin > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.s.o.AnswerWithin)
 		defer cancel()
-		defer p.s.hold(-held)
-		_ = call(ctx)
-	}()
-	if p.s.o.AnswerWithin <= 0 {
-		<-done
-		return
 	}
-	t := time.NewTimer(p.s.o.AnswerWithin)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		p.log.WarnContext(p.ctx, "the store is slow: answering before the outcome is saved; saving goes on in the background (retries get 409 meanwhile)", "waited", p.s.o.AnswerWithin.String())
-	}
+	_ = call(ctx)
 }
 
 // finish is the one path for every ending without a recorded response.
@@ -672,7 +659,7 @@ func (p *processor) finish() {
 func (p *processor) abandon(upstreamSawRequest bool) {
 	lease := p.lease
 	p.lease = nil
-	p.settle(lease, 0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
+	p.settle(0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
 }
 
 // neverSent reports whether Envoy's response code details prove the

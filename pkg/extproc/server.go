@@ -78,11 +78,11 @@ type Options struct {
 	// new guarded requests get 503 server-busy with Retry-After; requests
 	// already admitted finish as usual.
 	MaxBufferedBytes int64
-	// AnswerWithin is the longest an answer to Envoy waits on such a call:
+	// AnswerWithin is the longest an answer to Envoy waits on such a call
+	// once its first attempt (within the engine's store timeout) failed:
 	// the store_timeout, which the configuration keeps below Envoy's
-	// message_timeout. Past it the answer goes out and the call goes on in
-	// the background (Wait waits for it). Zero waits for the call (a store
-	// without I/O).
+	// message_timeout. Past it the answer goes out and the retries go on in
+	// the background (Wait waits for them). Zero waits for them.
 	AnswerWithin time.Duration
 	Logger       *slog.Logger
 	// StreamsActive, when set, is told +1/-1 as streams open and close.
@@ -123,9 +123,6 @@ type Server struct {
 	// routes are RoutePolicies' prefixes, longest first, so the first
 	// match is the longest without a map walk per request.
 	routes []routePolicy
-
-	// settling counts the settle calls still running (see AnswerWithin).
-	settling sync.WaitGroup
 
 	warnNoDetails   sync.Once
 	warnNoPrincipal sync.Once
@@ -254,10 +251,10 @@ type routePolicy struct {
 // none. Every request through the filter is refused until it does.
 var errNoRouteName = errors.New("route_policies are set but Envoy sends no xds.route_name")
 
-// Wait returns once every settling store call has returned (each is
-// bounded: idempotency.Lease.SettleContext): call it after the gRPC server stopped and
-// before the store is closed.
-func (s *Server) Wait() { s.settling.Wait() }
+// Wait returns once every outcome still being saved in the background has
+// been (each is bounded: idempotency.Engine.Wait): call it after the gRPC
+// server stopped and before the store is closed.
+func (s *Server) Wait() { s.o.Engine.Wait() }
 
 // protocolError reports a stream that broke the protocol.
 func (s *Server) protocolError(reason string) {

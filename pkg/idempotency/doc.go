@@ -13,8 +13,9 @@
 //     Policy.MaxRequestBody) into Request.Body.
 //  3. Begin(ctx, policy, req) returns a Decision whose Kind says what to do.
 //  4. With a Lease: call KeepAlive while the upstream runs, then exactly
-//     one of Complete(record) or Abandon(upstreamSawRequest), in the
-//     Lease.SettleContext (the client may be gone). Later calls are
+//     one of Complete(record) or Abandon(upstreamSawRequest). The saving
+//     is the lease's (detached from the client, bounded by the lease);
+//     ctx only bounds how long the call waits for it. Later calls are
 //     no-ops, so deferring Abandon(ctx, true) is safe.
 //
 // The four kinds of Decision:
@@ -94,7 +95,8 @@
 // left to its lease) and MarkEvicted (a record a full memory store dropped;
 // 424 response-evicted with its status). Abandon(false) releases the key:
 // the upstream provably never saw the request. A settling call that fails
-// on a transient store error is retried until its context ends.
+// on a transient store error is retried, in the background once the
+// caller's ctx ends, within 5s and two thirds of the lease (Engine.Wait).
 //
 // # Keys, scope and fingerprints
 //

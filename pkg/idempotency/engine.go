@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -78,6 +79,8 @@ type Engine struct {
 	hooks        Hooks
 	logger       *slog.Logger
 	storeTimeout time.Duration
+	// saving counts the settles still saving in the background (Wait).
+	saving sync.WaitGroup
 	// fakeClock: WithClock replaced the sleeps, so renewals go through
 	// e.sleep instead of runtime timers.
 	fakeClock bool
@@ -113,6 +116,11 @@ func New(store Store, opts ...Option) *Engine {
 	}
 	return e
 }
+
+// Wait returns once every settle still saving in the background has
+// ended (each is bounded: at most 5s, and two thirds of its lease). Call
+// it after the transports stopped and before the store is closed.
+func (e *Engine) Wait() { e.saving.Wait() }
 
 // Begin decides what to do with r under p. It never returns an error:
 // every failure becomes a Reject (or a Pass under fail-open) carrying the

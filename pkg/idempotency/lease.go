@@ -24,9 +24,10 @@ type Lease struct {
 	stopKeep func()
 }
 
-// Settle backoff: a transient store failure while recording is retried
-// until the caller's context ends.
+// A settle's bound (settleTimeout, or two thirds of a shorter lease) and
+// the backoff of its retries after a transient store failure.
 const (
+	settleTimeout    = 5 * time.Second
 	settleRetryFirst = 50 * time.Millisecond
 	settleRetryMax   = time.Second
 )
@@ -39,8 +40,11 @@ const (
 // status the policy does not store (5xx, 408, 429 by default) releases the
 // key instead, so a retry may run; a body over the cap stores a tombstone:
 // retries get 413, never a re-run. Only the status, the replayable headers
-// and the body are kept; CreatedAt is set here. A transient store failure
-// is retried until ctx ends.
+// and the body are kept; CreatedAt is set here.
+//
+// The saving is the lease's, not ctx's (see settle): Complete returns once
+// the outcome is saved or cannot be, or once ctx ends, while it is still
+// being saved in the background.
 func (l *Lease) Complete(ctx context.Context, resp *Record) error {
 	if m := resp.Mark; m != MarkNone && m != MarkTooLarge && m != MarkIncomplete {
 		// Nothing is settled: the transport's deferred Abandon still is.
@@ -73,7 +77,7 @@ func (l *Lease) Complete(ctx context.Context, resp *Record) error {
 // is released so a retry may run. Otherwise the outcome is unknown: it is
 // recorded as such (MarkUnknown), so no retry runs the request again; under
 // Policy.UnknownOutcome retry_after_lease the claim is left to its lease
-// instead, after which a retry may run.
+// instead, after which a retry may run. It is saved as Complete saves.
 func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -187,57 +191,100 @@ func (l *Lease) settleLocked() bool {
 }
 
 func (l *Lease) releaseLocked(ctx context.Context) error {
-	err := l.retry(ctx, "release", func(sctx context.Context) error { return l.e.store.Release(sctx, l.c) })
-	switch {
-	case err == nil:
-		l.report("released", 0)
-		return nil
-	case errors.Is(err, ErrLeaseLost):
-		l.report("lost", 0)
-		l.e.logger.InfoContext(ctx, "key not released: another request's token holds it now (its claim or its record)", "key_id", KeyID(l.c.Key))
-	default:
-		l.report("failed", 0)
-		l.e.logger.ErrorContext(ctx, "could not release the key; its claim stays until the lease runs out, then retries are told outcome-unknown", "key_id", KeyID(l.c.Key), "error", err)
-	}
-	return fmt.Errorf("release: %w", err)
+	return l.settle(ctx, "release", func(sctx context.Context) error { return l.e.store.Release(sctx, l.c) }, func(err error) error {
+		switch {
+		case err == nil:
+			l.report("released", 0)
+			return nil
+		case errors.Is(err, ErrLeaseLost):
+			l.report("lost", 0)
+			l.e.logger.InfoContext(ctx, "key not released: another request's token holds it now (its claim or its record)", "key_id", KeyID(l.c.Key))
+		default:
+			l.report("failed", 0)
+			l.e.logger.ErrorContext(ctx, "could not release the key; its claim stays until the lease runs out, then retries are told outcome-unknown", "key_id", KeyID(l.c.Key), "error", err)
+		}
+		return fmt.Errorf("release: %w", err)
+	})
 }
 
 func (l *Lease) recordLocked(ctx context.Context, rec *Record, how string) error {
-	err := l.retry(ctx, "complete", func(sctx context.Context) error { return l.e.store.Complete(sctx, l.c, rec) })
-	switch {
-	case err == nil:
-		l.report(how, len(rec.Body))
-		return nil
-	case errors.Is(err, ErrLeaseLost):
-		l.report("lost", 0)
-		// Stores keep the completing token with the record, so a retry
-		// whose first try landed succeeds: lost is another token's hold.
-		l.e.logger.WarnContext(ctx, "not recorded: another request's token holds this key now (it claimed the key after our claim was taken over, purged or expired, and may have completed it)", "key_id", KeyID(l.c.Key), "mark", rec.Mark.String(), "status", rec.Status)
-	default:
-		l.report("failed", 0)
-		l.e.logger.ErrorContext(ctx, "could not record the outcome; the claim stays until its lease runs out, then retries are told outcome-unknown", "key_id", KeyID(l.c.Key), "mark", rec.Mark.String(), "status", rec.Status, "error", err)
-	}
-	return fmt.Errorf("complete: %w", err)
+	return l.settle(ctx, "complete", func(sctx context.Context) error { return l.e.store.Complete(sctx, l.c, rec) }, func(err error) error {
+		switch {
+		case err == nil:
+			l.report(how, len(rec.Body))
+			return nil
+		case errors.Is(err, ErrLeaseLost):
+			l.report("lost", 0)
+			// Stores keep the completing token with the record, so a retry
+			// whose first try landed succeeds: lost is another token's hold.
+			l.e.logger.WarnContext(ctx, "not recorded: another request's token holds this key now (it claimed the key after our claim was taken over, purged or expired, and may have completed it)", "key_id", KeyID(l.c.Key), "mark", rec.Mark.String(), "status", rec.Status)
+		default:
+			l.report("failed", 0)
+			l.e.logger.ErrorContext(ctx, "could not record the outcome; the claim stays until its lease runs out, then retries are told outcome-unknown", "key_id", KeyID(l.c.Key), "mark", rec.Mark.String(), "status", rec.Status, "error", err)
+		}
+		return fmt.Errorf("complete: %w", err)
+	})
 }
 
-// retry runs a settling store call, retrying transient failures (the store
-// unreachable, or one call's store timeout) with backoff until ctx ends.
-func (l *Lease) retry(ctx context.Context, op string, call func(context.Context) error) error {
-	wait := settleRetryFirst
-	for {
-		start := time.Now()
-		sctx, cancel := l.e.storeCtx(ctx)
-		err := call(sctx)
-		cancel()
-		l.e.observe(op, start, err)
-		if err == nil || !storeDown(err) || ctx.Err() != nil {
-			return err
-		}
-		if l.e.sleep(ctx, wait) != nil {
-			return err
-		}
-		wait = min(wait*2, settleRetryMax)
+// settle runs a settling store call and hands its error to outcome, which
+// reports it. The call is detached from ctx's cancellation (the client may
+// be gone, the outcome must still be saved) and bounded by settleTimeout
+// and two thirds of the lease: renewals stop when settling starts, so it
+// gives up before the lease can run out, and no retry can take the key
+// over while the record may still land. Past that bound the claim is left
+// to its lease, after which retries are told the outcome is unknown: the
+// request is never run again, only its answer is not kept.
+//
+// The first attempt runs on the caller's goroutine, within the store
+// timeout and ctx's deadline: the usual settle costs no goroutine. If it
+// fails on a transient store error, the retries (with backoff) run on
+// their own goroutine, and the caller waits for them only while ctx lasts,
+// so a transport that must answer in time (ext_proc) is never held past
+// its ctx by a store that is down; Engine.Wait waits for them.
+func (l *Lease) settle(ctx context.Context, op string, call func(context.Context) error, outcome func(error) error) error {
+	detached := context.WithoutCancel(ctx)
+	bound := time.Now().Add(min(settleTimeout, l.p.Lease*2/3))
+	first := bound
+	if dl, ok := ctx.Deadline(); ok && dl.Before(first) {
+		first = dl
 	}
+	fctx, cancel := context.WithDeadline(detached, first)
+	err := l.attempt(fctx, op, call)
+	cancel()
+	if err == nil || !storeDown(err) || !time.Now().Before(bound) {
+		return outcome(err)
+	}
+	sctx, cancel := context.WithDeadline(detached, bound)
+	done := make(chan error, 1)
+	l.e.saving.Add(1)
+	go func() {
+		defer l.e.saving.Done()
+		defer cancel()
+		wait := settleRetryFirst
+		err := err
+		for storeDown(err) && l.e.sleep(sctx, wait) == nil {
+			wait = min(wait*2, settleRetryMax)
+			err = l.attempt(sctx, op, call)
+		}
+		done <- outcome(err)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		l.e.logger.WarnContext(ctx, "the store is slow or down: returning before the outcome is saved; saving goes on in the background (retries of this key get 409 meanwhile)", "key_id", KeyID(l.c.Key), "op", op, "error", err)
+		return fmt.Errorf("%s: still saving in the background after: %w", op, err)
+	}
+}
+
+// attempt is one settling store call, within the store timeout.
+func (l *Lease) attempt(ctx context.Context, op string, call func(context.Context) error) error {
+	start := time.Now()
+	actx, cancel := l.e.storeCtx(ctx)
+	err := call(actx)
+	cancel()
+	l.e.observe(op, start, err)
+	return err
 }
 
 func (l *Lease) report(how string, n int) {

@@ -219,22 +219,44 @@ func TestSettleFailuresAreReported(t *testing.T) {
 	f.proceed(t, post("a", orderJSON))
 	assert.ErrorIs(t, a.Abandon(context.Background(), false), idempotency.ErrLeaseLost, "cannot release a claim taken over")
 
-	// A store that stays down: retried until the caller's context ends.
+	// A store that stays down: the caller waits while its ctx lasts; the
+	// retries go on in the background until the settle's bound (two thirds
+	// of a 300ms lease), and then the failure is reported. A real clock:
+	// the bound is real time.
 	flaky := &flakyStore{Store: f.store, fails: 1 << 30}
-	eng := idempotency.New(flaky, idempotency.WithClock(f.clock.Now, f.clock.Sleep), idempotency.WithHooks(rec.hooks()))
-	d := eng.Begin(context.Background(), &f.pol, post("b", orderJSON))
+	eng := idempotency.New(flaky, idempotency.WithHooks(rec.hooks()))
+	pol := f.pol
+	pol.Lease = 300 * time.Millisecond
+	d := eng.Begin(context.Background(), &pol, post("b", orderJSON))
 	require.Equal(t, idempotency.Proceed, d.Kind)
-	ctx, cancel := context.WithCancel(context.Background())
-	f.clock.onSleep = func(time.Duration) {
-		if len(f.clock.Sleeps()) == 5 {
-			cancel()
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
 	err := d.Lease.Complete(ctx, response(201, "x"))
 	assert.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
-	assert.Len(t, flaky.calls, 6, "attempts until the settle context ended (cancelled during the fifth wait)")
+	assert.Less(t, time.Since(start), 150*time.Millisecond, "returned when its ctx ended, not when the retries did")
+	eng.Wait()
+	assert.Less(t, time.Since(start), time.Second, "the retries stop at the settle's bound")
+	flaky.mu.Lock()
+	n := len(flaky.calls)
+	flaky.mu.Unlock()
+	assert.GreaterOrEqual(t, n, 3, "retried in the background (at 0, 50 and 150ms, then the 200ms bound)")
 	_, _, settled, _ := rec.snapshot()
 	assert.Equal(t, []string{"lost/0", "failed/0"}, settled)
+}
+
+// The settle is detached from the request: a client gone before the
+// response is recorded does not stop the record.
+func TestSettleOutlivesTheRequest(t *testing.T) {
+	f := newFixture(t)
+	d := f.begin(t, post("settle", "a"))
+	require.Equal(t, idempotency.Proceed, d.Kind)
+	req, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone
+	require.NoError(t, d.Lease.Complete(req, response(201, "x")))
+	r := f.begin(t, post("settle", "a"))
+	require.Equal(t, idempotency.Replay, r.Kind)
+	assert.Equal(t, "x", string(r.Record.Body))
 }
 
 func TestHooks(t *testing.T) {
@@ -271,20 +293,4 @@ func TestHooks(t *testing.T) {
 	assert.Equal(t, []string{"pass"}, decided, "fail-open is a pass")
 	assert.Equal(t, []string{"acquire"}, ops)
 	assert.ErrorIs(t, rec2.opErrs[0], idempotency.ErrStoreUnavailable)
-}
-
-func TestSettleContextOutlivesTheRequestNotTheLease(t *testing.T) {
-	f := newFixture(t)
-	f.pol.Lease = 300 * time.Millisecond
-	d := f.begin(t, post("settle", "a"))
-	require.Equal(t, idempotency.Proceed, d.Kind)
-	req, cancel := context.WithCancel(context.Background())
-	cancel() // the client is gone
-	ctx, done := d.Lease.SettleContext(req)
-	defer done()
-	require.NoError(t, ctx.Err(), "the request's cancellation does not reach the settle")
-	dl, ok := ctx.Deadline()
-	require.True(t, ok)
-	require.LessOrEqual(t, time.Until(dl), 200*time.Millisecond, "gives up before the lease can run out")
-	require.NoError(t, d.Lease.Complete(ctx, response(201, "x")))
 }

@@ -248,10 +248,9 @@ func decode[T any](r *Runner, rec *idempotency.Record) (T, error) {
 func runLeased[T any](ctx context.Context, r *Runner, l *idempotency.Lease, fn func(context.Context) (T, error)) (v T, err error) {
 	l.KeepAlive(ctx)
 	settle := func(f func(context.Context) error) {
-		// Detached from ctx, which may have ended.
-		sctx, cancel := l.SettleContext(ctx)
-		defer cancel()
-		_ = f(sctx) // failures are logged and counted by the engine
+		// Waits for the record even if ctx has ended (the engine bounds it
+		// by the lease).
+		_ = f(context.WithoutCancel(ctx)) // failures are logged and counted by the engine
 	}
 	returned := false
 	defer func() {

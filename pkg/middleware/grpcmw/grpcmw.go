@@ -208,10 +208,9 @@ func (s *server) proceed(ctx context.Context, l *idempotency.Lease, req any, han
 	l.KeepAlive(ctx)
 	st := &stream{ServerTransportStream: grpc.ServerTransportStreamFromContext(ctx)}
 	settle := func(f func(context.Context) error) {
-		// Detached from the call, whose client may be gone.
-		sctx, cancel := l.SettleContext(ctx)
-		defer cancel()
-		_ = f(sctx) // failures are logged and counted by the engine
+		// Waits for the record even if the client is gone, so a graceful
+		// stop waits for it too (the engine bounds it by the lease).
+		_ = f(context.WithoutCancel(ctx)) // failures are logged and counted by the engine
 	}
 	returned := false
 	defer func() {

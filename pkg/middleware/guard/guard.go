@@ -163,8 +163,7 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 			return
 		}
 		v := recover()
-		sctx, cancel := l.SettleContext(ctx)
-		defer cancel()
+		sctx := context.WithoutCancel(ctx)
 		// A handler that panics (or calls runtime.Goexit) before answering
 		// failed like one answering 500: the key is released so a retry
 		// may run. Once the head is out the handler did run: its status
@@ -187,8 +186,9 @@ func proceed(ctx context.Context, l *idempotency.Lease, rec *Recorder, run func(
 	run(rec)
 	returned = true
 
-	sctx, cancel := l.SettleContext(ctx)
-	defer cancel()
+	// Waits for the record even if the client is gone, so a graceful
+	// shutdown waits for it too (the engine bounds it by the lease).
+	sctx := context.WithoutCancel(ctx)
 	switch {
 	case rec.Hijacked():
 		_ = l.Abandon(sctx, true)
