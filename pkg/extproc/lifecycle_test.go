@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,10 +254,12 @@ func (s *stalledStore) Complete(ctx context.Context, c idempotency.Claim, rec *i
 // answers again; Wait waits for it.
 func TestStalledStoreDelaysTheRecordNotTheAnswer(t *testing.T) {
 	var st *stalledStore
+	var buffered atomic.Int64
 	e := newEnv(t, func(o *Options) {
 		st = &stalledStore{Store: memstore.New(memstore.Options{}), gate: make(chan struct{})}
 		o.Engine = idempotency.New(st, idempotency.WithStoreTimeout(100*time.Millisecond))
 		o.AnswerWithin = 50 * time.Millisecond
+		o.Buffered = func(n int64) { buffered.Add(n) }
 	})
 	s := e.open(t, "")
 	s.do(reqHeaders("POST", "/o", "k-stall", false))
@@ -265,6 +268,7 @@ func TestStalledStoreDelaysTheRecordNotTheAnswer(t *testing.T) {
 	start := time.Now()
 	require.NotNil(t, s.do(respBody("done", true)).GetResponseBody())
 	require.Less(t, time.Since(start), time.Second, "answered long before the store came back")
+	require.Positive(t, buffered.Load(), "the body being saved still counts against the budget")
 
 	dup := e.open(t, "")
 	dup.do(reqHeaders("POST", "/o", "k-stall", false))
@@ -272,6 +276,7 @@ func TestStalledStoreDelaysTheRecordNotTheAnswer(t *testing.T) {
 
 	close(st.gate)
 	e.srv.Wait()
+	require.Eventually(t, func() bool { return buffered.Load() == 0 }, 5*time.Second, 5*time.Millisecond, "given back once saved")
 	ent, err := st.Get(context.Background(), idempotency.StorageKey("", "k-stall"))
 	require.NoError(t, err)
 	require.Equal(t, idempotency.Completed, ent.State)

@@ -606,20 +606,18 @@ func (p *processor) complete() {
 	}
 	// The settle owns the body (and its share of the budget) from here.
 	p.lease, p.body, p.buffered = nil, nil, 0
-	p.settle(held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
+	p.settle(lease, held, func(ctx context.Context) error { return lease.Complete(ctx, resp) })
 }
 
 // settle runs a store call that settles the lease (its errors are logged
-// and counted by the engine). The engine makes its first attempt here,
-// within the store timeout; if that fails, the answer Envoy waits for
-// waits on the retries at most AnswerWithin (the store_timeout, below
-// Envoy's message_timeout): past that the answer goes out and the retries
-// go on in the background, so a stalled store delays the record, never the
-// client's response, and never turns it into Envoy's bare 504. Until the
-// record lands, the key stays claimed: retries get 409, then the replay.
-// The body's share of the budget is given back when the answer goes out.
-func (p *processor) settle(held int64, call func(context.Context) error) {
-	defer p.s.hold(-held)
+// and counted by the engine). The answer Envoy waits for waits on it at
+// most AnswerWithin (the store_timeout, below Envoy's message_timeout),
+// first attempt included: past that the answer goes out and the engine's
+// retries go on in the background, so a stalled store delays the record,
+// never the client's response, and never turns it into Envoy's bare 504.
+// Until the record lands, the key stays claimed: retries get 409, then the
+// replay. The body's share of the budget is held until the save ends.
+func (p *processor) settle(lease *idempotency.Lease, held int64, call func(context.Context) error) {
 	// Outlives the stream: Envoy may reset it right after the last message.
 	ctx := context.WithoutCancel(p.ctx)
 	if p.s.o.AnswerWithin > 0 {
@@ -627,7 +625,14 @@ func (p *processor) settle(held int64, call func(context.Context) error) {
 		ctx, cancel = context.WithTimeout(ctx, p.s.o.AnswerWithin)
 		defer cancel()
 	}
-	_ = call(ctx)
+	if call(ctx) == nil || held == 0 {
+		p.s.hold(-held)
+		return
+	}
+	go func() {
+		<-lease.Saved()
+		p.s.hold(-held)
+	}()
 }
 
 // finish is the one path for every ending without a recorded response.
@@ -659,7 +664,7 @@ func (p *processor) finish() {
 func (p *processor) abandon(upstreamSawRequest bool) {
 	lease := p.lease
 	p.lease = nil
-	p.settle(0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
+	p.settle(lease, 0, func(ctx context.Context) error { return lease.Abandon(ctx, upstreamSawRequest) })
 }
 
 // neverSent reports whether Envoy's response code details prove the

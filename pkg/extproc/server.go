@@ -78,9 +78,9 @@ type Options struct {
 	// new guarded requests get 503 server-busy with Retry-After; requests
 	// already admitted finish as usual.
 	MaxBufferedBytes int64
-	// AnswerWithin is the longest an answer to Envoy waits on such a call
-	// once its first attempt (within the engine's store timeout) failed:
-	// the store_timeout, which the configuration keeps below Envoy's
+	// AnswerWithin is the longest an answer to Envoy waits on such a call,
+	// its first attempt included (a store that honours its deadline): the
+	// store_timeout, which the configuration keeps below Envoy's
 	// message_timeout. Past it the answer goes out and the retries go on in
 	// the background (Wait waits for them). Zero waits for them.
 	AnswerWithin time.Duration
@@ -253,7 +253,8 @@ var errNoRouteName = errors.New("route_policies are set but Envoy sends no xds.r
 
 // Wait returns once every outcome still being saved in the background has
 // been (each is bounded: idempotency.Engine.Wait): call it after the gRPC
-// server stopped and before the store is closed.
+// server stopped, with grpc.WaitForHandlers(true) so that first attempts
+// on the streams have returned, and before the store is closed.
 func (s *Server) Wait() { s.o.Engine.Wait() }
 
 // protocolError reports a stream that broke the protocol.

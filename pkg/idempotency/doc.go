@@ -95,8 +95,9 @@
 // left to its lease) and MarkEvicted (a record a full memory store dropped;
 // 424 response-evicted with its status). Abandon(false) releases the key:
 // the upstream provably never saw the request. A settling call that fails
-// on a transient store error is retried, in the background once the
-// caller's ctx ends, within 5s and two thirds of the lease (Engine.Wait).
+// on a transient store error is retried with backoff on its own goroutine,
+// within 5s and two thirds of the lease; the caller waits for it while its
+// ctx lasts (Lease.Saved, Engine.Wait).
 //
 // # Keys, scope and fingerprints
 //

@@ -16,13 +16,16 @@ type Lease struct {
 	p *Policy
 	c Claim
 
-	// mu serialises the lease's store calls: once settled, no renewal can
-	// reach the store after the settling call (a late Extend would
-	// re-create a released claim).
+	// mu serialises renewals with settling: once settled, no renewal can
+	// reach the store (a late Extend would re-create a released claim).
 	mu       sync.Mutex
 	settled  bool
 	stopKeep func()
+	saved    chan struct{} // closed when a save in the background ends
 }
+
+// closed is the Saved of a lease not saving in the background.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // A settle's bound (settleTimeout, or two thirds of a shorter lease) and
 // the backoff of its retries after a transient store failure.
@@ -43,9 +46,10 @@ const (
 // and the body are kept; CreatedAt is set here.
 //
 // The saving is the lease's, not ctx's (see settle): Complete returns once
-// the outcome is saved or cannot be, or once ctx ends, while it is still
-// being saved in the background.
+// the outcome is saved or cannot be, or, when the store failed and ctx
+// ends while the retries go on, before that (Saved tells when).
 func (l *Lease) Complete(ctx context.Context, resp *Record) error {
+	start := time.Now() // the settle's bound counts from here, not from the lock
 	if m := resp.Mark; m != MarkNone && m != MarkTooLarge && m != MarkIncomplete {
 		// Nothing is settled: the transport's deferred Abandon still is.
 		return fmt.Errorf("%w: Complete takes a whole, too-large or incomplete response, not mark %v (Abandon settles an unknown outcome)", ErrMisconfigured, m)
@@ -56,7 +60,7 @@ func (l *Lease) Complete(ctx context.Context, resp *Record) error {
 		return nil
 	}
 	if !l.p.Stores(resp.Status) {
-		return l.releaseLocked(ctx)
+		return l.releaseLocked(ctx, start)
 	}
 	rec := &Record{Status: resp.Status, CreatedAt: l.e.now().Truncate(time.Millisecond)}
 	how := "recorded"
@@ -69,7 +73,7 @@ func (l *Lease) Complete(ctx context.Context, resp *Record) error {
 		rec.Headers = replayableHeaders(l.p, resp.Headers)
 		rec.Body = resp.Body
 	}
-	return l.recordLocked(ctx, rec, how)
+	return l.recordLocked(ctx, start, rec, how)
 }
 
 // Abandon settles a lease that will never see a complete response. When
@@ -79,13 +83,14 @@ func (l *Lease) Complete(ctx context.Context, resp *Record) error {
 // Policy.UnknownOutcome retry_after_lease the claim is left to its lease
 // instead, after which a retry may run. It is saved as Complete saves.
 func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
+	start := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.settleLocked() {
 		return nil
 	}
 	if !upstreamSawRequest {
-		return l.releaseLocked(ctx)
+		return l.releaseLocked(ctx, start)
 	}
 	if l.p.UnknownOutcome == UnknownRetryAfterLease {
 		l.report("expiring", 0)
@@ -93,7 +98,7 @@ func (l *Lease) Abandon(ctx context.Context, upstreamSawRequest bool) error {
 		return nil
 	}
 	l.e.logger.WarnContext(ctx, "request ended without a response; its key is recorded as outcome-unknown", "key_id", KeyID(l.c.Key))
-	return l.recordLocked(ctx, &Record{Mark: MarkUnknown, CreatedAt: l.e.now().Truncate(time.Millisecond)}, "unknown")
+	return l.recordLocked(ctx, start, &Record{Mark: MarkUnknown, CreatedAt: l.e.now().Truncate(time.Millisecond)}, "unknown")
 }
 
 func (l *Lease) renew(ctx context.Context) error {
@@ -190,8 +195,8 @@ func (l *Lease) settleLocked() bool {
 	return true
 }
 
-func (l *Lease) releaseLocked(ctx context.Context) error {
-	return l.settle(ctx, "release", func(sctx context.Context) error { return l.e.store.Release(sctx, l.c) }, func(err error) error {
+func (l *Lease) releaseLocked(ctx context.Context, start time.Time) error {
+	return l.settle(ctx, start, "release", func(sctx context.Context) error { return l.e.store.Release(sctx, l.c) }, func(err error) error {
 		switch {
 		case err == nil:
 			l.report("released", 0)
@@ -207,8 +212,8 @@ func (l *Lease) releaseLocked(ctx context.Context) error {
 	})
 }
 
-func (l *Lease) recordLocked(ctx context.Context, rec *Record, how string) error {
-	return l.settle(ctx, "complete", func(sctx context.Context) error { return l.e.store.Complete(sctx, l.c, rec) }, func(err error) error {
+func (l *Lease) recordLocked(ctx context.Context, start time.Time, rec *Record, how string) error {
+	return l.settle(ctx, start, "complete", func(sctx context.Context) error { return l.e.store.Complete(sctx, l.c, rec) }, func(err error) error {
 		switch {
 		case err == nil:
 			l.report(how, len(rec.Body))
@@ -240,10 +245,11 @@ func (l *Lease) recordLocked(ctx context.Context, rec *Record, how string) error
 // fails on a transient store error, the retries (with backoff) run on
 // their own goroutine, and the caller waits for them only while ctx lasts,
 // so a transport that must answer in time (ext_proc) is never held past
-// its ctx by a store that is down; Engine.Wait waits for them.
-func (l *Lease) settle(ctx context.Context, op string, call func(context.Context) error, outcome func(error) error) error {
+// its ctx by a store that is down; Saved and Engine.Wait tell when they
+// end. The caller holds l.mu.
+func (l *Lease) settle(ctx context.Context, start time.Time, op string, call func(context.Context) error, outcome func(error) error) error {
 	detached := context.WithoutCancel(ctx)
-	bound := time.Now().Add(min(settleTimeout, l.p.Lease*2/3))
+	bound := start.Add(min(settleTimeout, l.p.Lease*2/3))
 	first := bound
 	if dl, ok := ctx.Deadline(); ok && dl.Before(first) {
 		first = dl
@@ -256,25 +262,44 @@ func (l *Lease) settle(ctx context.Context, op string, call func(context.Context
 	}
 	sctx, cancel := context.WithDeadline(detached, bound)
 	done := make(chan error, 1)
+	l.saved = make(chan struct{})
 	l.e.saving.Add(1)
-	go func() {
+	go func(saved chan struct{}) {
 		defer l.e.saving.Done()
+		defer close(saved)
 		defer cancel()
 		wait := settleRetryFirst
 		err := err
-		for storeDown(err) && l.e.sleep(sctx, wait) == nil {
+		for storeDown(err) && sctx.Err() == nil && l.e.sleep(sctx, wait) == nil {
 			wait = min(wait*2, settleRetryMax)
 			err = l.attempt(sctx, op, call)
 		}
 		done <- outcome(err)
-	}()
+	}(l.saved)
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		select {
+		case err := <-done: // it ended as ctx did
+			return err
+		default:
+		}
 		l.e.logger.WarnContext(ctx, "the store is slow or down: returning before the outcome is saved; saving goes on in the background (retries of this key get 409 meanwhile)", "key_id", KeyID(l.c.Key), "op", op, "error", err)
 		return fmt.Errorf("%s: still saving in the background after: %w", op, err)
 	}
+}
+
+// Saved returns a channel closed once the outcome Complete or Abandon
+// began to save is saved or given up: they return before that only when
+// the store failed and their ctx ended while the retries went on.
+func (l *Lease) Saved() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.saved == nil {
+		return closed
+	}
+	return l.saved
 }
 
 // attempt is one settling store call, within the store timeout.

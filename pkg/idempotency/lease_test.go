@@ -185,8 +185,8 @@ func TestSettleRetryAfterLandedComplete(t *testing.T) {
 	assert.Equal(t, "ok", string(r.Record.Body))
 }
 
-// A transient failure while recording is retried within the caller's
-// context, with backoff, before the outcome is given up.
+// A transient failure while recording is retried with backoff, within the
+// settle's bound, before the outcome is given up.
 func TestSettleRetriesTransientFailures(t *testing.T) {
 	rec := &recorder{}
 	f := newFixture(t)
@@ -235,6 +235,16 @@ func TestSettleFailuresAreReported(t *testing.T) {
 	err := d.Lease.Complete(ctx, response(201, "x"))
 	assert.ErrorIs(t, err, idempotency.ErrStoreUnavailable)
 	assert.Less(t, time.Since(start), 150*time.Millisecond, "returned when its ctx ended, not when the retries did")
+	select {
+	case <-d.Lease.Saved():
+		t.Fatal("Saved closed while the retries go on")
+	default:
+	}
+	select {
+	case <-d.Lease.Saved():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Saved not closed after the settle's bound")
+	}
 	eng.Wait()
 	assert.Less(t, time.Since(start), time.Second, "the retries stop at the settle's bound")
 	flaky.mu.Lock()
@@ -254,6 +264,7 @@ func TestSettleOutlivesTheRequest(t *testing.T) {
 	req, cancel := context.WithCancel(context.Background())
 	cancel() // the client is gone
 	require.NoError(t, d.Lease.Complete(req, response(201, "x")))
+	<-d.Lease.Saved() // closed: saved on the first attempt
 	r := f.begin(t, post("settle", "a"))
 	require.Equal(t, idempotency.Replay, r.Kind)
 	assert.Equal(t, "x", string(r.Record.Body))
