@@ -185,13 +185,16 @@ func freePorts(t *testing.T, n int) []int {
 // before it is dialled (CI once got that binary's 404 instead of a refused
 // connection). Here the port is the local end of a held connection: bound,
 // so nobody else can take it, and never listening, so a dial is refused.
+// Both ends stay open: a reset connection would give its port back.
 func deadPort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
 	c, err := net.Dial("tcp", l.Addr().String())
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	peer, err := l.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(); peer.Close() })
 	return c.LocalAddr().(*net.TCPAddr).Port
 }
 
