@@ -96,13 +96,11 @@ func New(o Options) (*Store, error) {
 	}
 	o.Watch.logger.Store(o.Logger)
 	s := &Store{client: o.Client, prefix: o.Prefix, logger: o.Logger, watch: o.Watch, replicas: o.Replicas}
-	if c, ok := o.Client.(*redis.Client); ok {
-		s.batch.client = c
-	}
 	o.Watch.onClaimsLost(s.reassert)
 	switch c := o.Client.(type) {
 	case *redis.Client:
 		s.deadlineBound = c.Options().ContextTimeoutEnabled
+		s.batch.client = c
 	case *redis.ClusterClient:
 		s.deadlineBound = c.Options().ContextTimeoutEnabled
 	default:
