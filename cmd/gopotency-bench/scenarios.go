@@ -151,9 +151,8 @@ func check(t target, sc scenario) func(*http.Response) error {
 // that visit the targets in turn, each for duration/rounds. Interleaving
 // spreads the drift of a shared machine (other processes, CPU frequency)
 // over all targets instead of charging it to whichever ran last. Each round
-// starts one target further on: with a fixed order, runs measured the same
-// binary in the fourth slot of a round up to 0.2x cheaper than in the
-// second.
+// starts one target further on, so no target always runs in the same slot
+// right after the same other target.
 func (b *bench) measureAll(ctx context.Context, targets []target, sc scenario) ([]*row, error) {
 	rows := make([]*row, len(targets))
 	acc := make([]loadgen.Result, len(targets))
