@@ -177,6 +177,30 @@ func TestGRPCErrorStatuses(t *testing.T) {
 	assert.Equal(t, 1, up.count("fail:NOT_FOUND"))
 }
 
+// TestGRPCUpstreamGaveUpIsOutcomeUnknown: an upstream that answers
+// DEADLINE_EXCEEDED or CANCELLED gave up on its own and may have had its
+// effect, so its key is neither stored nor released: retries are told
+// the outcome is unknown and never run, as grpcmw does in-process.
+func TestGRPCUpstreamGaveUpIsOutcomeUnknown(t *testing.T) {
+	up, addr, s := startGRPCStack(t)
+	for i, c := range []struct {
+		code codes.Code
+		name string
+	}{{codes.DeadlineExceeded, "DEADLINE_EXCEEDED"}, {codes.Canceled, "CANCELLED"}} {
+		code, input := c.code, "fail:"+c.name
+		key := grpcKey(t) + "-" + c.name
+		first := callEcho(t, addr, input, grpcmw.KeyMetadata, key)
+		require.Equal(t, code, status.Code(first.err), "%v", first.err)
+		for range 2 {
+			again := callEcho(t, addr, input, grpcmw.KeyMetadata, key)
+			assert.Equal(t, codes.FailedPrecondition, status.Code(again.err), "%v", again.err)
+			assert.Equal(t, idempotency.ProblemTypeBase+"outcome-unknown", grpcmw.ProblemType(again.err))
+		}
+		assert.Equal(t, 1, up.count(input), "%s: the retries never ran", code)
+		assert.Equal(t, float64(i+1), metric(t, s, `gopotency_leases_settled_total{how="unknown"}`))
+	}
+}
+
 func TestGRPCUnkeyedCallsPassThrough(t *testing.T) {
 	up, addr, _ := startGRPCStack(t)
 	for range 2 {

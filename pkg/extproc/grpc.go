@@ -240,14 +240,22 @@ func (p *processor) grpcResponseTrailers(m *corev3.HeaderMap) {
 // grpc-status mapped as package grpcmw maps it (200 without one, as the
 // client then sees an error anyway and a replay repeats it).
 func grpcOutcome(fields []idempotency.Header) int {
+	if c, ok := grpcCode(fields); ok {
+		return grpcmw.CodeToHTTP(c)
+	}
+	return 200
+}
+
+// grpcCode is the grpc-status among fields, if there is one.
+func grpcCode(fields []idempotency.Header) (codes.Code, bool) {
 	for _, h := range fields {
 		if h.Name == "grpc-status" {
 			if c, err := strconv.ParseUint(h.Value, 10, 32); err == nil {
-				return grpcmw.CodeToHTTP(codes.Code(c))
+				return codes.Code(c), true
 			}
 		}
 	}
-	return 200
+	return 0, false
 }
 
 // grpcRecordable shapes a gRPC answer into its record before complete
@@ -257,6 +265,15 @@ func (p *processor) grpcRecordable() bool {
 		// Not a gRPC answer (a proxy's or a plain HTTP server's): a replay
 		// could not be told from one. The call may have run.
 		p.log.WarnContext(p.ctx, "gRPC call answered with an HTTP status other than 200; recorded as outcome-unknown", "status", p.grpc.httpStatus)
+		p.abandon(true)
+		return false
+	}
+	status := p.grpc.trailers
+	if p.grpc.trailersOnly {
+		status = p.headers
+	}
+	if c, ok := grpcCode(status); ok && grpcmw.GaveUp(c) {
+		p.log.WarnContext(p.ctx, "gRPC upstream gave up part way and may have had its effect; recorded as outcome-unknown, retries are refused", "grpc_status", c.String())
 		p.abandon(true)
 		return false
 	}

@@ -34,7 +34,7 @@ func response(st *stream, reply any, err error) (resp *idempotency.Record, unkno
 	resp = &idempotency.Record{Headers: st.fields()}
 	if err != nil {
 		sts := status.Convert(err)
-		if c := sts.Code(); c == codes.Canceled || c == codes.DeadlineExceeded {
+		if GaveUp(sts.Code()) {
 			return nil, true
 		}
 		body, merr := proto.Marshal(sts.Proto())

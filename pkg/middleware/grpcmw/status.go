@@ -85,6 +85,12 @@ func HTTPToCode(s int) codes.Code {
 	return codes.Internal
 }
 
+// GaveUp reports whether a handler's status says it gave up part way
+// (Canceled, DeadlineExceeded): it may have had its effect, so the
+// outcome is unknown, recorded as such and never run again, whatever the
+// policy stores. The interceptor and the ext_proc server both judge by it.
+func GaveUp(c codes.Code) bool { return c == codes.Canceled || c == codes.DeadlineExceeded }
+
 // CodeToHTTP maps a gRPC code to the HTTP status the policy's DoNotStore
 // list is matched against, so gRPC answers are stored by the same rules as
 // HTTP ones: NotFound (404) or FailedPrecondition (400) replay, Internal
