@@ -170,6 +170,35 @@ func TestGRPCTrailersOnlyAnswers(t *testing.T) {
 	assert.Nil(t, e.entry(t, "int2"), "released")
 }
 
+// TestGRPCUpstreamGaveUp: DEADLINE_EXCEEDED or CANCELLED from the
+// upstream, trailers-only or after a message, is an unknown outcome
+// (grpcmw.GaveUp), not a 5xx that releases the key.
+func TestGRPCUpstreamGaveUp(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t, "")
+	s.send(grpcCallHeaders("dl", false))
+	s.send(reqBody(frame("get"), true))
+	s.recvN(2)
+	s.do(withAttr(respHeaders("200", true, "content-type", "application/grpc", "grpc-status", "4"), "response.code_details", "via_upstream"))
+	s.cancel()
+
+	s = e.open(t, "")
+	s.send(grpcCallHeaders("cancel", false))
+	s.send(reqBody(frame("list"), true))
+	s.recvN(2)
+	s.do(withAttr(respHeaders("200", false, "content-type", "application/grpc"), "response.code_details", "via_upstream"))
+	s.do(respBody(frame("first of several"), false))
+	s.do(grpcTrailers("grpc-status", "1", "grpc-message", "gave up"))
+	s.cancel()
+	e.waitIdle(t)
+	for _, key := range []string{"dl", "cancel"} {
+		ent := e.entry(t, key)
+		require.NotNil(t, ent, "%s: not released", key)
+		require.NotNil(t, ent.Record, key)
+		assert.Equal(t, idempotency.MarkUnknown, ent.Record.Mark, key)
+	}
+}
+
 // TestGRPCNonGRPCAnswer: an HTTP status other than 200 is not a gRPC
 // answer: a status the policy would store is recorded outcome-unknown.
 func TestGRPCNonGRPCAnswer(t *testing.T) {
