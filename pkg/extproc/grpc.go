@@ -36,7 +36,9 @@ import (
 //     the statuses of package grpcmw (StatusOf), trailers-only;
 //   - the outcome is the grpc-status of the trailers (or of a
 //     trailers-only answer), mapped to an HTTP status by grpcmw.CodeToHTTP
-//     so the policy stores and releases by the same rules as HTTP;
+//     so the policy stores and releases by the same rules as HTTP; a
+//     status by which the upstream gave up (grpcmw.GaveUp) is an unknown
+//     outcome, as in grpcmw;
 //   - a call that sends a second message is a client or bidi stream: it
 //     passes through, unrecorded, and so does every unkeyed call.
 
