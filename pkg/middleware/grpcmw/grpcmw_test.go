@@ -2,6 +2,7 @@ package grpcmw_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -125,6 +126,29 @@ func TestPanicReleases(t *testing.T) {
 	}
 	if _, err := recoverer(ctx, &structpb.Struct{}, info, handler); err != nil || runs != 2 {
 		t.Errorf("retry: %v after %d runs, want a fresh run", err, runs)
+	}
+}
+
+// A handler that returns a context error, bare or wrapped, gave up as
+// far as grpc-go is concerned (it sends DeadlineExceeded or Canceled):
+// the outcome is unknown and the retry is refused, never run.
+func TestContextErrorIsOutcomeUnknown(t *testing.T) {
+	for _, cause := range []error{context.DeadlineExceeded, fmt.Errorf("charge: %w", context.Canceled)} {
+		_, _, icpt := newServer(t)
+		runs := 0
+		handler := func(ctx context.Context, req any) (any, error) {
+			runs++
+			return nil, cause
+		}
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("idempotency-key", "k"))
+		info := &grpc.UnaryServerInfo{FullMethod: "/svc/Method"}
+		if _, err := icpt(ctx, &structpb.Struct{}, info, handler); !errors.Is(err, cause) {
+			t.Fatalf("%v: first call: %v", cause, err)
+		}
+		_, err := icpt(ctx, &structpb.Struct{}, info, handler)
+		if status.Code(err) != codes.FailedPrecondition || grpcmw.ProblemType(err) != idempotency.ProblemTypeBase+"outcome-unknown" || runs != 1 {
+			t.Errorf("%v: retry: %v after %d runs, want outcome-unknown and 1 run", cause, err, runs)
+		}
 	}
 }
 

@@ -33,7 +33,12 @@ const trailerPrefix = "Grpc-Idempotency-Trailer-"
 func response(st *stream, reply any, err error) (resp *idempotency.Record, unknown bool) {
 	resp = &idempotency.Record{Headers: st.fields()}
 	if err != nil {
-		sts := status.Convert(err)
+		// Judged as grpc-go sends it: a plain error wrapping a context
+		// error goes out as DeadlineExceeded or Canceled, not Unknown.
+		sts, ok := status.FromError(err)
+		if !ok {
+			sts = status.FromContextError(err)
+		}
 		if GaveUp(sts.Code()) {
 			return nil, true
 		}
