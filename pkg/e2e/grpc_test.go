@@ -199,6 +199,53 @@ func TestGRPCUpstreamGaveUpIsOutcomeUnknown(t *testing.T) {
 		assert.Equal(t, 1, up.count(input), "%s: the retries never ran", code)
 		assert.Equal(t, float64(i+1), metric(t, s, `gopotency_leases_settled_total{how="unknown"}`))
 	}
+
+	// After messages, in the trailers: the same, whether the response body
+	// goes to gopotency STREAMED (as generated) or FULL_DUPLEX_STREAMED (as
+	// Envoy Gateway sets it).
+	s2 := &stack{}
+	s2.startApp(t, stackOptions{config: filepath.Join(root(t), "envoy", "gopotency.yaml"), store: "memory://"})
+	up2, app := startEchoUpstream(t)
+	duplex := target(startGRPCEnvoy(t, s2.app.GRPCAddr(), app,
+		`{request_header_mode: SEND, request_body_mode: FULL_DUPLEX_STREAMED, request_trailer_mode: SEND, response_header_mode: SEND, response_body_mode: FULL_DUPLEX_STREAMED, response_trailer_mode: SEND}`))
+	for _, at := range []string{addr, duplex} {
+		key := grpcKey(t)
+		got, err := repeat(t, at, key, "fail:DEADLINE_EXCEEDED")
+		assert.Len(t, got, 3, "the messages came before the status")
+		require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+		for range 2 {
+			got, err = repeat(t, at, key, "fail:DEADLINE_EXCEEDED")
+			assert.Empty(t, got)
+			assert.Equal(t, idempotency.ProblemTypeBase+"outcome-unknown", grpcmw.ProblemType(err), "%v", err)
+		}
+	}
+	assert.Equal(t, 1, up.count("repeat:fail:DEADLINE_EXCEEDED"), "STREAMED: run once")
+	assert.Equal(t, 1, up2.count("repeat:fail:DEADLINE_EXCEEDED"), "FULL_DUPLEX_STREAMED: run once")
+}
+
+// repeat calls the server-streaming Repeat with key and returns the
+// messages and the call's end (nil for OK).
+func repeat(t *testing.T, addr, key, input string) ([]string, error) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, key), 10*time.Second)
+	defer cancel()
+	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/gopotency.verify.v1.Echo/Repeat")
+	require.NoError(t, err)
+	require.NoError(t, cs.SendMsg(wrapperspb.String(input)))
+	require.NoError(t, cs.CloseSend())
+	var got []string
+	for {
+		out := new(wrapperspb.StringValue)
+		if err := cs.RecvMsg(out); err == io.EOF {
+			return got, nil
+		} else if err != nil {
+			return got, err
+		}
+		got = append(got, out.GetValue())
+	}
 }
 
 func TestGRPCUnkeyedCallsPassThrough(t *testing.T) {
@@ -471,29 +518,12 @@ spec:
 // message of the first answer.
 func TestGRPCServerStreamIsRecordedWhole(t *testing.T) {
 	up, addr, _ := startGRPCStack(t)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
 	key := grpcKey(t)
 	var answers [][]string
 	for range 2 {
-		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), grpcmw.KeyMetadata, key), 10*time.Second)
-		cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/gopotency.verify.v1.Echo/Repeat")
+		got, err := repeat(t, addr, key, "r")
 		require.NoError(t, err)
-		require.NoError(t, cs.SendMsg(wrapperspb.String("r")))
-		require.NoError(t, cs.CloseSend())
-		var got []string
-		for {
-			out := new(wrapperspb.StringValue)
-			if err := cs.RecvMsg(out); err == io.EOF {
-				break
-			} else {
-				require.NoError(t, err)
-			}
-			got = append(got, out.GetValue())
-		}
 		answers = append(answers, got)
-		cancel()
 	}
 	assert.Equal(t, []string{"0:r", "1:r", "2:r"}, answers[0])
 	assert.Equal(t, answers[0], answers[1])

@@ -35,7 +35,8 @@ import (
 
 // echoService is a hand-written unary service (no generated code): Echo
 // answers "echo:"+input with header and trailer metadata; an input
-// "fail:<CODE>" answers that status instead, "slow:…" takes 300ms.
+// "fail:<CODE>" answers that status instead (Repeat: after its three
+// messages), "slow:…" takes 300ms.
 const echoMethod = "/gopotency.verify.v1.Echo/Echo"
 
 type echoUpstream struct {
@@ -105,6 +106,11 @@ func (u *echoUpstream) desc() *grpc.ServiceDesc {
 				if err := ss.SendMsg(wrapperspb.String(fmt.Sprint(i, ":", in.GetValue()))); err != nil {
 					return err
 				}
+			}
+			if code, ok := strings.CutPrefix(in.GetValue(), "fail:"); ok { // after the messages
+				var c codes.Code
+				_ = c.UnmarshalJSON([]byte(`"` + code + `"`))
+				return status.Error(c, "upstream says "+code)
 			}
 			return nil
 		}},
