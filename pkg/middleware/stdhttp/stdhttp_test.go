@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -209,5 +210,46 @@ func TestMaxBytesReader(t *testing.T) {
 	rec := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k")
 	if rec.Code != http.StatusRequestEntityTooLarge || h.n.Load() != 0 {
 		t.Errorf("got %d %s, handler ran %d times; want 413 and no run", rec.Code, rec.Body, h.n.Load())
+	}
+}
+
+// http.TimeoutHandler outside the middleware (as docs/middleware.md says
+// to place it): its 503 goes to the client while the handler goes on, and
+// the retry never runs the handler again, whether the handler finished
+// its answer or gave up at the cancellation.
+func TestTimeoutHandlerOutside(t *testing.T) {
+	for _, giveUp := range []bool{false, true} {
+		var runs atomic.Int32
+		done := make(chan struct{})
+		slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(done)
+			runs.Add(1)
+			if giveUp {
+				<-r.Context().Done()
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // past the timeout, effect done
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, "charged")
+		})
+		srv := http.TimeoutHandler(mustNew(t)(slow), 20*time.Millisecond, "timed out")
+		if first := behaviortest.Post(srv, "/pay", "Idempotency-Key", "k"); first.Code != http.StatusServiceUnavailable {
+			t.Fatalf("giveUp=%v: first %d, want TimeoutHandler's 503", giveUp, first.Code)
+		}
+		<-done
+		var again *httptest.ResponseRecorder
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			// The settle follows the handler's return: 409 until it lands.
+			if again = behaviortest.Post(srv, "/pay", "Idempotency-Key", "k"); again.Code != http.StatusConflict || time.Now().After(deadline) {
+				break
+			}
+		}
+		want := http.StatusCreated // the answer it finished, replayed
+		if giveUp {
+			want = http.StatusFailedDependency // outcome-unknown
+		}
+		if again.Code != want || runs.Load() != 1 {
+			t.Errorf("giveUp=%v: retry %d %q after %d runs, want %d and 1 run", giveUp, again.Code, again.Body, runs.Load(), want)
+		}
 	}
 }
