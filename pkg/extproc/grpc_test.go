@@ -59,6 +59,17 @@ func fields(m *corev3.HeaderMap) map[string]string {
 	return out
 }
 
+// proceeding opens a call whose message goes upstream (its headers and
+// body answered), ready for the upstream's answer.
+func proceeding(t *testing.T, e *env, key, msg string) *stream {
+	t.Helper()
+	s := e.open(t, "")
+	s.send(grpcCallHeaders(key, false))
+	s.send(reqBody(frame(msg), true))
+	s.recvN(2)
+	return s
+}
+
 // runCall plays one call that proceeds and is answered OK.
 func runCall(t *testing.T, e *env, key, msg, reply string) {
 	t.Helper()
@@ -128,10 +139,7 @@ func TestGRPCRefusalsAreStatuses(t *testing.T) {
 func TestGRPCTrailersOnlyAnswers(t *testing.T) {
 	e := newEnv(t)
 	// NotFound (404): stored, replayed trailers-only with its status.
-	s := e.open(t, "")
-	s.send(grpcCallHeaders("nf", false))
-	s.send(reqBody(frame("get"), true))
-	s.recvN(2)
+	s := proceeding(t, e, "nf", "get")
 	s.do(withAttr(respHeaders("200", true, "content-type", "application/grpc", "grpc-status", "5", "grpc-message", "no%20such", "x-trailer", "failed"), "response.code_details", "via_upstream"))
 	s.cancel()
 	e.waitIdle(t)
@@ -149,20 +157,14 @@ func TestGRPCTrailersOnlyAnswers(t *testing.T) {
 	s.cancel()
 
 	// Internal (500): not stored, the key released.
-	s = e.open(t, "")
-	s.send(grpcCallHeaders("int", false))
-	s.send(reqBody(frame("get"), true))
-	s.recvN(2)
+	s = proceeding(t, e, "int", "get")
 	s.do(withAttr(respHeaders("200", true, "content-type", "application/grpc", "grpc-status", "13"), "response.code_details", "via_upstream"))
 	s.cancel()
 	e.waitIdle(t)
 	assert.Nil(t, e.entry(t, "int"), "released")
 
 	// Internal in the trailers after headers: released too.
-	s = e.open(t, "")
-	s.send(grpcCallHeaders("int2", false))
-	s.send(reqBody(frame("get"), true))
-	s.recvN(2)
+	s = proceeding(t, e, "int2", "get")
 	s.do(withAttr(respHeaders("200", false, "content-type", "application/grpc"), "response.code_details", "via_upstream"))
 	s.do(grpcTrailers("grpc-status", "13", "grpc-message", "boom"))
 	s.cancel()
@@ -175,17 +177,11 @@ func TestGRPCTrailersOnlyAnswers(t *testing.T) {
 // (grpcmw.GaveUp), not a 5xx that releases the key.
 func TestGRPCUpstreamGaveUp(t *testing.T) {
 	e := newEnv(t)
-	s := e.open(t, "")
-	s.send(grpcCallHeaders("dl", false))
-	s.send(reqBody(frame("get"), true))
-	s.recvN(2)
+	s := proceeding(t, e, "dl", "get")
 	s.do(withAttr(respHeaders("200", true, "content-type", "application/grpc", "grpc-status", "4"), "response.code_details", "via_upstream"))
 	s.cancel()
 
-	s = e.open(t, "")
-	s.send(grpcCallHeaders("cancel", false))
-	s.send(reqBody(frame("list"), true))
-	s.recvN(2)
+	s = proceeding(t, e, "cancel", "list")
 	s.do(withAttr(respHeaders("200", false, "content-type", "application/grpc"), "response.code_details", "via_upstream"))
 	s.do(respBody(frame("first of several"), false))
 	s.do(grpcTrailers("grpc-status", "1", "grpc-message", "gave up"))
@@ -203,10 +199,7 @@ func TestGRPCUpstreamGaveUp(t *testing.T) {
 // answer: a status the policy would store is recorded outcome-unknown.
 func TestGRPCNonGRPCAnswer(t *testing.T) {
 	e := newEnv(t)
-	s := e.open(t, "")
-	s.send(grpcCallHeaders("h404", false))
-	s.send(reqBody(frame("get"), true))
-	s.recvN(2)
+	s := proceeding(t, e, "h404", "get")
 	s.do(withAttr(respHeaders("404", true, "content-type", "text/plain"), "response.code_details", "via_upstream"))
 	s.cancel()
 	e.waitIdle(t)
